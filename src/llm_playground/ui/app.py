@@ -1,0 +1,29 @@
+"""LLM Playground web app: ``streamlit run src/llm_playground/ui/app.py``.
+
+``st.navigation`` holds one page per lab; each page is a thin file in ``pages/`` that
+calls the library.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+PAGES = HERE / "pages"
+
+st.set_page_config(page_title="LLM Playground", page_icon="🧪", layout="wide")
+
+LABS = [
+    ("tokenizer.py", "Lab 1 · Tokenizer", "🔤", "tokenizer"),
+    ("training.py", "Lab 2 · Training ground", "🏋️", "training"),
+    ("generation.py", "Lab 3 · Generation", "🎲", "generation"),
+    ("finetuner.py", "Lab 4 · Fine-tuner", "🎛️", "finetuner"),
+    ("evaluator.py", "Lab 5 · Evaluator", "📏", "evaluator"),
+]
+
+home = st.Page(str(PAGES / "home.py"), title="Home", icon="🏠", url_path="home", default=True)
+labs = [st.Page(str(PAGES / file), title=title, icon=icon, url_path=url)
+        for file, title, icon, url in LABS if (PAGES / file).exists()]
+st.navigation({"LLM Playground": [home], "Labs": labs}).run()

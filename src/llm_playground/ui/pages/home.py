@@ -1,0 +1,44 @@
+"""Home page: what the playground is and what each lab teaches."""
+
+from pathlib import Path
+
+import streamlit as st
+
+HERE = Path(__file__).resolve().parent
+
+st.title("🧪 LLM Playground")
+st.markdown(
+    "A hands-on workbench for seeing how large language models work — from raw text to "
+    "tokens, from random weights to Shakespeare, from logits to words, from a base model to "
+    "an assistant, and from outputs to numbers. Everything here runs on your machine, "
+    "offline, on models and data that the playground installs itself."
+)
+
+LABS = [
+    ("🔤 Lab 1 · Tokenizer", "tokenizer",
+     "Type text and watch it become token ids. Compare GPT-2, cl100k, o200k, a character "
+     "tokenizer and SmolLM2's side by side, see what HTML stripping and whitespace "
+     "normalisation change, and train a BPE tokenizer of your own, merge by merge."),
+    ("🏋️ Lab 2 · Training ground", "training",
+     "Train a bigram model or a baby GPT on TinyShakespeare live: batches, a model summary, "
+     "a loss chart for training and validation data, and samples every 100 steps that turn "
+     "from noise into verse."),
+    ("🎲 Lab 3 · Generation", "generation",
+     "Greedy, beam search, top-k and nucleus sampling with temperature, step by step: the "
+     "candidates at each step, what each filter cuts away, and which token wins."),
+    ("🎛️ Lab 4 · Fine-tuner", "finetuner",
+     "A pretrained base model beside the same model with a LoRA instruction adapter; then "
+     "vote on pairs of answers and turn the votes into a preference data set that trains "
+     "the next model with DPO."),
+    ("📏 Lab 5 · Evaluator", "evaluator",
+     "Perplexity (per token, per word, bits per byte), BLEU, chrF and ROUGE, an LLM judge "
+     "that scores 1–10, and a leaderboard of every model you have built."),
+]
+
+cols = st.columns(len(LABS))
+for col, (title, url, text) in zip(cols, LABS):
+    with col, st.container(border=True):
+        st.subheader(title)
+        st.write(text)
+        if (HERE / f"{url}.py").exists():
+            st.page_link(f"pages/{url}.py", label="Open the lab", icon="➡️")
