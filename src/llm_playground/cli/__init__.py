@@ -19,7 +19,7 @@ from llm_playground import __version__
 from llm_playground.errors import UserError
 
 # Sub-command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("assets", "tokenize", "train", "generate", "finetune", "evaluate")
+COMMAND_MODULES = ("assets", "tokenize", "train", "generate", "finetune", "prefs", "evaluate")
 
 
 class _Parser(argparse.ArgumentParser):
