@@ -1,0 +1,188 @@
+"""Own byte-level BPE: the known answer, parity with a recount-everything trainer, replay,
+versioned JSON with clear errors, progress events, and training speed."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+import regex
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llm_playground.bpe import (
+    GPT4_SPLIT_PATTERN,
+    BPETokenizer,
+    Done,
+    Progress,
+    merge_ids,
+    train,
+    train_events,
+)
+from llm_playground.errors import UserError
+from llm_playground.paths import package_data
+
+SHAKESPEARE = package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
+
+
+def reference_merges(text: str, vocab_size: int, pattern: str | None) -> list[tuple[int, int]]:
+    """The textbook trainer: recount every pair of the whole text after each merge and take
+    the most frequent, the first one met in reading order on a tie."""
+    chunks = regex.findall(pattern, text) if pattern else [text]
+    seqs = [list(c.encode("utf-8")) for c in chunks]
+    merges = []
+    for i in range(vocab_size - 256):
+        counts: dict = {}
+        for seq in seqs:
+            for pair in zip(seq, seq[1:]):  # noqa: B905
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            break
+        best = max(counts, key=counts.get)  # max keeps the first of equal counts
+        merges.append(best)
+        seqs = [merge_ids(seq, best, 256 + i) for seq in seqs]
+    return merges
+
+
+def test_known_answer_ties_go_to_the_pair_seen_first():
+    for pattern in (None, "gpt4"):
+        tok = train("aaabdaaabac", 256 + 3, pattern=pattern)
+        assert tok.encode("aaabdaaabac") == [258, 100, 258, 97, 99]
+        assert tok.merges == [(97, 97), (256, 97), (257, 98)]
+        assert tok.decode([258, 100, 258, 97, 99]) == "aaabdaaabac"
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text(alphabet="ab c\n", max_size=60), extra=st.integers(1, 12))
+def test_same_merges_as_recounting_everything(text, extra):
+    tok = train(text or "a", 256 + extra, pattern=None)
+    assert tok.merges == reference_merges(text or "a", 256 + extra, None)
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=120), extra=st.integers(1, 20))
+def test_same_merges_as_recounting_everything_with_the_gpt4_split(text, extra):
+    text = text or "x"
+    tok = train(text, 256 + extra)
+    assert tok.merges == reference_merges(text, 256 + extra, GPT4_SPLIT_PATTERN)
+
+
+def test_same_merges_on_shakespeare():
+    text = SHAKESPEARE[:20_000]
+    assert train(text, 300).merges == reference_merges(text, 300, GPT4_SPLIT_PATTERN)
+
+
+@pytest.fixture(scope="module")
+def shakespeare_512():
+    start = time.perf_counter()
+    tok = train(SHAKESPEARE, 512, name="shakespeare-512", source="TinyShakespeare")
+    return tok, time.perf_counter() - start
+
+
+def test_trains_512_tokens_on_tinyshakespeare_quickly(shakespeare_512):
+    tok, seconds = shakespeare_512
+    assert tok.vocab_size == 512 and len(tok.merges) == 256
+    assert seconds < 30
+    assert tok.merges[0] == (32, 116)  # " t": the most frequent pair of the play text
+    ids = tok.encode(SHAKESPEARE[:10_000])
+    assert len(ids) < 0.6 * len(SHAKESPEARE[:10_000].encode())
+    assert tok.decode(ids) == SHAKESPEARE[:10_000]
+
+
+@settings(max_examples=80, deadline=None)
+@given(text=st.text())
+def test_round_trip_on_any_text(shakespeare_512, text):
+    tok, _ = shakespeare_512
+    assert tok.decode(tok.encode(text)) == text
+
+
+def test_merges_table(shakespeare_512):
+    tok, _ = shakespeare_512
+    rows = tok.merges_table()
+    assert len(rows) == 256
+    assert rows[0] == {"rank": 1, "new_id": 256, "left_id": 32, "right_id": 116,
+                       "left": " ", "right": "t", "token": " t"}
+
+
+def test_replay_watches_pairs_fuse(shakespeare_512):
+    tok, _ = shakespeare_512
+    text = "First Citizen:\nBefore we proceed any further, hear me speak."
+    states = tok.replay(text)
+    assert states[0].step == 0 and states[0].ids == list(text.encode())
+    assert states[-1].ids == tok.encode(text)
+    for before, after in zip(states, states[1:]):  # noqa: B905
+        assert after.step > before.step and after.fused > 0
+        assert len(before.ids) - len(after.ids) == after.fused
+        assert after.new_id in after.ids
+    every = tok.replay(text, only_changes=False)
+    assert len(every) == 257 and every[-1].ids == states[-1].ids
+
+
+def test_progress_events_and_stop():
+    events = list(train_events("hello hello world " * 20, 270, name="h"))
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert isinstance(events[-1], Done) and not events[-1].stopped
+    assert [p.merge for p in progress] == list(range(1, len(progress) + 1))
+    assert progress[0].total == 14 and progress[-1].fraction == pytest.approx(len(progress) / 14)
+    stop = threading.Event()
+    seen = []
+    for event in train_events(SHAKESPEARE[:30_000], 400, stop=stop):
+        seen.append(event)
+        if isinstance(event, Progress) and event.merge == 5:
+            stop.set()
+    assert isinstance(seen[-1], Done) and seen[-1].stopped
+    assert len(seen[-1].tokenizer.merges) == 5
+
+
+def test_runs_out_of_pairs():
+    done = list(train_events("ab", 300))[-1]
+    assert done.tokenizer.vocab_size == 257
+    assert "no pair" in done.reason
+
+
+def test_bad_training_input():
+    with pytest.raises(UserError, match="at least 256"):
+        train("hello", 255)
+    with pytest.raises(UserError, match="empty"):
+        train("", 300)
+
+
+def test_save_and_load_versioned_json(tmp_path, shakespeare_512):
+    tok, _ = shakespeare_512
+    path = tok.save(tmp_path / "t.json")
+    data = json.loads(path.read_text())
+    assert data["format"] == "llm-playground/bpe-tokenizer" and data["version"] == 1
+    assert data["vocab_size"] == 512 and len(data["merges"]) == 256
+    assert data["meta"]["trained_on"] == "TinyShakespeare"
+    loaded = BPETokenizer.load(path)
+    assert loaded.merges == tok.merges and loaded.pattern == tok.pattern
+    assert loaded.encode(SHAKESPEARE[:2000]) == tok.encode(SHAKESPEARE[:2000])
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("not json at all", "not valid JSON"),
+    ('{"model": {"type": "BPE"}}', "not an LLM Playground BPE tokenizer"),
+    ('[1, 2, 3]', "not an LLM Playground BPE tokenizer"),
+    ('{"format": "llm-playground/bpe-tokenizer", "version": 7, "merges": []}', "newer version"),
+    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[1]]}', "damaged"),
+    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[300, 1]]}', "damaged"),
+    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[1, 2]], "vocab_size": 999}',
+     "damaged"),
+    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], "pattern": "(("}',
+     "does not compile"),
+])
+def test_foreign_or_damaged_files_are_refused_clearly(tmp_path, content, message):
+    path = tmp_path / "x.json"
+    path.write_text(content)
+    with pytest.raises(UserError, match=message):
+        BPETokenizer.load(path)
+
+
+def test_binary_or_missing_file(tmp_path):
+    (tmp_path / "b.json").write_bytes(b"\x80\x81\xff")
+    with pytest.raises(UserError, match="not a BPE tokenizer JSON file"):
+        BPETokenizer.load(tmp_path / "b.json")
+    with pytest.raises(UserError, match="no tokenizer file"):
+        BPETokenizer.load(tmp_path / "absent.json")
