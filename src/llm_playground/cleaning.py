@@ -155,6 +155,7 @@ class TokenDiff:
     before: list[int]
     after: list[int]
     opcodes: list[tuple[str, int, int, int, int]]
+    truncated: bool = False  # only the first ``limit`` tokens of each side were compared
 
     @property
     def unchanged(self) -> int:
@@ -179,6 +180,11 @@ class TokenDiff:
         return {i for tag, i1, i2, _, _ in self.opcodes if tag != "equal" for i in range(i1, i2)}
 
 
-def token_diff(before: list[int], after: list[int]) -> TokenDiff:
+def token_diff(before: list[int], after: list[int], limit: int | None = 20_000) -> TokenDiff:
+    """Which tokens changed, by ``difflib.SequenceMatcher`` on the ids (the first ``limit``
+    of each side, so that a pasted book stays quick)."""
+    truncated = limit is not None and (len(before) > limit or len(after) > limit)
+    if truncated:
+        before, after = before[:limit], after[:limit]
     matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    return TokenDiff(list(before), list(after), [tuple(op) for op in matcher.get_opcodes()])
+    return TokenDiff(list(before), list(after), [tuple(op) for op in matcher.get_opcodes()], truncated)

@@ -483,7 +483,13 @@ class Tokenized:
 def tokenize_with_pieces(tokenizer: Tokenizer | str, text: str) -> Tokenized:
     """Encode ``text`` and return ids, pieces and byte offsets in one pass over tables."""
     tok = get_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
-    ids = tok.encode(text)
+    return pieces_of(tok, tok.encode(text), text)
+
+
+def pieces_of(tok: Tokenizer, ids: list[int], text: str | None = None) -> Tokenized:
+    """Pieces and offsets of token ids (``text`` defaults to their decoding)."""
+    if text is None:
+        text = tok.decode(ids)
     _, shown, lengths = tok.tables()
     if len(ids) > 1:
         pieces = list(operator.itemgetter(*ids)(shown))
