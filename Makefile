@@ -32,11 +32,13 @@ $(STAMP): pyproject.toml constraints.txt
 assets: $(STAMP)
 	$(VENV)/bin/llm-playground assets install
 
-# Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads a browser).
+# Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads a
+# browser), with emoji and CJK fonts so that screenshots show the example texts.
+BROWSER_DEBS := chromium fonts-noto-color-emoji fonts-noto-cjk
 browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+	@dpkg -s $(BROWSER_DEBS) >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(BROWSER_DEBS) >/dev/null; }
 
 run: $(STAMP)
 	$(VENV)/bin/streamlit run src/llm_playground/ui/app.py --server.port $(PORT) \
