@@ -33,8 +33,8 @@ assets: $(STAMP)
 	$(VENV)/bin/llm-playground assets install
 
 # Debian's Chromium for the real-browser tests (Playwright drives it; it never downloads a
-# browser), with emoji and CJK fonts so that screenshots show the example texts.
-BROWSER_DEBS := chromium fonts-noto-color-emoji fonts-noto-cjk
+# browser), with Noto fonts (Arabic, Hebrew, CJK, emoji) so that screenshots show the example texts.
+BROWSER_DEBS := chromium fonts-noto-core fonts-noto-color-emoji fonts-noto-cjk
 browser:
 	@dpkg -s $(BROWSER_DEBS) >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
