@@ -1,0 +1,358 @@
+"""Saved training runs: weights, settings, tokenizer, metrics, and a Hugging Face copy.
+
+A checkpoint is a folder::
+
+    config.json                 versioned: model and training settings, step, losses, tokenizer
+    model.safetensors           the weights (tied embeddings stored once)
+    tokenizer.json              a character or BPE tokenizer (a tiktoken one is named in config.json)
+    metrics.jsonl               one line per evaluation: step, train_loss, val_loss, elapsed_s, tokens_per_s
+    training_state.safetensors  optimiser moments, step and random-number states, for resuming
+    hf/                         the same GPT as a transformers ``GPT2LMHeadModel`` with its tokenizer
+
+Nothing here unpickles: tensors come from safetensors and everything else from JSON.
+Runs saved from the page and the CLI live under ``get_paths().runs/<name>/``;
+:func:`list_runs` lists them for the Generation, Fine-tuner and Evaluator labs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_model, save_file, save_model
+
+from llm_playground.config import CONFIG_VERSION, TrainConfig
+from llm_playground.data import CharVocabulary, tokenizer_from_spec, tokenizer_spec
+from llm_playground.errors import UserError
+from llm_playground.model import GPT, build_model
+from llm_playground.paths import get_paths, package_data
+
+FORMAT = "llm-playground-checkpoint"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+METRICS_FILE = "metrics.jsonl"
+STATE_FILE = "training_state.safetensors"
+HF_DIR = "hf"
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    model = getattr(model, "module", model)          # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)         # torch.compile
+
+
+def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: TrainConfig, tokenizer,
+                    step: int, train_loss: float | None = None, val_loss: float | None = None,
+                    optimizer: torch.optim.Optimizer | None = None,
+                    rng: dict[str, torch.Tensor] | None = None, export_hf: bool = True) -> Path:
+    """Write a checkpoint folder (see the module docstring); returns its path."""
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    model = _unwrap(model)
+    spec = tokenizer_spec(tokenizer)
+    tok_entry = {"type": spec["type"], "name": spec["name"]}
+    if spec["type"] == "json":
+        _write_json(out / TOKENIZER_FILE, spec["json"])
+        tok_entry["file"] = TOKENIZER_FILE
+    meta = {
+        "format": FORMAT, "version": CONFIG_VERSION, "step": int(step),
+        "train_loss": train_loss, "val_loss": val_loss,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "model": model.config.to_dict(), "train": config.to_dict(), "tokenizer": tok_entry,
+        "label": config.run_label,
+    }
+    cpu_model = model
+    save_model(cpu_model, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    if optimizer is not None:
+        save_training_state(out / STATE_FILE, optimizer, step, rng or {})
+    _write_json(out / CONFIG_FILE, meta)
+    if export_hf and isinstance(model, GPT):
+        export_hf_model(model, tokenizer, out / HF_DIR)
+    return out
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
+    """The ``config.json`` of a checkpoint, checked for format and version."""
+    path = Path(ckpt_dir).expanduser() / CONFIG_FILE
+    if not path.is_file():
+        raise UserError(f"{Path(ckpt_dir)} is not a checkpoint folder (no {CONFIG_FILE})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON: {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise UserError(f"{path} is not an LLM Playground checkpoint")
+    if int(meta.get("version", 0)) > CONFIG_VERSION:
+        raise UserError(f"{path} was written by a newer version (format {meta.get('version')})")
+    return meta
+
+
+@dataclass
+class LoadedCheckpoint:
+    model: torch.nn.Module
+    config: TrainConfig
+    tokenizer: Any
+    meta: dict[str, Any]
+    path: Path
+
+    @property
+    def step(self) -> int:
+        return int(self.meta.get("step", 0))
+
+
+def load_tokenizer_of(ckpt_dir: str | Path, meta: dict[str, Any] | None = None):
+    ckpt = Path(ckpt_dir).expanduser()
+    entry = (meta or read_meta(ckpt))["tokenizer"]
+    if entry["type"] == "json":
+        data = json.loads((ckpt / entry.get("file", TOKENIZER_FILE)).read_text(encoding="utf-8"))
+        return tokenizer_from_spec({"type": "json", "json": data, "name": entry.get("name")})
+    return tokenizer_from_spec({"type": "name", "name": entry["name"]})
+
+
+def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu") -> LoadedCheckpoint:
+    """The model (in eval mode), settings and tokenizer of a checkpoint folder."""
+    ckpt = Path(ckpt_dir).expanduser()
+    meta = read_meta(ckpt)
+    config = TrainConfig.from_dict(meta["train"])
+    model_config = type(config.model).from_dict(meta["model"])
+    config = config.replace(**model_config.to_dict())
+    model = build_model(model_config)
+    missing, unexpected = load_model(model, str(ckpt / WEIGHTS_FILE), strict=False)
+    if unexpected or [m for m in missing if m != "lm_head.weight"]:
+        raise UserError(f"{ckpt / WEIGHTS_FILE} does not match its config.json "
+                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.to(device).eval()
+    return LoadedCheckpoint(model, config, load_tokenizer_of(ckpt, meta), meta, ckpt)
+
+
+# --- optimiser and random-number state (for resuming) ----------------------------------------
+
+def save_training_state(path: Path, optimizer: torch.optim.Optimizer, step: int,
+                        rng: dict[str, torch.Tensor]) -> None:
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for pid, state in sd["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optimizer.{pid}.{key}"] = value.detach().to("cpu").contiguous()
+    for key, value in rng.items():
+        tensors[f"rng.{key}"] = value.detach().to("cpu").contiguous()
+    metadata = {"format": FORMAT, "step": str(int(step)), "param_groups": json.dumps(sd["param_groups"])}
+    save_file(tensors, str(path), metadata=metadata)
+
+
+def load_training_state(path: Path) -> tuple[dict[str, Any], int, dict[str, torch.Tensor]]:
+    """The optimiser state dict, the step and the random-number states saved by :func:`save_training_state`."""
+    if not path.is_file():
+        raise UserError(f"{path.parent} has no {STATE_FILE}: it cannot be resumed")
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    rng: dict[str, torch.Tensor] = {}
+    with safe_open(str(path), framework="pt") as f:
+        metadata = f.metadata() or {}
+        for key in f.keys():
+            kind, _, rest = key.partition(".")
+            if kind == "optimizer":
+                pid, _, name = rest.partition(".")
+                state.setdefault(int(pid), {})[name] = f.get_tensor(key)
+            elif kind == "rng":
+                rng[rest] = f.get_tensor(key)
+    groups = json.loads(metadata["param_groups"])
+    return {"state": state, "param_groups": groups}, int(metadata["step"]), rng
+
+
+# --- Hugging Face export -------------------------------------------------------------------
+
+def hf_config(model: GPT):
+    from transformers import GPT2Config
+
+    c = model.config
+    return GPT2Config(
+        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+        n_head=c.n_head, n_inner=4 * c.n_embd, activation_function="gelu_new",
+        resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.dropout,
+        layer_norm_epsilon=1e-5, tie_word_embeddings=True, scale_attn_weights=True,
+        bos_token_id=None, eos_token_id=None, pad_token_id=None)
+
+
+def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
+    """The GPT's weights under GPT-2's names. ``Conv1D`` keeps ``(in, out)`` matrices, so
+    every linear weight is transposed; missing biases (``bias=False``) become zeros."""
+    c = model.config
+    sd = {k: v.detach().float().cpu() for k, v in model.state_dict().items()}
+    out = {"transformer.wte.weight": sd["wte.weight"], "transformer.wpe.weight": sd["wpe.weight"]}
+
+    def norm(src: str, dst: str) -> None:
+        out[f"{dst}.weight"] = sd[f"{src}.weight"]
+        out[f"{dst}.bias"] = sd.get(f"{src}.bias", torch.zeros(c.n_embd))
+
+    def linear(src: str, dst: str) -> None:
+        w = sd[f"{src}.weight"]
+        out[f"{dst}.weight"] = w.t().contiguous()
+        out[f"{dst}.bias"] = sd.get(f"{src}.bias", torch.zeros(w.shape[0]))
+
+    for i in range(c.n_layer):
+        p, q = f"h.{i}", f"transformer.h.{i}"
+        norm(f"{p}.ln_1", f"{q}.ln_1")
+        linear(f"{p}.attn.c_attn", f"{q}.attn.c_attn")
+        linear(f"{p}.attn.c_proj", f"{q}.attn.c_proj")
+        norm(f"{p}.ln_2", f"{q}.ln_2")
+        linear(f"{p}.mlp.c_fc", f"{q}.mlp.c_fc")
+        linear(f"{p}.mlp.c_proj", f"{q}.mlp.c_proj")
+    norm("ln_f", "transformer.ln_f")
+    out["lm_head.weight"] = sd["wte.weight"]
+    return out
+
+
+def to_hf_model(model: GPT):
+    """A ``transformers.GPT2LMHeadModel`` with this GPT's weights (eval mode, fp32)."""
+    from transformers import GPT2LMHeadModel
+
+    model = _unwrap(model)
+    hf = GPT2LMHeadModel(hf_config(model))
+    missing, unexpected = hf.load_state_dict(hf_state_dict(model), strict=False)
+    missing = [m for m in missing if not m.endswith((".attn.bias", ".attn.masked_bias"))]
+    if missing or unexpected:
+        raise RuntimeError(f"GPT-2 export mismatch: missing {missing}, unexpected {unexpected}")
+    hf.tie_weights()
+    return hf.eval()
+
+
+def export_hf_model(model: GPT, tokenizer, out_dir: str | Path) -> Path:
+    """Save the GPT as a Hugging Face GPT-2 model folder with a matching tokenizer."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    to_hf_model(model).save_pretrained(str(out))
+    hf_tok = hf_tokenizer(tokenizer)
+    if hf_tok is not None:
+        hf_tok.save_pretrained(str(out))
+    return out
+
+
+def hf_tokenizer(tokenizer):
+    """A transformers tokenizer that gives the same ids as ``tokenizer``, or None when unknown."""
+    from transformers import GPT2TokenizerFast, PreTrainedTokenizerFast
+
+    to_hf = getattr(tokenizer, "to_hf", None) or getattr(tokenizer, "to_transformers", None)
+    if callable(to_hf):
+        return to_hf()
+    name = getattr(tokenizer, "name", "")
+    if isinstance(tokenizer, CharVocabulary) or getattr(tokenizer, "kind", "") == "char":
+        chars = getattr(tokenizer, "chars", None)
+        if chars is None:
+            chars = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+        return PreTrainedTokenizerFast(tokenizer_object=_char_tokenizer_object(list(chars)),
+                                       clean_up_tokenization_spaces=False)
+    if name == "gpt2":
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            shutil.copy(package_data("gpt2", "encoder.json"), Path(tmp) / "vocab.json")
+            shutil.copy(package_data("gpt2", "vocab.bpe"), Path(tmp) / "merges.txt")
+            tok = GPT2TokenizerFast.from_pretrained(tmp)
+        return tok
+    return None
+
+
+def _char_tokenizer_object(chars: list[str]):
+    """A ``tokenizers`` pipeline that maps each character to its id and joins them back."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel(vocab={c: i for i, c in enumerate(chars)}, unk_token=None))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+    tok.decoder = decoders.Fuse()
+    return tok
+
+
+# --- runs for the other labs ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunInfo:
+    name: str
+    path: Path
+    kind: str
+    summary: str
+    step: int
+    val_loss: float | None
+    label: str
+    hf_path: Path | None
+    saved_at: str
+
+
+def read_metrics(ckpt_dir: str | Path) -> list[dict[str, Any]]:
+    path = Path(ckpt_dir) / METRICS_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+def describe(meta: dict[str, Any]) -> str:
+    m = meta["model"]
+    tok = meta["tokenizer"]["name"]
+    shape = ("bigram table" if m["kind"] == "bigram"
+             else f"GPT {m['n_layer']} layers x {m['n_head']} heads x {m['n_embd']} dims, block {m['block_size']}")
+    return f"{meta['train'].get('preset', '')}: {shape}, {tok} tokenizer ({m['vocab_size']} tokens)"
+
+
+def list_runs(root: str | Path | None = None) -> list[RunInfo]:
+    """Saved runs under ``get_paths().runs`` (newest first), for Labs 3 to 5."""
+    base = Path(root) if root else get_paths().runs
+    if not base.is_dir():
+        return []
+    runs = []
+    for folder in base.iterdir():
+        if folder.name.startswith(".") or not (folder / CONFIG_FILE).is_file():
+            continue
+        try:
+            meta = read_meta(folder)
+        except UserError:
+            continue
+        metrics = read_metrics(folder)
+        val = metrics[-1]["val_loss"] if metrics else meta.get("val_loss")
+        hf = folder / HF_DIR
+        runs.append(RunInfo(name=folder.name, path=folder, kind=meta["model"]["kind"],
+                            summary=describe(meta), step=int(meta.get("step", 0)),
+                            val_loss=None if val is None else float(val), label=meta.get("label", ""),
+                            hf_path=hf if (hf / "config.json").is_file() else None,
+                            saved_at=meta.get("saved_at", "")))
+    return sorted(runs, key=lambda r: r.saved_at, reverse=True)
+
+
+def check_run_name(name: str) -> str:
+    name = (name or "").strip()
+    if not RUN_NAME.match(name):
+        raise UserError("a run name is 1 to 64 letters, digits, dots, dashes or underscores, "
+                        "starting with a letter or digit")
+    return name
+
+
+def save_run_as(src_dir: str | Path, name: str, overwrite: bool = False) -> Path:
+    """Copy a finished run folder to ``runs/<name>/`` so the other labs list it."""
+    name = check_run_name(name)
+    dest = get_paths().ensure().runs / name
+    if dest.exists():
+        if not overwrite:
+            raise UserError(f"a run named {name!r} already exists: pick another name")
+        shutil.rmtree(dest)
+    shutil.copytree(Path(src_dir), dest, ignore=shutil.ignore_patterns("*.tmp"))
+    return dest

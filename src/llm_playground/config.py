@@ -1,0 +1,215 @@
+"""Settings of a training run: the model's shape and the training loop, as frozen dataclasses.
+
+Three named presets match the classic lessons: ``bigram`` (a lookup table of next-character
+odds), ``baby-gpt`` (a 4-layer GPT that trains on two CPU cores in minutes) and
+``lecture-gpt`` (the 6-layer, 384-wide GPT of the "let's build GPT" lecture, for a GPU).
+:meth:`TrainConfig.validate` refuses impossible settings with a one-line
+:class:`~llm_playground.errors.UserError` before anything runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from llm_playground.errors import UserError
+
+CONFIG_VERSION = 1
+MODEL_KINDS = ("bigram", "gpt")
+DEVICES = ("auto", "cpu", "cuda")
+DTYPES = ("auto", "float32", "bfloat16")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The shape of a model. ``vocab_size`` comes from the tokenizer when a run starts."""
+
+    kind: str = "gpt"
+    vocab_size: int = 65
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 128
+    block_size: int = 64
+    dropout: float = 0.0
+    bias: bool = True
+
+    def validate(self) -> ModelConfig:
+        if self.kind not in MODEL_KINDS:
+            raise UserError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+        _positive_int("vocabulary size", self.vocab_size)
+        _positive_int("block size", self.block_size)
+        if self.kind == "gpt":
+            _positive_int("number of layers", self.n_layer)
+            _positive_int("number of heads", self.n_head)
+            _positive_int("embedding size", self.n_embd)
+            if self.n_embd % self.n_head:
+                raise UserError(
+                    f"embedding size {self.n_embd} is not divisible by the number of heads "
+                    f"{self.n_head}: each head gets n_embd / n_head dimensions")
+        if not _finite(self.dropout) or not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout must be at least 0 and below 1, not {self.dropout}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run: model, data, tokenizer, optimiser, schedule, hardware and output."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    preset: str = "baby-gpt"
+    data: str | None = None          # a UTF-8 text file; None means the shipped TinyShakespeare
+    tokenizer: str = "char"          # char | gpt2 | path to a saved BPE JSON
+    batch_size: int = 12
+    lr: float = 1e-3
+    min_lr: float | None = None      # end of the cosine decay; None means lr / 10
+    schedule: str = "cosine"         # cosine (after a linear warm-up) | constant
+    warmup_iters: int = 100
+    max_iters: int = 2000
+    eval_interval: int = 250
+    eval_iters: int = 20
+    sample_interval: int = 100
+    sample_prompt: str = "\n"
+    sample_tokens: int = 200
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    seed: int = 1337
+    device: str = "auto"
+    dtype: str = "auto"
+    compile: bool = False
+    fused_adamw: bool = True
+    out_dir: str | None = None       # where the final checkpoint goes; None: nowhere
+    resume: str | None = None        # a checkpoint folder to continue from
+    checkpoint_interval: int = 0     # also save every N steps (0: only at the end)
+    label: str = ""
+
+    # -- derived ---------------------------------------------------------------------------
+    @property
+    def final_lr(self) -> float:
+        return self.lr / 10 if self.min_lr is None else self.min_lr
+
+    @property
+    def run_label(self) -> str:
+        return self.label or f"{self.preset} lr={self.lr:g}"
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step ``step`` (0-based): linear warm-up, then cosine decay."""
+        if self.schedule == "constant":
+            return self.lr
+        if self.warmup_iters and step < self.warmup_iters:
+            return self.lr * (step + 1) / (self.warmup_iters + 1)
+        span = max(1, self.max_iters - self.warmup_iters)
+        progress = min(1.0, (step - self.warmup_iters) / span)
+        return self.final_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.final_lr)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed; model fields (``n_layer``, ``block_size``...) go to the model."""
+        model_names = {f.name for f in dataclasses.fields(ModelConfig)}
+        model_changes = {k: changes.pop(k) for k in list(changes) if k in model_names}
+        model = dataclasses.replace(self.model, **model_changes) if model_changes else self.model
+        return dataclasses.replace(self, model=model, **changes)
+
+    def validate(self, n_train_tokens: int | None = None, n_val_tokens: int | None = None) -> TrainConfig:
+        """Refuse impossible settings; with token counts, also a block size the data cannot fill."""
+        self.model.validate()
+        _positive_int("batch size", self.batch_size)
+        _positive_int("max iterations", self.max_iters)
+        _positive_int("eval interval", self.eval_interval)
+        _positive_int("eval iterations", self.eval_iters)
+        _positive_int("sample interval", self.sample_interval)
+        if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
+            raise UserError(f"warm-up iterations must be 0 or more, not {self.warmup_iters}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise UserError(f"seed must be a whole number, not {self.seed!r}")
+        for name, value in (("learning rate", self.lr), ("final learning rate", self.final_lr)):
+            if not _finite(value):
+                raise UserError(f"{name} must be a finite number, not {value}")
+            if value <= 0 and not (name == "final learning rate" and value == 0):
+                raise UserError(f"{name} must be positive, not {value}")
+        if self.final_lr > self.lr:
+            raise UserError(f"final learning rate {self.final_lr:g} is above the learning rate {self.lr:g}")
+        if not _finite(self.weight_decay) or self.weight_decay < 0:
+            raise UserError(f"weight decay must be 0 or more, not {self.weight_decay}")
+        if not _finite(self.grad_clip) or self.grad_clip < 0:
+            raise UserError(f"gradient clipping must be 0 (off) or more, not {self.grad_clip}")
+        for name, beta in (("beta1", self.beta1), ("beta2", self.beta2)):
+            if not _finite(beta) or not 0.0 <= beta < 1.0:
+                raise UserError(f"{name} must be in [0, 1), not {beta}")
+        if self.schedule not in SCHEDULES:
+            raise UserError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        if self.device not in DEVICES:
+            raise UserError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
+        if self.dtype not in DTYPES:
+            raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
+        if self.sample_tokens < 0:
+            raise UserError(f"sample length must be 0 or more, not {self.sample_tokens}")
+        if n_train_tokens is not None and n_val_tokens is not None:
+            smallest = min(n_train_tokens, n_val_tokens)
+            if self.model.block_size >= smallest:
+                raise UserError(
+                    f"block size {self.model.block_size} is larger than the data allows: the "
+                    f"{'training' if n_train_tokens <= n_val_tokens else 'validation'} split has "
+                    f"only {smallest} tokens (use a block size below {smallest} or more text)")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["model"] = self.model.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in names and k != "model"}
+        return cls(model=ModelConfig.from_dict(data.get("model", {})), **values)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _positive_int(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise UserError(f"{name} must be a positive whole number, not {value!r}")
+
+
+PRESETS: dict[str, TrainConfig] = {
+    # Karpathy's bigram.py: a lookup table; it plateaus near loss 2.5.
+    "bigram": TrainConfig(
+        model=ModelConfig(kind="bigram", n_layer=0, n_head=1, n_embd=0, block_size=8),
+        preset="bigram", batch_size=32, lr=1e-2, schedule="constant", warmup_iters=0,
+        max_iters=3000, eval_interval=300, eval_iters=50, weight_decay=0.0),
+    # nanoGPT's CPU config for char-level Shakespeare: val loss about 1.88 after 2000 steps.
+    "baby-gpt": TrainConfig(
+        model=ModelConfig(kind="gpt", n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
+        preset="baby-gpt", batch_size=12, lr=1e-3, warmup_iters=100, max_iters=2000,
+        eval_interval=250, eval_iters=20),
+    # The lecture's GPT (10.8M parameters): meant for a GPU.
+    "lecture-gpt": TrainConfig(
+        model=ModelConfig(kind="gpt", n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
+        preset="lecture-gpt", batch_size=64, lr=3e-4, min_lr=3e-5, warmup_iters=100, max_iters=5000,
+        eval_interval=500, eval_iters=200),
+}
+
+
+def preset(name: str, **overrides: Any) -> TrainConfig:
+    """A named preset, with fields overridden (model fields included); not validated yet."""
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    return PRESETS[name].replace(**overrides)

@@ -1,0 +1,242 @@
+"""Text in, token batches out: the corpus, its tokenizer, the 90/10 split and batches.
+
+A language model learns from pairs of blocks: ``x`` is ``block_size`` tokens of text and
+``y`` the same tokens shifted one place to the left, so that at every position the model
+is asked for the next token. :func:`decoded_batch` shows one batch that way.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from llm_playground.errors import UserError
+from llm_playground.paths import package_data
+
+TRAIN_FRACTION = 0.9
+TOKENIZER_CHOICES = ("char", "gpt2")
+
+
+def load_text(path: str | Path | None = None) -> str:
+    """The training text: a UTF-8 file, or the shipped TinyShakespeare when ``path`` is None."""
+    file = Path(path).expanduser() if path else package_data("tinyshakespeare.txt")
+    if not file.is_file():
+        raise UserError(f"text file not found: {file}")
+    try:
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{file} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first") from None
+    if not text.strip():
+        raise UserError(f"{file} is empty: training needs some text")
+    return text
+
+
+# --- tokenizers --------------------------------------------------------------------------
+
+class CharVocabulary:
+    """Character-level tokenizer whose vocabulary is the set of characters of one corpus.
+
+    Sorted as nanoGPT does, so TinyShakespeare gives the classic 65-token vocabulary.
+    """
+
+    kind = "char"
+
+    def __init__(self, chars: list[str] | str):
+        self.chars = sorted(set(chars))
+        self._ids = {c: i for i, c in enumerate(self.chars)}
+        self.name = "char"
+
+    @classmethod
+    def from_text(cls, text: str) -> CharVocabulary:
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.chars)
+
+    def encode(self, text: str) -> list[int]:
+        try:
+            return [self._ids[c] for c in text]
+        except KeyError as exc:
+            raise UserError(f"character {exc.args[0]!r} is not in this model's vocabulary") from None
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+    def to_json(self) -> dict:
+        return {"type": "char", "version": 1, "chars": self.chars}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CharVocabulary:
+        return cls(list(data["chars"]))
+
+
+def load_tokenizer(spec: str, text: str | None = None):
+    """The tokenizer a run names: ``char`` (built from ``text``), ``gpt2``, or a saved BPE JSON file.
+
+    Every tokenizer returned has ``encode``, ``decode``, ``vocab_size`` and ``name``.
+    """
+    spec = (spec or "char").strip()
+    if spec == "char":
+        if text is None:
+            raise UserError("a character tokenizer is built from the training text, and none was given")
+        return CharVocabulary.from_text(text)
+    if spec != "gpt2" and not Path(spec).expanduser().is_file():
+        raise UserError(f"unknown tokenizer {spec!r}: use char, gpt2 or the path of a saved BPE JSON file")
+    try:
+        from llm_playground.tokenizers import get_tokenizer
+    except ImportError:
+        get_tokenizer = None
+    if get_tokenizer is not None:
+        return get_tokenizer(spec if spec == "gpt2" else str(Path(spec).expanduser()))
+    if spec == "gpt2":
+        return _ShippedGPT2()
+    raise UserError("saved BPE tokenizers need the Tokenizer lab (llm_playground.tokenizers)")
+
+
+class _ShippedGPT2:
+    """GPT-2's byte-level BPE from the files shipped in the package, through tiktoken."""
+
+    kind = "tiktoken"
+    name = "gpt2"
+
+    def __init__(self):
+        import tiktoken
+        from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+
+        ranks = data_gym_to_mergeable_bpe_ranks(str(package_data("gpt2", "vocab.bpe")),
+                                                str(package_data("gpt2", "encoder.json")))
+        self._enc = tiktoken.Encoding(
+            "gpt2", pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+            mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+
+    @property
+    def vocab_size(self) -> int:
+        return self._enc.n_vocab
+
+    def encode(self, text: str) -> list[int]:
+        return self._enc.encode_ordinary(text)
+
+    def decode(self, ids) -> str:
+        return self._enc.decode([int(i) for i in ids])
+
+
+def tokenizer_spec(tokenizer) -> dict:
+    """How a checkpoint records its tokenizer: the JSON of a char/BPE tokenizer, or a name."""
+    to_json = getattr(tokenizer, "to_json", None)
+    if callable(to_json):
+        data = to_json()
+        if isinstance(data, str):
+            data = json.loads(data)
+        return {"type": "json", "json": data, "name": getattr(tokenizer, "name", "char")}
+    return {"type": "name", "name": getattr(tokenizer, "name", "gpt2")}
+
+
+def tokenizer_from_spec(spec: dict):
+    """The tokenizer :func:`tokenizer_spec` recorded."""
+    if spec.get("type") == "name":
+        return load_tokenizer(spec["name"])
+    data = spec["json"]
+    if data.get("type") == "char" and "chars" in data:
+        return CharVocabulary.from_json(data)
+    try:
+        from llm_playground import tokenizers
+    except ImportError:
+        raise UserError("this checkpoint's tokenizer needs the Tokenizer lab (llm_playground.tokenizers)") from None
+    for loader in ("tokenizer_from_json", "from_json", "load_json"):
+        fn = getattr(tokenizers, loader, None)
+        if callable(fn):
+            return fn(data)
+    raise UserError("this checkpoint's tokenizer format is not known to this version")
+
+
+# --- corpus and batches ------------------------------------------------------------------
+
+@dataclass
+class Corpus:
+    """A tokenized text split 90/10 into training and validation tokens."""
+
+    text: str
+    tokenizer: object
+    train: torch.Tensor
+    val: torch.Tensor
+    source: str
+
+    @property
+    def vocab_size(self) -> int:
+        return int(self.tokenizer.vocab_size)
+
+
+_CACHE: dict[tuple, Corpus] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_corpus(data: str | None = None, tokenizer: str = "char") -> Corpus:
+    """Load, tokenize and split a text (kept in memory per file and tokenizer)."""
+    file = Path(data).expanduser() if data else package_data("tinyshakespeare.txt")
+    try:
+        stat = file.stat()
+        key = (str(file.resolve()), stat.st_mtime_ns, stat.st_size, tokenizer)
+    except OSError:
+        key = None
+    with _CACHE_LOCK:
+        if key and key in _CACHE:
+            return _CACHE[key]
+    text = load_text(file)
+    tok = load_tokenizer(tokenizer, text)
+    ids = torch.tensor(tok.encode(text), dtype=torch.long)
+    n = int(TRAIN_FRACTION * len(ids))
+    corpus = Corpus(text=text, tokenizer=tok, train=ids[:n], val=ids[n:], source=str(file))
+    if key:
+        with _CACHE_LOCK:
+            _CACHE[key] = corpus
+    return corpus
+
+
+def batch_starts(n_tokens: int, block_size: int, batch_size: int,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """Random start offsets of ``batch_size`` blocks that fit in ``n_tokens`` tokens."""
+    if n_tokens <= block_size:
+        raise UserError(f"block size {block_size} is larger than the data allows ({n_tokens} tokens)")
+    return torch.randint(n_tokens - block_size, (batch_size,), generator=generator)
+
+
+def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
+              generator: torch.Generator | None = None, device: str | torch.device = "cpu",
+              rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` blocks of ``block_size`` tokens and ``y`` the same blocks shifted by one token.
+
+    ``rows`` keeps a share of the batch (distributed training: every process draws the same
+    global batch and trains on its own slice of it).
+    """
+    starts = batch_starts(len(data), block_size, batch_size, generator)
+    if rows is not None:
+        starts = starts[rows]
+    x = torch.stack([data[i:i + block_size] for i in starts.tolist()])
+    y = torch.stack([data[i + 1:i + 1 + block_size] for i in starts.tolist()])
+    if torch.device(device).type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.to(device), y.to(device)
+
+
+@dataclass(frozen=True)
+class DecodedRow:
+    x_ids: list[int]
+    y_ids: list[int]
+    x_tokens: list[str]
+    y_tokens: list[str]
+
+
+def decoded_batch(corpus: Corpus, block_size: int, batch_size: int, seed: int = 1337,
+                  split: str = "train") -> list[DecodedRow]:
+    """One batch as the model sees it, with every token decoded on its own."""
+    data = corpus.train if split == "train" else corpus.val
+    gen = torch.Generator().manual_seed(seed)
+    x, y = get_batch(data, block_size, batch_size, gen)
+    dec = corpus.tokenizer.decode
+    return [DecodedRow(xr.tolist(), yr.tolist(), [dec([t]) for t in xr.tolist()],
+                       [dec([t]) for t in yr.tolist()]) for xr, yr in zip(x, y, strict=True)]

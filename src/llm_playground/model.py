@@ -1,0 +1,300 @@
+"""The two models of the Training ground: a bigram table and a small GPT.
+
+``BigramLanguageModel`` predicts the next token from the current one only: its whole
+knowledge is one table of next-token scores. ``GPT`` is the decoder-only transformer of
+GPT-2: token and position embeddings, a stack of pre-norm :class:`TransformerBlock`s
+(causal multi-head self-attention through ``F.scaled_dot_product_attention`` and a GELU
+MLP, each wrapped in a residual connection), a final LayerNorm, and an output layer that
+shares its weights with the token embedding. Layer names follow GPT-2's (``c_attn``,
+``c_proj``, ``c_fc``, ``ln_1``...), so a checkpoint maps one to one onto Hugging Face's
+``GPT2LMHeadModel`` (see :mod:`llm_playground.checkpoints`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from llm_playground.config import ModelConfig
+
+LN_EPS = 1e-5
+
+
+class BigramLanguageModel(nn.Module):
+    """Next-token logits read straight from a ``vocab_size x vocab_size`` table."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.token_embedding_table = nn.Embedding(config.vocab_size, config.vocab_size)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        logits = self.token_embedding_table(idx)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _generate(self, idx, max_new_tokens, temperature, top_k, generator, context=1)
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head self-attention where each position sees only itself and earlier positions."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.n_embd = config.n_embd
+        self.dropout = config.dropout
+        # queries, keys and values of all heads in one matrix multiplication
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+        self.resid_dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
+        # (B, T, C) -> (B, heads, T, head size)
+        q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
+                                           is_causal=True)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward network: widen 4x, GELU (tanh form, as GPT-2), narrow back."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
+        self.gelu = nn.GELU(approximate="tanh")
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm block: ``x + attn(ln_1(x))``, then ``x + mlp(ln_2(x))``."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd, eps=LN_EPS, bias=config.bias)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd, eps=LN_EPS, bias=config.bias)
+        self.mlp = MLP(config)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(nn.Module):
+    """A GPT-2-shaped decoder-only transformer with tied input and output embeddings."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        self.drop = nn.Dropout(config.dropout)
+        self.h = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
+        self.ln_f = nn.LayerNorm(config.n_embd, eps=LN_EPS, bias=config.bias)
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head.weight = self.wte.weight  # weight tying
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual projections by 1/sqrt(2 * layers)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        B, T = idx.shape
+        if T > self.config.block_size:
+            raise ValueError(f"sequence of {T} tokens is longer than the block size {self.config.block_size}")
+        pos = torch.arange(T, dtype=torch.long, device=idx.device)
+        x = self.drop(self.wte(idx) + self.wpe(pos))
+        for block in self.h:
+            x = block(x)
+        logits = self.lm_head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
+        return logits, loss
+
+    @torch.no_grad()
+    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
+                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return _generate(self, idx, max_new_tokens, temperature, top_k, generator,
+                         context=self.config.block_size)
+
+
+def _generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float,
+              top_k: int | None, generator: torch.Generator | None, context: int) -> torch.Tensor:
+    """Sample ``max_new_tokens`` tokens one at a time, feeding the last ``context`` tokens back."""
+    was_training = model.training
+    model.eval()
+    try:
+        for _ in range(max_new_tokens):
+            logits, _ = model(idx[:, -context:])
+            logits = logits[:, -1, :].float()
+            if temperature <= 0:
+                next_id = logits.argmax(dim=-1, keepdim=True)
+            else:
+                logits = logits / temperature
+                if top_k:
+                    kth = torch.topk(logits, min(top_k, logits.size(-1))).values[:, [-1]]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = F.softmax(logits, dim=-1)
+                next_id = torch.multinomial(probs, 1, generator=generator)
+            idx = torch.cat((idx, next_id), dim=1)
+    finally:
+        model.train(was_training)
+    return idx
+
+
+def build_model(config: ModelConfig) -> nn.Module:
+    """The model a config describes, freshly initialised."""
+    config.validate()
+    return BigramLanguageModel(config) if config.kind == "bigram" else GPT(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Distinct parameters (a tied weight counts once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def configure_optimizers(model: nn.Module, weight_decay: float, lr: float,
+                         betas: tuple[float, float] = (0.9, 0.99), device_type: str = "cpu",
+                         fused: bool = True) -> torch.optim.AdamW:
+    """AdamW where matrices and embeddings decay and biases and LayerNorm gains do not.
+
+    ``fused`` uses the single-kernel AdamW when this PyTorch build offers it for the device.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
+    groups = [g for g in groups if g["params"]]
+    kwargs = {}
+    if fused and "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type in ("cpu", "cuda"):
+        kwargs["fused"] = True
+    try:
+        return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
+    except (RuntimeError, ValueError):  # fused not available for this device or dtype
+        return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+# --- summary ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SummaryRow:
+    module: str
+    kind: str
+    shape: str
+    parameters: int
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What a learner sees before training: where the parameters are and what training costs."""
+
+    rows: list[SummaryRow]
+    total_parameters: int
+    flops_per_token: float          # training FLOPs (forward + backward) per token
+    memory_bytes: int               # weights + gradients + AdamW state + activations
+    memory_breakdown: dict[str, int]
+
+    def table(self) -> list[dict[str, object]]:
+        return [{"module": r.module, "type": r.kind, "shape": r.shape, "parameters": r.parameters}
+                for r in self.rows]
+
+
+def flops_per_token(config: ModelConfig, n_params: int) -> float:
+    """Training FLOPs per token: 6 per weight (forward 2, backward 4) plus attention's score work.
+
+    The attention term is ``12 * layers * block size * n_embd`` (PaLM appendix B). Position
+    embeddings are lookups, not multiplications, so they are not counted.
+    """
+    if config.kind == "bigram":
+        return 6.0 * config.vocab_size  # one row read, one softmax over the vocabulary
+    matmul_params = n_params - config.block_size * config.n_embd
+    return 6.0 * matmul_params + 12.0 * config.n_layer * config.block_size * config.n_embd
+
+
+def training_memory(config: ModelConfig, n_params: int, batch_size: int, bytes_per_value: int = 4) -> dict[str, int]:
+    """A rough estimate of the memory training needs, in bytes, by what it holds.
+
+    Weights, gradients and AdamW's two moments are four fp32 copies of the parameters.
+    Activations kept for the backward pass follow Korthikanti et al. (2022): per layer about
+    ``34 * B*T*C + 5 * heads * B*T*T`` values at 2 bytes, scaled here to ``bytes_per_value``;
+    the output logits and their gradient add ``3 * B*T*vocab`` values.
+    """
+    B, T, C, V = batch_size, config.block_size, max(config.n_embd, 1), config.vocab_size
+    out = {"weights": 4 * n_params, "gradients": 4 * n_params, "optimizer": 8 * n_params}
+    if config.kind == "bigram":
+        act = 3 * B * T * V * 4
+    else:
+        per_layer = (34 * B * T * C + 5 * config.n_head * B * T * T) * bytes_per_value // 2
+        act = config.n_layer * per_layer + 3 * B * T * V * 4 + 2 * B * T * C * bytes_per_value
+    out["activations"] = int(act)
+    return out
+
+
+def summarize(model: nn.Module, batch_size: int = 12) -> ModelSummary:
+    """A table of the model's modules with parameter counts, the total, FLOPs and memory."""
+    config: ModelConfig = model.config
+    rows: list[SummaryRow] = []
+    seen: set[int] = set()
+
+    def add(name: str, module: nn.Module) -> None:
+        params = [p for p in module.parameters() if id(p) not in seen]
+        seen.update(id(p) for p in params)
+        shape = ""
+        if hasattr(module, "weight") and isinstance(module.weight, torch.Tensor):
+            shape = " x ".join(str(s) for s in module.weight.shape)
+        kind = type(module).__name__
+        if name == "lm_head" and not params:
+            kind += " (tied to wte)"
+        rows.append(SummaryRow(name, kind, shape, sum(p.numel() for p in params)))
+
+    if isinstance(model, BigramLanguageModel):
+        add("token_embedding_table", model.token_embedding_table)
+    else:
+        add("wte", model.wte)
+        add("wpe", model.wpe)
+        for i, block in enumerate(model.h):
+            for part in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
+                add(f"h.{i}.{part}", block.get_submodule(part))
+        add("ln_f", model.ln_f)
+        add("lm_head", model.lm_head)
+    total = count_parameters(model)
+    memory = training_memory(config, total, batch_size)
+    return ModelSummary(rows, total, flops_per_token(config, total), sum(memory.values()), memory)
+
+
+def estimate_mfu(config: ModelConfig, n_params: int, tokens_per_s: float, peak_flops: float) -> float:
+    """Model FLOPs utilisation: achieved training FLOP/s over the hardware's peak."""
+    return flops_per_token(config, n_params) * tokens_per_s / peak_flops
