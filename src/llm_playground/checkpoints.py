@@ -69,8 +69,7 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: TrainCo
         "model": model.config.to_dict(), "train": config.to_dict(), "tokenizer": tok_entry,
         "label": config.run_label,
     }
-    cpu_model = model
-    save_model(cpu_model, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    save_model(model, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
     if optimizer is not None:
         save_training_state(out / STATE_FILE, optimizer, step, rng or {})
     _write_json(out / CONFIG_FILE, meta)
@@ -233,9 +232,17 @@ def to_hf_model(model: GPT):
 
 def export_hf_model(model: GPT, tokenizer, out_dir: str | Path) -> Path:
     """Save the GPT as a Hugging Face GPT-2 model folder with a matching tokenizer."""
+    from transformers.utils import logging as hf_logging
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    to_hf_model(model).save_pretrained(str(out))
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # no "Writing model shards" bar under the CLI's own
+    try:
+        to_hf_model(model).save_pretrained(str(out))
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
     hf_tok = hf_tokenizer(tokenizer)
     if hf_tok is not None:
         hf_tok.save_pretrained(str(out))
