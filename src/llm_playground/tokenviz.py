@@ -19,8 +19,9 @@ PALETTE = ("#fde68a", "#bbf7d0", "#bfdbfe", "#fecaca", "#ddd6fe", "#fed7aa", "#a
 
 STYLE = (
     ".lp-tokens{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;font-size:0.95rem;"
-    "line-height:1.9;white-space:pre-wrap;word-break:break-word;color:#111827}"
-    ".lp-tok{border-radius:3px;padding:1px 0;margin-right:1px}"
+    "line-height:1.9;white-space:pre-wrap;word-break:break-word;color:#111827;direction:ltr;text-align:left}"
+    # Each token is isolated, so tokens read in their order even inside right-to-left text.
+    ".lp-tok{border-radius:3px;padding:1px 0;margin-right:1px;unicode-bidi:isolate}"
     ".lp-tok.lp-changed{outline:2px solid #dc2626}"
     ".lp-tok.lp-partial{outline:1px dashed #6b7280;font-style:italic}"
     ".lp-ctl{color:#6b7280}"
@@ -30,6 +31,11 @@ STYLE = (
 
 def esc(text: object) -> str:
     return html.escape(str(text), quote=True)
+
+
+def visible(piece: str) -> str:
+    """A piece as plain text with its spaces, tabs and line breaks made visible (␣ → ↵)."""
+    return piece.replace(" ", "\u2423").replace("\t", "\u2192").replace("\r", "\u240d").replace("\n", "\u21b5")
 
 
 def _shown(piece: str) -> str:

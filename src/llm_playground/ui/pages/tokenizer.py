@@ -8,7 +8,7 @@ import json
 
 import streamlit as st
 
-from llm_playground.bpe import BPETokenizer, Done, Progress, train_events
+from llm_playground.bpe import BPETokenizer, Done, Progress, piece_text, train_events
 from llm_playground.cleaning import clean, token_diff
 from llm_playground.errors import UserError
 from llm_playground.paths import package_data
@@ -23,7 +23,7 @@ from llm_playground.tokenizers import (
     saved_tokenizers,
     tokenize_with_pieces,
 )
-from llm_playground.tokenviz import render_tokens_html
+from llm_playground.tokenviz import render_tokens_html, visible
 from llm_playground.ui.components import esc, job_manager, page_header, show_user_error
 
 EXAMPLES = {
@@ -78,14 +78,14 @@ with right:
     state.setdefault("tok_names", [n for n in DEFAULT_TOKENIZERS if n in options])
     state["tok_names"] = [n for n in state["tok_names"] if n in options]
     chosen = st.multiselect("Tokenizers", options, key="tok_names",
-                            format_func=lambda n: n if n == SESSION_BPE else f"{n} · {describe(n)}",
-                            help="Pick several to compare them side by side on the same text.")
+                            help="Pick several to compare them side by side on the same text.\n\n"
+                                 + "\n".join(f"- **{n}**: {describe(n)}" for n in options if n != SESSION_BPE))
     st.markdown("**Clean the text first**")
-    c1, c2, c3 = st.columns(3)
-    strip = c1.toggle("Strip HTML", key="tok_clean_html",
+    strip = st.toggle("Strip HTML", key="tok_clean_html",
                       help="A real HTML parser: entities decoded, script/style dropped, blocks become lines.")
-    space = c2.toggle("Normalise whitespace", key="tok_clean_ws")
-    fold = c3.toggle("Unicode NFKC", key="tok_clean_nfkc",
+    space = st.toggle("Normalise whitespace", key="tok_clean_ws",
+                      help="Runs of spaces and tabs become one space; lines trimmed; at most one blank line.")
+    fold = st.toggle("Unicode NFKC", key="tok_clean_nfkc",
                      help="Compatibility forms become plain ones: ﬁ → fi, ① → 1, Ｈ → H.")
 
 steps = [s for s, on in (("html", strip), ("whitespace", space), ("nfkc", fold)) if on]
@@ -116,11 +116,11 @@ def _show_tokenizer(name: str) -> None:
         show_user_error(exc)
         return
     st.caption(f"{tok.description} · vocabulary {tok.vocab_size:,}")
-    m1, m2, m3 = st.columns(3)
+    m1, m2 = st.columns(2)
     delta = None if raw is None else f"{result.n_tokens - raw.n_tokens:+,} after cleaning"
     m1.metric("Tokens", f"{result.n_tokens:,}", delta=delta, delta_color="inverse")
-    m2.metric("Characters", f"{result.n_chars:,}")
-    m3.metric("Chars / token", f"{result.chars_per_token:.2f}")
+    m2.markdown(f"**{result.n_chars:,}** characters  \n**{result.chars_per_token:.2f}** chars / token  \n"
+                f"**{result.n_bytes:,}** UTF-8 bytes")
     highlight = None
     if raw is not None:
         diff = token_diff(raw.ids, result.ids)
@@ -243,8 +243,11 @@ if adapter is not None:
     merges_col, replay_col = st.columns([2, 3])
     with merges_col:
         st.subheader(f"Merges in order ({len(bpe.merges):,})")
-        st.dataframe(bpe.merges_table(), key="bpe_merges_table", hide_index=True, height=360,
+        rows = [{**r, "left": visible(r["left"]), "right": visible(r["right"]), "token": visible(r["token"])}
+                for r in bpe.merges_table()]
+        st.dataframe(rows, key="bpe_merges_table", hide_index=True, height=360,
                      column_order=["rank", "left", "right", "token", "new_id"])
+        st.caption("␣ is a space, ↵ a line break.")
     with replay_col:
         st.subheader("Replay on the text box")
         sample = cleaned[:REPLAY_CHARS]
@@ -255,16 +258,18 @@ if adapter is not None:
         if state.get("bpe_step") is None or state["bpe_step"] > last_step or state.get("bpe_step_max") != last_step:
             state["bpe_step"] = last_step  # a new text or tokenizer: start from the fully merged view
         state["bpe_step_max"] = last_step
-        step = st.slider("Merges applied", 0, last_step, key="bpe_step",
-                         help="Only the merges that change this text are steps here.") if last_step else 0
+        step = st.slider("Replay step", 0, last_step, key="bpe_step",
+                         help="Step 0 is the raw bytes; each step applies the next merge that changes "
+                              "this text (merges that do not occur in it are skipped).") if last_step else 0
         current = states[step]
         if current.pair is None:
             st.caption(f"Raw bytes: {len(current.ids):,} tokens.")
         else:
             a, b = current.pair
-            st.caption(f"Merge #{current.step}: {esc(repr(bpe.vocab[a].decode('utf-8', 'backslashreplace')))} + "
-                       f"{esc(repr(bpe.vocab[b].decode('utf-8', 'backslashreplace')))} → token {current.new_id}, "
-                       f"fused {current.fused} times here · {len(current.ids):,} tokens now.")
+            times = "1 time" if current.fused == 1 else f"{current.fused} times"
+            st.caption(f"Merge #{current.step}: {visible(piece_text(bpe.vocab[a]))} + "
+                       f"{visible(piece_text(bpe.vocab[b]))} → {visible(piece_text(bpe.vocab[current.new_id]))} "
+                       f"(token {current.new_id}), fused {times} here · {len(current.ids):,} tokens now.")
         fused_here = {i for i, t in enumerate(current.ids) if t == current.new_id} if current.new_id else None
         st.html(render_tokens_html(pieces_of(adapter, current.ids, sample), token_bytes=adapter.token_bytes,
                                    highlight=fused_here))
@@ -277,8 +282,11 @@ if adapter is not None:
     if s2.button("Save", key="bpe_save"):
         try:
             path = save_bpe(bpe, name)
-            st.success(f"Saved {BPE_PREFIX}{path.stem} to {path}")
         except UserError as exc:
             show_user_error(exc)
+        else:  # rerun so that the tokenizer list at the top offers it at once
+            state["bpe_done_note"] = (f"Saved {BPE_PREFIX}{path.stem} to {path}: pick it in the tokenizer "
+                                      "list above, or in Lab 2 to train on its tokens.")
+            st.rerun()
     st.download_button("Download JSON", json.dumps(bpe.to_dict(), ensure_ascii=False),
                        file_name=f"{bpe.name}.json", mime="application/json", key="bpe_download")
