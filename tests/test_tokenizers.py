@@ -147,7 +147,7 @@ def test_counts():
     assert result.chars_per_token == pytest.approx(3.2)
     assert result.pieces[:2] == ["Hello", " world"]
     empty = tokenize_with_pieces("gpt2", "")
-    assert (empty.ids, empty.pieces, empty.offsets, empty.chars_per_token) == ([], [], [0], 0.0)
+    assert (empty.ids, empty.pieces, empty.offsets.tolist(), empty.chars_per_token) == ([], [], [0], 0.0)
 
 
 def test_char_tokenizer_unseen_character_is_a_clear_error():

@@ -26,8 +26,10 @@ import operator
 import re
 import threading
 from dataclasses import dataclass
-from itertools import accumulate, pairwise
+from itertools import pairwise
 from pathlib import Path
+
+import numpy as np
 
 from llm_playground.bpe import BPETokenizer, piece_text
 from llm_playground.errors import UserError
@@ -79,6 +81,14 @@ class Tokenizer:
                     data = [self.token_bytes(i) for i in range(self.vocab_size)]
                     self._tables = (data, [piece_text(b) for b in data], [len(b) for b in data])
         return self._tables
+
+    _length_array: np.ndarray | None = None
+
+    def length_array(self) -> np.ndarray:
+        """Each token's byte length, as an array (for offsets by cumulative sum)."""
+        if self._length_array is None:
+            self._length_array = np.asarray(self.tables()[2], dtype=np.int64)
+        return self._length_array
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} ({self.vocab_size} tokens)>"
@@ -447,16 +457,16 @@ def get_tokenizer(name_or_path: str) -> Tokenizer:
 class Tokenized:
     """A text as tokens: ids, the piece each id shows, and byte offsets.
 
-    ``offsets`` has one more entry than ``ids``: token ``i`` covers bytes
-    ``offsets[i]:offsets[i + 1]`` of the concatenated token bytes (for the tokenizers
-    here, the UTF-8 bytes of the text).
+    ``offsets`` (an int64 array) has one more entry than ``ids``: token ``i`` covers
+    bytes ``offsets[i]:offsets[i + 1]`` of the concatenated token bytes (for the
+    tokenizers here, the UTF-8 bytes of the text).
     """
 
     tokenizer: str
     text: str
     ids: list[int]
     pieces: list[str]
-    offsets: list[int]
+    offsets: np.ndarray
     vocab_size: int = 0
 
     @property
@@ -469,7 +479,7 @@ class Tokenized:
 
     @property
     def n_bytes(self) -> int:
-        return self.offsets[-1] if self.offsets else 0
+        return int(self.offsets[-1]) if len(self.offsets) else 0
 
     @property
     def chars_per_token(self) -> float:
@@ -477,7 +487,7 @@ class Tokenized:
 
     @property
     def spans(self) -> list[tuple[int, int]]:
-        return list(pairwise(self.offsets))
+        return list(pairwise(self.offsets.tolist()))
 
 
 def tokenize_with_pieces(tokenizer: Tokenizer | str, text: str) -> Tokenized:
@@ -490,10 +500,13 @@ def pieces_of(tok: Tokenizer, ids: list[int], text: str | None = None) -> Tokeni
     """Pieces and offsets of token ids (``text`` defaults to their decoding)."""
     if text is None:
         text = tok.decode(ids)
-    _, shown, lengths = tok.tables()
+    _, shown, _ = tok.tables()
     if len(ids) > 1:
         pieces = list(operator.itemgetter(*ids)(shown))
     else:
         pieces = [shown[i] for i in ids]
-    offsets = list(accumulate(map(lengths.__getitem__, ids), initial=0))
+    lens = tok.length_array()
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    if ids:
+        np.cumsum(lens[np.fromiter(ids, dtype=np.int64, count=len(ids))], out=offsets[1:])
     return Tokenized(tok.name, text, ids, pieces, offsets, tok.vocab_size)
