@@ -1,0 +1,596 @@
+"""LLM-as-a-judge: a rubric, robust parsing, an OpenAI-compatible client and a local judge.
+
+A judge reads a question and an answer and gives a score from 1 to 10 with a reason.
+Two judges speak the same small interface (``name`` and ``complete(messages)``):
+
+* :class:`OpenAICompatibleJudge` posts to ``{base_url}/chat/completions`` of any
+  OpenAI-compatible API (OpenAI, Gemini's OpenAI-compatible endpoint, vLLM, llama.cpp,
+  Ollama). It retries 429 and 5xx answers with exponential back-off and jitter,
+  honouring ``Retry-After``, gives up after a timeout, and explains a missing or refused
+  key in one line. The key comes from the caller (a password field) or the
+  ``OPENAI_API_KEY`` environment variable; it is kept in memory only, never logged and
+  never written anywhere.
+* :class:`LocalJudge` runs a registry model in process (``smollm2-135m-instruct`` by
+  default), so the lab works offline. A 135M model is a weak judge: the point is to
+  see how judge scores behave, and how often they agree with people.
+
+Answers that cannot be parsed leave the item unscored, with the judge's raw answer kept.
+:func:`judge_pairs` asks the judge to decide the pairs people voted on in Lab 4, and
+:func:`agreement` reports how often judge and people agree.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import logging
+import math
+import os
+import random
+import re
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from llm_playground.errors import UserError
+
+log = logging.getLogger(__name__)
+
+ENV_KEY = "OPENAI_API_KEY"
+DEFAULT_LOCAL_JUDGE = "smollm2-135m-instruct"
+
+RUBRIC = """You are a strict, fair grader. Read the question and the answer, then grade the answer.
+
+Score from 1 to 10:
+- 10: correct, complete and clearly written;
+- 7-9: correct with minor omissions or awkward wording;
+- 4-6: partly correct, or correct but padded with irrelevant or doubtful content;
+- 2-3: mostly wrong, evasive or off topic;
+- 1: wrong, harmful or empty.
+
+Reply with one JSON object and nothing else, of the form
+{"score": <integer 1-10>, "reason": "<one sentence>"}"""
+
+PAIRWISE_RUBRIC = """You compare two answers to the same question and decide which one is better: \
+more correct, more helpful, clearer. Reply with one JSON object and nothing else, of the form
+{"winner": "A" | "B" | "tie", "reason": "<one sentence>"}"""
+
+
+class Judge(Protocol):
+    name: str
+
+    def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str: ...
+
+
+class JudgeCallFailed(Exception):
+    """A call that failed after its retries (timeouts, server errors, unreadable answers)."""
+
+    def __init__(self, message: str, raw: str = ""):
+        super().__init__(message)
+        self.raw = raw
+
+
+# --- prompts and parsing ------------------------------------------------------------------
+
+
+def rubric_messages(question: str, answer: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": RUBRIC},
+            {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{answer}\n\n"
+                                        "Grade the answer. Reply with the JSON object only."}]
+
+
+def pairwise_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": PAIRWISE_RUBRIC},
+            {"role": "user", "content": f"Question:\n{question}\n\nAnswer A:\n{answer_a}\n\n"
+                                        f"Answer B:\n{answer_b}\n\nWhich answer is better? "
+                                        "Reply with the JSON object only."}]
+
+
+_JSON_OBJECT = re.compile(r"\{.*?\}", re.S)
+_SCORE_PATTERNS = (
+    re.compile(r"\bscore\b\W{0,3}(?:of\s+|is\s+|=\s*)?(\d{1,2}(?:\.\d+)?)(?!\d)", re.I),
+    re.compile(r"\brating\b\W{0,3}(?:of\s+|is\s+)?(\d{1,2}(?:\.\d+)?)(?!\d)", re.I),
+    re.compile(r"(?<![\d.])(\d{1,2}(?:\.\d+)?)\s*(?:/|out\s+of)\s*10\b", re.I),
+)
+
+
+def _as_score(value: Any) -> int | None:
+    try:
+        number = float(str(value).strip().strip('"'))
+    except (TypeError, ValueError):
+        return None
+    if not math.isfinite(number) or number != int(number) or not 1 <= number <= 10:
+        return None
+    return int(number)
+
+
+def _json_objects(raw: str) -> Iterator[dict]:
+    fence = re.sub(r"```(?:json)?", "", raw)
+    for candidate in [fence.strip(), *(_JSON_OBJECT.findall(fence))]:
+        try:
+            data = json.loads(candidate)
+        except (json.JSONDecodeError, ValueError):
+            continue
+        if isinstance(data, dict):
+            yield data
+
+
+def parse_judgement(raw: str) -> tuple[int | None, str]:
+    """The score (an integer 1-10, or None) and the reason in a judge's answer.
+
+    Reads a JSON object ``{"score": 7, "reason": ...}`` (also inside a code fence or
+    surrounded by text), then "Score: 7", "score of 7", "Rating: 7", "7/10" or
+    "7 out of 10". Anything else, or a number outside 1-10, is unscored.
+    """
+    raw = raw or ""
+    for data in _json_objects(raw):
+        lowered = {str(k).lower(): v for k, v in data.items()}
+        for key in ("score", "rating", "grade"):
+            if key in lowered:
+                score = _as_score(lowered[key])
+                if score is not None:
+                    reason = lowered.get("reason") or lowered.get("explanation") or lowered.get(
+                        "justification") or ""
+                    return score, str(reason).strip()
+    for pattern in _SCORE_PATTERNS:
+        match = pattern.search(raw)
+        if match:
+            score = _as_score(match.group(1))
+            if score is not None:
+                reason = re.sub(r"\s+", " ", raw.replace(match.group(0), " ")).strip(" .:-\n")
+                return score, reason[:500]
+    return None, ""
+
+
+def parse_preference(raw: str) -> tuple[str | None, str]:
+    """'a', 'b' or 'tie' from a pairwise answer (JSON ``winner``, or "A"/"B"/"tie" in text)."""
+    raw = raw or ""
+    if re.search(r'"?A"?\s*\|\s*"?B"?', raw):  # the answer template copied back, not a verdict
+        return None, ""
+    for data in _json_objects(raw):
+        lowered = {str(k).lower(): v for k, v in data.items()}
+        winner = str(lowered.get("winner", lowered.get("better", ""))).strip().lower()
+        if winner in ("a", "b", "tie"):
+            return winner, str(lowered.get("reason", "")).strip()
+    text = raw.strip().lower()
+    match = re.search(r"\b(?:winner|better answer|answer)\b\W{0,5}(?:is\s+)?(?:answer\s+)?\b([ab])\b", text)
+    if match:
+        return match.group(1), raw.strip()[:500]
+    if re.search(r"\btie\b|\bequal(?:ly)?\b", text):
+        return "tie", raw.strip()[:500]
+    match = re.fullmatch(r"\W*([ab])\W*", text)
+    if match:
+        return match.group(1), ""
+    return None, ""
+
+
+# --- the OpenAI-compatible client ---------------------------------------------------------
+
+
+def resolve_api_key(key: str | None = None) -> str:
+    """The key typed in (kept in memory) or ``$OPENAI_API_KEY``; a clear message when neither."""
+    key = (key or "").strip() or os.environ.get(ENV_KEY, "").strip()
+    if not key:
+        raise UserError(f"no API key: set {ENV_KEY} or type the key in the key field "
+                        "(local servers such as Ollama accept any value)")
+    return key
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+@dataclass(frozen=True)
+class OpenAICompatibleJudge:
+    """A chat model behind ``POST {base_url}/chat/completions``.
+
+    The key never appears in ``repr``, logs or error messages.
+    """
+
+    base_url: str
+    model: str
+    api_key: str = field(repr=False)
+    timeout: float = 60.0
+    max_retries: int = 4
+    backoff: float = 1.0
+    max_backoff: float = 30.0
+    temperature: float = 0.0
+    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.base_url or not re.match(r"https?://", self.base_url.strip()):
+            raise UserError(f"the base URL must start with http:// or https://, got '{self.base_url}'")
+        if not self.model or not self.model.strip():
+            raise UserError("no judge model name given")
+        if not self.api_key or not self.api_key.strip():
+            raise UserError(f"no API key: set {ENV_KEY} or type the key in the key field")
+
+    @classmethod
+    def from_settings(cls, base_url: str, model: str, api_key: str | None = None,
+                      **kwargs: Any) -> OpenAICompatibleJudge:
+        return cls(base_url=base_url.strip(), model=model.strip(), api_key=resolve_api_key(api_key),
+                   **kwargs)
+
+    @property
+    def name(self) -> str:
+        return f"{self.model} @ {self.base_url}"
+
+    @property
+    def url(self) -> str:
+        return self.base_url.strip().rstrip("/") + "/chat/completions"
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_backoff)
+        base = self.backoff * (2 ** attempt)
+        return min(self.max_backoff, base * (0.5 + random.random()))  # jitter in [0.5, 1.5)
+
+    def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str:
+        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
+                           "max_tokens": max_tokens}).encode("utf-8")
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}",
+                   "Accept": "application/json"}
+        last = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                log.info("judge call retry %d/%d", attempt, self.max_retries)
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            retry_after = None
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    text = response.read().decode("utf-8", errors="replace")
+                return self._content(text)
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+                try:
+                    detail = exc.read().decode("utf-8", errors="replace")
+                except Exception:  # a body that cannot be read
+                    detail = ""
+                if status in (401, 403):
+                    raise UserError(f"the judge API refused the key (HTTP {status}): check the key and "
+                                    "that it may use this model") from None
+                if status == 404:
+                    raise UserError(f"the judge API answered 404 for {self.url}: check the base URL "
+                                    "(it usually ends in /v1) and the model name") from None
+                if status != 429 and status < 500:
+                    raise UserError(f"the judge API rejected the request (HTTP {status}): "
+                                    f"{self._redact(detail)[:200]}") from None
+                retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
+                last = f"HTTP {status}"
+                log.warning("judge API answered HTTP %d (attempt %d)", status, attempt + 1)
+            except TimeoutError as exc:
+                last = f"no answer within {self.timeout:g} s"
+                log.warning("judge API timed out (attempt %d): %s", attempt + 1, type(exc).__name__)
+            except urllib.error.URLError as exc:
+                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                    last = f"no answer within {self.timeout:g} s"
+                else:
+                    last = f"cannot reach {self.base_url}: {exc.reason}"
+                log.warning("judge API unreachable (attempt %d): %s", attempt + 1, last)
+            except (ConnectionError, OSError) as exc:
+                last = f"connection failed: {type(exc).__name__}"
+                log.warning("judge API connection failed (attempt %d)", attempt + 1)
+            if attempt < self.max_retries:
+                self.sleep(self._delay(attempt, retry_after))
+        raise JudgeCallFailed(f"judge API failed after {self.max_retries + 1} attempts: {last}")
+
+    def _content(self, text: str) -> str:
+        try:
+            data = json.loads(text)
+            content = data["choices"][0]["message"]["content"]
+        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+            raise JudgeCallFailed("the judge API's answer is not a chat completion",
+                                  raw=self._redact(text)[:2000]) from None
+        if isinstance(content, list):  # content parts
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        return str(content or "")
+
+
+# --- the local judge ----------------------------------------------------------------------
+
+
+class LocalJudge:
+    """A registry model judging in process, greedy.
+
+    The answer is started with ``{"score":`` so that a small model continues the JSON
+    form; the raw answer kept includes that start.
+    """
+
+    def __init__(self, loaded, max_new_tokens: int = 60):
+        self.loaded = loaded
+        self.max_new_tokens = max_new_tokens
+        self.name = f"{loaded.info.name} (local)"
+        self._lock = threading.Lock()
+
+    def _prompt(self, messages: list[dict[str, str]], prefix: str) -> str:
+        tok = self.loaded.tokenizer
+        if getattr(tok, "chat_template", None):
+            text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        else:
+            text = "\n\n".join(m["content"] for m in messages) + "\n\n"
+        return text + prefix
+
+    def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str:
+        import torch
+
+        system = messages[0]["content"] if messages else ""
+        pairwise = "winner" in system
+        prefix = '{"winner": "' if pairwise else '{"score": '
+        tok = self.loaded.tokenizer
+        text = self._prompt(messages, prefix)
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+        if pairwise:
+            return prefix + self._choose(ids, ("A", "B", "tie")) + '"}'
+        eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("}")} if isinstance(i, int)]
+        with self._lock, torch.inference_mode():
+            out = self.loaded.model.generate(**ids, max_new_tokens=min(max_tokens, self.max_new_tokens),
+                                             do_sample=False, eos_token_id=eos or None,
+                                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
+        new = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        return prefix + new
+
+    def _choose(self, ids, options: tuple[str, ...]) -> str:
+        """The option whose first token the model finds most likely next (a constrained choice)."""
+        import torch
+
+        tok = self.loaded.tokenizer
+        firsts = [tok(o, add_special_tokens=False)["input_ids"][0] for o in options]
+        with self._lock, torch.inference_mode():
+            logits = self.loaded.model(**ids).logits[0, -1]
+        best = max(range(len(options)), key=lambda i: float(logits[firsts[i]]))
+        return options[best]
+
+
+def load_judge(judge_model: str, base_url: str | None = None, api_key: str | None = None,
+               timeout: float = 60.0, max_retries: int = 4, loaded=None) -> Judge:
+    """An API judge when ``base_url`` is given, otherwise a local registry model."""
+    if base_url:
+        return OpenAICompatibleJudge.from_settings(base_url, judge_model, api_key, timeout=timeout,
+                                                   max_retries=max_retries)
+    if loaded is None:
+        from llm_playground.registry import load_model
+
+        loaded = load_model(judge_model or DEFAULT_LOCAL_JUDGE)
+    return LocalJudge(loaded)
+
+
+# --- judging answers ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JudgedItem:
+    id: str
+    score: int | None
+    reason: str
+    raw: str
+    question: str = ""
+    answer: str = ""
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = {"id": self.id, "score": self.score, "reason": self.reason, "raw": self.raw}
+        if self.error:
+            data["error"] = self.error
+        return data
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    items: tuple[JudgedItem, ...]
+    judge: str
+    mean_score: float | None
+    ci: tuple[float, float] | None
+    stopped: bool = False
+
+    @property
+    def n_scored(self) -> int:
+        return sum(1 for i in self.items if i.score is not None)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"items": [i.to_json() for i in self.items], "mean_score": self.mean_score,
+                "ci95": list(self.ci) if self.ci else None, "n_scored": self.n_scored,
+                "n_items": len(self.items), "judge": self.judge}
+
+
+@dataclass(frozen=True)
+class JudgeProgress:
+    done: int
+    total: int
+    item: JudgedItem
+
+
+# Two-sided 95 % quantiles of Student's t by degrees of freedom (then the normal 1.96).
+_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+        10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
+        18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
+        26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+
+
+def t95(df: int) -> float:
+    if df in _T95:
+        return _T95[df]
+    for bound in (40, 60, 120):
+        if df < bound:
+            return _T95[bound]  # the next tabulated df up: a slightly narrower interval than exact
+    return 1.960
+
+
+def mean_ci(scores: Sequence[float]) -> tuple[float | None, tuple[float, float] | None]:
+    """Mean and 95 % t confidence interval (None when fewer than two scores)."""
+    values = [float(s) for s in scores if s is not None]
+    if not values:
+        return None, None
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, None
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    half = t95(len(values) - 1) * math.sqrt(var / len(values))
+    return mean, (mean - half, mean + half)
+
+
+def load_jsonl(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, Any]]:
+    """Rows of a JSONL file, each with the ``required`` keys; a one-line error otherwise."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(f"{what} file not found: {file}")
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise UserError(f"{file} is not UTF-8 text") from None
+    return parse_jsonl("\n".join(lines), required, f"{what} file {file}")
+
+
+def parse_jsonl(text: str, required: Sequence[str], what: str) -> list[dict[str, Any]]:
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            raise UserError(f"{what} line {n} is not JSON") from None
+        if not isinstance(row, dict) or any(k not in row for k in required):
+            raise UserError(f"{what} line {n} needs the keys {', '.join(required)}")
+        rows.append(row)
+    if not rows:
+        raise UserError(f"{what} is empty")
+    return rows
+
+
+def pair_questions(questions: Sequence[dict], answers: Sequence[dict]) -> list[tuple[str, str, str]]:
+    """(id, question, answer) for each answer, matched to its question by id."""
+    by_id = {}
+    for q in questions:
+        qid = str(q["id"])
+        if qid in by_id:
+            raise UserError(f"question id '{qid}' appears twice")
+        by_id[qid] = str(q["question"])
+    pairs = []
+    for a in answers:
+        aid = str(a["id"])
+        if aid not in by_id:
+            raise UserError(f"answer id '{aid}' has no question with that id")
+        pairs.append((aid, by_id[aid], str(a["answer"])))
+    return pairs
+
+
+def judge_events(judge: Judge, pairs: Sequence[tuple[str, str, str]],
+                 stop_event: threading.Event | None = None
+                 ) -> Iterator[JudgeProgress | JudgeResult]:
+    """Score each (id, question, answer); yields one progress event per item, then the result.
+
+    A refused key stops the run (:class:`UserError`); a call that fails after its
+    retries, or an answer that cannot be parsed, leaves that item unscored.
+    """
+    items: list[JudgedItem] = []
+    stopped = False
+    for i, (item_id, question, answer) in enumerate(pairs):
+        if stop_event is not None and stop_event.is_set():
+            stopped = True
+            break
+        try:
+            raw = judge.complete(rubric_messages(question, answer))
+        except JudgeCallFailed as exc:
+            item = JudgedItem(item_id, None, "", exc.raw, question, answer, error=str(exc))
+        else:
+            score, reason = parse_judgement(raw)
+            item = JudgedItem(item_id, score, reason, raw, question, answer,
+                              error=None if score is not None else "the judge's answer holds no score 1-10")
+        items.append(item)
+        yield JudgeProgress(i + 1, len(pairs), item)
+    mean, ci = mean_ci([i.score for i in items if i.score is not None])
+    yield JudgeResult(tuple(items), judge.name, mean, ci, stopped)
+
+
+def judge_answers(judge: Judge, pairs: Sequence[tuple[str, str, str]]) -> JudgeResult:
+    result = None
+    for event in judge_events(judge, pairs):
+        if isinstance(event, JudgeResult):
+            result = event
+    assert result is not None
+    return result
+
+
+# --- judge against people (Lab 4 votes) ---------------------------------------------------
+
+
+HUMAN_TO_PAIRWISE = {"a": "a", "b": "b", "tie": "tie", "both-bad": "tie"}
+
+
+@dataclass(frozen=True)
+class PairDecision:
+    prompt: str
+    human: str  # a | b | tie (Lab 4's "both-bad" counts as a tie)
+    judge: str | None  # a | b | tie, or None when the answer could not be read
+    raw: str
+    model_a: str = ""
+    model_b: str = ""
+
+    @property
+    def agrees(self) -> bool:
+        return self.judge is not None and self.judge == self.human
+
+
+@dataclass(frozen=True)
+class Agreement:
+    n_pairs: int
+    n_decided: int  # pairs the judge gave a readable verdict on
+    n_agree: int
+    decisions: tuple[PairDecision, ...] = ()
+
+    @property
+    def rate(self) -> float | None:
+        return self.n_agree / self.n_decided if self.n_decided else None
+
+
+def _vote_field(vote: Any, name: str) -> Any:
+    return vote[name] if isinstance(vote, dict) else getattr(vote, name)
+
+
+def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event | None = None
+                ) -> Iterator[PairDecision | Agreement]:
+    """The judge decides each voted pair (A, B or tie); yields each decision, then the agreement."""
+    decisions: list[PairDecision] = []
+    for vote in votes:
+        if stop_event is not None and stop_event.is_set():
+            break
+        human = HUMAN_TO_PAIRWISE.get(str(_vote_field(vote, "choice")).lower())
+        if human is None:
+            continue
+        messages = pairwise_messages(_vote_field(vote, "prompt"), _vote_field(vote, "response_a"),
+                                     _vote_field(vote, "response_b"))
+        try:
+            raw = judge.complete(messages, max_tokens=120)
+            verdict, _ = parse_preference(raw)
+        except JudgeCallFailed as exc:
+            raw, verdict = exc.raw or str(exc), None
+        decision = PairDecision(str(_vote_field(vote, "prompt")), human, verdict, raw,
+                                str(_vote_field(vote, "model_a")), str(_vote_field(vote, "model_b")))
+        decisions.append(decision)
+        yield decision
+    yield agreement(decisions)
+
+
+def agreement(decisions: Sequence[PairDecision]) -> Agreement:
+    decided = [d for d in decisions if d.judge is not None]
+    return Agreement(n_pairs=len(decisions), n_decided=len(decided),
+                     n_agree=sum(1 for d in decided if d.agrees), decisions=tuple(decisions))
