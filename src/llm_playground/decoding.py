@@ -315,6 +315,7 @@ class StepRecord:
     candidates: tuple[Candidate, ...] = ()
     beams: tuple[Beam, ...] = ()  # beam search: live beams after this step, best first
     finished: tuple[Beam, ...] = ()  # beam search: the best finished hypotheses so far
+    kept_count: int = 1  # how many tokens the filters left to pick from (sampling)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"token_id": self.token_id, "token": self.token, "prob": self.prob,
@@ -491,10 +492,12 @@ def _single_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, st
                 probs = filtered.softmax(dim=-1)
                 next_id = int(torch.multinomial(probs, 1, generator=generator)[0, 0])
                 prob = float(probs[0, next_id])
+                kept_count = int(torch.isfinite(filtered[0]).sum())
             else:
                 warped = filtered = scores
                 next_id = int(scores[0].argmax())
                 prob = float(scores[0].softmax(dim=-1)[next_id])
+                kept_count = 1
             cands: tuple[Candidate, ...] = ()
             if k:
                 cands = _candidates(tok, scores[0], warped[0], filtered[0], k,
@@ -503,7 +506,7 @@ def _single_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, st
             ids = torch.cat([ids, ids.new_tensor([[next_id]])], dim=1)
             n_new = 1
             record = StepRecord(index=index, token_id=next_id, token=_piece(tok, next_id), prob=prob,
-                                text=_decode(tok, new), candidates=cands)
+                                text=_decode(tok, new), candidates=cands, kept_count=kept_count)
             steps.append(record)
             yield record
             if next_id in eos:
