@@ -112,6 +112,9 @@ def test_bad_input_exits_2_with_one_line(cli, tmp_path):
     _one_line_error(cli("tokenize", "--tokenizer", "no-such-tokenizer", "x"), "unknown tokenizer 'no-such-tokenizer'")
     _one_line_error(cli("tokenize", "-t", "gpt2", input=b"\xff\xfe not utf-8"), "standard input is not UTF-8")
     _one_line_error(cli("tokenize", "-t", "gpt2", "--clean", "html,markdown", "x"), "unknown cleaning step")
+    bad_arg = subprocess.run([sys.executable.encode(), b"-m", b"llm_playground", b"tokenize", b"-t", b"gpt2", b"caf\xe9"],
+                             capture_output=True)
+    _one_line_error(bad_arg, "TEXT is not UTF-8")
     binary = tmp_path / "latin1.txt"
     binary.write_bytes("café".encode("latin-1"))
     out = str(tmp_path / "o.json")

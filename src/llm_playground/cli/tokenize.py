@@ -59,6 +59,10 @@ def _decode_utf8(data: bytes, source: str) -> str:
 def _read_text_arg(text: str) -> str:
     if text == "-":
         return _decode_utf8(sys.stdin.buffer.read(), "standard input")
+    try:  # bytes that were not UTF-8 reach argv as lone surrogates
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("TEXT is not UTF-8 text") from None
     return text
 
 
