@@ -297,10 +297,13 @@ class PreferenceStore:
     """Votes in a SQLite database (WAL mode). Safe to share between threads; each
     thread (and each process) gets its own connection."""
 
-    def __init__(self, db_path: str | os.PathLike, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, db_path: str | os.PathLike, *, synchronous: str = "NORMAL",
+                 create: bool = True) -> None:
         if str(db_path).strip() == "":
             raise UserError("the database path is empty")
         self.path = Path(db_path).expanduser()
+        if not create and not self.path.exists():
+            raise UserError(f"there is no vote database at {self.path}")
         sync = str(synchronous).upper()
         if sync not in SYNCHRONOUS_MODES:
             raise UserError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
@@ -766,7 +769,7 @@ def _save_dataset_atomically(out: Path, records: list[dict], columns: list[str])
         raise UserError(f"cannot write {out}: {exc.strerror or exc}") from None
     old = None
     try:
-        dataset.save_to_disk(str(tmp))
+        _quiet_save(dataset, tmp)
         if out.exists():
             old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
             os.replace(out, old)
@@ -780,6 +783,19 @@ def _save_dataset_atomically(out: Path, records: list[dict], columns: list[str])
     finally:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _quiet_save(dataset, folder: Path) -> None:
+    """``save_to_disk`` without its progress bar (the bar setting is restored after)."""
+    from datasets.utils import logging as ds_logging
+
+    was_enabled = ds_logging.is_progress_bar_enabled()
+    ds_logging.disable_progress_bar()
+    try:
+        dataset.save_to_disk(str(folder))
+    finally:
+        if was_enabled:
+            ds_logging.enable_progress_bar()
 
 
 def read_preferences_jsonl(path: str | os.PathLike, *, keep_labels: bool = False) -> list[dict]:
