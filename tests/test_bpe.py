@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 
 import pytest
 import regex
@@ -76,15 +75,13 @@ def test_same_merges_on_shakespeare():
 
 @pytest.fixture(scope="module")
 def shakespeare_512():
-    start = time.perf_counter()
-    tok = train(SHAKESPEARE, 512, name="shakespeare-512", source="TinyShakespeare")
-    return tok, time.perf_counter() - start
+    return train(SHAKESPEARE, 512, name="shakespeare-512", source="TinyShakespeare")
 
 
-def test_trains_512_tokens_on_tinyshakespeare_quickly(shakespeare_512):
-    tok, seconds = shakespeare_512
+def test_trains_512_tokens_on_tinyshakespeare(shakespeare_512):
+    """Training time is measured in bench/tokenize.py, not here."""
+    tok = shakespeare_512
     assert tok.vocab_size == 512 and len(tok.merges) == 256
-    assert seconds < 30
     assert tok.merges[0] == (32, 116)  # " t": the most frequent pair of the play text
     ids = tok.encode(SHAKESPEARE[:10_000])
     assert len(ids) < 0.6 * len(SHAKESPEARE[:10_000].encode())
@@ -94,12 +91,12 @@ def test_trains_512_tokens_on_tinyshakespeare_quickly(shakespeare_512):
 @settings(max_examples=80, deadline=None)
 @given(text=st.text())
 def test_round_trip_on_any_text(shakespeare_512, text):
-    tok, _ = shakespeare_512
+    tok = shakespeare_512
     assert tok.decode(tok.encode(text)) == text
 
 
 def test_merges_table(shakespeare_512):
-    tok, _ = shakespeare_512
+    tok = shakespeare_512
     rows = tok.merges_table()
     assert len(rows) == 256
     assert rows[0] == {"rank": 1, "new_id": 256, "left_id": 32, "right_id": 116,
@@ -107,7 +104,7 @@ def test_merges_table(shakespeare_512):
 
 
 def test_replay_watches_pairs_fuse(shakespeare_512):
-    tok, _ = shakespeare_512
+    tok = shakespeare_512
     text = "First Citizen:\nBefore we proceed any further, hear me speak."
     states = tok.replay(text)
     assert states[0].step == 0 and states[0].ids == list(text.encode())
@@ -150,7 +147,7 @@ def test_bad_training_input():
 
 
 def test_save_and_load_versioned_json(tmp_path, shakespeare_512):
-    tok, _ = shakespeare_512
+    tok = shakespeare_512
     path = tok.save(tmp_path / "t.json")
     data = json.loads(path.read_text())
     assert data["format"] == "llm-playground/bpe-tokenizer" and data["version"] == 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -193,19 +192,11 @@ def test_configure_tiktoken_respects_the_users_cache(monkeypatch, tmp_path):
     assert assets.configure_tiktoken() == tmp_path
 
 
-def test_one_megabyte_with_pieces_is_fast():
+def test_one_megabyte_with_pieces_matches_plain_encoding():
+    """Pieces of a 1 MB text agree with plain encoding (speed is measured in bench/tokenize.py)."""
     tok = get_tokenizer("cl100k_base")
-    tokenize_with_pieces(tok, "warm up")
     text = SHAKESPEARE[:1_000_000]
-    best_encode = best_pieces = float("inf")
-    for _ in range(3):
-        start = time.perf_counter()
-        tok.encode(text)
-        best_encode = min(best_encode, time.perf_counter() - start)
-        start = time.perf_counter()
-        result = tokenize_with_pieces(tok, text)
-        best_pieces = min(best_pieces, time.perf_counter() - start)
+    result = tokenize_with_pieces(tok, text)
+    assert result.ids == tok.encode(text)
     assert result.n_tokens > 200_000
-    assert best_pieces < 1.0
-    # The pieces cost little over encoding alone (1.5x is the target; slack for a busy machine).
-    assert best_pieces < 2.0 * best_encode + 0.02
+    assert "".join(result.pieces) == text
