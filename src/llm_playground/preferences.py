@@ -327,6 +327,8 @@ class PreferenceStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise UserError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+        if state == "ready":  # nothing to create: opening writes nothing
+            return
         for attempt in range(_WRITE_ATTEMPTS):
             try:
                 conn = self._conn()
@@ -663,7 +665,8 @@ def _db_error(path: Path, exc: BaseException) -> UserError:
 
 
 def _inspect(path: Path) -> str:
-    """``"new"`` for a missing or empty file, ``"ours"`` for a playground database;
+    """``"new"`` for a missing or empty file, ``"ready"`` for a playground database with
+    the current vote tables, ``"ours"`` for one without them (yet);
     a UserError for anything else. Never writes to the file."""
     try:
         if not path.exists() or path.stat().st_size == 0:
@@ -685,15 +688,16 @@ def _inspect(path: Path) -> str:
     except sqlite3.Error as exc:
         raise _db_error(path, exc) from None
     try:
-        _check_identity(conn, path)
+        ready = _check_identity(conn, path)
     except sqlite3.DatabaseError as exc:
         raise _db_error(path, exc) from None
     finally:
         conn.close()
-    return "ours"
+    return "ready" if ready else "ours"
 
 
-def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
+def _check_identity(conn: sqlite3.Connection, path: Path) -> bool:
+    """Refuse a foreign or newer database; True when the vote tables are in place."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
     tables = [r[0] for r in conn.execute(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
@@ -714,6 +718,8 @@ def _check_identity(conn: sqlite3.Connection, path: Path) -> None:
         if version > SCHEMA_VERSION:
             raise UserError(f"{path} was written by a newer LLM Playground (vote schema "
                             f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade first")
+        return version == SCHEMA_VERSION and "votes" in tables
+    return False
 
 
 def open_store(db_path: str | os.PathLike | None = None, **kwargs: Any) -> PreferenceStore:
