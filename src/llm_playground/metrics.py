@@ -157,8 +157,8 @@ def sliding_windows(n_ids: int, max_length: int, stride: int, first_scored: int 
     """The windows of the transformers guide's loop over ``n_ids`` tokens.
 
     Window ``k`` starts at ``k * stride`` and scores the tokens after the previous
-    window's end; the first token(s) before ``first_scored`` have no context and are
-    never scored.
+    window's end; the tokens before ``first_scored``, and the first token of each
+    window (when ``stride == max_length``), have no context and are not scored.
     """
     if max_length < 2:
         raise UserError("max length must be at least 2 tokens")
@@ -168,7 +168,8 @@ def sliding_windows(n_ids: int, max_length: int, stride: int, first_scored: int 
     prev_end = 0
     for begin in range(0, n_ids, stride):
         end = min(begin + max_length, n_ids)
-        first = max(prev_end, first_scored)
+        # A window's first token has no context inside the window: it is never a target.
+        first = max(prev_end, first_scored, begin + 1)
         if end > first:
             windows.append(Window(begin, end, end - first))
         prev_end = end
@@ -272,8 +273,12 @@ def _tokenize(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]] | 
         return list(enc["input_ids"]), None
 
 
-def _special_ids(tokenizer) -> set[int]:
-    return {int(i) for i in (getattr(tokenizer, "all_special_ids", None) or [])}
+def _scored_text(tokenizer, text: str, ids: list[int], offsets, windows: Sequence[Window]) -> str:
+    """The characters of the scored tokens: token ``i`` covers the text from the end of
+    token ``i - 1`` to its own end (leading spaces included)."""
+    if offsets:
+        return "".join(text[offsets[w.end - w.n_targets - 1][1]:offsets[w.end - 1][1]] for w in windows)
+    return "".join(tokenizer.decode(ids[w.end - w.n_targets:w.end]) for w in windows)
 
 
 def _forward_logits(model, input_ids, n_keep: int):
@@ -316,22 +321,13 @@ def perplexity_events(loaded, text: str, stride: int = DEFAULT_STRIDE,
     if capped:
         ids = ids[:max_tokens]
         offsets = offsets[:max_tokens] if offsets else None
-    # A beginning-of-text token added by the tokenizer gives the first real token a context.
+    # The first token has no context; a beginning-of-text token added by the tokenizer
+    # (offsets (0, 0)) gives the first real token one, so the whole text is scored.
     first_scored = 1
     if len(ids) < 2:
         raise UserError("the text is too short: it needs at least two tokens")
     windows = sliding_windows(len(ids), max_length, stride, first_scored)
     total = sum(w.n_targets for w in windows)
-
-    # The scored text: from the end of the first (unscored) token to the end of the last.
-    specials = _special_ids(loaded.tokenizer)
-    if offsets:
-        start = offsets[0][1] if ids[0] not in specials else offsets[0][0]
-        scored_text = text[start:offsets[-1][1]]
-    else:
-        scored_text = loaded.tokenizer.decode(ids[1:], skip_special_tokens=True)
-    n_words = max(len(scored_text.split()), 1)
-    n_bytes = max(len(scored_text.encode("utf-8")), 1)
 
     model = loaded.model
     vocab = int(getattr(getattr(model, "config", None), "vocab_size", 0) or 50000)
@@ -370,9 +366,9 @@ def perplexity_events(loaded, text: str, stride: int = DEFAULT_STRIDE,
     elapsed = time.perf_counter() - t0
     if done_tokens == 0:
         raise UserError("stopped before any token was scored")
-    if stopped:  # words and bytes in proportion to the tokens scored
-        n_words = max(1, round(n_words * done_tokens / total))
-        n_bytes = max(1, round(n_bytes * done_tokens / total))
+    scored_text = _scored_text(loaded.tokenizer, text, ids, offsets, windows[:done_windows])
+    n_words = max(len(scored_text.split()), 1)
+    n_bytes = max(len(scored_text.encode("utf-8")), 1)
     yield PerplexityResult(
         token_perplexity=math.exp(nll_sum / done_tokens),
         word_perplexity=math.exp(nll_sum / n_words),
