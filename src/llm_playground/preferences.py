@@ -565,6 +565,11 @@ class PreferenceStore:
                              "response_b": v.response_b, "label": v.choice})
         return main, side, counts
 
+    def jsonl_text(self, ties: str = "separate") -> tuple[str, str | None]:
+        """The export as text, for a download: (main file, ties file or None)."""
+        main, side, _ = self.preference_records(ties)
+        return _jsonl(main), (_jsonl(side) if ties == "separate" else None)
+
     def export_jsonl(self, out_path: str | os.PathLike, ties: str = "separate") -> ExportResult:
         """Write the TRL preference file (see the module notes for ``ties``), atomically."""
         out = self._check_out_path(out_path)
