@@ -127,7 +127,7 @@ def test_word_perplexity_and_bits_per_byte_identities(smollm):
     assert smollm.tokenizer.decode(_ids(smollm, text)[:1]) == "The"  # no beginning-of-text token
     # The first token has no context: the scored text is " cat sat on the mat."
     assert r.n_words == 5
-    assert r.n_bytes == len(" cat sat on the mat.".encode())
+    assert r.n_bytes == len(b" cat sat on the mat.")
     assert r.token_perplexity == pytest.approx(math.exp(r.nll_sum / r.n_tokens))
     assert r.word_perplexity == pytest.approx(math.exp(r.nll_sum / r.n_words))
     assert r.bits_per_byte == pytest.approx(r.nll_sum / math.log(2) / r.n_bytes)
