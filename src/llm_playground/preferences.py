@@ -66,12 +66,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from numbers import Integral
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from llm_playground.errors import UserError
+
+if TYPE_CHECKING:  # numpy is imported where ratings are computed, not to store a vote
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +188,7 @@ def make_pair(prompt: str, response_1: str, model_1: str | None, response_2: str
     """
     if rng is None:
         swap = secrets.randbits(1) == 1
-    elif isinstance(rng, (int, np.integer)) and not isinstance(rng, bool):
+    elif isinstance(rng, Integral) and not isinstance(rng, bool):
         swap = random.Random(int(rng)).random() < 0.5
     elif hasattr(rng, "random"):
         swap = float(rng.random()) < 0.5
@@ -866,6 +868,8 @@ def _rated_votes(votes: Iterable[Vote]) -> tuple[list[tuple[str, str, str]], dic
 
 def win_matrix(models: Sequence[str], rated: Iterable[tuple[str, str, str]]) -> np.ndarray:
     """W[i, j]: wins of model i over model j, a tie counting half to each; both-bad left out."""
+    import numpy as np
+
     index = {m: i for i, m in enumerate(models)}
     w = np.zeros((len(models), len(models)))
     for ma, mb, choice in rated:
@@ -883,6 +887,8 @@ def win_matrix(models: Sequence[str], rated: Iterable[tuple[str, str, str]]) -> 
 def _strongly_connected(w: np.ndarray) -> bool:
     """True when every model has beaten (or tied), directly or through others, every other:
     the condition for the Bradley–Terry maximum-likelihood estimate to exist."""
+    import numpy as np
+
     n = len(w)
     if n <= 1:
         return True
@@ -911,6 +917,8 @@ def fit_bradley_terry(w: np.ndarray, *, prior: float | None = None, max_iter: in
     :data:`DEFAULT_PRIOR` otherwise. The covariance is the inverse of the observed
     information on the mean-zero subspace.
     """
+    import numpy as np
+
     w = np.asarray(w, dtype=float)
     n = len(w)
     if prior is None:
@@ -972,6 +980,8 @@ def ratings_from_votes(votes: Iterable[Vote], *, bootstrap: int = 0, seed: int =
 
 
 def _bt_table(votes: list[Vote], *, bootstrap: int, seed: int) -> tuple[list[dict], dict]:
+    import numpy as np
+
     rated, _ = _rated_votes(votes)
     rated_bt = [r for r in rated if r[2] != "both-bad"]
     models = sorted({m for r in rated_bt for m in r[:2]})
