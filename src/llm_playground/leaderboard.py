@@ -33,6 +33,9 @@ from llm_playground.paths import get_paths
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+# The playground database's mark (``PRAGMA application_id``), shared with Lab 4's vote store.
+APPLICATION_ID = 0x4C4C4D50
+OWN_TABLES = {"eval_meta", "eval_results"}
 
 # Metric families: all the metrics of one family come from the same evaluation run.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -96,9 +99,13 @@ class Leaderboard:
     """The results table in one SQLite file (``paths.db`` by default)."""
 
     def __init__(self, db_path: str | Path | None = None):
-        self.path = Path(db_path) if db_path else get_paths().db
+        self.path = Path(db_path).expanduser() if db_path else get_paths().db
+        if self.path.is_dir():
+            raise UserError(f"{self.path} is a folder; give the path of a database file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._check_file()
         with closing(self._connect()) as con, con:
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             con.executescript(_SCHEMA)
             row = con.execute("SELECT value FROM eval_meta WHERE key = 'schema_version'").fetchone()
             if row is None:
@@ -107,6 +114,28 @@ class Leaderboard:
             elif int(row[0]) > SCHEMA_VERSION:
                 raise UserError(f"{self.path} holds leaderboard schema version {row[0]}, newer than "
                                 f"this version of LLM Playground reads ({SCHEMA_VERSION})")
+
+    def _check_file(self) -> None:
+        """Refuse a file that is not this playground's database (never writes to it)."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with self.path.open("rb") as fh:
+            header = fh.read(100)
+        if not header.startswith(b"SQLite format 3\x00"):
+            raise UserError(f"{self.path} is not a SQLite database; refusing to use or overwrite it")
+        app_id = int.from_bytes(header[68:72], "big")
+        if app_id not in (0, APPLICATION_ID):
+            raise UserError(f"{self.path} is a SQLite database of another application; refusing to use it")
+        if app_id == 0:
+            try:
+                with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
+                    tables = {r[0] for r in con.execute(
+                        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            except sqlite3.DatabaseError as exc:
+                raise UserError(f"{self.path} is not a usable SQLite database ({exc})") from None
+            if tables - OWN_TABLES:
+                raise UserError(f"{self.path} is a SQLite database of another application (tables: "
+                                f"{', '.join(sorted(tables)[:5])}); refusing to use it")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=30)
@@ -201,12 +230,24 @@ class Leaderboard:
                 row["updated"] = r.created_at
         ratings = human_ratings if human_ratings is not None else self._human_ratings()
         for rating in ratings or ():
-            model, value, lo, hi, n = rating[:5]
+            if hasattr(rating, "rating"):
+                model, value, lo, hi, n = (rating.model, rating.rating, rating.ci_low, rating.ci_high,
+                                           rating.n_votes)
+            else:
+                model, value, lo, hi, n = tuple(rating)[:5]
             row = rows.setdefault(model, {c: None for c in COLUMNS} | {"model": model, "kind": "votes"})
             row.update(human_rating=value, human_ci_low=lo, human_ci_high=hi, human_votes=n)
         return sorted(rows.values(), key=lambda r: r["model"])
 
-    def _human_ratings(self) -> list[tuple]:
+    def has_votes(self) -> bool:
+        """Whether Lab 4's vote tables are in this database."""
+        with closing(self._connect()) as con:
+            return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'votes'"
+                               ).fetchone() is not None
+
+    def _human_ratings(self) -> list:
+        if not self.has_votes():
+            return []
         try:
             from llm_playground.preferences import PreferenceStore
         except ImportError:  # Lab 4 not part of this build
