@@ -33,7 +33,15 @@ from llm_playground.instructions import (
     split_heldout,
 )
 from llm_playground.paths import package_data
-from llm_playground.sft import SFTConfig, SFTDone, SFTEval, SFTStarted, SFTStep, pick_dtype, train_sft
+from llm_playground.sft import (
+    SFTConfig,
+    SFTDone,
+    SFTEval,
+    SFTStarted,
+    SFTStep,
+    pick_dtype,
+    train_sft,
+)
 
 NAME = "gemma3-270m-instruct"
 SAMPLE_PROMPTS = [
