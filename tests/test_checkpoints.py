@@ -5,14 +5,24 @@ import json
 import pytest
 import torch
 
-from llm_playground.checkpoints import (check_run_name, export_hf_model, hf_tokenizer, list_runs,
-                                        load_checkpoint, load_training_state, read_meta,
-                                        save_checkpoint, save_run_as, save_training_state)
+from llm_playground.checkpoints import (
+    check_run_name,
+    export_hf_model,
+    hf_tokenizer,
+    list_runs,
+    load_checkpoint,
+    load_training_state,
+    read_meta,
+    save_checkpoint,
+    save_run_as,
+    save_training_state,
+)
 from llm_playground.config import ModelConfig, preset
-from llm_playground.data import CharVocabulary, load_corpus, load_tokenizer
+from llm_playground.data import load_corpus, load_tokenizer
 from llm_playground.errors import UserError
 from llm_playground.model import GPT, build_model, configure_optimizers
 from llm_playground.paths import get_paths
+from llm_playground.tokenizers import CharTokenizer
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 
@@ -32,7 +42,7 @@ def test_hugging_face_export_gives_the_same_logits(tmp_path, bias):
     from transformers import GPT2LMHeadModel
 
     model = trained_gpt(bias=bias)
-    tok = CharVocabulary.from_text(load_corpus().text)
+    tok = CharTokenizer.from_text(load_corpus().text)
     export_hf_model(model, tok, tmp_path / "hf")
     hf = GPT2LMHeadModel.from_pretrained(str(tmp_path / "hf")).eval()
     assert hf.config.model_type == "gpt2" and hf.config.n_positions == 24
@@ -48,7 +58,7 @@ def test_hugging_face_export_gives_the_same_logits(tmp_path, bias):
 def test_hf_char_tokenizer_gives_the_same_ids_and_text(tmp_path):
     from transformers import AutoTokenizer
 
-    tok = CharVocabulary.from_text(load_corpus().text)
+    tok = CharTokenizer.from_text(load_corpus().text)
     hf_tokenizer(tok).save_pretrained(str(tmp_path))
     hf = AutoTokenizer.from_pretrained(str(tmp_path))
     ids = tok.encode(TEXT)
@@ -69,7 +79,7 @@ def test_hf_gpt2_tokenizer_has_the_real_vocabulary(tmp_path):
 
 def test_checkpoint_round_trip(tmp_path):
     model = trained_gpt()
-    tok = CharVocabulary.from_text(load_corpus().text)
+    tok = CharTokenizer.from_text(load_corpus().text)
     config = preset("baby-gpt", n_layer=2, n_head=4, n_embd=32, block_size=24)
     save_checkpoint(tmp_path, model, config, tok, step=42, train_loss=2.0, val_loss=2.1)
     meta = json.loads((tmp_path / "config.json").read_text())
@@ -87,7 +97,7 @@ def test_checkpoint_round_trip(tmp_path):
 
 def test_bigram_checkpoint_has_no_hf_export(tmp_path):
     model = build_model(ModelConfig(kind="bigram", vocab_size=65, block_size=8))
-    tok = CharVocabulary.from_text(load_corpus().text)
+    tok = CharTokenizer.from_text(load_corpus().text)
     save_checkpoint(tmp_path, model, preset("bigram"), tok, step=1)
     assert not (tmp_path / "hf").exists()
     assert load_checkpoint(tmp_path).model.config.kind == "bigram"
@@ -129,7 +139,7 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_saved_runs_are_listed_for_the_other_labs(tmp_path):
     model = trained_gpt()
-    tok = CharVocabulary.from_text(load_corpus().text)
+    tok = CharTokenizer.from_text(load_corpus().text)
     scratch = get_paths().ensure().runs / ".scratch" / "job-1"
     save_checkpoint(scratch, model, preset("baby-gpt", n_layer=2, n_embd=32, block_size=24), tok, 5,
                     1.9, 2.05)
@@ -146,3 +156,29 @@ def test_saved_runs_are_listed_for_the_other_labs(tmp_path):
     for bad in ("", "../escape", "a b", ".hidden"):
         with pytest.raises(UserError, match="run name"):
             check_run_name(bad)
+
+
+@pytest.mark.parametrize("pattern", ["gpt4", "gpt2", None])
+def test_hf_tokenizer_of_a_bpe_from_lab_1_gives_the_same_ids(tmp_path, pattern):
+    from transformers import AutoTokenizer
+
+    from llm_playground.bpe import train
+    from llm_playground.tokenizers import BPEAdapter
+
+    text = load_corpus().text[:20_000]
+    tok = BPEAdapter(train(text, 300, pattern=pattern, name="mini"))
+    hf_tokenizer(tok).save_pretrained(str(tmp_path))
+    hf = AutoTokenizer.from_pretrained(str(tmp_path))
+    sample = TEXT + "Thou'rt 123 cafés  —  ünïcode!\n"
+    assert hf(sample)["input_ids"] == tok.encode(sample)
+    assert hf.decode(tok.encode(sample)) == sample
+
+
+def test_bpe_checkpoint_stores_its_merges(tmp_path):
+    from llm_playground.bpe import train
+    from llm_playground.tokenizers import BPEAdapter
+
+    tok = BPEAdapter(train(load_corpus().text[:5000], 280, name="mini"))
+    model = trained_gpt(vocab=tok.vocab_size, n_layer=1)
+    save_checkpoint(tmp_path, model, preset("baby-gpt"), tok, 1)
+    assert load_checkpoint(tmp_path).tokenizer.encode(TEXT) == tok.encode(TEXT)

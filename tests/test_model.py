@@ -7,8 +7,15 @@ import torch
 
 from llm_playground.config import PRESETS, ModelConfig, TrainConfig, preset
 from llm_playground.errors import UserError
-from llm_playground.model import (GPT, BigramLanguageModel, build_model, configure_optimizers,
-                                  count_parameters, flops_per_token, summarize)
+from llm_playground.model import (
+    GPT,
+    BigramLanguageModel,
+    build_model,
+    configure_optimizers,
+    count_parameters,
+    flops_per_token,
+    summarize,
+)
 
 TINY = ModelConfig(kind="gpt", vocab_size=65, n_layer=2, n_head=2, n_embd=32, block_size=16)
 
@@ -70,7 +77,7 @@ def test_learning_rate_schedule_warms_up_then_decays_to_the_floor():
     lrs = [c.lr_at(s) for s in range(111)]
     assert lrs[0] < lrs[5] < lrs[9] < c.lr
     assert lrs[10] == pytest.approx(1e-3)
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
     assert lrs[110] == pytest.approx(1e-4)
     assert TrainConfig(schedule="constant").lr_at(7) == TrainConfig().lr
 

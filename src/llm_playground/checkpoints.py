@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 
 from llm_playground.config import CONFIG_VERSION, TrainConfig
-from llm_playground.data import CharVocabulary, tokenizer_from_spec, tokenizer_spec
+from llm_playground.data import tokenizer_from_spec, tokenizer_spec
 from llm_playground.errors import UserError
 from llm_playground.model import GPT, build_model
 from llm_playground.paths import get_paths, package_data
@@ -250,27 +250,29 @@ def export_hf_model(model: GPT, tokenizer, out_dir: str | Path) -> Path:
 
 
 def hf_tokenizer(tokenizer):
-    """A transformers tokenizer that gives the same ids as ``tokenizer``, or None when unknown."""
+    """A transformers tokenizer that gives the same ids as ``tokenizer``, or None when unknown.
+
+    Character and BPE tokenizers become a ``PreTrainedTokenizerFast`` built with the
+    ``tokenizers`` library; GPT-2's comes from the vocabulary files shipped in the package.
+    """
     from transformers import GPT2TokenizerFast, PreTrainedTokenizerFast
 
-    to_hf = getattr(tokenizer, "to_hf", None) or getattr(tokenizer, "to_transformers", None)
-    if callable(to_hf):
-        return to_hf()
-    name = getattr(tokenizer, "name", "")
-    if isinstance(tokenizer, CharVocabulary) or getattr(tokenizer, "kind", "") == "char":
-        chars = getattr(tokenizer, "chars", None)
-        if chars is None:
-            chars = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
-        return PreTrainedTokenizerFast(tokenizer_object=_char_tokenizer_object(list(chars)),
+    kind = getattr(tokenizer, "kind", "")
+    if kind == "char":
+        return PreTrainedTokenizerFast(tokenizer_object=_char_tokenizer_object(list(tokenizer.chars)),
                                        clean_up_tokenization_spaces=False)
-    if name == "gpt2":
+    if kind == "bpe":
+        return PreTrainedTokenizerFast(tokenizer_object=_bpe_tokenizer_object(tokenizer.bpe),
+                                       clean_up_tokenization_spaces=False)
+    if getattr(tokenizer, "name", "") == "gpt2":
         import tempfile
 
+        # GPT2TokenizerFast(vocab_file=..., merges_file=...) builds an empty vocabulary in
+        # transformers 5; from_pretrained on a folder with vocab.json and merges.txt does not.
         with tempfile.TemporaryDirectory() as tmp:
             shutil.copy(package_data("gpt2", "encoder.json"), Path(tmp) / "vocab.json")
             shutil.copy(package_data("gpt2", "vocab.bpe"), Path(tmp) / "merges.txt")
-            tok = GPT2TokenizerFast.from_pretrained(tmp)
-        return tok
+            return GPT2TokenizerFast.from_pretrained(tmp)
     return None
 
 
@@ -282,6 +284,43 @@ def _char_tokenizer_object(chars: list[str]):
     tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
     tok.decoder = decoders.Fuse()
     return tok
+
+
+def _bpe_tokenizer_object(bpe):
+    """The playground's byte-level BPE (ids 0-255 bytes, merge i -> 256+i) as a ``tokenizers`` BPE."""
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    from llm_playground.bpe import SPLIT_PATTERNS
+
+    alphabet = ByteLevel.alphabet()  # GPT-2's printable stand-ins for the 256 bytes
+    byte_char = _bytes_to_unicode()
+    assert set(byte_char.values()) == set(alphabet)
+    names = ["".join(byte_char[b] for b in token) for token in bpe.vocab]
+    vocab = {name: i for i, name in enumerate(names)}
+    merges = [(names[a], names[b]) for a, b in bpe.merges]
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, fuse_unk=False, ignore_merges=False))
+    pattern = SPLIT_PATTERNS.get(bpe.pattern, bpe.pattern) if bpe.pattern is not None else None
+    steps = []
+    if pattern:
+        steps.append(pre_tokenizers.Split(Regex(pattern), behavior="isolated"))
+    steps.append(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(steps)
+    tok.decoder = decoders.ByteLevel()
+    return tok
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from bytes to printable characters."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
 # --- runs for the other labs ---------------------------------------------------------------

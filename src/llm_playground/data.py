@@ -7,7 +7,6 @@ is asked for the next token. :func:`decoded_batch` shows one batch that way.
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,65 +36,29 @@ def load_text(path: str | Path | None = None) -> str:
 
 # --- tokenizers --------------------------------------------------------------------------
 
-class CharVocabulary:
-    """Character-level tokenizer whose vocabulary is the set of characters of one corpus.
-
-    Sorted as nanoGPT does, so TinyShakespeare gives the classic 65-token vocabulary.
-    """
-
-    kind = "char"
-
-    def __init__(self, chars: list[str] | str):
-        self.chars = sorted(set(chars))
-        self._ids = {c: i for i, c in enumerate(self.chars)}
-        self.name = "char"
-
-    @classmethod
-    def from_text(cls, text: str) -> CharVocabulary:
-        return cls(sorted(set(text)))
-
-    @property
-    def vocab_size(self) -> int:
-        return len(self.chars)
-
-    def encode(self, text: str) -> list[int]:
-        try:
-            return [self._ids[c] for c in text]
-        except KeyError as exc:
-            raise UserError(f"character {exc.args[0]!r} is not in this model's vocabulary") from None
-
-    def decode(self, ids) -> str:
-        return "".join(self.chars[int(i)] for i in ids)
-
-    def to_json(self) -> dict:
-        return {"type": "char", "version": 1, "chars": self.chars}
-
-    @classmethod
-    def from_json(cls, data: dict) -> CharVocabulary:
-        return cls(list(data["chars"]))
-
-
 def load_tokenizer(spec: str, text: str | None = None):
-    """The tokenizer a run names: ``char`` (built from ``text``), ``gpt2``, or a saved BPE JSON file.
+    """The tokenizer a run names: ``char``, ``gpt2``, ``bpe:<name>`` or a saved tokenizer JSON file.
 
-    Every tokenizer returned has ``encode``, ``decode``, ``vocab_size`` and ``name``.
+    ``char`` takes its vocabulary from ``text`` (the training text), sorted as nanoGPT does,
+    so TinyShakespeare gives the classic 65 characters and another text its own set.
+    Every tokenizer returned has ``encode``, ``decode``, ``vocab_size``, ``name`` and ``kind``.
     """
+    from llm_playground.tokenizers import CharTokenizer, get_tokenizer
+
     spec = (spec or "char").strip()
     if spec == "char":
         if text is None:
-            raise UserError("a character tokenizer is built from the training text, and none was given")
-        return CharVocabulary.from_text(text)
-    if spec != "gpt2" and not Path(spec).expanduser().is_file():
-        raise UserError(f"unknown tokenizer {spec!r}: use char, gpt2 or the path of a saved BPE JSON file")
-    try:
-        from llm_playground.tokenizers import get_tokenizer
-    except ImportError:
-        get_tokenizer = None
-    if get_tokenizer is not None:
-        return get_tokenizer(spec if spec == "gpt2" else str(Path(spec).expanduser()))
+            return get_tokenizer("char")
+        return CharTokenizer.from_text(text)
     if spec == "gpt2":
-        return _ShippedGPT2()
-    raise UserError("saved BPE tokenizers need the Tokenizer lab (llm_playground.tokenizers)")
+        try:
+            return get_tokenizer("gpt2")
+        except UserError:  # tiktoken's cache not installed: read the files shipped in the package
+            return _ShippedGPT2()
+    if not spec.startswith("bpe:") and not Path(spec).expanduser().is_file():
+        raise UserError(f"unknown tokenizer {spec!r}: use char, gpt2, bpe:<name> or the path of a saved "
+                        "tokenizer JSON file")
+    return get_tokenizer(spec)
 
 
 class _ShippedGPT2:
@@ -126,32 +89,27 @@ class _ShippedGPT2:
 
 
 def tokenizer_spec(tokenizer) -> dict:
-    """How a checkpoint records its tokenizer: the JSON of a char/BPE tokenizer, or a name."""
-    to_json = getattr(tokenizer, "to_json", None)
-    if callable(to_json):
-        data = to_json()
-        if isinstance(data, str):
-            data = json.loads(data)
-        return {"type": "json", "json": data, "name": getattr(tokenizer, "name", "char")}
-    return {"type": "name", "name": getattr(tokenizer, "name", "gpt2")}
+    """How a checkpoint records its tokenizer: the JSON of a char or BPE tokenizer, or a name."""
+    kind = getattr(tokenizer, "kind", "")
+    if kind == "char":
+        return {"type": "json", "json": tokenizer.to_dict(), "name": tokenizer.name}
+    if kind == "bpe":
+        return {"type": "json", "json": tokenizer.bpe.to_dict(), "name": tokenizer.name}
+    return {"type": "name", "name": tokenizer.name}
 
 
 def tokenizer_from_spec(spec: dict):
     """The tokenizer :func:`tokenizer_spec` recorded."""
+    from llm_playground.bpe import BPETokenizer
+    from llm_playground.tokenizers import CHAR_FORMAT, BPEAdapter, CharTokenizer
+
     if spec.get("type") == "name":
         return load_tokenizer(spec["name"])
     data = spec["json"]
-    if data.get("type") == "char" and "chars" in data:
-        return CharVocabulary.from_json(data)
-    try:
-        from llm_playground import tokenizers
-    except ImportError:
-        raise UserError("this checkpoint's tokenizer needs the Tokenizer lab (llm_playground.tokenizers)") from None
-    for loader in ("tokenizer_from_json", "from_json", "load_json"):
-        fn = getattr(tokenizers, loader, None)
-        if callable(fn):
-            return fn(data)
-    raise UserError("this checkpoint's tokenizer format is not known to this version")
+    if isinstance(data, dict) and data.get("format") == CHAR_FORMAT:
+        return CharTokenizer.from_dict(data, source="the checkpoint's tokenizer")
+    return BPEAdapter(BPETokenizer.from_dict(data, source="the checkpoint's tokenizer"),
+                      name=spec.get("name"))
 
 
 # --- corpus and batches ------------------------------------------------------------------
