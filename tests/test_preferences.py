@@ -15,6 +15,8 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from llm_playground.errors import UserError
 from llm_playground.preferences import (
@@ -565,3 +567,76 @@ def test_damaged_playground_database_is_refused_with_one_line(tmp_path):
         PreferenceStore(path).list_votes()
     assert "not a usable SQLite database" in str(info.value) and "\n" not in str(info.value)
     assert sha256(path) == before
+
+
+RACER = """
+import sys, time
+from llm_playground.preferences import PreferenceStore
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+store = PreferenceStore(sys.argv[1])
+for i in range(25):
+    store.add_vote(f"p{sys.argv[3]}-{i}", "x", "y", "tie", model_a="m1", model_b="m2")
+"""
+
+
+def test_processes_creating_the_same_new_database_at_once(tmp_path):
+    import time
+
+    db = tmp_path / "fresh" / "votes.sqlite"
+    start = time.time() + 2.0
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(db), str(start), str(w)],
+                              stderr=subprocess.PIPE, text=True) for w in range(4)]
+    errors = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    store = PreferenceStore(db)
+    assert store.count() == 100 and len({v.prompt for v in store.list_votes()}) == 100
+    assert store.schema_version() == SCHEMA_VERSION
+
+
+# --- properties over random vote sequences --------------------------------------------------
+
+vote_spec = st.lists(st.tuples(st.sampled_from(["m1", "m2", "m3", None]),
+                               st.sampled_from(["m1", "m2", "m3"]),
+                               st.sampled_from(["a", "b", "tie", "both-bad"])), max_size=40)
+
+
+@settings(max_examples=60, deadline=None)
+@given(vote_spec)
+def test_stats_invariants(spec):
+    votes = votes_from(spec)
+    stats = compute_stats(votes)
+    json.dumps(stats, allow_nan=False)
+    assert stats["votes"]["total"] == len(spec)
+    ratings = stats["ratings"]
+    if ratings:  # centred on the base rating, every interval around its estimate
+        assert sum(r["rating"] for r in ratings) / len(ratings) == pytest.approx(1000, abs=0.01)
+        assert all(r["ci_low"] <= r["rating"] <= r["ci_high"] for r in ratings)
+    for p in stats["pairs"]:
+        assert p["wins_1"] + p["wins_2"] + p["ties"] + p["both_bad"] == p["n_votes"]
+        if p["win_rate_1"] is not None:
+            assert p["win_rate_1"] + p["win_rate_2"] == pytest.approx(1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b", "tie", "both-bad"]), min_size=1, max_size=15))
+def test_export_line_counts_in_every_mode(choices):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        store = PreferenceStore(Path(tmp) / "v.sqlite")
+        for i, c in enumerate(choices):
+            store.add_vote(f"p{i}", f"a{i}", f"b{i}", c)
+        n_ab = sum(c in "ab" for c in choices)
+        n_other = len(choices) - n_ab
+        main, side = store.jsonl_text("separate")
+        assert len(main.splitlines()) == n_ab and len(side.splitlines()) == n_other
+        assert len(store.jsonl_text("label")[0].splitlines()) == len(choices)
+        assert len(store.jsonl_text("drop")[0].splitlines()) == n_ab
+        for line in main.splitlines():
+            record = json.loads(line)
+            assert set(record) == {"prompt", "chosen", "rejected"}
+            j = int(record["prompt"][1:])
+            expected = (f"a{j}", f"b{j}") if choices[j] == "a" else (f"b{j}", f"a{j}")
+            assert (record["chosen"], record["rejected"]) == expected
+        store.close()

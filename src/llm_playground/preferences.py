@@ -646,13 +646,19 @@ class PreferenceStore:
 
     def stats(self, *, bootstrap: int = 0, seed: int = 0, elo_k: float = 32.0) -> dict:
         """Everything the statistics page shows, JSON-serialisable (see :func:`compute_stats`)."""
-        out = compute_stats(self.list_votes(), bootstrap=bootstrap, seed=seed, elo_k=elo_k)
+        out = compute_stats(self._vote_outcomes(), bootstrap=bootstrap, seed=seed, elo_k=elo_k)
         out["db"] = str(self.path)
         return out
 
     def ratings(self, *, bootstrap: int = 0, seed: int = 0) -> list[Rating]:
         """Bradley–Terry ratings per model, best first (the leaderboard's human rating)."""
-        return ratings_from_votes(self.list_votes(), bootstrap=bootstrap, seed=seed)
+        return ratings_from_votes(self._vote_outcomes(), bootstrap=bootstrap, seed=seed)
+
+    def _vote_outcomes(self) -> list[Vote]:
+        """The votes without their texts: all that statistics need, cheap to read."""
+        rows = self._read("SELECT id, uid, '', '', '', model_a, model_b, choice, '', created_at, "
+                          "session_id FROM votes ORDER BY id")
+        return [Vote(*row) for row in rows]
 
 
 # --- opening and identity checks -------------------------------------------------------
