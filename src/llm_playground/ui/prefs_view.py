@@ -265,7 +265,7 @@ def _ratings_chart(rows: list[dict]):
 
     df = pd.DataFrame(rows)
     order = list(df["model"])
-    y = alt.Y("model:N", sort=order, title=None)
+    y = alt.Y("model:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=240))
     bars = alt.Chart(df).mark_rule(strokeWidth=2).encode(
         y=y, x=alt.X("ci_low:Q", title="rating (Elo scale) with 95% interval",
                      scale=alt.Scale(zero=False)), x2="ci_high:Q")
@@ -274,7 +274,7 @@ def _ratings_chart(rows: list[dict]):
         tooltip=["model", alt.Tooltip("rating:Q", format=".0f"),
                  alt.Tooltip("ci_low:Q", format=".0f"), alt.Tooltip("ci_high:Q", format=".0f"),
                  "n_votes"])
-    return (bars + points).properties(height=max(120, 40 * len(df)))
+    return (bars + points).properties(height=60 + 40 * len(df))
 
 
 def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
@@ -315,14 +315,19 @@ def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
         bt = stats["bradley_terry"]
         st.caption("Win rate = (wins + ties/2) / (wins + losses + ties); 'both bad' votes are "
                    "counted apart. Bradley–Terry ratings on the Elo scale (1000 = average), "
-                   f"95% intervals from the {bt['method']}.")
+                   "95% intervals from the "
+                   + ("observed information (Hessian)." if bt["method"] == "hessian"
+                      else "bootstrap (200 resamples of the votes)."))
         if bt["regularized"]:
             st.warning("A model has never lost or never won yet, so the plain Bradley–Terry fit "
                        "does not exist; a weak prior keeps the ratings finite. More votes will "
                        "make them meaningful.")
         table = pd.DataFrame(stats["models"])[["model", "rating", "ci_low", "ci_high", "n_votes",
                                                "wins", "losses", "ties", "both_bad", "win_rate"]]
-        st.dataframe(table, hide_index=True, key="prefs_models_table")
+        whole = st.column_config.NumberColumn(format="%.0f")
+        st.dataframe(table, hide_index=True, key="prefs_models_table",
+                     column_config={"rating": whole, "ci_low": whole, "ci_high": whole,
+                                    "win_rate": st.column_config.NumberColumn(format="%.3f")})
         if stats["ratings"]:
             st.altair_chart(_ratings_chart(stats["ratings"]), key="prefs_ratings_chart")
         with st.expander("Online Elo (K = 32, in vote order)"):
