@@ -640,3 +640,16 @@ def test_export_line_counts_in_every_mode(choices):
             expected = (f"a{j}", f"b{j}") if choices[j] == "a" else (f"b{j}", f"a{j}")
             assert (record["chosen"], record["rejected"]) == expected
         store.close()
+
+
+def test_export_is_what_trl_reads_as_standard_preference_data(voted, tmp_path):
+    from datasets import load_dataset
+    from trl.data_utils import is_conversational, maybe_extract_prompt
+
+    out = tmp_path / "prefs.jsonl"
+    voted.export_jsonl(out, ties="drop")
+    ds = load_dataset("json", data_files=str(out), split="train")
+    assert ds.column_names == ["prompt", "chosen", "rejected"] and ds.num_rows == 3
+    for example in ds:
+        assert not is_conversational(example)  # the standard (plain text) format
+        assert maybe_extract_prompt(example) == example  # explicit prompt already
