@@ -735,6 +735,15 @@ def _check_identity(conn: sqlite3.Connection, path: Path) -> bool:
     return False
 
 
+def resolve_db_path(text: str | os.PathLike) -> Path:
+    """A database file as given, or, for an existing data folder, its ``playground.sqlite``."""
+    text = str(text or "").strip()
+    if not text:
+        raise UserError("give a database file or a data folder")
+    path = Path(text).expanduser()
+    return path / "playground.sqlite" if path.is_dir() else path
+
+
 def open_store(db_path: str | os.PathLike | None = None, **kwargs: Any) -> PreferenceStore:
     """The store at ``db_path``, or at the playground's default database."""
     if db_path is None:
@@ -1191,5 +1200,6 @@ __all__ = [
     "APPLICATION_ID", "CHOICES", "SCHEMA_VERSION", "TIES_MODES", "BTFit", "ExportResult",
     "Pair", "PreferenceStore", "Rating", "Vote", "bench_concurrent_writes", "compute_stats",
     "elo_ratings", "fit_bradley_terry", "make_pair", "normalise_choice", "open_store",
-    "ratings_from_votes", "read_preferences_jsonl", "sibling_ties_path", "win_matrix",
+    "ratings_from_votes", "read_preferences_jsonl", "resolve_db_path", "sibling_ties_path",
+    "win_matrix",
 ]

@@ -13,16 +13,19 @@ import json
 from llm_playground.errors import UserError
 
 
-def _db_default() -> str:
+def _db(args: argparse.Namespace):
+    """``--db`` as a file, or a data folder holding ``playground.sqlite``; default: the home's."""
     from llm_playground.paths import get_paths
+    from llm_playground.preferences import resolve_db_path
 
-    return str(get_paths().db)
+    return resolve_db_path(args.db) if args.db is not None else get_paths().db
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("prefs", help="store, export and rate human preference votes")
     sub = parser.add_subparsers(dest="prefs_command", metavar="ACTION")
-    db_help = "the vote database (SQLite); default: playground.sqlite in the playground home"
+    db_help = ("the vote database (SQLite), or a data folder to keep playground.sqlite in; "
+               "default: the playground home's")
 
     add = sub.add_parser("add", help="store one vote on a pair of responses")
     add.add_argument("--db", help=db_help)
@@ -66,7 +69,7 @@ def _add(args: argparse.Namespace) -> int:
     choice = normalise_choice(args.choice)  # before the database is touched
     if not args.prompt.strip():
         raise UserError("the prompt is empty")
-    store = PreferenceStore(args.db or _db_default())
+    store = PreferenceStore(_db(args))
     vote = store.add_vote(args.prompt, args.response_a, args.response_b, choice,
                           model_a=args.model_a, model_b=args.model_b, comment=args.comment,
                           session_id=args.session_id)
@@ -85,7 +88,7 @@ def _add(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from llm_playground.preferences import PreferenceStore
 
-    store = PreferenceStore(args.db or _db_default(), create=False)
+    store = PreferenceStore(_db(args), create=False)
     if args.dataset:  # check the folder before anything is written
         store._check_out_dir(args.dataset)
     result = store.export_jsonl(args.out, ties=args.ties)
@@ -110,7 +113,7 @@ def _stats(args: argparse.Namespace) -> int:
 
     if args.bootstrap < 0 or args.bootstrap > 100_000:
         raise UserError("--bootstrap must be between 0 and 100000")
-    store = PreferenceStore(args.db or _db_default(), create=False)
+    store = PreferenceStore(_db(args), create=False)
     stats = store.stats(bootstrap=args.bootstrap, seed=args.seed)
     if args.json:
         print(json.dumps(stats, indent=2, ensure_ascii=False))

@@ -22,6 +22,7 @@ from llm_playground.preferences import (
     PreferenceStore,
     Vote,
     make_pair,
+    resolve_db_path,
     sibling_ties_path,
 )
 from llm_playground.ui.components import esc, show_user_error
@@ -61,17 +62,6 @@ def _as_store(store: PreferenceStore | str | Path | None) -> PreferenceStore | N
     except UserError as exc:
         show_user_error(exc)
         return None
-
-
-def resolve_db_path(text: str) -> Path:
-    """A database file, or a data folder (then its ``playground.sqlite``)."""
-    text = (text or "").strip()
-    if not text:
-        raise UserError("give a database file or a data folder")
-    path = Path(text).expanduser()
-    if path.is_dir():
-        return path / "playground.sqlite"
-    return path
 
 
 def store_chooser(default: str | Path | None = None,
