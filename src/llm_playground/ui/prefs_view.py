@@ -3,7 +3,14 @@ pairs of responses, look at win rates and ratings, export the votes.
 
 The page supplies the models: :func:`render_voting` takes ``generate_pair(prompt)``
 returning ``((response_1, model_1), (response_2, model_2))``; this module never loads
-a model. Every widget key starts with ``prefs_``.
+a model. Every widget key starts with ``prefs_``. A page uses them like this::
+
+    store = store_chooser()                      # validated database path (or None)
+    vote_tab, prefs_tab = st.tabs(["Vote", "Preferences"])
+    with vote_tab:
+        render_voting(store, generate_pair)      # generate_pair(prompt) -> ((r1, m1), (r2, m2))
+    with prefs_tab:
+        render_stats(store)
 """
 
 from __future__ import annotations
