@@ -137,3 +137,13 @@ def test_export_with_bad_ties_option_or_dataset_folder_writes_nothing(cli, tmp_p
     r = cli("prefs", "export", "--db", str(db), "--out", str(out), "--dataset", str(busy))
     assert r.returncode == 2 and "other files" in r.stderr
     assert not out.exists()
+
+
+def test_db_may_be_a_data_folder(cli, tmp_path):
+    folder = tmp_path / "my-data"
+    folder.mkdir()
+    r = cli("prefs", "add", "--db", str(folder), "--prompt", "p", "--response-a", "x",
+            "--response-b", "y", "--choice", "a")
+    assert r.returncode == 0, r.stderr
+    assert (folder / "playground.sqlite").exists()
+    assert json.loads(cli("prefs", "stats", "--db", str(folder), "--json").stdout)["votes"]["a"] == 1
