@@ -325,6 +325,22 @@ class StepRecord:
         return out
 
 
+def visible(token: str) -> str:
+    """A token as a person can see it: spaces as ␣, newlines as ↵, tabs as →."""
+    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "→") or "∅"
+
+
+def candidate_rows(step: StepRecord) -> list[dict[str, Any]]:
+    """The step's candidates as table rows with their fate: picked, kept or cut."""
+    rows = []
+    for rank, c in enumerate(step.candidates, start=1):
+        status = "picked" if c.id == step.token_id else ("kept" if c.kept else "cut")
+        rows.append({"rank": rank, "token": visible(c.token), "id": c.id,
+                     "prob before temperature": c.prob_before, "prob after temperature": c.prob,
+                     "status": status})
+    return rows
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     """The outcome of one generation: the new text only and its token ids."""
@@ -435,6 +451,13 @@ def check_length(loaded, n_prompt: int, config: DecodingConfig) -> None:
                         f"{max(limit - n_prompt, 0)} new tokens")
 
 
+def prepare(loaded, prompt: str, config: DecodingConfig, chat_template: bool | None = None) -> list[int]:
+    """The prompt's token ids, after checking that the request fits (raises :class:`UserError`)."""
+    ids = prompt_ids(loaded, prompt, chat_template)
+    check_length(loaded, len(ids), config)
+    return ids
+
+
 def stream(loaded, prompt: str, config: DecodingConfig, chat_template: bool | None = None,
            candidates: int = 0, stop_event=None, *, use_cache: bool = True
            ) -> Iterator[StepRecord | GenerationResult]:
@@ -447,8 +470,7 @@ def stream(loaded, prompt: str, config: DecodingConfig, chat_template: bool | No
     candidates = _int("candidates", candidates)
     if candidates < 0:
         raise UserError(f"candidates must be 0 or more, got {candidates}")
-    ids = prompt_ids(loaded, prompt, chat_template)
-    check_length(loaded, len(ids), config)
+    ids = prepare(loaded, prompt, config, chat_template)
     if config.effective_strategy == "beam" and config.num_beams > 1:
         yield from _beam_stream(loaded, ids, config, candidates, stop_event, use_cache)
     else:

@@ -1,0 +1,75 @@
+"""Lab 3 page: a short greedy generation in AppTest, and the page in a real browser."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/pages/generation.py"
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _text(at: AppTest) -> str:
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption]
+                    + [e.value for e in at.error])
+
+
+def test_page_generates_greedy_and_shows_steps():
+    at = _page()
+    assert "Temperature 0 means greedy" in _text(at)
+    at.radio(key="gen_strategy").set_value("greedy")
+    at.number_input(key="gen_max_new").set_value(6)
+    at.text_area(key="gen_prompt").set_value("What is the capital of France?")
+    at.run()
+    at.button(key="gen_run").click().run()
+    assert not at.exception, at.exception
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(m.label == "New tokens" for m in at.metric):
+        time.sleep(0.5)
+        at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert 1 <= int(metrics["New tokens"]) <= 6
+    assert metrics["Time"].endswith(" s") and "Tokens/s" in metrics
+    assert "Paris" in _text(at)
+    # the step-by-step view: a candidates table whose first step has a picked token
+    assert any(s.value == "Step by step" for s in at.subheader)
+    table = at.dataframe[0].value  # the candidates of step 1
+    assert list(table["status"]).count("picked") == 1
+    assert (table["status"] == "picked").iloc[0]  # greedy picks the most likely
+
+
+def test_page_explains_bad_settings():
+    at = _page()
+    at.radio(key="gen_strategy").set_value("top-p")
+    at.slider(key="gen_top_p").set_value(0.0)
+    at.run()
+    assert any("top-p must be in (0, 1]" in e.value for e in at.error)
+    assert at.button(key="gen_run").disabled
+    at.slider(key="gen_top_p").set_value(0.9)
+    at.number_input(key="gen_max_new").set_value(9000)
+    at.run()
+    assert any("context" in e.value for e in at.error)
+
+
+@pytest.mark.browser
+def test_generation_page_in_chromium(app_url, page):
+    page.goto(app_url + "/generation")
+    page.get_by_text("Lab 3 · Generation").first.wait_for()
+    page.get_by_text("Greedy", exact=True).first.click()
+    box = page.get_by_role("spinbutton", name="Max new tokens")
+    box.fill("8")
+    box.press("Enter")
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Step by step").wait_for(timeout=120_000)
+    assert page.locator(".gen-output").first.inner_text().strip()
+    assert page.get_by_text("Time").first.is_visible()
+    assert page.get_by_text("Tokens/s").first.is_visible()
