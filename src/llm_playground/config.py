@@ -21,6 +21,7 @@ MODEL_KINDS = ("bigram", "gpt")
 DEVICES = ("auto", "cpu", "cuda")
 DTYPES = ("auto", "float32", "bfloat16")
 SCHEDULES = ("cosine", "constant")
+MAX_BIGRAM_VOCAB = 4096
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,11 @@ class ModelConfig:
             raise UserError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
         _positive_int("vocabulary size", self.vocab_size)
         _positive_int("block size", self.block_size)
+        if self.kind == "bigram" and self.vocab_size > MAX_BIGRAM_VOCAB:
+            gb = self.vocab_size ** 2 * 16 / 1e9
+            raise UserError(
+                f"a bigram table for {self.vocab_size:,} tokens has {self.vocab_size ** 2:,} entries "
+                f"(about {gb:,.0f} GB to train): use the char tokenizer, or a GPT for large vocabularies")
         if self.kind == "gpt":
             _positive_int("number of layers", self.n_layer)
             _positive_int("number of heads", self.n_head)
