@@ -36,7 +36,7 @@ LABS = [
 ]
 
 cols = st.columns(len(LABS))
-for col, (title, url, text) in zip(cols, LABS):
+for col, (title, url, text) in zip(cols, LABS, strict=True):
     with col, st.container(border=True):
         st.subheader(title)
         st.write(text)
