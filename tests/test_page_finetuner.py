@@ -1,0 +1,93 @@
+"""Lab 4 page: renders, generates side by side, shows bad input; one journey in a real browser."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/pages/finetuner.py"
+
+
+def _page() -> AppTest:
+    at = AppTest.from_file(str(PAGE), default_timeout=300)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _text(at: AppTest) -> str:
+    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption]
+                    + [e.value for e in at.error] + [i.value for i in at.info])
+
+
+def test_page_renders_with_the_shipped_adapter_as_default():
+    at = _page()
+    assert [t.label for t in at.tabs] == ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"]
+    # the shipped default pair: the Gemma base on the left, its instruction adapter on the right
+    assert at.selectbox(key="ft_right").value == "gemma3-270m-instruct"
+    assert at.selectbox(key="ft_left").value == "gemma3-270m"
+
+
+def test_side_by_side_generates_both_with_times_and_heldout_losses():
+    at = _page()
+    at.selectbox(key="ft_left").set_value("smollm2-135m-instruct")
+    at.selectbox(key="ft_right").set_value("smollm2-135m-instruct")
+    at.number_input(key="ft_max_new").set_value(4)
+    at.selectbox(key="ft_strategy").set_value("greedy")
+    at.run()
+    at.button(key="ft_generate").click().run()
+    assert not at.exception, at.exception
+    metrics = [(m.label, m.value) for m in at.metric]
+    times = [v for label, v in metrics if label == "Time"]
+    assert len(times) == 2 and all(t.endswith(" s") for t in times)
+    new = [int(v) for label, v in metrics if label == "New tokens"]
+    assert len(new) == 2 and all(1 <= n <= 4 for n in new)
+    # same model, same greedy settings: the same text on both sides
+    boxes = [m.value for m in at.markdown if "ft-output" in m.value]
+    assert len(boxes) == 2 and boxes[0].replace("left", "") == boxes[1].replace("right", "")
+
+
+def test_training_tab_rejects_an_existing_name_and_bad_upload(tmp_path):
+    from llm_playground.paths import get_paths
+
+    taken = get_paths().ensure().adapters / "taken"
+    taken.mkdir()
+    (taken / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "smollm2-135m-instruct"}))
+    at = _page()
+    at.text_input(key="ft_train_name").set_value("taken")
+    at.run()
+    at.button(key="ft_train_start").click().run()
+    assert not at.exception, at.exception
+    assert any("exists already" in e.value for e in at.error)
+    at.radio(key="ft_train_data").set_value("upload a JSONL file")
+    at.text_input(key="ft_train_name").set_value("fresh")
+    at.run()
+    at.button(key="ft_train_start").click().run()
+    assert any("choose a JSONL file" in e.value for e in at.error)
+
+
+def test_dpo_tab_names_the_bad_line(tmp_path):
+    bad = tmp_path / "prefs.jsonl"
+    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": 3}\n')
+    at = _page()
+    at.text_input(key="ft_dpo_prefs").set_value(str(bad))
+    at.run()
+    at.button(key="ft_dpo_start").click().run()
+    assert not at.exception, at.exception
+    assert any("line 2" in e.value for e in at.error)
+
+
+@pytest.mark.browser
+def test_side_by_side_in_a_browser(app_url, page):
+    page.goto(app_url + "/finetuner")
+    page.get_by_text("Lab 4 · Fine-tuner").first.wait_for()
+    page.get_by_role("tab", name="Side by side").wait_for()
+    page.get_by_label("Max new tokens").first.fill("6")
+    page.get_by_label("Max new tokens").first.press("Enter")
+    page.get_by_role("button", name="Generate both").click()
+    page.locator(".ft-output").nth(1).wait_for(timeout=240_000)
+    assert page.locator(".ft-output").count() == 2
+    assert page.get_by_text("Held-out loss").count() >= 2
