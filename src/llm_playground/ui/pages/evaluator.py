@@ -147,6 +147,9 @@ with tab_ppl:
             return
         if done is None:
             return
+        if state.get("ev_ppl_was_running"):  # redraw the whole page once: the leaderboard has a new row
+            state["ev_ppl_was_running"] = False
+            st.rerun()
         r: metrics.PerplexityResult = done["result"]
         m1, m2, m3 = st.columns(3)
         m1.metric("Token perplexity", f"{r.token_perplexity:.2f}", help="exp(NLL sum / tokens)")
@@ -159,8 +162,6 @@ with tab_ppl:
             f"{r.dtype}, {r.tokens_per_s:,.0f} tokens/s."
             + (" Stopped early: not recorded in the leaderboard." if r.stopped else
                " Recorded in the leaderboard."))
-        if state.get("ev_ppl_was_running"):
-            state["ev_ppl_was_running"] = False
 
     state["ev_ppl_was_running"] = running
     perplexity_output()
@@ -377,12 +378,16 @@ with tab_judge:
         if items:
             st.dataframe([{"id": i.id, "score": i.score, "reason": i.reason or i.error or "", "raw": i.raw}
                           for i in items], hide_index=True, key="ev_judge_table")
+        if result and state.get("ev_judge_was_running"):
+            state["ev_judge_was_running"] = False
+            st.rerun()
         if result:
             ci = f" (95 % CI {result.ci[0]:.2f} – {result.ci[1]:.2f})" if result.ci else ""
             st.metric("Mean judge score", _fmt(result.mean_score) + ci)
             st.caption(f"{result.n_scored} of {len(result.items)} answers scored by {esc(result.judge)}; "
                        "unscored items keep the judge's raw answer.")
 
+    state["ev_judge_was_running"] = judge_running
     judge_output()
 
     st.subheader("Judge against people")
@@ -462,6 +467,7 @@ with tab_board:
         import pandas as pd
 
         df = pd.DataFrame(rows)
+        df = df[[c for c in df.columns if c in ("model", "kind") or df[c].notna().any()]]  # no empty columns
         num = st.column_config.NumberColumn
         st.dataframe(df, hide_index=True, key="ev_lb_table", column_config={
             "token_perplexity": num("token ppl", format="%.2f"),
@@ -488,14 +494,15 @@ with tab_board:
                          "rougeL": ("rouge_data", "ROUGE-L F"),
                          "judge_score": ("judge_data", "mean judge score"),
                          "human_rating": ("kind", "human rating (Lab 4)")}
-        available = [m for m in chart_metrics if df[m].notna().any()]
+        available = [m for m in chart_metrics if m in df.columns and df[m].notna().any()]
         if available:
             metric = st.selectbox("Chart", available, format_func=lambda m: chart_metrics[m][1],
                                   key="ev_lb_metric")
             data_col, title = chart_metrics[metric]
             sub = df[df[metric].notna()]
             chart = alt.Chart(sub).mark_bar().encode(
-                x=alt.X(f"{metric}:Q", title=title), y=alt.Y("model:N", sort="x", title=None),
+                x=alt.X(f"{metric}:Q", title=title),
+                y=alt.Y("model:N", sort="x", title=None, axis=alt.Axis(labelLimit=260)),
                 color=alt.Color(f"{data_col}:N", title="measured on"),
                 tooltip=["model", "kind", alt.Tooltip(f"{metric}:Q", format=".3f"), data_col, "updated"])
             st.altair_chart(chart, width="stretch")
