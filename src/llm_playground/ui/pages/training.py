@@ -308,7 +308,7 @@ def live_panel() -> None:
                                       sort=["train", "validation", "train (batches, smoothed)"]),
             tooltip=["run", "split", "step", alt.Tooltip("loss:Q", format=".4f")],
         ).properties(height=340))
-        st.altair_chart(chart, use_container_width=True, key="train_chart")
+        st.altair_chart(chart, width="stretch", key="train_chart")
     if current is not None and samples:
         last = samples[-1]
         st.markdown(f"**Sample at step {last.step:,}** (from a newline, 200 tokens)")

@@ -1,0 +1,141 @@
+"""The Training ground page: in AppTest (widgets by key) and in a real browser."""
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from llm_playground.ui.components import job_manager
+
+PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/pages/training.py"
+
+
+def app() -> AppTest:
+    return AppTest.from_file(str(PAGE), default_timeout=120).run()
+
+
+def text_of(at: AppTest) -> str:
+    parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
+    parts += [e.value for e in at.error] + [s.value for s in at.success] + [i.value for i in at.info]
+    return "\n".join(str(p) for p in parts)
+
+
+@pytest.fixture(autouse=True)
+def no_runs_left_over():
+    yield
+    jm = job_manager()
+    for job in jm.jobs("train"):
+        jm.stop(job.id)
+        jm.wait(job.id, 30)
+
+
+def test_page_shows_settings_batch_and_summary_before_training():
+    at = app()
+    assert not at.exception
+    assert at.selectbox(key="train_preset").value == "baby-gpt"
+    assert at.select_slider(key="train_lr").value == 1e-3
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Parameters"] == "809,856"
+    text = text_of(at)
+    assert "y: the same text shifted by one token" in text and "vocabulary 65" in text
+    assert 'class="x"' in text and 'class="y"' in text
+    assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
+
+
+def test_impossible_settings_are_explained_and_block_start():
+    at = app()
+    at.slider(key="train_n_head").set_value(3).run()
+    assert not at.exception
+    assert any("not divisible by the number of heads 3" in e.value for e in at.error)
+    assert at.button(key="train_start").disabled
+
+
+def test_a_preset_sets_the_sliders():
+    at = app()
+    at.selectbox(key="train_preset").set_value("lecture-gpt").run()
+    assert at.select_slider(key="train_n_embd").value == 384
+    assert at.slider(key="train_n_layer").value == 6 and at.slider(key="train_batch_size").value == 64
+    at.selectbox(key="train_preset").set_value("bigram").run()
+    assert at.slider(key="train_n_layer").disabled and at.select_slider(key="train_lr").value == 1e-2
+    assert {m.label: m.value for m in at.metric}["Parameters"] == f"{65 * 65:,}"
+
+
+def _tiny(at: AppTest) -> AppTest:
+    at.select_slider(key="train_n_embd").set_value(16)
+    at.slider(key="train_n_layer").set_value(1)
+    at.slider(key="train_n_head").set_value(2)
+    at.select_slider(key="train_block_size").set_value(8)
+    at.slider(key="train_batch_size").set_value(4)
+    at.slider(key="train_max_iters").set_value(5000)
+    at.selectbox(key="train_dtype").set_value("float32")
+    return at.run()
+
+
+def _wait_for_steps(job, n, timeout=120):
+    from llm_playground.events import Step
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if sum(isinstance(e, Step) for e in job.events_since(0)) >= n:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no {n} steps within {timeout} s: {job.error}")
+
+
+def test_a_tiny_run_starts_survives_a_second_tab_and_stops():
+    at = _tiny(app())
+    at.button(key="train_start").click().run()
+    assert not at.exception
+    jm = job_manager()
+    job = jm.running("train")
+    assert job is not None and at.session_state["train_job"] == job.id
+    _wait_for_steps(job, 3)
+
+    # a rerun and a second tab find the same run: no duplicate, Start disabled, Stop enabled
+    at.run()
+    other = app()
+    assert len([j for j in jm.jobs("train") if j.running]) == 1
+    assert other.session_state["train_job"] == job.id
+    assert other.button(key="train_start").disabled and not other.button(key="train_stop").disabled
+    # a start that sneaks through (a double click) gets the running job back
+    assert jm.start("train", "again", lambda stop: iter(())) is job and len(jm.jobs("train")) == 1
+
+    at.button(key="train_stop").click().run()
+    assert jm.wait(job.id, 60)
+    at.run()
+    assert not at.exception
+    assert re.search(r"stopped after [\d,]+ steps", text_of(at))
+    assert {m.label for m in at.metric} >= {"Step", "Validation loss"}
+    assert "Sample at step 0" in text_of(at)
+
+    # the stopped model can be saved under a name, then it is listed
+    at.text_input(key="train_save_name").input("tiny-run")
+    at.button(key="train_save").click().run()
+    assert any("Saved as" in s.value for s in at.success)
+    from llm_playground.checkpoints import list_runs
+
+    assert [r.name for r in list_runs()] == ["tiny-run"]
+
+
+@pytest.mark.browser
+def test_training_in_chromium(app_url, page):
+    page.goto(app_url + "/training")
+    page.get_by_text("One batch, as the model sees it").wait_for(timeout=90_000)
+    page.get_by_role("button", name="Start training").click()
+    progress = page.get_by_text(re.compile(r"step [\d,]+ of 2,000")).first
+    progress.wait_for(timeout=120_000)
+
+    def step_now() -> int:
+        return int(re.search(r"step ([\d,]+) of", progress.inner_text()).group(1).replace(",", ""))
+
+    first = step_now()
+    deadline = time.time() + 90
+    while step_now() <= first and time.time() < deadline:
+        time.sleep(1)
+    assert step_now() > first  # the page updates while the run goes on
+    page.locator("[data-testid='stVegaLiteChart'], .vega-embed").first.wait_for(timeout=60_000)
+    page.get_by_text("Sample at step 0").wait_for()
+    page.get_by_role("button", name="Stop").click()
+    page.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=60_000)
