@@ -50,6 +50,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dpo.set_defaults(func=_dpo)
 
 
+def _quiet_libraries() -> None:
+    """Keep stderr to our own progress bar and messages (no per-file loading bars)."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="peft")
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
@@ -73,6 +85,7 @@ def _sft(args: argparse.Namespace) -> int:
         train_sft,
     )
 
+    _quiet_libraries()
     targets = tuple(m.strip() for m in args.target_modules.split(",") if m.strip())
     config = SFTConfig(base=args.base, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
                        lora_dropout=args.lora_dropout, target_modules=targets, lr=args.lr,
@@ -123,6 +136,7 @@ def _dpo(args: argparse.Namespace) -> int:
     )
     from llm_playground.sft import load_base
 
+    _quiet_libraries()
     settings = DPOSettings(base=args.base, max_steps=args.max_steps, lr=args.lr, beta=args.beta,
                            max_length=args.max_length, seed=args.seed).validate()
     _check_out(args.out)
