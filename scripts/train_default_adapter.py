@@ -90,9 +90,9 @@ knowledge. Answers are short and often wrong on facts; it imitates chatterbot's 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=package_data("adapters", NAME))
-    parser.add_argument("--max-steps", type=int, default=160)
+    parser.add_argument("--max-steps", type=int, default=120)
     parser.add_argument("--seq-len", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     meta = json.loads(meta_path.read_text())
     meta["samples"] = samples
     meta["reproduce"] = "nice -n 10 .venv/bin/python scripts/train_default_adapter.py"
+    meta["data_card"] = {"adapter": "README.md",
+                         "instruction_set": "llm_playground/data/instructions/README.md"}
     meta["licence"] = "Gemma Terms of Use (derivative of Gemma 3); data: chatterbot-corpus BSD-3-Clause, TinyShakespeare public domain"
     meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     s = config
