@@ -256,7 +256,9 @@ with tab_train:
     c1, c2 = st.columns(2)
     with c1:
         base = st.selectbox("Base model", bases, key="ft_train_base",
-                            index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0)
+                            index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
+                            help="gemma3-270m is a pretrained base: the clearest lesson, but about twice "
+                                 "as slow per step as SmolLM2-135M (already instruction-tuned).")
         data_choice = st.radio("Data", ("offline", "alpaca", "upload a JSONL file"), key="ft_train_data",
                                horizontal=True,
                                help="offline: chatterbot-corpus Q/A pairs + exact derived tasks (ships "
@@ -265,7 +267,9 @@ with tab_train:
         upload = None
         if data_choice == "upload a JSONL file":
             upload = st.file_uploader("Instruction JSONL", type=["jsonl", "json"], key="ft_train_upload")
-        name = st.text_input("Adapter name", value=f"my-adapter-{time.strftime('%H%M')}", key="ft_train_name")
+        state.setdefault("ft_train_name", f"my-adapter-{time.strftime('%H%M')}")
+        name = st.text_input("Adapter name", key="ft_train_name",
+                             help="Saved under the playground home's adapters/ folder.")
     with c2:
         r = st.slider("LoRA rank r", 1, 64, 8, key="ft_train_r")
         alpha = st.slider("LoRA alpha", 1, 128, 16, key="ft_train_alpha",
@@ -419,7 +423,8 @@ with tab_dpo:
     dpo_steps = c3.number_input("Steps", 1, 1000, 10, key="ft_dpo_steps")
     dpo_beta = c4.number_input("Beta", 0.01, 5.0, 0.1, 0.05, key="ft_dpo_beta",
                                help="How far the adapter may move from the base model.")
-    dpo_name = c5.text_input("Adapter name", value=f"dpo-{time.strftime('%H%M')}", key="ft_dpo_name")
+    state.setdefault("ft_dpo_name", f"dpo-{time.strftime('%H%M')}")
+    dpo_name = c5.text_input("Adapter name", key="ft_dpo_name")
     dpo_running = manager.running("dpo")
     if st.button("Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_running is not None):
         try:
