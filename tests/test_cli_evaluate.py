@@ -93,7 +93,7 @@ def test_perplexity_json(cli):
     assert out["token_perplexity"] == pytest.approx(math.exp(out["nll_sum"] / out["n_tokens"]))
     assert out["bits_per_byte"] == pytest.approx(out["nll_sum"] / math.log(2) / out["n_bytes"])
     rows = json.loads(cli("leaderboard", "--json").stdout)["rows"]
-    assert rows[0]["perplexity_data"] == "tinyshakespeare-val (first 39 tokens)"
+    assert rows[0]["perplexity_data"] == f"tinyshakespeare-val (first 39 tokens, {out['n_bytes']} bytes)"
     assert rows[0]["token_perplexity"] == pytest.approx(out["token_perplexity"])
 
 

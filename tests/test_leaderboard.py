@@ -96,7 +96,7 @@ def test_stopped_runs_are_not_recorded_and_capped_runs_say_so(tmp_path):
     assert lb.record_perplexity(board, "m", "offline", ppl_result(stopped=True), "wikitext-2") is None
     assert board.results() == []
     lb.record_perplexity(board, "m", "offline", ppl_result(capped=True), "wikitext-2")
-    assert board.leaderboard(human_ratings=[])[0]["perplexity_data"] == "wikitext-2 (first 100 tokens)"
+    assert board.leaderboard(human_ratings=[])[0]["perplexity_data"] == "wikitext-2 (first 100 tokens, 400 bytes)"
 
 
 def test_bad_records_are_user_errors(tmp_path):

@@ -140,7 +140,7 @@ def test_browser_journey_perplexity_and_leaderboard(app_url, page):
     area.fill("The quick brown fox jumps over the lazy dog. It was a bright cold day in April.")
     area.press("Control+Enter")
     page.get_by_role("button", name="Compute perplexity").click()
-    page.get_by_text("Bits per byte").first.wait_for(timeout=120_000)
+    page.locator("[data-testid='stMetricLabel']", has_text="Bits per byte").wait_for(timeout=120_000)
     page.get_by_role("tab", name="Leaderboard").click()
     page.get_by_role("button", name="Download CSV").wait_for(timeout=30_000)
     page.get_by_text("Click a column header to sort").wait_for()

@@ -281,7 +281,8 @@ def record_perplexity(board: Leaderboard, model: str, kind: str, result, dataset
     """Store a :class:`~llm_playground.metrics.PerplexityResult` (not when it was stopped early)."""
     if getattr(result, "stopped", False):
         return None
-    name = dataset + (f" (first {result.n_tokens:,} tokens)" if result.capped else "")
+    # A capped run covers a different span of text for each tokenizer: name the bytes too.
+    name = dataset + (f" (first {result.n_tokens:,} tokens, {result.n_bytes:,} bytes)" if result.capped else "")
     return board.record(model, kind, {"token_perplexity": result.token_perplexity,
                                       "word_perplexity": result.word_perplexity,
                                       "bits_per_byte": result.bits_per_byte},

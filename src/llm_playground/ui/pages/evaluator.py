@@ -91,8 +91,8 @@ with tab_ppl:
                                  help="Tokens between window starts. Smaller = more context per token, slower.")
         max_length = c2.number_input("Max length", 2, 8192, 1024, key="ev_ppl_maxlen",
                                      help="Window length in tokens, capped at the model's context.")
-        max_tokens = c3.number_input("Max tokens (0 = all)", 0, 10_000_000, 2048, step=512,
-                                     key="ev_ppl_maxtok", help="Score only the start of the text for a quick run.")
+        max_tokens = c3.number_input("Max tokens", 0, 10_000_000, 2048, step=512, key="ev_ppl_maxtok",
+                                     help="Score only the first N tokens for a quick run; 0 = the whole text.")
         dtype = st.selectbox("Precision", ["auto", "float32", "bfloat16"], key="ev_ppl_dtype",
                              help="auto uses bfloat16 where this CPU runs it faster (measured once).")
 
