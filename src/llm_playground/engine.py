@@ -191,6 +191,8 @@ def run_training(config: TrainConfig, stop_event: threading.Event | None = None,
         yield from _train(config, stop_event, corpus, holder)
     except UserError as exc:
         yield Error(str(exc))
+    except (torch.OutOfMemoryError, MemoryError):
+        yield Error("out of memory: lower the batch size, the block size or the model size")
     finally:
         dist_state = holder[0] if holder else None
         if dist_state is not None and dist_state.owned:
