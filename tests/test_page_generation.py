@@ -73,3 +73,28 @@ def test_generation_page_in_chromium(app_url, page):
     assert page.locator(".gen-output").first.inner_text().strip()
     assert page.get_by_text("Time").first.is_visible()
     assert page.get_by_text("Tokens/s").first.is_visible()
+
+
+def test_page_stop_button_and_comparison_grid():
+    at = _page()
+    at.radio(key="gen_strategy").set_value("greedy")
+    at.text_area(key="gen_prompt").set_value("Count from 1 to 300, separated by commas.")
+    at.number_input(key="gen_max_new").set_value(300)
+    at.run()
+    at.button(key="gen_run").click().run()
+    assert not at.exception, at.exception
+    at.button(key="gen_stop").click().run()
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(m.label == "Ended by" for m in at.metric):
+        time.sleep(0.5)
+        at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Ended by"] == "Stop" and int(metrics["New tokens"]) < 300
+
+    at.number_input(key="gen_max_new").set_value(3)
+    at.slider(key="gen_beams").set_value(2)
+    at.run()
+    at.button(key="gen_compare").click().run()
+    assert not at.exception, at.exception
+    assert any(s.value == "Every strategy, same prompt" for s in at.subheader)
+    assert sum("tokens/s" in c.value for c in at.caption) == 4

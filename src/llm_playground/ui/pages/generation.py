@@ -86,7 +86,7 @@ with left:
 with right:
     strategy = st.radio("Strategy", STRATEGIES, key="gen_strategy", horizontal=True,
                         format_func=STRATEGY_LABELS.get)
-    samp, beam, common = st.tabs(["Sampling", "Beam search", "All strategies"])
+    samp, beam, common = st.tabs(["Sampling", "Beams", "Penalties"])
     with samp:
         temperature = st.slider("Temperature", 0.0, 2.0, 1.0, 0.05, key="gen_temperature",
                                 help="Divides the logits before softmax: below 1 sharpens the "
@@ -180,7 +180,7 @@ def live_output() -> None:
         m1.metric("New tokens", result.new_tokens)
         m2.metric("Time", f"{result.time_s:.2f} s")
         m3.metric("Tokens/s", f"{result.tokens_per_s:.1f}")
-        m4.metric("Ended by", {"eos": "end of text", "length": "max new tokens",
+        m4.metric("Ended by", {"eos": "end of text", "length": "token limit",
                                "stopped": "Stop"}[result.finish_reason])
     if state.get("gen_was_running") and not current.running:
         state["gen_was_running"] = False
@@ -223,23 +223,29 @@ if result is not None and result.steps:
         st.caption("Greedy: the most likely token is picked; nothing is sampled"
                    + (" (temperature 0 means greedy)." if cfg.strategy != "greedy" else "."))
     rows = candidate_rows(step)
-    table, chart = st.columns([1, 1])
+    table, chart = st.columns([5, 4])
     with table:
-        st.dataframe(pd.DataFrame(rows), key="gen_candidates", hide_index=True, width="stretch",
+        st.dataframe(pd.DataFrame(rows).drop(columns=["id"]), key="gen_candidates", hide_index=True,
+                     width="stretch", height=35 * (len(rows) + 1) + 3,
                      column_config={
-                         "prob before temperature": st.column_config.NumberColumn(format="%.4f"),
-                         "prob after temperature": st.column_config.NumberColumn(format="%.4f")})
+                         "rank": st.column_config.NumberColumn("#", width="small"),
+                         "prob before temperature": st.column_config.NumberColumn(
+                             "p before T", format="%.4f", help="softmax of the logits at temperature 1"),
+                         "prob after temperature": st.column_config.NumberColumn(
+                             "p after T", format="%.4f", help="softmax of the logits / temperature"),
+                         "status": st.column_config.TextColumn(
+                             "fate", help="picked; kept by top-k/top-p; or cut away")})
     with chart:
         df = pd.DataFrame(rows)
-        df["label"] = [f"{r['rank']:>2}. {r['token']}" for r in rows]
+        df["label"] = [f"{r['rank']}. {r['token']}" for r in rows]
         st.altair_chart(
             alt.Chart(df).mark_bar().encode(
                 x=alt.X("prob after temperature:Q", title="probability (after temperature)"),
-                y=alt.Y("label:N", sort=None, title=None),
+                y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=160)),
                 color=alt.Color("status:N", scale=COLOURS, title=None),
                 tooltip=["token", "id", alt.Tooltip("prob before temperature:Q", format=".4f"),
                          alt.Tooltip("prob after temperature:Q", format=".4f"), "status"],
-            ).properties(height=max(200, 22 * len(rows))),
+            ).properties(height=34 * len(rows)),
             width="stretch", key="gen_chart")
 
     if result.strategy == "beam" and result.beam_steps:
