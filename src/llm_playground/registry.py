@@ -404,6 +404,10 @@ def load_model(name_or_info: str | ModelInfo, dtype: Any = None, device: str = "
         model = PeftModel.from_pretrained(base.model, str(info.path))
         model.eval()
         return LoadedModel(info=info, model=model, tokenizer=base.tokenizer)
+    if info.kind == "hub" and not _in_hf_cache(info.name) and not hub_reachable():
+        # Fail at once rather than after the hub client's retries.
+        raise UserError(f"model '{info.name}' is not an offline model, a Lab 2 run or an adapter, "
+                        "and loading it from the Hugging Face hub needs network")
     if info.kind == "offline":
         folder = convert_offline_model(info.name, paths)
         source, kwargs = str(folder), {}
