@@ -417,8 +417,10 @@ with tab_dpo:
     c1, c2 = st.columns(2)
     dpo_base = c1.selectbox("Base model", bases, key="ft_dpo_base",
                             index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0)
-    prefs_path = c2.text_input("Preference JSONL", value=str(get_paths().home / "preferences.jsonl"),
-                               key="ft_dpo_prefs")
+    state.setdefault("ft_dpo_prefs", state.get("prefs_export_path") or str(get_paths().home / "preferences.jsonl"))
+    prefs_path = c2.text_input("Preference JSONL", key="ft_dpo_prefs",
+                               help="The file that **Preferences → Export for DPO** writes "
+                                    "(prompt, chosen, rejected on each line).")
     c3, c4, c5 = st.columns(3)
     dpo_steps = c3.number_input("Steps", 1, 1000, 10, key="ft_dpo_steps")
     dpo_beta = c4.number_input("Beta", 0.01, 5.0, 0.1, 0.05, key="ft_dpo_beta",
