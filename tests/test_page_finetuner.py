@@ -91,3 +91,22 @@ def test_side_by_side_in_a_browser(app_url, page):
     page.locator(".ft-output").nth(1).wait_for(timeout=240_000)
     assert page.locator(".ft-output").count() == 2
     assert page.get_by_text("Held-out loss").count() >= 2
+
+
+def test_vote_tab_generates_a_pair_with_the_side_by_side_models_and_stores_the_vote():
+    from llm_playground.paths import get_paths
+    from llm_playground.preferences import PreferenceStore
+
+    at = _page()
+    at.selectbox(key="ft_left").set_value("smollm2-135m-instruct")
+    at.selectbox(key="ft_right").set_value("smollm2-135m-instruct")
+    at.number_input(key="ft_max_new").set_value(3)
+    at.run()
+    at.text_area(key="prefs_prompt").set_value("Name a fruit.")
+    at.button(key="prefs_generate").click().run()
+    assert not at.exception, at.exception
+    at.button(key="prefs_vote_a").click().run()
+    assert not at.exception, at.exception
+    votes = PreferenceStore(get_paths().db).list_votes()
+    assert len(votes) == 1 and votes[0].choice == "a" and votes[0].prompt == "Name a fruit."
+    assert votes[0].model_a == votes[0].model_b == "smollm2-135m-instruct"
