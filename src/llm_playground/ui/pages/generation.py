@@ -39,6 +39,7 @@ EXAMPLES = {
 }
 STRATEGY_LABELS = {"greedy": "Greedy", "beam": "Beam search", "top-k": "Top-k sampling",
                    "top-p": "Top-p (nucleus) sampling"}
+SHORT_LABELS = {"greedy": "Greedy", "beam": "Beam search", "top-k": "Top-k", "top-p": "Top-p"}
 CANDIDATES = 15
 COLOURS = alt.Scale(domain=["picked", "kept", "cut"], range=["#e4572e", "#4c78a8", "#c7c7c7"])
 
@@ -77,6 +78,7 @@ with left:
                          help="Instruct models expect the prompt wrapped in their chat template "
                               "(a user turn, then the assistant's turn opened). Off: the raw text "
                               "is continued as it is.")
+    use_chat = use_chat and can_chat
     if loaded is not None and not can_chat:
         st.caption(f"{esc(loaded.info.name)} has no chat template: it continues the raw text.")
     max_new = st.number_input("Max new tokens", min_value=0, max_value=100_000, value=48, step=8,
@@ -280,7 +282,7 @@ if state.get("gen_comparison"):
     cols = st.columns(len(results))
     for col, name, res in zip(cols, STRATEGIES, results, strict=False):
         with col:
-            st.markdown(f"**{STRATEGY_LABELS[name]}**"
+            st.markdown(f"**{SHORT_LABELS[name]}**"
                         + (" (temperature 0: greedy)" if res.strategy != name else ""))
             st.markdown(f"<div style='white-space: pre-wrap; font-size: 0.9em; border: 1px solid #ddd; "
                         f"border-radius: 6px; padding: 0.5em; min-height: 6em'>{esc(res.text)}</div>",
