@@ -110,3 +110,33 @@ def test_vote_tab_generates_a_pair_with_the_side_by_side_models_and_stores_the_v
     votes = PreferenceStore(get_paths().db).list_votes()
     assert len(votes) == 1 and votes[0].choice == "a" and votes[0].prompt == "Name a fruit."
     assert votes[0].model_a == votes[0].model_b == "smollm2-135m-instruct"
+
+
+@pytest.mark.slow
+def test_training_starts_shows_its_share_and_stops(tmp_path):
+    import time
+
+    from llm_playground.ui.components import job_manager
+
+    at = _page()
+    at.selectbox(key="ft_train_base").set_value("smollm2-135m-instruct")
+    at.text_input(key="ft_train_name").set_value("stopped-run")
+    at.multiselect(key="ft_train_targets").set_value(["q_proj", "v_proj"])
+    at.number_input(key="ft_train_steps").set_value(500)
+    at.number_input(key="ft_train_seq").set_value(32)
+    at.run()
+    at.button(key="ft_train_start").click().run()
+    assert not at.exception, at.exception
+    job = job_manager().running("sft")
+    assert job is not None and job.params["config"]["lora_r"] == 8
+    deadline = time.time() + 240
+    while time.time() < deadline and not any(m.label == "Share of the model" for m in at.metric):
+        time.sleep(1)
+        at.run()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Trainable parameters"] == "460,800" and metrics["Share of the model"] == "0.341 %"
+    at.button(key="ft_sft_stop").click().run()
+    job_manager().wait(job.id, timeout=240)
+    assert not job.running and job.error is None
+    done = job.events[-1]
+    assert done.stopped and done.step < 500

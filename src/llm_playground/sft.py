@@ -360,7 +360,7 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
                      n_train=len(train_enc), n_heldout=len(held_enc), dtype=str(dtype).replace("torch.", ""),
                      max_steps=config.max_steps)
 
-    before = heldout_loss(model, held_enc, pad_id, stop_event=None)
+    before = heldout_loss(model, held_enc, pad_id, stop_event=stop_event)
     yield SFTEval(step=0, heldout_loss=before)
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -395,8 +395,9 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
         if config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
             yield SFTEval(step=step, heldout_loss=heldout_loss(model, held_enc, pad_id))
 
-    after = heldout_loss(model, held_enc, pad_id)
-    yield SFTEval(step=step, heldout_loss=after)
+    after = heldout_loss(model, held_enc, pad_id) if step else before  # no step: same weights
+    if step:
+        yield SFTEval(step=step, heldout_loss=after)
     model.eval()
     meta = adapter_meta(config, before, after, trainable, total, description=description,
                         data_name=data_name, steps_done=step,
