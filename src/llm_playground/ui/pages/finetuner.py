@@ -241,7 +241,9 @@ def _training_view(job_kind: str) -> None:
             manager.stop(job.id)
     if job.error:
         st.error(f"Training failed: {job.error}")
-    if done:
+    if done and done.step == 0:
+        st.warning("Stopped before the first step: nothing was saved.")
+    elif done:
         msg = (f"Held-out loss {done.heldout_loss_before:.3f} → {done.heldout_loss_after:.3f} "
                f"after {done.step} steps.")
         if done.out_dir:
