@@ -54,10 +54,15 @@ def test_raw_text_and_beam(cli):
 def test_checkpoint_folder(cli, tmp_path):
     from llm_playground.registry import convert_offline_model
 
-    folder = convert_offline_model(MODEL)  # a Hugging Face model folder, like a Lab 2 hf/ export
-    out = _json(cli("generate", "--checkpoint", str(folder), "--prompt", "Hello there", "--strategy",
-                    "greedy", "--max-new-tokens", "3", "--no-chat-template", "--json"))
+    # a run folder laid out like Lab 2's: its Hugging Face export in hf/
+    run = tmp_path / "my-run"
+    run.mkdir()
+    (run / "hf").symlink_to(convert_offline_model(MODEL), target_is_directory=True)
+    args = ["--prompt", "Hello there", "--strategy", "greedy", "--max-new-tokens", "3",
+            "--no-chat-template", "--json"]
+    out = _json(cli("generate", "--checkpoint", str(run), *args))
     assert out["new_tokens"] >= 1
+    assert _json(cli("generate", "--model", MODEL, *args))["ids"] == out["ids"]
 
 
 @pytest.mark.parametrize(("extra", "message"), [
