@@ -292,3 +292,9 @@ def test_compare_strategies_gives_one_result_per_strategy(loaded):
     results = compare_strategies(loaded, PROMPTS[0], DecodingConfig(max_new_tokens=4, num_beams=2))
     assert [r.strategy for r in results] == ["greedy", "beam", "top-k", "top-p"]
     assert all(0 < r.new_tokens <= 4 and r.time_s > 0 for r in results)
+
+
+def test_one_beam_is_greedy(loaded):
+    one = generate(loaded, PROMPTS[0], DecodingConfig("beam", num_beams=1, max_new_tokens=5))
+    greedy = generate(loaded, PROMPTS[0], DecodingConfig("greedy", max_new_tokens=5))
+    assert one.ids == greedy.ids and one.strategy == "greedy" and not one.beams

@@ -115,8 +115,11 @@ class DecodingConfig:
 
     @property
     def effective_strategy(self) -> str:
-        """The strategy that actually runs: sampling at temperature 0 is greedy."""
+        """The strategy that actually runs: sampling at temperature 0 is greedy, and so is
+        beam search with one beam."""
         if self.strategy in ("top-k", "top-p") and self.temperature == 0:
+            return "greedy"
+        if self.strategy == "beam" and self.num_beams == 1:
             return "greedy"
         return self.strategy
 
@@ -471,7 +474,7 @@ def stream(loaded, prompt: str, config: DecodingConfig, chat_template: bool | No
     if candidates < 0:
         raise UserError(f"candidates must be 0 or more, got {candidates}")
     ids = prepare(loaded, prompt, config, chat_template)
-    if config.effective_strategy == "beam" and config.num_beams > 1:
+    if config.effective_strategy == "beam":
         yield from _beam_stream(loaded, ids, config, candidates, stop_event, use_cache)
     else:
         yield from _single_stream(loaded, ids, config, candidates, stop_event, use_cache)
