@@ -20,6 +20,7 @@ from llm_playground.paths import get_paths
 from llm_playground.ui.components import esc, job_manager, page_header, show_user_error
 
 KIND = "train"
+BATCHES = "batches (smoothed)"
 LRS = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2]
 EMBD = [16, 32, 48, 64, 96, 128, 192, 256, 384]
 BLOCKS = [4, 8, 16, 32, 64, 128, 256]
@@ -77,7 +78,8 @@ def _build_config():
                      seed=int(ss["train_seed"]), tokenizer=ss["train_tokenizer"],
                      data=(ss["train_data"] or "").strip() or None, device=ss["train_device"],
                      dtype=ss["train_dtype"], min_lr=float(ss["train_lr"]) * base.final_lr / base.lr,
-                     eval_interval=min(base.eval_interval, max(10, max_iters // 20)),
+                     eval_interval=min(base.eval_interval, max(20, max_iters // 10)),
+                     eval_iters=min(base.eval_iters, 10),
                      warmup_iters=min(base.warmup_iters, max_iters // 10))
     if base.model.kind == "gpt":
         overrides.update(n_embd=int(ss["train_n_embd"]), n_layer=int(ss["train_n_layer"]),
@@ -173,7 +175,7 @@ except UserError as exc:
     config = None
 
 if config is not None and corpus is not None:
-    left, right = st.columns([3, 2])
+    left, right = st.container(), st.container()
     with left:
         st.subheader("One batch, as the model sees it")
         rows = decoded_batch(corpus, config.model.block_size, min(config.batch_size, 4), seed=config.seed)
@@ -205,11 +207,12 @@ if config is not None and corpus is not None:
         m2.metric("FLOPs per token", f"{flops / 1e6:,.1f} M", help="training: forward and backward")
         m3.metric("Training memory", _fmt_bytes(memory),
                   help=" · ".join(f"{k}: {_fmt_bytes(v)}" for k, v in breakdown.items()))
-        st.dataframe(pd.DataFrame(table), hide_index=True, height=220, key="train_summary_table")
+        with st.expander("Modules and their parameters"):
+            st.dataframe(pd.DataFrame(table), hide_index=True, key="train_summary_table")
 
 # --- start / stop ------------------------------------------------------------------------------
 
-b1, b2, _ = st.columns([1, 1, 4])
+b1, b2, _ = st.columns([2, 1, 3])
 start = b1.button("▶ Start training", key="train_start", type="primary",
                   disabled=config is None or running is not None)
 if start and config is not None:
@@ -238,7 +241,7 @@ def _collect(job):
             ema = ev.loss if ema is None else 0.9 * ema + 0.1 * ev.loss
             state.update(step=ev.step, tps=ev.tokens_per_s, loss=ev.loss, lr=ev.lr)
             if ev.step % max(1, job.params.get("max_iters", 1000) // 200) == 0:
-                rows.append({"run": job.label, "step": ev.step, "loss": ema, "split": "train (batches, smoothed)"})
+                rows.append({"run": job.label, "step": ev.step, "loss": ema, "split": BATCHES})
         elif isinstance(ev, Eval):
             rows.append({"run": job.label, "step": ev.step, "loss": ev.train_loss, "split": "train"})
             rows.append({"run": job.label, "step": ev.step, "loss": ev.val_loss, "split": "validation"})
@@ -262,6 +265,8 @@ def live_panel() -> None:
     jm = job_manager()
     jobs = [j for j in jm.jobs(KIND) if j.id not in st.session_state.get("train_hidden", [])]
     current = jm.get(st.session_state.get("train_job"))
+    if current is None and jobs:  # a reloaded page or a new tab shows the latest run
+        current = jobs[-1]
     if not jobs and current is None:
         st.info("Press **Start training** to train with these settings. Runs stay on the chart, so "
                 "a second run with another learning rate lands next to the first.")
@@ -300,14 +305,22 @@ def live_panel() -> None:
         m[3].metric("Validation loss", f"{ev.val_loss:.4f}" if ev else "–")
     if all_rows:
         df = pd.DataFrame(all_rows)
-        chart = (alt.Chart(df).mark_line(point=alt.OverlayMarkDef(size=30)).encode(
+        splits = ["validation", "train", BATCHES]
+        base = alt.Chart(df).encode(
             x=alt.X("step:Q", title="step"),
             y=alt.Y("loss:Q", title="loss (cross-entropy)", scale=alt.Scale(zero=False)),
-            color=alt.Color("run:N", title="run", legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
-            strokeDash=alt.StrokeDash("split:N", title="data",
-                                      sort=["train", "validation", "train (batches, smoothed)"]),
+            color=alt.Color("run:N", title="run", scale=alt.Scale(scheme="category10"),
+                            legend=alt.Legend(orient="bottom", columns=2, labelLimit=400)),
+            strokeDash=alt.StrokeDash("split:N", title="data", sort=splits,
+                                      scale=alt.Scale(domain=splits, range=[[1, 0], [6, 3], [1, 2]]),
+                                      legend=alt.Legend(symbolType="stroke", symbolStrokeWidth=2,
+                                                        symbolSize=400, orient="bottom", labelLimit=300)),
             tooltip=["run", "split", "step", alt.Tooltip("loss:Q", format=".4f")],
-        ).properties(height=340))
+        )
+        batches = base.transform_filter(alt.datum.split == BATCHES).mark_line(strokeWidth=1, opacity=0.45)
+        evals = base.transform_filter(alt.datum.split != BATCHES).mark_line(
+            strokeWidth=2.5, point=alt.OverlayMarkDef(size=35))
+        chart = alt.layer(batches, evals).properties(height=360)
         st.altair_chart(chart, width="stretch", key="train_chart")
     if current is not None and samples:
         last = samples[-1]
