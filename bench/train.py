@@ -18,18 +18,25 @@ baseline's time; a final validation loss no worse.
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import json
-import math
-import time
+import os
+import sys
 
-import torch
+# bench/ holds scripts named like standard modules (tokenize.py): keep it off the import path
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
 
-from llm_playground.config import preset
-from llm_playground.engine import cpu_has_bf16, resolve_dtype, run_training
-from llm_playground.events import Done, Error, Eval, Started, Step
-from llm_playground.model import flops_per_token
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from llm_playground.config import preset  # noqa: E402
+from llm_playground.engine import cpu_has_bf16, resolve_dtype, run_training  # noqa: E402
+from llm_playground.events import Done, Error, Eval, Started, Step  # noqa: E402
+from llm_playground.model import flops_per_token  # noqa: E402
 
 TARGET = 1.88
 

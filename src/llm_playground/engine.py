@@ -52,10 +52,9 @@ def resolve_device(device: str) -> str:
 
 
 def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX)."""
-    cpu = getattr(torch._C, "_cpu", None)
+    """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX tiles)."""
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(cpu, probe, None)
+        fn = getattr(torch.cpu, probe, None) or getattr(getattr(torch._C, "_cpu", None), probe, None)
         if fn is not None:
             with contextlib.suppress(Exception):
                 if fn():
