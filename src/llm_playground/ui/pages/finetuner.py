@@ -110,7 +110,8 @@ def _decoding_settings(prefix: str) -> DecodingConfig | None:
     c1, c2, c3, c4 = st.columns(4)
     strategy = c1.selectbox("Decoding", ("greedy", "top-p", "top-k", "beam"), key=f"{prefix}_strategy")
     temperature = c2.slider("Temperature", 0.0, 1.5, 0.7, 0.05, key=f"{prefix}_temperature",
-                            help="Used by top-p and top-k sampling.")
+                            disabled=strategy in ("greedy", "beam"),
+                            help="Used by top-p and top-k sampling only.")
     max_new = c3.number_input("Max new tokens", 1, 512, 48, 8, key=f"{prefix}_max_new")
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0, 1, key=f"{prefix}_seed",
                            help="The same seed for both models.")
@@ -136,9 +137,12 @@ def _answer(name: str, instruction: str, extra: str, wrap: bool, config: Decodin
 
 
 def _output_box(text: str, key: str) -> None:
-    st.markdown(f"<div class='ft-output' id='{esc(key)}' style='white-space: pre-wrap; border: 1px "
-                f"solid #ddd; border-radius: 6px; padding: 0.8em; min-height: 4em'>{esc(text) or '<i>(empty)</i>'}"
-                "</div>", unsafe_allow_html=True)
+    """The raw text a model wrote. One line of HTML, so Markdown never formats it
+    ('### Input:' stays text, not a heading); newlines become <br>."""
+    body = esc(text).replace("\n", "<br>") or "<i>(empty)</i>"
+    st.markdown(f"<div class='ft-output' id='{esc(key)}' style='white-space: pre-wrap; font-family: "
+                f"monospace; font-size: 0.9em; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; "
+                f"min-height: 4em'>{body}</div>", unsafe_allow_html=True)
 
 
 # --- tabs ---------------------------------------------------------------------------------
@@ -203,6 +207,8 @@ with tab_side:
                     m3.metric("Held-out loss", f"{loss:.3f}" if loss is not None else "—",
                               help=f"Mean loss per response token on the fixed held-out slice ({where})"
                               if loss is not None else "No held-out figure recorded for this model")
+                    st.caption("Stopped by itself (end-of-text token)." if out["finish"] == "eos"
+                               else "Still going: cut at max new tokens.")
                     with st.expander("Exact prompt"):
                         st.code(out["prompt"] + ("\n(wrapped in the chat template)" if out["chat"] else ""),
                                 language=None)
