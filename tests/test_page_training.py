@@ -108,7 +108,7 @@ def test_a_tiny_run_starts_survives_a_second_tab_and_stops():
     assert not at.exception
     assert re.search(r"stopped after [\d,]+ steps", text_of(at))
     assert {m.label for m in at.metric} >= {"Step", "Validation loss"}
-    assert "Sample at step 0" in text_of(at)
+    assert re.search(r"Sample at step [\d,]+", text_of(at))
 
     # the stopped model can be saved under a name, then it is listed
     at.text_input(key="train_save_name").input("tiny-run")
