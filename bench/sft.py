@@ -11,6 +11,8 @@ trainable weights, their gradients and the AdamW state (computed from the parame
 Then, where the preference store offers it, the throughput of ``prefs add`` with 4 concurrent
 writer processes (target: 1,000 votes/s, no vote lost).
 
+The machine's other work shows in the timings: run it on an idle machine, or more than once.
+
 Run: ``python bench/sft.py [--base NAME] [--steps N] [--batch N] [--seq-len N] [--skip-full] [--json]``.
 """
 
@@ -137,7 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(ok) == 2:
         print(f"LoRA step is {ok[1]['s_per_step'] / ok[0]['s_per_step']:.2f}x faster than a full step "
               f"({args.base}, batch {args.batch}, up to {args.seq_len} tokens, {ok[0]['threads']} threads)")
-    if prefs is not None:
+    if args.skip_prefs:
+        print("prefs add throughput: skipped (--skip-prefs)")
+    elif prefs is not None:
         print("prefs add, 4 concurrent writers:", json.dumps(prefs))
     else:
         print("prefs add throughput: the preference store's benchmark is not available in this build")
