@@ -26,7 +26,7 @@ def test_sft_end_to_end(cli, data, tmp_path):
     out = tmp_path / "adapter"
     r = cli("sft", "--base", BASE, "--data", str(data), "--lora-r", "4", "--lora-alpha", "8",
             "--target-modules", "q_proj,v_proj", "--lr", "1e-3", "--max-steps", "2", "--seq-len", "32",
-            "--seed", "1", "--dtype", "float32", "--out", str(out))
+            "--seed", "1", "--dtype", "float32", "--out", str(out), "--merge-to", str(tmp_path / "merged"))
     assert r.returncode == 0, r.stderr
     # r=4 on q and v of SmolLM2-135M: 30 x 4 x (576+576 + 576+192) = 230,400
     assert "trainable parameters: 230,400 of " in r.stdout
@@ -46,6 +46,9 @@ def test_sft_end_to_end(cli, data, tmp_path):
 
     base = load_model(BASE)
     PeftModel.from_pretrained(base.model, str(out))  # plain peft loads it
+    assert f"merged model written to {tmp_path / 'merged'}" in r.stdout
+    assert (tmp_path / "merged" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "merged" / "playground.json").read_text())["kind"] == "merged"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -98,3 +101,20 @@ def test_out_that_is_a_foreign_folder_is_refused(cli, data, tmp_path):
     r = cli("sft", "--base", BASE, "--data", str(data), "--out", str(out))
     assert r.returncode == 2 and "holds no adapter" in r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["holiday.jpg"]
+
+
+def test_dpo_end_to_end(cli, tmp_path):
+    prefs = tmp_path / "prefs.jsonl"
+    rows = [{"prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "Bananas."},
+            {"prompt": "Say hello.", "chosen": "Hello!", "rejected": "No."},
+            {"prompt": "2 plus 2?", "chosen": "4.", "rejected": "5.", "label": "tie"}]
+    prefs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "dpo"
+    r = cli("dpo", "--base", BASE, "--prefs", str(prefs), "--out", str(out), "--max-steps", "1",
+            "--max-length", "48")
+    assert r.returncode == 0, r.stderr
+    assert "preference pairs: 2; trainable parameters: 460,800" in r.stdout
+    assert re.search(r"final DPO loss: 0\.69\d+ after 1 steps", r.stdout)
+    meta = json.loads((out / "playground.json").read_text())
+    assert meta["kind"] == "dpo" and meta["n_pairs"] == 2
+    assert (out / "adapter_model.safetensors").exists()
