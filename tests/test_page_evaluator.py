@@ -9,7 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = ROOT / "src/llm_playground/ui/pages/evaluator.py"
+PAGE = ROOT / "src/llm_playground/ui/labs/evaluator.py"
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/pages/generation.py"
+PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/generation.py"
 
 
 def _page() -> AppTest:

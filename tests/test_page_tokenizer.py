@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 from llm_playground import assets
 from llm_playground.tokenizers import available_tokenizers, get_tokenizer
 
-PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/pages/tokenizer.py"
+PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/tokenizer.py"
 
 
 @pytest.fixture(scope="module", autouse=True)

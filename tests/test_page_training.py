@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from llm_playground.ui.components import job_manager
 
-PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/pages/training.py"
+PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/training.py"
 
 
 def app() -> AppTest:

@@ -1,7 +1,9 @@
 """LLM Playground web app: ``streamlit run src/llm_playground/ui/app.py``.
 
-``st.navigation`` holds one page per lab; each page is a thin file in ``pages/`` that
-calls the library.
+``st.navigation`` holds one page per lab; each page is a thin file in ``labs/`` that
+calls the library. (The folder is deliberately not called ``pages/``: Streamlit treats a
+``pages/`` folder beside the main script as an old-style page list and shows file names
+in the sidebar instead of these titles.)
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 HERE = Path(__file__).resolve().parent
-PAGES = HERE / "pages"
+PAGES = HERE / "labs"
 
 st.set_page_config(page_title="LLM Playground", page_icon="🧪", layout="wide")
 

@@ -41,4 +41,4 @@ for col, (title, url, text) in zip(cols, LABS, strict=True):
         st.subheader(title)
         st.write(text)
         if (HERE / f"{url}.py").exists():
-            st.page_link(f"pages/{url}.py", label="Open the lab", icon="➡️")
+            st.page_link(f"labs/{url}.py", label="Open the lab", icon="➡️")
