@@ -33,6 +33,7 @@ from llm_playground.data import tokenizer_from_spec, tokenizer_spec
 from llm_playground.errors import UserError
 from llm_playground.model import GPT, build_model
 from llm_playground.paths import get_paths, package_data
+from llm_playground.tokenizers import bytes_to_unicode
 
 FORMAT = "llm-playground-checkpoint"
 CONFIG_FILE = "config.json"
@@ -294,7 +295,7 @@ def _bpe_tokenizer_object(bpe):
     from llm_playground.bpe import SPLIT_PATTERNS
 
     alphabet = ByteLevel.alphabet()  # GPT-2's printable stand-ins for the 256 bytes
-    byte_char = _bytes_to_unicode()
+    byte_char = bytes_to_unicode()
     assert set(byte_char.values()) == set(alphabet)
     names = ["".join(byte_char[b] for b in token) for token in bpe.vocab]
     vocab = {name: i for i, name in enumerate(names)}
@@ -310,17 +311,6 @@ def _bpe_tokenizer_object(bpe):
     return tok
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible map from bytes to printable characters."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
 
 
 # --- runs for the other labs ---------------------------------------------------------------

@@ -255,8 +255,8 @@ _HEX_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 
 
 @functools.lru_cache(maxsize=1)
-def _byte_decoder() -> dict[str, int]:
-    """GPT-2's byte-to-printable-character map, inverted."""
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible map from each byte to a printable character (byte-level BPE vocabularies)."""
     bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
     cs = bs[:]
     n = 0
@@ -265,7 +265,13 @@ def _byte_decoder() -> dict[str, int]:
             bs.append(b)
             cs.append(256 + n)
             n += 1
-    return {chr(c): b for b, c in zip(bs, cs, strict=True)}
+    return {b: chr(c) for b, c in zip(bs, cs, strict=True)}
+
+
+@functools.lru_cache(maxsize=1)
+def _byte_decoder() -> dict[str, int]:
+    """GPT-2's byte-to-printable-character map, inverted."""
+    return {c: b for b, c in bytes_to_unicode().items()}
 
 
 class HFTokenizer(Tokenizer):
