@@ -20,18 +20,29 @@ TRAIN_FRACTION = 0.9
 TOKENIZER_CHOICES = ("char", "gpt2")
 
 
-def load_text(path: str | Path | None = None) -> str:
-    """The training text: a UTF-8 file, or the shipped TinyShakespeare when ``path`` is None."""
-    file = Path(path).expanduser() if path else package_data("tinyshakespeare.txt")
+def read_text_file(path: str | Path, what: str = "text file") -> str:
+    """A UTF-8 file's text; a clear :class:`UserError` when missing, not UTF-8, or empty."""
+    file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"text file not found: {file}")
+        raise UserError(f"{what} not found: {file}")
     try:
         text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         raise UserError(f"{file} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first") from None
     if not text.strip():
-        raise UserError(f"{file} is empty: training needs some text")
+        raise UserError(f"{file} is empty")
     return text
+
+
+def load_text(path: str | Path | None = None) -> str:
+    """The training text: a UTF-8 file, or the shipped TinyShakespeare when ``path`` is None."""
+    return read_text_file(path or package_data("tinyshakespeare.txt"))
+
+
+def tinyshakespeare_validation() -> str:
+    """The last 10 % of TinyShakespeare's characters: the validation split of the character model."""
+    text = load_text()
+    return text[int(TRAIN_FRACTION * len(text)):]
 
 
 # --- tokenizers --------------------------------------------------------------------------

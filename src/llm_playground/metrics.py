@@ -45,6 +45,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from llm_playground.data import read_text_file, tinyshakespeare_validation
 from llm_playground.errors import UserError
 from llm_playground.paths import package_data
 
@@ -76,30 +77,6 @@ class EvalText:
     name: str
     text: str
     description: str = ""
-
-
-def tinyshakespeare_validation() -> str:
-    """The last 10 % of TinyShakespeare's characters, the validation split of Lab 2."""
-    try:
-        from llm_playground.data import TRAIN_FRACTION
-    except ImportError:  # the Lab 2 module is not part of this build
-        TRAIN_FRACTION = 0.9
-    text = package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
-    return text[int(TRAIN_FRACTION * len(text)):]
-
-
-def read_text_file(path: str | Path, what: str = "text file") -> str:
-    """A UTF-8 file's text; a clear :class:`UserError` when missing, binary or empty."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{what} not found: {file}")
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{file} is not UTF-8 text (byte {exc.start})") from None
-    if not text.strip():
-        raise UserError(f"{file} is empty")
-    return text
 
 
 def load_eval_text(data: str) -> EvalText:
