@@ -105,10 +105,11 @@ def test_vote_tab_generates_a_pair_with_the_side_by_side_models_and_stores_the_v
     at.text_area(key="prefs_prompt").set_value("Name a fruit.")
     at.button(key="prefs_generate").click().run()
     assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
     at.button(key="prefs_vote_a").click().run()
     assert not at.exception, at.exception
     votes = PreferenceStore(get_paths().db).list_votes()
-    assert len(votes) == 1 and votes[0].choice == "a" and votes[0].prompt == "Name a fruit."
+    assert len(votes) == 1, ([e.value for e in at.error], votes) and votes[0].choice == "a" and votes[0].prompt == "Name a fruit."
     assert votes[0].model_a == votes[0].model_b == "smollm2-135m-instruct"
 
 
