@@ -144,7 +144,7 @@ def _as_dataset_rows(rows: list[dict[str, str]], chat: bool) -> list[dict[str, A
 
 def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
               out_dir: str | Path | None = None, stop_event: threading.Event | None = None,
-              loaded: Any = None, description: str = "") -> Iterator[DPOEvent]:
+              loaded: Any = None, description: str = "", data_name: str = "") -> Iterator[DPOEvent]:
     """Train a LoRA adapter with ``trl.DPOTrainer``; yield events; save to ``out_dir`` at the end."""
     import torch
     from datasets import Dataset
@@ -233,7 +233,7 @@ def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
         "chat": chat,
         "prompt_format": {"name": "chat-template"} if chat else prompt_format_record(),
         "heldout_loss_before": None, "heldout_loss_after": None,
-        "data": str(prefs) if not isinstance(prefs, list) else "preference pairs",
+        "data": data_name or (str(prefs) if not isinstance(prefs, list) else "preference pairs"),
         "n_pairs": len(rows), "steps_done": steps,
         "final_dpo_loss": last.loss if last else None,
         "trainable_parameters": trainable, "total_parameters": total,

@@ -147,7 +147,8 @@ def _dpo(args: argparse.Namespace) -> int:
     bar = None
     done = None
     for ev in train_dpo(settings, rows, out_dir=args.out, loaded=loaded,
-                        description=f"DPO LoRA adapter on {args.base} from {args.prefs.name}"):
+                        description=f"DPO LoRA adapter on {args.base} from {args.prefs.name}",
+                        data_name=str(args.prefs)):
         if isinstance(ev, DPOStarted):
             print(f"preference pairs: {ev.n_pairs}; trainable parameters: {ev.trainable:,} "
                   f"of {ev.total:,} ({ev.share:.3f} %)", flush=True)

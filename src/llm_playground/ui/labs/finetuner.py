@@ -444,8 +444,8 @@ with tab_dpo:
             if out.exists():
                 raise UserError(f"an adapter named '{dpo_name.strip()}' exists already: pick another name")
 
-            def dpo_factory(stop, settings=settings, rows=rows, out=out):
-                return train_dpo(settings, rows, out_dir=out, stop_event=stop)
+            def dpo_factory(stop, settings=settings, rows=rows, out=out, prefs_path=prefs_path):
+                return train_dpo(settings, rows, out_dir=out, stop_event=stop, data_name=prefs_path)
 
             job = manager.start("dpo", f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}", dpo_factory,
                                 {"out": str(out)})
