@@ -1,6 +1,13 @@
 """Take a screenshot of every page of the running app (for the README and for review).
 
     .venv/bin/python scripts/screenshots.py [--url http://127.0.0.1:8501] [--out docs/screenshots]
+    .venv/bin/python scripts/screenshots.py --journeys [--pages tokenizer,training]
+
+Plain mode saves page-<name>.png of each page as it first opens. ``--journeys`` uses each
+lab like a person would (picks an example, trains a bigram model briefly, generates with
+SmolLM2, compares the Gemma base with its adapter, computes a perplexity) and saves the
+README screenshots home.png and labN-<lab>.png; a journey that fails leaves
+failed-<name>.png in the temporary folder and the script exits with 1.
 
 Without ``--url`` it starts the app on a free port itself and stops it afterwards.
 Uses Debian's Chromium through Playwright; it never downloads a browser.
@@ -13,6 +20,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -43,12 +51,182 @@ def _start_app() -> tuple[subprocess.Popen, str]:
     raise SystemExit("the app did not start")
 
 
+# --- journeys: drive each lab like a person, then screenshot it ----------------------------
+
+VIEWPORT = {"width": 1400, "height": 2200}
+JOURNEYS = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator"]
+FILES = {"home": "home.png", "tokenizer": "lab1-tokenizer.png", "training": "lab2-training.png",
+         "generation": "lab3-generation.png", "finetuner": "lab4-finetuner.png",
+         "evaluator": "lab5-evaluator.png"}
+LONG = 240_000  # model loads and generation on a busy 2-core CPU are slow
+
+
+def _key(key: str) -> str:
+    """Streamlit puts a widget's key on its container as the CSS class st-key-<key>."""
+    return f".st-key-{key}"
+
+
+def _settle(tab, quiet_s: float = 1.5, timeout_s: float = 240) -> None:
+    """Wait until the script run is over: no 'Running…' status for quiet_s seconds."""
+    status = tab.locator("[data-testid='stStatusWidget']")
+    deadline = time.time() + timeout_s
+    quiet_since = None
+    while time.time() < deadline:
+        if status.count() and status.first.is_visible():
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.time()
+        elif time.time() - quiet_since >= quiet_s:
+            return
+        time.sleep(0.25)
+
+
+def _open(tab, url: str, path: str) -> None:
+    tab.goto(f"{url}/{path}")
+    tab.wait_for_selector("[data-testid='stMain']", timeout=60_000)
+    tab.wait_for_selector("[data-testid='stSidebarNav']", timeout=60_000)
+    _settle(tab)
+
+
+def _select(tab, key: str, option: str) -> None:
+    """Open a select box by its key and click one of its options."""
+    tab.locator(f"{_key(key)} [role='combobox']").first.click()
+    tab.locator("[role='option']", has_text=option).first.click()
+    _settle(tab)
+
+
+def _number(tab, key: str, value: int) -> None:
+    box = tab.locator(f"{_key(key)} input")
+    box.fill(str(value))
+    box.press("Enter")
+    _settle(tab)
+
+
+def _click(tab, key: str) -> None:
+    tab.locator(f"{_key(key)} button").first.click()
+
+
+def _shot(tab, out: Path, name: str, anchor: str | None = None) -> None:
+    """Screenshot the window; scroll the main container to `anchor` (a selector) first."""
+    tab.locator("[data-testid='stMain']").evaluate("el => el.scrollTo(0, 0)")
+    if anchor:
+        tab.locator(anchor).first.scroll_into_view_if_needed()
+    tab.mouse.move(5, 5)  # no hover tooltips
+    tab.evaluate("() => document.activeElement && document.activeElement.blur()")  # no focus ring
+    time.sleep(1.5)  # charts animate in
+    # crop the empty space below the content when the page is shorter than the window
+    bottom = tab.locator("[data-testid='stMainBlockContainer']").evaluate(
+        "el => el.getBoundingClientRect().bottom")
+    height = int(min(VIEWPORT["height"], max(800, bottom)))
+    path = out / FILES[name]
+    tab.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+    print(path, flush=True)
+
+
+def journey_home(tab, url: str, out: Path) -> None:
+    _open(tab, url, "")
+    tab.get_by_text("Open the lab").first.wait_for()
+    _shot(tab, out, "home")
+
+
+def journey_tokenizer(tab, url: str, out: Path) -> None:
+    _open(tab, url, "tokenizer")
+    _select(tab, "tok_example", "Several languages")
+    tab.get_by_text("o200k_base").first.wait_for()
+    for name in ("gpt2", "cl100k_base", "o200k_base"):  # the three default tokenizers, side by side
+        tab.locator("h4", has_text=name).first.wait_for(timeout=LONG)
+    _shot(tab, out, "tokenizer")
+
+
+def journey_training(tab, url: str, out: Path, iters: int = 250) -> None:
+    _open(tab, url, "training")
+    _select(tab, "train_preset", "bigram")
+    thumb = tab.locator(f"{_key('train_max_iters')} [role='slider']")
+    thumb.focus()
+    thumb.press("Home")  # 50
+    for _ in range(max(0, (iters - 50) // 50)):
+        thumb.press("ArrowRight")
+    _settle(tab)
+    _click(tab, "train_start")
+    # the run is over when the success note shows; then the chart has its eval points and a sample
+    tab.get_by_text("Sample at step").first.wait_for(timeout=LONG)
+    tab.locator("[data-testid='stAlertContentSuccess']", has_text="after").first.wait_for(timeout=LONG)
+    _settle(tab)
+    _shot(tab, out, "training", anchor=_key("train_start"))
+
+
+def journey_generation(tab, url: str, out: Path) -> None:
+    _open(tab, url, "generation")
+    _select(tab, "gen_example", "Haiku")
+    tab.locator(_key("gen_strategy")).get_by_text("Top-p (nucleus) sampling").click()
+    _settle(tab)
+    _number(tab, "gen_max_new", 16)
+    tab.locator(f"{_key('gen_run')} button:not([disabled])").wait_for(timeout=LONG)
+    _click(tab, "gen_run")
+    tab.get_by_text("Step by step").first.wait_for(timeout=LONG)
+    tab.locator(_key("gen_chart")).wait_for(timeout=LONG)
+    _settle(tab)
+    _shot(tab, out, "generation", anchor=_key("gen_run"))
+
+
+def journey_finetuner(tab, url: str, out: Path) -> None:
+    _open(tab, url, "finetuner")
+    tab.get_by_role("tab", name="Side by side").click()
+    _select(tab, "ft_example", "Uppercase a line")
+    _click(tab, "ft_generate")
+    tab.locator("#ft-output-right").wait_for(timeout=LONG)
+    tab.locator("#ft-output-left").wait_for(timeout=LONG)
+    _settle(tab)
+    _shot(tab, out, "finetuner")
+
+
+def journey_evaluator(tab, url: str, out: Path) -> None:
+    _open(tab, url, "evaluator")
+    tab.get_by_role("tab", name="Perplexity").click()
+    tab.locator(_key("ev_ppl_data")).get_by_text("WikiText-2 test (shipped)").click()
+    _settle(tab)
+    _number(tab, "ev_ppl_maxtok", 256)
+    _click(tab, "ev_ppl_run")
+    tab.get_by_text("Bits per byte").first.wait_for(timeout=LONG)
+    tab.get_by_text("Recorded in the leaderboard").first.wait_for(timeout=LONG)
+    _settle(tab)
+    _shot(tab, out, "evaluator")
+
+
+def run_journeys(url: str, out: Path, names: list[str]) -> int:
+    from playwright.sync_api import sync_playwright
+
+    failed = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        try:
+            for name in names:
+                tab = browser.new_page(viewport=VIEWPORT)
+                tab.set_default_timeout(60_000)
+                started = time.time()
+                try:
+                    globals()[f"journey_{name}"](tab, url, out)
+                    print(f"  {name}: {time.time() - started:.0f} s", flush=True)
+                except Exception as exc:  # keep going: one slow page should not cost the others
+                    failed.append(name)
+                    tab.screenshot(path=str(Path(tempfile.gettempdir()) / f"failed-{name}.png"))
+                    print(f"  {name} FAILED after {time.time() - started:.0f} s: {exc}", flush=True)
+                finally:
+                    tab.close()
+        finally:
+            browser.close()
+    return 1 if failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
-    parser.add_argument("--pages", default=",".join(PAGES))
+    parser.add_argument("--pages", help="comma-separated page names (default: all)")
+    parser.add_argument("--journeys", action="store_true",
+                        help="use each lab, then save the README screenshots")
     args = parser.parse_args()
+    names = args.pages.split(",") if args.pages else (JOURNEYS if args.journeys else PAGES)
     from playwright.sync_api import sync_playwright
 
     proc = None
@@ -58,10 +236,12 @@ def main() -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     try:
+        if args.journeys:
+            return run_journeys(url, out, names)
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-            for name in args.pages.split(","):
+            for name in names:
                 tab.goto(f"{url}/{'' if name == 'home' else name}")
                 tab.wait_for_selector("[data-testid='stMain']", timeout=60_000)
                 time.sleep(4)  # let the script run finish drawing
@@ -72,6 +252,10 @@ def main() -> int:
     finally:
         if proc:
             proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     return 0
 
 
