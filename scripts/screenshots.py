@@ -53,7 +53,7 @@ def _start_app() -> tuple[subprocess.Popen, str]:
 
 # --- journeys: drive each lab like a person, then screenshot it ----------------------------
 
-VIEWPORT = {"width": 1400, "height": 2200}
+VIEWPORT = {"width": 1400, "height": 2600}
 JOURNEYS = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator"]
 FILES = {"home": "home.png", "tokenizer": "lab1-tokenizer.png", "training": "lab2-training.png",
          "generation": "lab3-generation.png", "finetuner": "lab4-finetuner.png",
@@ -67,8 +67,9 @@ def _key(key: str) -> str:
 
 
 def _settle(tab, quiet_s: float = 1.5, timeout_s: float = 240) -> None:
-    """Wait until the script run is over: no 'Running…' status for quiet_s seconds."""
-    status = tab.locator("[data-testid='stStatusWidget']")
+    """Wait until the script run is over: no 'Running…' status and no placeholder skeleton
+    (a page's first run, which imports torch, draws skeletons first) for quiet_s seconds."""
+    status = tab.locator("[data-testid='stStatusWidget'], [data-testid='stSkeleton']")
     deadline = time.time() + timeout_s
     quiet_since = None
     while time.time() < deadline:
@@ -141,7 +142,7 @@ def journey_tokenizer(tab, url: str, out: Path) -> None:
 def journey_training(tab, url: str, out: Path, iters: int = 250) -> None:
     _open(tab, url, "training")
     _select(tab, "train_preset", "bigram")
-    thumb = tab.locator(f"{_key('train_max_iters')} [role='slider']")
+    thumb = tab.locator(f"{_key('train_max_iters')} input[type='range']")
     thumb.focus()
     thumb.press("Home")  # 50
     for _ in range(max(0, (iters - 50) // 50)):
