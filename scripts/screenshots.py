@@ -165,7 +165,8 @@ def journey_generation(tab, url: str, out: Path) -> None:
     tab.locator(f"{_key('gen_run')} button:not([disabled])").wait_for(timeout=LONG)
     _click(tab, "gen_run")
     tab.get_by_text("Step by step").first.wait_for(timeout=LONG)
-    tab.locator(_key("gen_chart")).wait_for(timeout=LONG)
+    tab.get_by_text("Text before this step").first.wait_for(timeout=LONG)
+    tab.locator("[data-testid='stVegaLiteChart']").first.wait_for(timeout=LONG)
     _settle(tab)
     _shot(tab, out, "generation", anchor=_key("gen_run"))
 
