@@ -87,7 +87,7 @@ def test_dpo_bad_input_exits_2_and_writes_nothing(cli, tmp_path):
     assert r.returncode == 2
     assert "prefs.jsonl line 2: missing text field(s) 'rejected'" in r.stderr
     r = cli("dpo", "--base", "nope-model", "--prefs", str(tmp_path / "missing.jsonl"), "--out", str(out))
-    assert r.returncode == 2 and "no such preferences file" in r.stderr
+    assert r.returncode == 2 and "preferences file not found" in r.stderr
     prefs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     r = cli("dpo", "--base", "nope-model", "--prefs", str(prefs), "--out", str(out))
     assert r.returncode == 2 and "unknown model 'nope-model'" in r.stderr

@@ -107,7 +107,7 @@ def test_malformed_lines_are_named(tmp_path, lines, message):
 def test_unknown_data_and_missing_file_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="unknown data"):
         load_examples("wikipedia")
-    with pytest.raises(UserError, match="no such data file"):
+    with pytest.raises(UserError, match="data file not found"):
         load_examples(str(tmp_path / "missing.jsonl"))
 
 

@@ -319,10 +319,10 @@ def test_jsonl_inputs_and_pairing(tmp_path):
     with pytest.raises(UserError, match="answer id '3' has no question"):
         jm.pair_questions(jm.load_jsonl(q, ("id", "question"), "q"), jm.load_jsonl(a, ("id", "answer"), "a"))
     a.write_text("not json\n")
-    with pytest.raises(UserError, match="line 1 is not JSON"):
+    with pytest.raises(UserError, match="line 1: not valid JSON"):
         jm.load_jsonl(a, ("id", "answer"), "answers")
     a.write_text('{"id": 1}\n')
-    with pytest.raises(UserError, match="needs the keys id, answer"):
+    with pytest.raises(UserError, match="line 1: missing field\(s\) .answer."):
         jm.load_jsonl(a, ("id", "answer"), "answers")
     a.write_text("\n")
     with pytest.raises(UserError, match="is empty"):

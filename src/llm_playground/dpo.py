@@ -13,7 +13,6 @@ files + ``playground.json``), so Labs 3–5 list it at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import queue
@@ -27,6 +26,7 @@ from typing import Any
 
 from llm_playground.errors import UserError
 from llm_playground.instructions import format_prompt, prompt_format_record
+from llm_playground.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -102,30 +102,9 @@ def load_preferences(path: str | Path) -> list[dict[str, str]]:
     preference and are skipped.
     """
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such preferences file: {path}")
-    rows = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text ({exc.reason})") from exc
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path.name} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise UserError(f"{path.name} line {number}: expected a JSON object with "
-                            "'prompt', 'chosen' and 'rejected'")
-        missing = [k for k in ("prompt", "chosen", "rejected") if not isinstance(row.get(k), str)]
-        if missing:
-            raise UserError(f"{path.name} line {number}: missing text field(s) "
-                            f"{', '.join(repr(k) for k in missing)}")
-        if row.get("label") not in (None, "", "a", "b", "preferred", "chosen"):
-            continue
-        rows.append({"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]})
+    rows = [{"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
+            for _, row in read_jsonl(path, "preferences file", text_fields=("prompt", "chosen", "rejected"))
+            if row.get("label") in (None, "", "a", "b", "preferred", "chosen")]
     if not rows:
         raise UserError(f"{path.name} holds no A/B preference pairs (ties and 'both bad' "
                         "votes carry no preference)")

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from llm_playground.errors import UserError
+from llm_playground.jsonl import read_jsonl
 from llm_playground.paths import package_data
 
 log = logging.getLogger(__name__)
@@ -100,31 +101,10 @@ def save_jsonl(examples: Iterable[Example], path: Path) -> int:
 def load_jsonl(path: str | Path) -> list[Example]:
     """Read a user's instruction JSONL; a malformed line raises :class:`UserError` naming its number."""
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"no such data file: {path}")
     examples = []
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{path} is not UTF-8 text ({exc.reason})") from exc
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path.name} line {number}: not valid JSON ({exc.msg})") from exc
-        if not isinstance(row, dict):
-            raise UserError(f"{path.name} line {number}: expected a JSON object with "
-                            "'instruction' and 'output'")
-        missing = [k for k in ("instruction", "output") if not isinstance(row.get(k), str)
-                   or not row.get(k).strip()]
-        if missing:
-            raise UserError(f"{path.name} line {number}: missing or empty text field(s) "
-                            f"{', '.join(repr(k) for k in missing)}")
-        extra = row.get("input", "")
-        if extra is None:
-            extra = ""
+    for number, row in read_jsonl(path, "data file", text_fields=("instruction", "output"),
+                                  nonblank=True):
+        extra = row.get("input") or ""
         if not isinstance(extra, str):
             raise UserError(f"{path.name} line {number}: 'input' must be text")
         examples.append(Example(instruction=row["instruction"], input=extra, output=row["output"],

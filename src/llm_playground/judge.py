@@ -39,6 +39,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llm_playground.errors import UserError
+from llm_playground.jsonl import parse_jsonl as _parse_jsonl
+from llm_playground.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -449,28 +451,15 @@ def mean_ci(scores: Sequence[float]) -> tuple[float | None, tuple[float, float] 
 
 def load_jsonl(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, Any]]:
     """Rows of a JSONL file, each with the ``required`` keys; a one-line error otherwise."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{what} file not found: {file}")
-    try:
-        lines = file.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise UserError(f"{file} is not UTF-8 text") from None
-    return parse_jsonl("\n".join(lines), required, f"{what} file {file}")
+    rows = [row for _, row in read_jsonl(path, f"{what} file", keys=required)]
+    if not rows:
+        raise UserError(f"{what} file {path} is empty")
+    return rows
 
 
 def parse_jsonl(text: str, required: Sequence[str], what: str) -> list[dict[str, Any]]:
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise UserError(f"{what} line {n} is not JSON") from None
-        if not isinstance(row, dict) or any(k not in row for k in required):
-            raise UserError(f"{what} line {n} needs the keys {', '.join(required)}")
-        rows.append(row)
+    """Rows of pasted JSONL text, each with the ``required`` keys."""
+    rows = [row for _, row in _parse_jsonl(text, what, keys=required)]
     if not rows:
         raise UserError(f"{what} is empty")
     return rows

@@ -830,29 +830,12 @@ def read_preferences_jsonl(path: str | os.PathLike, *, keep_labels: bool = False
     """Read a preference JSONL file back (the DPO input): ``prompt``, ``chosen``,
     ``rejected`` strings on every line. Lines labelled ``tie``/``both-bad`` are skipped
     unless ``keep_labels``. A malformed line raises a UserError with its line number."""
+    from llm_playground.jsonl import read_jsonl
+
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}") from None
-    out = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}: line {number} is not valid JSON ({exc.msg})") from None
-        if not isinstance(record, dict):
-            raise UserError(f"{path}: line {number} is not a JSON object")
-        for key in ("prompt", "chosen", "rejected"):
-            if not isinstance(record.get(key), str):
-                raise UserError(f"{path}: line {number} has no text field {key!r}")
-        if record.get("label", "preferred") != "preferred" and not keep_labels:
-            continue
-        out.append(record)
+    out = [record for _, record in read_jsonl(path, "preferences file",
+                                                text_fields=("prompt", "chosen", "rejected"))
+           if keep_labels or record.get("label", "preferred") == "preferred"]
     if not out:
         raise UserError(f"{path} holds no preference pairs")
     return out
