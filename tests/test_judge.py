@@ -322,7 +322,7 @@ def test_jsonl_inputs_and_pairing(tmp_path):
     with pytest.raises(UserError, match="line 1: not valid JSON"):
         jm.load_jsonl(a, ("id", "answer"), "answers")
     a.write_text('{"id": 1}\n')
-    with pytest.raises(UserError, match="line 1: missing field\(s\) .answer."):
+    with pytest.raises(UserError, match=r"line 1: missing field\(s\) .answer."):
         jm.load_jsonl(a, ("id", "answer"), "answers")
     a.write_text("\n")
     with pytest.raises(UserError, match="is empty"):

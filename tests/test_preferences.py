@@ -367,7 +367,7 @@ def test_read_preferences_jsonl_reports_the_bad_line(tmp_path):
     with pytest.raises(UserError, match="line 2"):
         read_preferences_jsonl(path)
     path.write_text('{"prompt": "p", "chosen": "c"}\n')
-    with pytest.raises(UserError, match="line 1: missing text field\(s\) 'rejected'"):
+    with pytest.raises(UserError, match=r"line 1: missing text field\(s\) 'rejected'"):
         read_preferences_jsonl(path)
 
 
