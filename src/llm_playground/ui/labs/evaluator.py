@@ -26,7 +26,7 @@ from llm_playground.ui.components import (
 )
 
 page_header(
-    "Lab 5 · Evaluator",
+    "📏 Lab 5 · Evaluator",
     "Measure models with the numbers the field uses — perplexity, BLEU, chrF, ROUGE and an "
     "LLM judge — learn what each one means and where it misleads, and see every model on one "
     "leaderboard where no number is shown without what it was measured on.")
@@ -157,7 +157,8 @@ with tab_ppl:
         m3.metric("Bits per byte", f"{r.bits_per_byte:.4f}", help="NLL sum / ln 2 / UTF-8 bytes")
         scope = f"the first {r.n_tokens:,} tokens of " if r.capped else ""
         st.caption(
-            f"**{esc(done['model'])}** on {scope}**{esc(done['data'])}**: {r.n_tokens:,} tokens, "
+            f"**{esc(done['model'])}** on {scope}**{esc(done['data'])}**: {r.n_tokens:,} scored tokens "
+            "(the first token of a text has no context, so it is read but not scored), "
             f"{r.n_words:,} words, {r.n_bytes:,} bytes; stride {r.stride}, max length {r.max_length}, "
             f"{r.dtype}, {r.tokens_per_s:,.0f} tokens/s."
             + (" Stopped early: not recorded in the leaderboard." if r.stopped else

@@ -38,7 +38,7 @@ LABS = [
 cols = st.columns(len(LABS))
 for col, (title, url, text) in zip(cols, LABS, strict=True):
     with col, st.container(border=True):
-        st.subheader(title)
+        st.markdown(f"#### {title}")
         st.write(text)
         if (HERE / f"{url}.py").exists():
             st.page_link(f"labs/{url}.py", label="Open the lab", icon="➡️")

@@ -204,7 +204,8 @@ if config is not None and corpus is not None:
         table, total, flops, memory, breakdown = _summary(config.model.to_dict(), config.batch_size)
         m1, m2, m3 = st.columns(3)
         m1.metric("Parameters", f"{total:,}")
-        m2.metric("FLOPs per token", f"{flops / 1e6:,.1f} M", help="training: forward and backward")
+        m2.metric("FLOPs per token", f"{flops / 1e6:,.1f} M" if flops >= 1e5 else f"{flops:,.0f}",
+                  help="training: forward and backward")
         m3.metric("Training memory", _fmt_bytes(memory),
                   help=" · ".join(f"{k}: {_fmt_bytes(v)}" for k, v in breakdown.items()))
         with st.expander("Modules and their parameters"):
