@@ -15,23 +15,10 @@ import torch
 
 from llm_playground.errors import UserError
 from llm_playground.paths import package_data
+from llm_playground.textfiles import read_text_file
 
 TRAIN_FRACTION = 0.9
 TOKENIZER_CHOICES = ("char", "gpt2")
-
-
-def read_text_file(path: str | Path, what: str = "text file") -> str:
-    """A UTF-8 file's text; a clear :class:`UserError` when missing, not UTF-8, or empty."""
-    file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{what} not found: {file}")
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{file} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first") from None
-    if not text.strip():
-        raise UserError(f"{file} is empty")
-    return text
 
 
 def load_text(path: str | Path | None = None) -> str:

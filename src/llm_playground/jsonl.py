@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_playground.errors import UserError
+from llm_playground.textfiles import read_text_file
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -53,10 +54,5 @@ def parse_jsonl(text: str, source: str, *, keys: Sequence[str] = (),
 def read_jsonl(path: str | Path, what: str = "file", **checks: Any) -> list[tuple[int, dict[str, Any]]]:
     """Parse a UTF-8 JSONL file (see :func:`parse_jsonl`); ``what`` names it when it is missing."""
     file = Path(path).expanduser()
-    if not file.is_file():
-        raise UserError(f"{what} not found: {file}")
-    try:
-        text = file.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UserError(f"{file} is not UTF-8 text (byte {exc.start})") from None
+    text = read_text_file(file, what, allow_empty=True)
     return parse_jsonl(text, file.name, **checks)

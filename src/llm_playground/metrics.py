@@ -45,9 +45,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llm_playground.data import read_text_file, tinyshakespeare_validation
+from llm_playground.data import tinyshakespeare_validation
 from llm_playground.errors import UserError
 from llm_playground.paths import package_data
+from llm_playground.textfiles import read_text_file
 
 log = logging.getLogger(__name__)
 
