@@ -326,12 +326,12 @@ def live_panel() -> None:
     if current is not None and samples:
         last = samples[-1]
         st.markdown(f"**Sample at step {last.step:,}** (from a newline, 200 tokens)")
-        st.code(last.text, language=None)
+        st.code(last.text, language=None, wrap_lines=True)
         if len(samples) > 1:
             with st.expander(f"All {len(samples)} samples of this run"):
                 for s in reversed(samples):
                     st.markdown(f"**Step {s.step:,}**")
-                    st.code(s.text, language=None)
+                    st.code(s.text, language=None, wrap_lines=True)
     if current is not None and not current.running and state["done"] is not None and not state["error"]:
         with st.form("train_save_form", border=True):
             st.markdown("**Save this model** — Labs 3–5 list saved models.")
