@@ -41,8 +41,10 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(BROWSER_DEBS) >/dev/null; }
 
 run: $(STAMP)
+	@echo "LLM Playground: http://localhost:$(PORT)"
+	@( sleep 4; $(PY) -m webbrowser -t http://localhost:$(PORT) >/dev/null 2>&1 || true ) &
 	$(VENV)/bin/streamlit run src/llm_playground/ui/app.py --server.port $(PORT) \
-	  --server.headless false --browser.gatherUsageStats false
+	  --server.headless true --browser.gatherUsageStats false
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q
