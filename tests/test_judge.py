@@ -353,3 +353,17 @@ def test_local_judge_answers_in_the_rubric_form():
     score, _ = jm.parse_judgement(raw)
     assert score is None or 1 <= score <= 10
     assert jm.parse_preference(verdict)[0] in ("a", "b", "tie")
+
+
+def test_swapping_positions_turns_a_position_bias_into_a_tie():
+    votes = [{"prompt": "p1", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "a"},
+             {"prompt": "p2", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "b"}]
+    # Pair 1: "A" both times, i.e. always the first answer shown: a position bias, so a tie.
+    # Pair 2: "B", then "A" once swapped: the same answer (y) both times, so b.
+    judge = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "B"}', '{"winner": "A"}'])
+    events = list(jm.judge_pairs(judge, votes, swap=True))
+    decisions, result = events[:-1], events[-1]
+    assert [(d.judge, d.consistent) for d in decisions] == [("tie", False), ("b", True)]
+    assert "swapped" in decisions[0].raw
+    assert (result.n_decided, result.n_agree) == (2, 1)
+    assert judge.answers == []  # four calls: each pair asked in both orders

@@ -533,6 +533,7 @@ class PairDecision:
     raw: str
     model_a: str = ""
     model_b: str = ""
+    consistent: bool | None = None  # with swapped positions: did the verdict survive the swap?
 
     @property
     def agrees(self) -> bool:
@@ -555,9 +556,26 @@ def _vote_field(vote: Any, name: str) -> Any:
     return vote[name] if isinstance(vote, dict) else getattr(vote, name)
 
 
-def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event | None = None
-                ) -> Iterator[PairDecision | Agreement]:
-    """The judge decides each voted pair (A, B or tie); yields each decision, then the agreement."""
+def _ask_pairwise(judge: Judge, prompt: str, first: str, second: str) -> tuple[str | None, str]:
+    """The judge's verdict (a | b | tie | None) on answers shown as A=first, B=second, and its raw answer."""
+    try:
+        raw = judge.complete(pairwise_messages(prompt, first, second), max_tokens=120)
+        return parse_preference(raw)[0], raw
+    except JudgeCallFailed as exc:
+        return None, exc.raw or str(exc)
+
+
+SWAPPED = {"a": "b", "b": "a", "tie": "tie"}
+
+
+def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event | None = None,
+                swap: bool = False) -> Iterator[PairDecision | Agreement]:
+    """The judge decides each voted pair (A, B or tie); yields each decision, then the agreement.
+
+    LLM judges favour a position (often the first answer). With ``swap`` the judge also sees
+    each pair with A and B exchanged; a verdict that flips with the order counts as a tie,
+    and the decision records that it was inconsistent.
+    """
     decisions: list[PairDecision] = []
     for vote in votes:
         if stop_event is not None and stop_event.is_set():
@@ -565,15 +583,19 @@ def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event 
         human = HUMAN_TO_PAIRWISE.get(str(_vote_field(vote, "choice")).lower())
         if human is None:
             continue
-        messages = pairwise_messages(_vote_field(vote, "prompt"), _vote_field(vote, "response_a"),
-                                     _vote_field(vote, "response_b"))
-        try:
-            raw = judge.complete(messages, max_tokens=120)
-            verdict, _ = parse_preference(raw)
-        except JudgeCallFailed as exc:
-            raw, verdict = exc.raw or str(exc), None
-        decision = PairDecision(str(_vote_field(vote, "prompt")), human, verdict, raw,
-                                str(_vote_field(vote, "model_a")), str(_vote_field(vote, "model_b")))
+        prompt = _vote_field(vote, "prompt")
+        answer_a, answer_b = _vote_field(vote, "response_a"), _vote_field(vote, "response_b")
+        verdict, raw = _ask_pairwise(judge, prompt, answer_a, answer_b)
+        consistent = None
+        if swap and verdict is not None:
+            swapped, raw_swapped = _ask_pairwise(judge, prompt, answer_b, answer_a)
+            raw = f"{raw}\n--- with A and B swapped ---\n{raw_swapped}"
+            if swapped is not None:
+                consistent = SWAPPED[swapped] == verdict
+                verdict = verdict if consistent else "tie"
+        decision = PairDecision(str(prompt), human, verdict, raw,
+                                str(_vote_field(vote, "model_a")), str(_vote_field(vote, "model_b")),
+                                consistent)
         decisions.append(decision)
         yield decision
     yield agreement(decisions)

@@ -407,12 +407,15 @@ with tab_judge:
                    "decide the same pairs to see how often it agrees with people.")
     else:
         n_agree = st.number_input("Pairs to judge", 1, len(votes), min(20, len(votes)), key="ev_agree_limit")
+        swap = st.checkbox("Ask twice, with A and B swapped", value=True, key="ev_agree_swap",
+                           help="LLM judges tend to prefer one position (often the first answer). "
+                                "A verdict that flips when the answers swap places counts as a tie.")
         job = _job("ev_agree_job")
         agree_running = job is not None and job.running
         if st.button(f"Judge {int(n_agree)} of the {len(votes)} voted pairs", key="ev_agree_run",
                      disabled=agree_running or judge is None):
-            def agree_factory(stop, judge=judge, votes=votes[: int(n_agree)]):
-                yield from jm.judge_pairs(judge, votes, stop_event=stop)
+            def agree_factory(stop, judge=judge, votes=votes[: int(n_agree)], swap=swap):
+                yield from jm.judge_pairs(judge, votes, stop_event=stop, swap=swap)
 
             job = manager.start("evaluator-agreement", "judge vs people", agree_factory)
             state["ev_agree_job"] = job.id
@@ -436,9 +439,13 @@ with tab_judge:
                            "(Lab 4's 'both bad' counts as a tie).")
             st.caption(f"{result.n_agree} of {result.n_decided} pairs the judge decided "
                        f"({result.n_pairs - result.n_decided} unreadable verdicts).")
+            flips = sum(1 for d in result.decisions if d.consistent is False)
+            if any(d.consistent is not None for d in result.decisions):
+                st.caption(f"Position bias: {flips} verdict(s) flipped when A and B swapped places "
+                           "and were counted as ties.")
             st.dataframe([{"prompt": d.prompt, "people": d.human, "judge": d.judge or "unreadable",
-                           "agree": d.agrees} for d in result.decisions], hide_index=True,
-                         key="ev_agree_table")
+                           "same after swap": d.consistent, "agree": d.agrees}
+                          for d in result.decisions], hide_index=True, key="ev_agree_table")
 
         agreement_output()
 
