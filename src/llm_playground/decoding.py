@@ -715,13 +715,18 @@ def generate(loaded, prompt: str, config: DecodingConfig, chat_template: bool | 
     return result
 
 
+def iter_strategies(loaded, prompt: str, base_config: DecodingConfig,
+                    chat_template: bool | None = None, stop_event=None) -> Iterator[GenerationResult]:
+    """Each strategy (greedy, beam, top-k, top-p) in turn with the user's other settings,
+    yielding each result as soon as it is done; a set ``stop_event`` ends it between steps."""
+    for strategy in STRATEGIES:
+        if stop_event is not None and stop_event.is_set():
+            return
+        yield generate(loaded, prompt, replace(base_config, strategy=strategy), chat_template,
+                       stop_event=stop_event)
+
+
 def compare_strategies(loaded, prompt: str, base_config: DecodingConfig,
                        chat_template: bool | None = None, stop_event=None) -> list[GenerationResult]:
     """One result per strategy (greedy, beam, top-k, top-p) with the user's other settings."""
-    results = []
-    for strategy in STRATEGIES:
-        if stop_event is not None and stop_event.is_set():
-            break
-        results.append(generate(loaded, prompt, replace(base_config, strategy=strategy), chat_template,
-                                stop_event=stop_event))
-    return results
+    return list(iter_strategies(loaded, prompt, base_config, chat_template, stop_event))

@@ -13,8 +13,8 @@ from llm_playground.decoding import (
     GenerationResult,
     StepRecord,
     candidate_rows,
-    compare_strategies,
     has_chat_template,
+    iter_strategies,
     prepare,
     stream,
     visible,
@@ -269,17 +269,34 @@ if result is not None and result.steps:
 # --- comparison grid --------------------------------------------------------------------
 
 if compare_clicked and config is not None and loaded is not None:
-    with st.spinner("Running every strategy…"):
-        try:
-            state["gen_comparison"] = (prompt, compare_strategies(loaded, prompt, config, use_chat))
-        except UserError as exc:
-            show_user_error(exc)
+    def compare_factory(stop, loaded=loaded, prompt=prompt, config=config, chat=use_chat):
+        return iter_strategies(loaded, prompt, config, chat, stop_event=stop)
 
-if state.get("gen_comparison"):
-    cmp_prompt, results = state["gen_comparison"]
+    job = manager.start("comparison", f"compare strategies with {model_name}", compare_factory,
+                        {"prompt": prompt}, exclusive=False)
+    state["gen_compare_job"] = job.id
+    state["gen_compare_was_running"] = True
+
+
+@st.fragment(run_every=0.5 if state.get("gen_compare_was_running") else None)
+def comparison_grid() -> None:
+    current = manager.get(state.get("gen_compare_job"))
+    if current is None:
+        return
+    results = current.events_since(0)
     st.subheader("Every strategy, same prompt")
-    st.caption(f"Prompt: {esc(cmp_prompt[:200])}")
-    cols = st.columns(len(results))
+    st.caption(f"Prompt: {esc(str(current.params.get('prompt', ''))[:200])}")
+    if current.error:
+        st.error(f"Comparison failed: {current.error}")
+    if current.running:
+        if st.button("Stop the comparison", key="gen_compare_stop"):
+            manager.stop(current.id)
+        st.caption(f"Running {SHORT_LABELS[STRATEGIES[min(len(results), len(STRATEGIES) - 1)]]}… "
+                   f"{len(results)} of {len(STRATEGIES)} strategies done")
+    elif state.get("gen_compare_was_running"):
+        state["gen_compare_was_running"] = False
+        st.rerun()  # a full run ends the polling
+    cols = st.columns(len(STRATEGIES))
     for col, name, res in zip(cols, STRATEGIES, results, strict=False):
         with col:
             st.markdown(f"**{SHORT_LABELS[name]}**"
@@ -288,3 +305,6 @@ if state.get("gen_comparison"):
                         f"border-radius: 6px; padding: 0.5em; min-height: 6em'>{esc(res.text)}</div>",
                         unsafe_allow_html=True)
             st.caption(f"{res.new_tokens} tokens · {res.time_s:.2f} s · {res.tokens_per_s:.1f} tokens/s")
+
+
+comparison_grid()
