@@ -90,6 +90,7 @@ def main() -> None:
     ap.add_argument("--eval-interval", type=int, default=100)
     ap.add_argument("--eval-iters", type=int, default=20)
     ap.add_argument("--fast-lr", type=float, default=2e-3, help="peak learning rate of the fast path")
+    ap.add_argument("--fast-iters", type=int, help="length of the fast path's schedule (default: --iters)")
     ap.add_argument("--no-compile", action="store_true", help="leave torch.compile out of the fast path")
     ap.add_argument("--only", choices=["baseline", "fast"], help="run one of the two")
     ap.add_argument("--json", help="also write the results to this file")
@@ -99,8 +100,9 @@ def main() -> None:
                   sample_tokens=0, device="cpu", seed=1337)
     baseline = preset("baby-gpt", **common, dtype="float32", fused_adamw=False, compile=False,
                       label="baseline")
-    fast = preset("baby-gpt", **common, dtype="auto", fused_adamw=True, compile=not args.no_compile,
-                  lr=args.fast_lr, min_lr=args.fast_lr / 10, label="fast")
+    fast = preset("baby-gpt", **{**common, "max_iters": args.fast_iters or args.iters}, dtype="auto",
+                  fused_adamw=True, compile=not args.no_compile, lr=args.fast_lr,
+                  min_lr=args.fast_lr / 10, label="fast")
     fast_dtype = resolve_dtype("auto", "cpu", fast.replace(vocab_size=65))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU capability "
           f"{torch.backends.cpu.get_cpu_capability()}, bf16 instructions: {cpu_has_bf16()}, "
