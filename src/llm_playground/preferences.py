@@ -401,20 +401,12 @@ class PreferenceStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _write(self, work):
-        """Run ``work(conn)`` in a ``BEGIN IMMEDIATE`` transaction, retrying when busy."""
+    def _retrying(self, attempt_once):
+        """Run ``attempt_once()``, retrying with back-off while the database is busy; other
+        database errors close the connection and become one-line user errors."""
         for attempt in range(_WRITE_ATTEMPTS):
-            conn = self._conn()
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                try:
-                    result = work(conn)
-                    conn.execute("COMMIT")
-                except BaseException:
-                    with contextlib.suppress(sqlite3.Error):
-                        conn.execute("ROLLBACK")
-                    raise
-                return result
+                return attempt_once()
             except sqlite3.IntegrityError as exc:
                 raise UserError(f"the vote was refused by the database: {exc}") from None
             except sqlite3.OperationalError as exc:
@@ -429,20 +421,24 @@ class PreferenceStore:
                 raise _db_error(self.path, exc) from None
         raise AssertionError("unreachable")
 
-    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        for attempt in range(_WRITE_ATTEMPTS):
+    def _write(self, work):
+        """Run ``work(conn)`` in a ``BEGIN IMMEDIATE`` transaction, retrying when busy."""
+        def once():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
             try:
-                return self._conn().execute(sql, params).fetchall()
-            except sqlite3.OperationalError as exc:
-                if _is_busy(exc) and attempt + 1 < _WRITE_ATTEMPTS:
-                    time.sleep(0.005 * 2 ** attempt)
-                    continue
-                self._drop_conn()
-                raise _db_error(self.path, exc) from None
-            except sqlite3.DatabaseError as exc:
-                self._drop_conn()
-                raise _db_error(self.path, exc) from None
-        raise AssertionError("unreachable")
+                result = work(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+            return result
+
+        return self._retrying(once)
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._retrying(lambda: self._conn().execute(sql, params).fetchall())
 
     # votes --------------------------------------------------------------------------------
 
