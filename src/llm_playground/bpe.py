@@ -233,17 +233,21 @@ class BPETokenizer:
     @classmethod
     def load(cls, path: str | Path) -> BPETokenizer:
         path = Path(path)
-        try:
-            raw = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise UserError(f"no tokenizer file at {path}") from None
-        except (UnicodeDecodeError, IsADirectoryError):
-            raise UserError(f"{path} is not a BPE tokenizer JSON file") from None
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_tokenizer_json(path, "BPE tokenizer"), source=str(path))
+
+
+def read_tokenizer_json(path: Path, kind: str = "tokenizer") -> object:
+    """The JSON content of a saved tokenizer file, or a one-line :class:`UserError`."""
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"no tokenizer file at {path}") from None
+    except (UnicodeDecodeError, IsADirectoryError):
+        raise UserError(f"{path} is not a {kind} JSON file") from None
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
 
 
 # --- training ---------------------------------------------------------------------------

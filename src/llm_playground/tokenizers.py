@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_playground.bpe import BPETokenizer, piece_text
+from llm_playground.bpe import BPETokenizer, piece_text, read_tokenizer_json
 from llm_playground.errors import UserError
 from llm_playground.paths import Paths, get_paths, package_data
 
@@ -207,7 +207,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def load(cls, path: str | Path) -> CharTokenizer:
-        return cls.from_dict(_read_json(Path(path)), source=str(path))
+        return cls.from_dict(read_tokenizer_json(Path(path)), source=str(path))
 
 
 # --- your own BPE -----------------------------------------------------------------------
@@ -349,23 +349,10 @@ def _offline_tokenizer_json(name: str, paths: Paths, convert: bool = True) -> Pa
 # --- finding tokenizers -----------------------------------------------------------------
 
 
-def _read_json(path: Path) -> object:
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"no tokenizer file at {path}") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise UserError(f"{path} is not a tokenizer JSON file") from None
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
-
-
 def load_tokenizer_file(path: str | Path) -> Tokenizer:
     """A saved tokenizer JSON file: your BPE, or a character tokenizer."""
     path = Path(path)
-    data = _read_json(path)
+    data = read_tokenizer_json(path)
     fmt = data.get("format") if isinstance(data, dict) else None
     if fmt == CHAR_FORMAT:
         return CharTokenizer.from_dict(data, source=str(path))
