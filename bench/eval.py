@@ -4,7 +4,7 @@ For strides 512 and 1024 (max length 1024), in this one run:
 
 1. the plain loop of the transformers perplexity guide: one window per forward pass,
    full logits of every position, the loss through ``labels``, float32;
-2. the library (:func:`llm_playground.metrics.perplexity`): windows of the same shape
+2. the library (:func:`llm_playground.evaluation.metrics.perplexity`): windows of the same shape
    batched, logits only for the scored positions, no gradients, bfloat16 autocast where
    this CPU runs it faster (measured), and float32 batched as a control.
 
@@ -16,20 +16,13 @@ Run: ``python bench/eval.py [--max-tokens N] [--threads N] [--json]``.
 
 from __future__ import annotations
 
-import os
+import argparse
+import json
+import math
 import sys
+import time
 
-# bench/ holds a tokenize.py, named like the standard library module: keep this folder off
-# the import path so that the standard library finds its own.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import time  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 
 def plain_loop(loaded, ids: list[int], max_length: int, stride: int) -> tuple[float, int, float]:
@@ -57,31 +50,49 @@ def plain_loop(loaded, ids: list[int], max_length: int, stride: int) -> tuple[fl
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--max-tokens", type=int, default=8192, help="tokens of WikiText-2 to score (default 8192)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument(
+        "--max-tokens", type=int, default=8192, help="tokens of WikiText-2 to score (default 8192)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
-    from llm_playground import metrics
-    from llm_playground.registry import load_model
+    from llm_playground.evaluation import metrics
+    from llm_playground.generation.registry import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_model("smollm2-135m-instruct")
     text = metrics.load_eval_text("wikitext-2").text
-    ids = loaded.tokenizer(text[: args.max_tokens * 8], verbose=False)["input_ids"][: args.max_tokens]
+    ids = loaded.tokenizer(text[: args.max_tokens * 8], verbose=False)["input_ids"][
+        : args.max_tokens
+    ]
     bf16 = metrics.bf16_is_faster()
     rows = []
     # Warm-up: one small forward pass of each kind.
     metrics.perplexity(loaded, text[:2000], stride=128, max_length=256, dtype="auto")
     for stride in (512, 1024):
         nll, n, secs = plain_loop(loaded, ids, 1024, stride)
-        row = {"stride": stride, "max_length": 1024, "tokens": n, "plain_tokens_per_s": n / secs,
-               "plain_ppl": math.exp(nll / n)}
+        row = {
+            "stride": stride,
+            "max_length": 1024,
+            "tokens": n,
+            "plain_tokens_per_s": n / secs,
+            "plain_ppl": math.exp(nll / n),
+        }
         for dtype in ("float32", "auto"):
-            r = metrics.perplexity(loaded, text[: args.max_tokens * 8], stride=stride, max_length=1024, max_tokens=args.max_tokens,
-                                   batch_size=args.batch_size, dtype=dtype)
+            r = metrics.perplexity(
+                loaded,
+                text[: args.max_tokens * 8],
+                stride=stride,
+                max_length=1024,
+                max_tokens=args.max_tokens,
+                batch_size=args.batch_size,
+                dtype=dtype,
+            )
             assert r.n_tokens == n, (r.n_tokens, n)
             key = "batched_fp32" if dtype == "float32" else "library"
             row[f"{key}_tokens_per_s"] = r.tokens_per_s
@@ -90,18 +101,26 @@ def main(argv: list[str] | None = None) -> int:
         row["speedup"] = row["library_tokens_per_s"] / row["plain_tokens_per_s"]
         row["speedup_fp32"] = row["batched_fp32_tokens_per_s"] / row["plain_tokens_per_s"]
         rows.append(row)
-    info = {"threads": torch.get_num_threads(), "cpu": torch.backends.cpu.get_cpu_capability(),
-            "bf16_faster": bf16, "rows": rows}
+    info = {
+        "threads": torch.get_num_threads(),
+        "cpu": torch.backends.cpu.get_cpu_capability(),
+        "bf16_faster": bf16,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"SmolLM2-135M on WikiText-2 (first {args.max_tokens} tokens), {info['threads']} threads, "
-          f"{info['cpu']}, bf16 faster here: {bf16}")
+    print(
+        f"SmolLM2-135M on WikiText-2 (first {args.max_tokens} tokens), {info['threads']} threads, "
+        f"{info['cpu']}, bf16 faster here: {bf16}"
+    )
     for r in rows:
-        print(f"stride {r['stride']:>4}: plain {r['plain_tokens_per_s']:7.1f} tok/s (ppl {r['plain_ppl']:.3f}) | "
-              f"batched fp32 {r['batched_fp32_tokens_per_s']:7.1f} tok/s ({r['speedup_fp32']:.2f}x, "
-              f"ppl {r['batched_fp32_ppl']:.3f}) | library {r['library_dtype']} "
-              f"{r['library_tokens_per_s']:7.1f} tok/s ({r['speedup']:.2f}x, ppl {r['library_ppl']:.3f})")
+        print(
+            f"stride {r['stride']:>4}: plain {r['plain_tokens_per_s']:7.1f} tok/s (ppl {r['plain_ppl']:.3f}) | "
+            f"batched fp32 {r['batched_fp32_tokens_per_s']:7.1f} tok/s ({r['speedup_fp32']:.2f}x, "
+            f"ppl {r['batched_fp32_ppl']:.3f}) | library {r['library_dtype']} "
+            f"{r['library_tokens_per_s']:7.1f} tok/s ({r['speedup']:.2f}x, ppl {r['library_ppl']:.3f})"
+        )
     ok = all(r["speedup"] >= 2 for r in rows)
     print("target >= 2x:", "met" if ok else "not met")
     return 0

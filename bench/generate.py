@@ -14,26 +14,21 @@ Run: ``python bench/generate.py [--quick] [--tokens N] [--repeats N] [--json]``.
 
 from __future__ import annotations
 
-import os
+import argparse
+import functools
+import json
 import sys
+import time
 
-# bench/ holds a tokenize.py, named like the standard library module: keep this folder off
-# the import path so that the standard library finds its own.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import torch
 
-import argparse  # noqa: E402
-import functools  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+from llm_playground.generation.decoding import DecodingConfig, generate, prepare
+from llm_playground.generation.registry import load_model
 
-import torch  # noqa: E402
-
-from llm_playground.decoding import DecodingConfig, generate, prepare  # noqa: E402
-from llm_playground.registry import load_model  # noqa: E402
-
-PROMPT = ("The history of the printing press begins in the fifteenth century, when Johannes "
-          "Gutenberg, a goldsmith from Mainz,")
+PROMPT = (
+    "The history of the printing press begins in the fifteenth century, when Johannes "
+    "Gutenberg, a goldsmith from Mainz,"
+)
 
 
 class ForwardClock:
@@ -76,7 +71,9 @@ def main() -> int:
     parser.add_argument("--cache-tokens", type=int, default=None, help="new tokens for part 3")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--candidates", type=int, default=10)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tokens = args.tokens or (24 if args.quick else 128)
@@ -101,44 +98,69 @@ def main() -> int:
 
     hf(), ours(), ours(args.candidates)  # warm-up
     (t_hf, o_hf, hf_out), (t_ours, o_ours, ours_out), (t_cand, o_cand, cand_out) = best_of(
-        repeats, clock, hf, ours, lambda: ours(args.candidates))
-    hf_ids = hf_out[0, ids.shape[1]:].tolist()
+        repeats, clock, hf, ours, lambda: ours(args.candidates)
+    )
+    hf_ids = hf_out[0, ids.shape[1] :].tolist()
     same = hf_ids == ours_out.ids == cand_out.ids
 
     cache_cfg = DecodingConfig("greedy", max_new_tokens=cache_tokens)
     cache_repeats = 1 if args.quick else 2
     (t_kv, _, kv_out), (t_re, _, re_out) = best_of(
-        cache_repeats, clock, lambda: generate(loaded, PROMPT, cache_cfg, chat_template=False),
-        lambda: generate(loaded, PROMPT, cache_cfg, chat_template=False, use_cache=False))
+        cache_repeats,
+        clock,
+        lambda: generate(loaded, PROMPT, cache_cfg, chat_template=False),
+        lambda: generate(loaded, PROMPT, cache_cfg, chat_template=False, use_cache=False),
+    )
     report = {
-        "model": "smollm2-135m-instruct", "torch_threads": torch.get_num_threads(),
-        "prompt_tokens": int(ids.shape[1]), "new_tokens": len(ours_out.ids), "repeats": repeats,
-        "hf_generate_s": t_hf, "own_loop_s": t_ours, "own_loop_with_candidates_s": t_cand,
-        "candidates": args.candidates, "hf_outside_forward_s": o_hf, "own_outside_forward_s": o_ours,
+        "model": "smollm2-135m-instruct",
+        "torch_threads": torch.get_num_threads(),
+        "prompt_tokens": int(ids.shape[1]),
+        "new_tokens": len(ours_out.ids),
+        "repeats": repeats,
+        "hf_generate_s": t_hf,
+        "own_loop_s": t_ours,
+        "own_loop_with_candidates_s": t_cand,
+        "candidates": args.candidates,
+        "hf_outside_forward_s": o_hf,
+        "own_outside_forward_s": o_ours,
         "own_with_candidates_outside_forward_s": o_cand,
-        "own_over_hf": t_ours / t_hf, "own_with_candidates_over_hf": t_cand / t_hf,
+        "own_over_hf": t_ours / t_hf,
+        "own_with_candidates_over_hf": t_cand / t_hf,
         "same_tokens": same,
-        "cache_new_tokens": len(kv_out.ids), "kv_cache_s": t_kv, "recompute_s": t_re,
-        "kv_cache_speedup": t_re / t_kv, "cache_same_tokens": kv_out.ids == re_out.ids,
+        "cache_new_tokens": len(kv_out.ids),
+        "kv_cache_s": t_kv,
+        "recompute_s": t_re,
+        "kv_cache_speedup": t_re / t_kv,
+        "cache_same_tokens": kv_out.ids == re_out.ids,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
-    print(f"SmolLM2-135M-Instruct, greedy, {report['new_tokens']} new tokens after a "
-          f"{report['prompt_tokens']}-token prompt, torch threads {report['torch_threads']}, "
-          f"best of {repeats}")
-    print(f"  transformers generate        {t_hf:7.3f} s  {len(hf_ids) / t_hf:6.1f} tokens/s  "
-          f"(outside the forward pass {o_hf * 1000:6.1f} ms)")
-    print(f"  own loop                     {t_ours:7.3f} s  ratio {report['own_over_hf']:.3f}x  "
-          f"(target <= 1.1x; outside the forward pass {o_ours * 1000:6.1f} ms)")
-    print(f"  own loop + top-{args.candidates} candidates  {t_cand:7.3f} s  ratio "
-          f"{report['own_with_candidates_over_hf']:.3f}x  (target <= 1.3x; outside the forward pass "
-          f"{o_cand * 1000:6.1f} ms)")
+    print(
+        f"SmolLM2-135M-Instruct, greedy, {report['new_tokens']} new tokens after a "
+        f"{report['prompt_tokens']}-token prompt, torch threads {report['torch_threads']}, "
+        f"best of {repeats}"
+    )
+    print(
+        f"  transformers generate        {t_hf:7.3f} s  {len(hf_ids) / t_hf:6.1f} tokens/s  "
+        f"(outside the forward pass {o_hf * 1000:6.1f} ms)"
+    )
+    print(
+        f"  own loop                     {t_ours:7.3f} s  ratio {report['own_over_hf']:.3f}x  "
+        f"(target <= 1.1x; outside the forward pass {o_ours * 1000:6.1f} ms)"
+    )
+    print(
+        f"  own loop + top-{args.candidates} candidates  {t_cand:7.3f} s  ratio "
+        f"{report['own_with_candidates_over_hf']:.3f}x  (target <= 1.3x; outside the forward pass "
+        f"{o_cand * 1000:6.1f} ms)"
+    )
     print(f"  identical tokens: {same}")
     print(f"KV cache vs recomputing the prefix, {report['cache_new_tokens']} new tokens")
     print(f"  KV cache                     {t_kv:7.3f} s  {len(kv_out.ids) / t_kv:6.1f} tokens/s")
     print(f"  recompute every step         {t_re:7.3f} s  {len(re_out.ids) / t_re:6.1f} tokens/s")
-    print(f"  speed-up {report['kv_cache_speedup']:.2f}x  (identical tokens: {report['cache_same_tokens']})")
+    print(
+        f"  speed-up {report['kv_cache_speedup']:.2f}x  (identical tokens: {report['cache_same_tokens']})"
+    )
     return 0
 
 

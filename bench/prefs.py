@@ -16,24 +16,18 @@ Run: ``python bench/prefs.py [--votes N] [--writers N] [--json]``.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import subprocess
 import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-# bench/ holds a tokenize.py, named like the standard library module: keep this folder off
-# the import path so that the standard library finds its own.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from concurrent.futures import ThreadPoolExecutor  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from llm_playground.preferences import PreferenceStore, bench_concurrent_writes  # noqa: E402
+from llm_playground.finetuning.preferences import PreferenceStore, bench_concurrent_writes
 
 
 def bench_threads(db: Path, writers: int, votes_per_writer: int) -> dict:
@@ -44,8 +38,15 @@ def bench_threads(db: Path, writers: int, votes_per_writer: int) -> dict:
         start.wait()
         t0 = time.perf_counter()
         for i in range(votes_per_writer):
-            store.add_vote(f"prompt {i}", "x", "y", "ab"[i % 2], model_a=f"m{w}", model_b="m",
-                           uid=f"thread-{w}-{i}")
+            store.add_vote(
+                f"prompt {i}",
+                "x",
+                "y",
+                "ab"[i % 2],
+                model_a=f"m{w}",
+                model_b="m",
+                uid=f"thread-{w}-{i}",
+            )
         return t0, time.perf_counter(), votes_per_writer
 
     with ThreadPoolExecutor(writers) as pool:
@@ -53,9 +54,14 @@ def bench_threads(db: Path, writers: int, votes_per_writer: int) -> dict:
     seconds = max(r[1] for r in results) - min(r[0] for r in results)
     acknowledged = sum(r[2] for r in results)
     stored = store.count()
-    return {"writers": writers, "acknowledged": acknowledged, "stored": stored,
-            "lost": acknowledged - stored, "seconds": round(seconds, 4),
-            "votes_per_second": round(acknowledged / seconds, 1)}
+    return {
+        "writers": writers,
+        "acknowledged": acknowledged,
+        "stored": stored,
+        "lost": acknowledged - stored,
+        "seconds": round(seconds, 4),
+        "votes_per_second": round(acknowledged / seconds, 1),
+    }
 
 
 def bench_cli(db: Path, writers: int, votes_per_writer: int) -> dict:
@@ -66,18 +72,26 @@ def bench_cli(db: Path, writers: int, votes_per_writer: int) -> dict:
         "    subprocess.run([sys.executable, '-m', 'llm_playground', 'prefs', 'add', '--db',\n"
         "                    sys.argv[1], '--prompt', f'p{i}', '--response-a', 'x',\n"
         "                    '--response-b', 'y', '--choice', 'a', '--model-a', 'm1',\n"
-        "                    '--model-b', 'm2'], check=True, stdout=subprocess.DEVNULL)\n")
+        "                    '--model-b', 'm2'], check=True, stdout=subprocess.DEVNULL)\n"
+    )
     PreferenceStore(db)
     t0 = time.perf_counter()
-    procs = [subprocess.Popen([sys.executable, "-c", script, str(db), str(votes_per_writer)])
-             for _ in range(writers)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(db), str(votes_per_writer)])
+        for _ in range(writers)
+    ]
     codes = [p.wait() for p in procs]
     seconds = time.perf_counter() - t0
     acknowledged = writers * votes_per_writer if not any(codes) else None
     stored = PreferenceStore(db).count()
-    return {"writers": writers, "acknowledged": acknowledged, "stored": stored,
-            "lost": (acknowledged - stored) if acknowledged is not None else None,
-            "seconds": round(seconds, 3), "votes_per_second": round(stored / seconds, 1)}
+    return {
+        "writers": writers,
+        "acknowledged": acknowledged,
+        "stored": stored,
+        "lost": (acknowledged - stored) if acknowledged is not None else None,
+        "seconds": round(seconds, 3),
+        "votes_per_second": round(stored / seconds, 1),
+    }
 
 
 def main() -> int:
@@ -92,30 +106,45 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="prefs-bench-") as tmp:
         tmp_path = Path(tmp)
         results["processes_normal"] = bench_concurrent_writes(
-            tmp_path / "normal.sqlite", writers=args.writers, votes_per_writer=args.votes)
+            tmp_path / "normal.sqlite", writers=args.writers, votes_per_writer=args.votes
+        )
         results["processes_full"] = bench_concurrent_writes(
-            tmp_path / "full.sqlite", writers=args.writers,
-            votes_per_writer=max(1, args.votes // 10), synchronous="FULL")
-        results["threads_normal"] = bench_threads(tmp_path / "threads.sqlite", args.writers,
-                                                  args.votes)
+            tmp_path / "full.sqlite",
+            writers=args.writers,
+            votes_per_writer=max(1, args.votes // 10),
+            synchronous="FULL",
+        )
+        results["threads_normal"] = bench_threads(
+            tmp_path / "threads.sqlite", args.writers, args.votes
+        )
         results["cli"] = bench_cli(tmp_path / "cli.sqlite", args.writers, args.cli_votes)
     results["cpu_count"] = {"value": os.cpu_count()}
 
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        print(f"prefs add throughput, {args.writers} concurrent writers "
-              "(target: 1,000 votes/s, 0 lost)")
-        for name, label in [("processes_normal", "processes, synchronous=NORMAL (default)"),
-                            ("processes_full", "processes, synchronous=FULL"),
-                            ("threads_normal", "threads sharing one store"),
-                            ("cli", "llm-playground prefs add (a process per vote)")]:
+        print(
+            f"prefs add throughput, {args.writers} concurrent writers "
+            "(target: 1,000 votes/s, 0 lost)"
+        )
+        for name, label in [
+            ("processes_normal", "processes, synchronous=NORMAL (default)"),
+            ("processes_full", "processes, synchronous=FULL"),
+            ("threads_normal", "threads sharing one store"),
+            ("cli", "llm-playground prefs add (a process per vote)"),
+        ]:
             r = results[name]
-            print(f"  {label:<48} {r['votes_per_second']:>9,.1f} votes/s   "
-                  f"{r['stored']:>6} stored   lost {r['lost']}")
+            print(
+                f"  {label:<48} {r['votes_per_second']:>9,.1f} votes/s   "
+                f"{r['stored']:>6} stored   lost {r['lost']}"
+            )
     normal = results["processes_normal"]
-    ok = normal["lost"] == 0 and normal.get("duplicates", 0) == 0 and \
-        results["threads_normal"]["lost"] == 0 and results["processes_full"]["lost"] == 0
+    ok = (
+        normal["lost"] == 0
+        and normal.get("duplicates", 0) == 0
+        and results["threads_normal"]["lost"] == 0
+        and results["processes_full"]["lost"] == 0
+    )
     if not ok:
         print("VOTES WERE LOST", file=sys.stderr)
         return 1

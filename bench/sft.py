@@ -18,29 +18,22 @@ Run: ``python bench/sft.py [--base NAME] [--steps N] [--batch N] [--seq-len N] [
 
 from __future__ import annotations
 
+import argparse
+import json
+import multiprocessing as mp
 import os
+import resource
 import sys
-
-# bench/ holds a tokenize.py, named like the standard library module: keep this folder off
-# the import path so that the standard library finds its own.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import multiprocessing as mp  # noqa: E402
-import resource  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
+import tempfile
+import time
 
 
 def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> None:
     """One training set-up in a fresh process; puts its figures on ``queue``."""
     import torch
 
-    from llm_playground.instructions import load_offline, split_heldout
-    from llm_playground.registry import load_model
-    from llm_playground.sft import (
+    from llm_playground.finetuning.instructions import load_offline, split_heldout
+    from llm_playground.finetuning.sft import (
         SFTConfig,
         add_lora,
         collate,
@@ -48,6 +41,7 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
         encode_all,
         response_loss,
     )
+    from llm_playground.generation.registry import load_model
 
     torch.manual_seed(0)
     loaded = load_model(base, dtype=torch.float32)
@@ -56,8 +50,15 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
     enc = encode_all(loaded.tokenizer, train[: batch * (steps + 1)], seq_len)
     pad = loaded.tokenizer.pad_token_id or 0
     if mode == "lora":
-        model = add_lora(loaded.model, SFTConfig(lora_r=8, lora_alpha=16, lora_dropout=0.0,
-                                                 target_modules=("q_proj", "k_proj", "v_proj", "o_proj")))
+        model = add_lora(
+            loaded.model,
+            SFTConfig(
+                lora_r=8,
+                lora_alpha=16,
+                lora_dropout=0.0,
+                target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+            ),
+        )
     else:
         model = loaded.model
         for p in model.parameters():
@@ -68,7 +69,7 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
     model.train()
     times, tokens = [], []
     for i in range(steps + 1):  # the first step warms up and is not timed
-        b = collate(enc[i * batch:(i + 1) * batch], pad)
+        b = collate(enc[i * batch : (i + 1) * batch], pad)
         t = time.perf_counter()
         loss, n = response_loss(model, b)
         (loss / max(n, 1)).backward()
@@ -79,14 +80,24 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
             tokens.append(int(b["attention_mask"].sum()))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     state_bytes = trainable * 4 * 3  # weights' gradients + AdamW's two moments, float32
-    queue.put({
-        "mode": mode, "base": base, "trainable": trainable, "total": total,
-        "share_percent": round(100 * trainable / total, 4), "steps": steps, "batch": batch,
-        "seq_len": seq_len, "s_per_step": round(sum(times) / len(times), 3),
-        "tokens_per_s": round(sum(tokens) / sum(times), 1),
-        "peak_rss_gib": round(peak / 2**30, 3), "rss_after_load_gib": round(rss_loaded / 2**30, 3),
-        "grad_and_adam_gib": round(state_bytes / 2**30, 3), "threads": torch.get_num_threads(),
-    })
+    queue.put(
+        {
+            "mode": mode,
+            "base": base,
+            "trainable": trainable,
+            "total": total,
+            "share_percent": round(100 * trainable / total, 4),
+            "steps": steps,
+            "batch": batch,
+            "seq_len": seq_len,
+            "s_per_step": round(sum(times) / len(times), 3),
+            "tokens_per_s": round(sum(tokens) / sum(times), 1),
+            "peak_rss_gib": round(peak / 2**30, 3),
+            "rss_after_load_gib": round(rss_loaded / 2**30, 3),
+            "grad_and_adam_gib": round(state_bytes / 2**30, 3),
+            "threads": torch.get_num_threads(),
+        }
+    )
 
 
 def measure(mode: str, base: str, steps: int, batch: int, seq_len: int) -> dict:
@@ -103,11 +114,13 @@ def measure(mode: str, base: str, steps: int, batch: int, seq_len: int) -> dict:
 def prefs_throughput() -> dict | None:
     """The preference store's own concurrent-writer benchmark, when it exists."""
     try:
-        from llm_playground.preferences import bench_concurrent_writes
+        from llm_playground.finetuning.preferences import bench_concurrent_writes
     except ImportError:
         return None
     with tempfile.TemporaryDirectory() as tmp:
-        return bench_concurrent_writes(os.path.join(tmp, "votes.sqlite"), writers=4, votes_per_writer=250)
+        return bench_concurrent_writes(
+            os.path.join(tmp, "votes.sqlite"), writers=4, votes_per_writer=250
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,24 +140,32 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"sft": rows, "prefs": prefs}, indent=2))
         return 0
-    print(f"{'mode':<6} {'trainable':>12} {'share %':>8} {'s/step':>8} {'tokens/s':>9} "
-          f"{'peak RSS GiB':>13} {'grads+Adam GiB':>15}")
+    print(
+        f"{'mode':<6} {'trainable':>12} {'share %':>8} {'s/step':>8} {'tokens/s':>9} "
+        f"{'peak RSS GiB':>13} {'grads+Adam GiB':>15}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['mode']:<6} {r['error']}")
             continue
-        print(f"{r['mode']:<6} {r['trainable']:>12,} {r['share_percent']:>8.3f} {r['s_per_step']:>8.2f} "
-              f"{r['tokens_per_s']:>9.1f} {r['peak_rss_gib']:>13.2f} {r['grad_and_adam_gib']:>15.3f}")
+        print(
+            f"{r['mode']:<6} {r['trainable']:>12,} {r['share_percent']:>8.3f} {r['s_per_step']:>8.2f} "
+            f"{r['tokens_per_s']:>9.1f} {r['peak_rss_gib']:>13.2f} {r['grad_and_adam_gib']:>15.3f}"
+        )
     ok = [r for r in rows if "error" not in r]
     if len(ok) == 2:
-        print(f"LoRA step is {ok[1]['s_per_step'] / ok[0]['s_per_step']:.2f}x faster than a full step "
-              f"({args.base}, batch {args.batch}, up to {args.seq_len} tokens, {ok[0]['threads']} threads)")
+        print(
+            f"LoRA step is {ok[1]['s_per_step'] / ok[0]['s_per_step']:.2f}x faster than a full step "
+            f"({args.base}, batch {args.batch}, up to {args.seq_len} tokens, {ok[0]['threads']} threads)"
+        )
     if args.skip_prefs:
         print("prefs add throughput: skipped (--skip-prefs)")
     elif prefs is not None:
         print("prefs add, 4 concurrent writers:", json.dumps(prefs))
     else:
-        print("prefs add throughput: the preference store's benchmark is not available in this build")
+        print(
+            "prefs add throughput: the preference store's benchmark is not available in this build"
+        )
     return 0
 
 

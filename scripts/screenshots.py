@@ -27,8 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator"]
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def _start_app() -> tuple[subprocess.Popen, str]:
@@ -36,10 +43,23 @@ def _start_app() -> tuple[subprocess.Popen, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "src/llm_playground/ui/app.py"),
-         "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "src/llm_playground/ui/app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(200):
         try:
@@ -55,9 +75,14 @@ def _start_app() -> tuple[subprocess.Popen, str]:
 
 VIEWPORT = {"width": 1400, "height": 2600}
 JOURNEYS = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator"]
-FILES = {"home": "home.png", "tokenizer": "lab1-tokenizer.png", "training": "lab2-training.png",
-         "generation": "lab3-generation.png", "finetuner": "lab4-finetuner.png",
-         "evaluator": "lab5-evaluator.png"}
+FILES = {
+    "home": "home.png",
+    "tokenizer": "lab1-tokenizer.png",
+    "training": "lab2-training.png",
+    "generation": "lab3-generation.png",
+    "finetuner": "lab4-finetuner.png",
+    "evaluator": "lab5-evaluator.png",
+}
 LONG = 240_000  # model loads and generation on a busy 2-core CPU are slow
 
 
@@ -117,10 +142,13 @@ def _shot(tab, out: Path, name: str, anchor: str | None = None) -> None:
     time.sleep(1.5)  # charts animate in
     # crop the empty space below the content when the page is shorter than the window
     bottom = tab.locator("[data-testid='stMainBlockContainer']").evaluate(
-        "el => el.getBoundingClientRect().bottom")
+        "el => el.getBoundingClientRect().bottom"
+    )
     height = int(min(VIEWPORT["height"], max(800, bottom)))
     path = out / FILES[name]
-    tab.screenshot(path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height})
+    tab.screenshot(
+        path=str(path), clip={"x": 0, "y": 0, "width": VIEWPORT["width"], "height": height}
+    )
     print(path, flush=True)
 
 
@@ -151,7 +179,9 @@ def journey_training(tab, url: str, out: Path, iters: int = 250) -> None:
     _click(tab, "train_start")
     # the run is over when the success note shows; then the chart has its eval points and a sample
     tab.get_by_text("Sample at step").first.wait_for(timeout=LONG)
-    tab.locator("[data-testid='stAlertContentSuccess']", has_text="after").first.wait_for(timeout=LONG)
+    tab.locator("[data-testid='stAlertContentSuccess']", has_text="after").first.wait_for(
+        timeout=LONG
+    )
     _settle(tab)
     _shot(tab, out, "training", anchor=_key("train_start"))
 
@@ -225,8 +255,9 @@ def main() -> int:
     parser.add_argument("--url")
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
     parser.add_argument("--pages", help="comma-separated page names (default: all)")
-    parser.add_argument("--journeys", action="store_true",
-                        help="use each lab, then save the README screenshots")
+    parser.add_argument(
+        "--journeys", action="store_true", help="use each lab, then save the README screenshots"
+    )
     args = parser.parse_args()
     names = args.pages.split(",") if args.pages else (JOURNEYS if args.journeys else PAGES)
     from playwright.sync_api import sync_playwright

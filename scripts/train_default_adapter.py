@@ -24,16 +24,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from llm_playground.decoding import DecodingConfig, generate
-from llm_playground.instructions import (
+from llm_playground.core.paths import package_data
+from llm_playground.finetuning.instructions import (
     build_offline_set,
     format_prompt,
     offline_path,
     save_jsonl,
     split_heldout,
 )
-from llm_playground.paths import package_data
-from llm_playground.sft import (
+from llm_playground.finetuning.sft import (
     SFTConfig,
     SFTDone,
     SFTEval,
@@ -42,6 +41,7 @@ from llm_playground.sft import (
     pick_dtype,
     train_sft,
 )
+from llm_playground.generation.decoding import DecodingConfig, generate
 
 NAME = "gemma3-270m-instruct"
 SAMPLE_PROMPTS = [
@@ -105,14 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     examples = build_offline_set()
     save_jsonl(examples, offline_path())
     train, heldout = split_heldout(examples)
-    config = SFTConfig(base="gemma3-270m", lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                       lora_dropout=0.05, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
-                       lr=args.lr, max_steps=args.max_steps, seq_len=args.seq_len,
-                       batch_size=args.batch_size, seed=args.seed, warmup_steps=10,
-                       eval_every=0, heldout_max=101,
-                       dtype=args.dtype).validate()
+    config = SFTConfig(
+        base="gemma3-270m",
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=0.05,
+        target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+        lr=args.lr,
+        max_steps=args.max_steps,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        warmup_steps=10,
+        eval_every=0,
+        heldout_max=101,
+        dtype=args.dtype,
+    ).validate()
     dtype = pick_dtype(config.dtype)
-    from llm_playground.registry import load_model
+    from llm_playground.generation.registry import load_model
 
     base = load_model(config.base, dtype=dtype)
     samples = []
@@ -123,12 +133,20 @@ def main(argv: list[str] | None = None) -> int:
             samples.append({"instruction": instruction, "input": inp, "base": res.text})
     bar = tqdm(total=config.max_steps, unit="step", file=sys.stderr)
     done = None
-    for ev in train_sft(config, train, heldout, out_dir=args.out, loaded=base,
-                        data_name="offline (chatterbot-corpus + derived tasks)",
-                        description="Gemma 3 270M base + LoRA instruction adapter (offline set)"):
+    for ev in train_sft(
+        config,
+        train,
+        heldout,
+        out_dir=args.out,
+        loaded=base,
+        data_name="offline (chatterbot-corpus + derived tasks)",
+        description="Gemma 3 270M base + LoRA instruction adapter (offline set)",
+    ):
         if isinstance(ev, SFTStarted):
-            tqdm.write(f"trainable parameters: {ev.trainable:,} of {ev.total:,} ({ev.share:.3f} %); "
-                       f"{ev.n_train} train / {ev.n_heldout} held-out; {ev.dtype}")
+            tqdm.write(
+                f"trainable parameters: {ev.trainable:,} of {ev.total:,} ({ev.share:.3f} %); "
+                f"{ev.n_train} train / {ev.n_heldout} held-out; {ev.dtype}"
+            )
         elif isinstance(ev, SFTStep):
             bar.update(1)
             bar.set_postfix(loss=f"{ev.loss:.3f}", s_step=f"{ev.s_per_step:.1f}")
@@ -139,39 +157,79 @@ def main(argv: list[str] | None = None) -> int:
     bar.close()
     assert done is not None and done.out_dir
     # The peft model wraps the base in place: generate with the adapter now.
-    from llm_playground.registry import load_model as _load
+    from llm_playground.generation.registry import load_model as _load
 
     tuned = _load(str(done.out_dir), dtype=dtype)
     greedy = DecodingConfig(strategy="greedy", max_new_tokens=40, seed=0)
     for row in samples:
-        res = generate(tuned, format_prompt(row["instruction"], row["input"]), greedy, chat_template=False)
+        res = generate(
+            tuned, format_prompt(row["instruction"], row["input"]), greedy, chat_template=False
+        )
         row["adapter"] = res.text
     meta_path = Path(done.out_dir) / "playground.json"
     meta = json.loads(meta_path.read_text())
     meta["samples"] = samples
     meta["reproduce"] = "nice -n 10 .venv/bin/python scripts/train_default_adapter.py"
-    meta["data_card"] = {"adapter": "README.md",
-                         "instruction_set": "llm_playground/data/instructions/README.md"}
-    meta["licence"] = "Gemma Terms of Use (derivative of Gemma 3); data: chatterbot-corpus BSD-3-Clause, TinyShakespeare public domain"
+    meta["data_card"] = {
+        "adapter": "README.md",
+        "instruction_set": "llm_playground/data/instructions/README.md",
+    }
+    meta["licence"] = (
+        "Gemma Terms of Use (derivative of Gemma 3); "
+        "data: chatterbot-corpus BSD-3-Clause, TinyShakespeare public domain"
+    )
     meta_path.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
     s = config
-    sample_md = "\n".join(
-        f"\n**{r['instruction']}**" + (f" — input: `{r['input']}`" if r["input"] else "")
-        + f"\n- base: `{r['base'].strip()[:160]!r}`\n- adapter: `{r['adapter'].strip()[:160]!r}`"
-        for r in samples) or "(not generated)"
-    (Path(done.out_dir) / "README.md").write_text(CARD.format(
-        prompt_format=meta["prompt_format"]["name"], r=s.lora_r, alpha=s.lora_alpha,
-        dropout=s.lora_dropout, targets=", ".join(s.target_modules), trainable=done.trainable,
-        share=done.share, total=done.total, steps=done.step, batch=s.batch_size, seq_len=s.seq_len,
-        lr=s.lr, seed=s.seed, dtype=meta["dtype"], s_per_step=done.s_per_step,
-        n_heldout=meta["n_heldout"], before=done.heldout_loss_before, after=done.heldout_loss_after,
-        samples=sample_md))
-    print(json.dumps({"out": done.out_dir, "heldout_loss_before": done.heldout_loss_before,
-                      "heldout_loss_after": done.heldout_loss_after, "trainable": done.trainable,
-                      "share_percent": done.share, "s_per_step": done.s_per_step,
-                      "elapsed_s": round(done.elapsed_s, 1)}, indent=2))
+    sample_md = (
+        "\n".join(
+            f"\n**{r['instruction']}**"
+            + (f" — input: `{r['input']}`" if r["input"] else "")
+            + f"\n- base: `{r['base'].strip()[:160]!r}`\n- adapter: `{r['adapter'].strip()[:160]!r}`"
+            for r in samples
+        )
+        or "(not generated)"
+    )
+    (Path(done.out_dir) / "README.md").write_text(
+        CARD.format(
+            prompt_format=meta["prompt_format"]["name"],
+            r=s.lora_r,
+            alpha=s.lora_alpha,
+            dropout=s.lora_dropout,
+            targets=", ".join(s.target_modules),
+            trainable=done.trainable,
+            share=done.share,
+            total=done.total,
+            steps=done.step,
+            batch=s.batch_size,
+            seq_len=s.seq_len,
+            lr=s.lr,
+            seed=s.seed,
+            dtype=meta["dtype"],
+            s_per_step=done.s_per_step,
+            n_heldout=meta["n_heldout"],
+            before=done.heldout_loss_before,
+            after=done.heldout_loss_after,
+            samples=sample_md,
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "out": done.out_dir,
+                "heldout_loss_before": done.heldout_loss_before,
+                "heldout_loss_after": done.heldout_loss_after,
+                "trainable": done.trainable,
+                "share_percent": done.share,
+                "s_per_step": done.s_per_step,
+                "elapsed_s": round(done.elapsed_s, 1),
+            },
+            indent=2,
+        )
+    )
     for row in samples:
-        print(f"\n## {row['instruction']} {row['input']}\nBASE: {row['base']!r}\nADAPTER: {row['adapter']!r}")
+        print(
+            f"\n## {row['instruction']} {row['input']}\nBASE: {row['base']!r}\nADAPTER: {row['adapter']!r}"
+        )
     return 0
 
 

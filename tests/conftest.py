@@ -23,13 +23,20 @@ def playground_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
-def run_cli(*args: str, input: str | bytes | None = None, env: dict | None = None,
-            timeout: float = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
     """Run ``llm-playground ARGS`` as a real process (the installed console script's module)."""
     full_env = {**os.environ, **(env or {})}
     text = not isinstance(input, bytes)
-    return subprocess.run([sys.executable, "-m", "llm_playground", *args], input=input,
-                          capture_output=True, text=text, env=full_env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "llm_playground", *args],
+        input=input,
+        capture_output=True,
+        text=text,
+        env=full_env,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
@@ -59,14 +66,34 @@ def app_url(tmp_path_factory):
 
     home = tmp_path_factory.mktemp("app-home")
     port = _free_port()
-    env = {**os.environ, "LLM_PLAYGROUND_HOME": str(home), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "LLM_PLAYGROUND_HOME": str(home),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+    }
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "src/llm_playground/ui/app.py"),
-         "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "src/llm_playground/ui/app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
@@ -96,9 +123,18 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield b
         b.close()
 

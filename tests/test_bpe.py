@@ -11,7 +11,9 @@ import regex
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_playground.bpe import (
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import package_data
+from llm_playground.tokenization.bpe import (
     GPT4_SPLIT_PATTERN,
     BPETokenizer,
     Done,
@@ -20,8 +22,6 @@ from llm_playground.bpe import (
     train,
     train_events,
 )
-from llm_playground.errors import UserError
-from llm_playground.paths import package_data
 
 SHAKESPEARE = package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
 
@@ -79,7 +79,7 @@ def shakespeare_512():
 
 
 def test_trains_512_tokens_on_tinyshakespeare(shakespeare_512):
-    """Training time is measured in bench/tokenize.py, not here."""
+    """Training time is measured in bench/tokenization.py, not here."""
     tok = shakespeare_512
     assert tok.vocab_size == 512 and len(tok.merges) == 256
     assert tok.merges[0] == (32, 116)  # " t": the most frequent pair of the play text
@@ -99,8 +99,15 @@ def test_merges_table(shakespeare_512):
     tok = shakespeare_512
     rows = tok.merges_table()
     assert len(rows) == 256
-    assert rows[0] == {"rank": 1, "new_id": 256, "left_id": 32, "right_id": 116,
-                       "left": " ", "right": "t", "token": " t"}
+    assert rows[0] == {
+        "rank": 1,
+        "new_id": 256,
+        "left_id": 32,
+        "right_id": 116,
+        "left": " ",
+        "right": "t",
+        "token": " t",
+    }
 
 
 def test_replay_watches_pairs_fuse(shakespeare_512):
@@ -158,18 +165,28 @@ def test_save_and_load_versioned_json(tmp_path, shakespeare_512):
     assert loaded.encode(SHAKESPEARE[:2000]) == tok.encode(SHAKESPEARE[:2000])
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("not json at all", "not valid JSON"),
-    ('{"model": {"type": "BPE"}}', "not an LLM Playground BPE tokenizer"),
-    ('[1, 2, 3]', "not an LLM Playground BPE tokenizer"),
-    ('{"format": "llm-playground/bpe-tokenizer", "version": 7, "merges": []}', "newer version"),
-    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[1]]}', "damaged"),
-    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[300, 1]]}', "damaged"),
-    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[1, 2]], "vocab_size": 999}',
-     "damaged"),
-    ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], "pattern": "(("}',
-     "does not compile"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("not json at all", "not valid JSON"),
+        ('{"model": {"type": "BPE"}}', "not an LLM Playground BPE tokenizer"),
+        ("[1, 2, 3]", "not an LLM Playground BPE tokenizer"),
+        ('{"format": "llm-playground/bpe-tokenizer", "version": 7, "merges": []}', "newer version"),
+        ('{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[1]]}', "damaged"),
+        (
+            '{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[300, 1]]}',
+            "damaged",
+        ),
+        (
+            '{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [[1, 2]], "vocab_size": 999}',
+            "damaged",
+        ),
+        (
+            '{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], "pattern": "(("}',
+            "does not compile",
+        ),
+    ],
+)
 def test_foreign_or_damaged_files_are_refused_clearly(tmp_path, content, message):
     path = tmp_path / "x.json"
     path.write_text(content)

@@ -5,7 +5,10 @@ import json
 import pytest
 import torch
 
-from llm_playground.checkpoints import (
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import get_paths
+from llm_playground.tokenization.tokenizer import CharTokenizer
+from llm_playground.training.checkpoints import (
     check_run_name,
     export_hf_model,
     hf_tokenizer,
@@ -17,20 +20,26 @@ from llm_playground.checkpoints import (
     save_run_as,
     save_training_state,
 )
-from llm_playground.config import ModelConfig, preset
-from llm_playground.data import load_corpus, load_tokenizer
-from llm_playground.errors import UserError
-from llm_playground.model import GPT, build_model, configure_optimizers
-from llm_playground.paths import get_paths
-from llm_playground.tokenizers import CharTokenizer
+from llm_playground.training.config import ModelConfig, preset
+from llm_playground.training.corpus import load_corpus, load_tokenizer
+from llm_playground.training.model import GPT, build_model, configure_optimizers
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 
 
 def trained_gpt(bias=True, vocab=65, n_layer=2):
     torch.manual_seed(0)
-    model = GPT(ModelConfig(kind="gpt", vocab_size=vocab, n_layer=n_layer, n_head=4, n_embd=32,
-                            block_size=24, bias=bias))
+    model = GPT(
+        ModelConfig(
+            kind="gpt",
+            vocab_size=vocab,
+            n_layer=n_layer,
+            n_head=4,
+            n_embd=32,
+            block_size=24,
+            bias=bias,
+        )
+    )
     with torch.no_grad():  # move every weight off its initial value, biases and norms included
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.05)
@@ -105,8 +114,14 @@ def test_bigram_checkpoint_has_no_hf_export(tmp_path):
 
 def test_gpt2_tokenizer_is_recorded_by_name(tmp_path):
     model = trained_gpt(vocab=50257, n_layer=1)
-    save_checkpoint(tmp_path, model, preset("baby-gpt", tokenizer="gpt2"), load_tokenizer("gpt2"), 1,
-                    export_hf=False)
+    save_checkpoint(
+        tmp_path,
+        model,
+        preset("baby-gpt", tokenizer="gpt2"),
+        load_tokenizer("gpt2"),
+        1,
+        export_hf=False,
+    )
     assert read_meta(tmp_path)["tokenizer"] == {"type": "name", "name": "gpt2"}
     assert not (tmp_path / "tokenizer.json").exists()
     assert load_checkpoint(tmp_path).tokenizer.encode("Hello world") == [15496, 995]
@@ -126,7 +141,9 @@ def test_training_state_round_trip(tmp_path):
     fresh.load_state_dict(state)
     for p in model.parameters():
         a, b = opt.state[p], fresh.state[p]
-        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(
+            a["exp_avg_sq"], b["exp_avg_sq"]
+        )
 
 
 def test_not_a_checkpoint(tmp_path):
@@ -141,9 +158,12 @@ def test_saved_runs_are_listed_for_the_other_labs(tmp_path):
     model = trained_gpt()
     tok = CharTokenizer.from_text(load_corpus().text)
     scratch = get_paths().ensure().runs / ".scratch" / "job-1"
-    save_checkpoint(scratch, model, preset("baby-gpt", n_layer=2, n_embd=32, block_size=24), tok, 5,
-                    1.9, 2.05)
-    (scratch / "metrics.jsonl").write_text(json.dumps({"step": 5, "train_loss": 1.9, "val_loss": 2.0}) + "\n")
+    save_checkpoint(
+        scratch, model, preset("baby-gpt", n_layer=2, n_embd=32, block_size=24), tok, 5, 1.9, 2.05
+    )
+    (scratch / "metrics.jsonl").write_text(
+        json.dumps({"step": 5, "train_loss": 1.9, "val_loss": 2.0}) + "\n"
+    )
     assert list_runs() == []  # unsaved runs are not listed
     save_run_as(scratch, "my-first-gpt")
     runs = list_runs()
@@ -162,8 +182,8 @@ def test_saved_runs_are_listed_for_the_other_labs(tmp_path):
 def test_hf_tokenizer_of_a_bpe_from_lab_1_gives_the_same_ids(tmp_path, pattern):
     from transformers import AutoTokenizer
 
-    from llm_playground.bpe import train
-    from llm_playground.tokenizers import BPEAdapter
+    from llm_playground.tokenization.bpe import train
+    from llm_playground.tokenization.tokenizer import BPEAdapter
 
     text = load_corpus().text[:20_000]
     tok = BPEAdapter(train(text, 300, pattern=pattern, name="mini"))
@@ -175,8 +195,8 @@ def test_hf_tokenizer_of_a_bpe_from_lab_1_gives_the_same_ids(tmp_path, pattern):
 
 
 def test_bpe_checkpoint_stores_its_merges(tmp_path):
-    from llm_playground.bpe import train
-    from llm_playground.tokenizers import BPEAdapter
+    from llm_playground.tokenization.bpe import train
+    from llm_playground.tokenization.tokenizer import BPEAdapter
 
     tok = BPEAdapter(train(load_corpus().text[:5000], 280, name="mini"))
     model = trained_gpt(vocab=tok.vocab_size, n_layer=1)

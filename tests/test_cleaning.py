@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from llm_playground.cleaning import (
+from llm_playground.core.errors import UserError
+from llm_playground.tokenization.cleaning import (
     clean,
     nfkc,
     normalize_whitespace,
@@ -12,27 +13,32 @@ from llm_playground.cleaning import (
     strip_html,
     token_diff,
 )
-from llm_playground.errors import UserError
-from llm_playground.tokenizers import get_tokenizer
+from llm_playground.tokenization.tokenizer import get_tokenizer
 
 
-@pytest.mark.parametrize(("html", "text"), [
-    ("<p>Fish &amp; chips &lt;3 &#8364;5 &euro;</p>", "Fish & chips <3 €5 €"),
-    ("<script>alert('x')</script><p>kept</p><style>p { color: red }</style>", "kept"),
-    ("<p>one</p><p>two</p>", "one\n\ntwo"),
-    ("<ul>\n  <li>a</li>\n  <li>b</li>\n</ul>", "a\nb"),
-    ("line<br>break<br/>again", "line\nbreak\nagain"),
-    ("<h1>Title</h1>Body <b>bold</b> <i>it</i>alic", "Title\n\nBody bold italic"),
-    ("<div>a</div><div>b</div>", "a\nb"),
-    ("<pre>x = 1\n    y</pre>", "x = 1\n    y"),
-    ("<table><tr><td>1</td><td>2</td></tr><tr><td>3</td><td>4</td></tr></table>", "1\t2\n3\t4"),
-    ("<p>a  \n  b</p>", "a b"),
-    ("<!-- a comment --><p>visible</p>", "visible"),
-    ("<html><head><title>T</title><script>var s = '<p>no</p>';</script></head>"
-     "<body><noscript>enable js</noscript><p>yes</p></body></html>", "T\n\nyes"),
-    ("plain text, no tags", "plain text, no tags"),
-    ("<p>unclosed <b>tags", "unclosed tags"),
-])
+@pytest.mark.parametrize(
+    ("html", "text"),
+    [
+        ("<p>Fish &amp; chips &lt;3 &#8364;5 &euro;</p>", "Fish & chips <3 €5 €"),
+        ("<script>alert('x')</script><p>kept</p><style>p { color: red }</style>", "kept"),
+        ("<p>one</p><p>two</p>", "one\n\ntwo"),
+        ("<ul>\n  <li>a</li>\n  <li>b</li>\n</ul>", "a\nb"),
+        ("line<br>break<br/>again", "line\nbreak\nagain"),
+        ("<h1>Title</h1>Body <b>bold</b> <i>it</i>alic", "Title\n\nBody bold italic"),
+        ("<div>a</div><div>b</div>", "a\nb"),
+        ("<pre>x = 1\n    y</pre>", "x = 1\n    y"),
+        ("<table><tr><td>1</td><td>2</td></tr><tr><td>3</td><td>4</td></tr></table>", "1\t2\n3\t4"),
+        ("<p>a  \n  b</p>", "a b"),
+        ("<!-- a comment --><p>visible</p>", "visible"),
+        (
+            "<html><head><title>T</title><script>var s = '<p>no</p>';</script></head>"
+            "<body><noscript>enable js</noscript><p>yes</p></body></html>",
+            "T\n\nyes",
+        ),
+        ("plain text, no tags", "plain text, no tags"),
+        ("<p>unclosed <b>tags", "unclosed tags"),
+    ],
+)
 def test_strip_html(html, text):
     assert strip_html(html) == text
 
@@ -42,14 +48,17 @@ def test_nbsp_is_kept_by_html_and_removed_by_whitespace():
     assert clean("<p>a&nbsp;&nbsp;b</p>", "html,whitespace") == "a b"
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("a  \t b", "a b"),
-    ("  lead and trail  ", "lead and trail"),
-    ("one\r\ntwo\rthree", "one\ntwo\nthree"),
-    ("p1\n\n\n\n\np2", "p1\n\np2"),
-    ("line   \n   next", "line\nnext"),
-    ("a\u00a0\u2003b", "a b"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("a  \t b", "a b"),
+        ("  lead and trail  ", "lead and trail"),
+        ("one\r\ntwo\rthree", "one\ntwo\nthree"),
+        ("p1\n\n\n\n\np2", "p1\n\np2"),
+        ("line   \n   next", "line\nnext"),
+        ("a\u00a0\u2003b", "a b"),
+    ],
+)
 def test_normalize_whitespace(text, expected):
     assert normalize_whitespace(text) == expected
 

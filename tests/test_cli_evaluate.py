@@ -11,8 +11,10 @@ from test_judge import SECRET, JudgeServer
 
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # a shared 2-core machine runs one thread fastest
 
-REFS = [["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
-        ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]]
+REFS = [
+    ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+    ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
+]
 SYS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
 
 
@@ -53,8 +55,16 @@ def test_bleu_known_answer_and_it_reaches_the_leaderboard(cli, files):
 
 
 def test_rouge_known_answer(cli, files):
-    proc = cli("eval", "rouge", "--hyp", files("h.txt", ["testing one"]),
-               "--ref", files("r.txt", ["testing one two"]), "--json", "--no-record")
+    proc = cli(
+        "eval",
+        "rouge",
+        "--hyp",
+        files("h.txt", ["testing one"]),
+        "--ref",
+        files("r.txt", ["testing one two"]),
+        "--json",
+        "--no-record",
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert set(out) == {"rouge1", "rouge2", "rougeL", "rougeLsum"}
@@ -66,41 +76,77 @@ def test_rouge_known_answer(cli, files):
 
 def test_bad_inputs_exit_2_with_one_line(cli, files, tmp_path):
     hyp = files("h.txt", SYS)
-    assert_one_line_error(cli("eval", "bleu", "--hyp", hyp, "--ref", files("short.txt", ["one line"])),
-                          "1 lines", "3")
+    assert_one_line_error(
+        cli("eval", "bleu", "--hyp", hyp, "--ref", files("short.txt", ["one line"])), "1 lines", "3"
+    )
     (tmp_path / "empty.txt").write_text("")
-    assert_one_line_error(cli("eval", "rouge", "--hyp", str(tmp_path / "empty.txt"), "--ref", hyp), "empty")
-    assert_one_line_error(cli("eval", "bleu", "--hyp", hyp, "--ref", str(tmp_path / "missing.txt")),
-                          "not found")
-    assert_one_line_error(cli("eval", "perplexity", "--model", "no-such-model-xyz", "--data", "wikitext-2"),
-                          "no-such-model-xyz")
-    assert_one_line_error(cli("eval", "perplexity", "--model", "smollm2-135m-instruct", "--data",
-                              "no-such-data"), "unknown data set")
-    assert_one_line_error(cli("eval", "perplexity", "--checkpoint", str(tmp_path), "--data", "wikitext-2"),
-                          "not a model folder")
+    assert_one_line_error(
+        cli("eval", "rouge", "--hyp", str(tmp_path / "empty.txt"), "--ref", hyp), "empty"
+    )
+    assert_one_line_error(
+        cli("eval", "bleu", "--hyp", hyp, "--ref", str(tmp_path / "missing.txt")), "not found"
+    )
+    assert_one_line_error(
+        cli("eval", "perplexity", "--model", "no-such-model-xyz", "--data", "wikitext-2"),
+        "no-such-model-xyz",
+    )
+    assert_one_line_error(
+        cli("eval", "perplexity", "--model", "smollm2-135m-instruct", "--data", "no-such-data"),
+        "unknown data set",
+    )
+    assert_one_line_error(
+        cli("eval", "perplexity", "--checkpoint", str(tmp_path), "--data", "wikitext-2"),
+        "not a model folder",
+    )
     usage = cli("eval", "perplexity", "--model", "a", "--checkpoint", "b", "--data", "wikitext-2")
     assert usage.returncode == 2 and "not allowed with" in usage.stderr
 
 
 def test_perplexity_json(cli):
-    proc = cli("eval", "perplexity", "--model", "smollm2-135m-instruct", "--data", "tinyshakespeare-val",
-               "--max-tokens", "40", "--max-length", "24", "--stride", "12", "--dtype", "float32", "--json",
-               env=ONE_THREAD)
+    proc = cli(
+        "eval",
+        "perplexity",
+        "--model",
+        "smollm2-135m-instruct",
+        "--data",
+        "tinyshakespeare-val",
+        "--max-tokens",
+        "40",
+        "--max-length",
+        "24",
+        "--stride",
+        "12",
+        "--dtype",
+        "float32",
+        "--json",
+        env=ONE_THREAD,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert list(out)[:5] == ["token_perplexity", "word_perplexity", "bits_per_byte", "n_tokens", "nll_sum"]
+    assert list(out)[:5] == [
+        "token_perplexity",
+        "word_perplexity",
+        "bits_per_byte",
+        "n_tokens",
+        "nll_sum",
+    ]
     assert out["n_tokens"] == 39
     assert out["token_perplexity"] == pytest.approx(math.exp(out["nll_sum"] / out["n_tokens"]))
     assert out["bits_per_byte"] == pytest.approx(out["nll_sum"] / math.log(2) / out["n_bytes"])
     rows = json.loads(cli("leaderboard", "--json").stdout)["rows"]
-    assert rows[0]["perplexity_data"] == f"tinyshakespeare-val (first 39 tokens, {out['n_bytes']} bytes)"
+    assert (
+        rows[0]["perplexity_data"]
+        == f"tinyshakespeare-val (first 39 tokens, {out['n_bytes']} bytes)"
+    )
     assert rows[0]["token_perplexity"] == pytest.approx(out["token_perplexity"])
 
 
 def _judge_files(tmp_path):
     q = tmp_path / "questions.jsonl"
-    q.write_text('{"id": "q1", "question": "What is the capital of France?"}\n'
-                 '{"id": "q2", "question": "What is 2 + 2?"}\n')
+    q.write_text(
+        '{"id": "q1", "question": "What is the capital of France?"}\n'
+        '{"id": "q2", "question": "What is 2 + 2?"}\n'
+    )
     a = tmp_path / "answers.jsonl"
     a.write_text('{"id": "q1", "answer": "Paris."}\n{"id": "q2", "answer": "4"}\n')
     return str(q), str(a)
@@ -109,8 +155,21 @@ def _judge_files(tmp_path):
 def test_judge_against_a_local_chat_completions_server(cli, tmp_path, playground_home):
     q, a = _judge_files(tmp_path)
     with JudgeServer() as server:
-        proc = cli("-v", "eval", "judge", "--judge-model", "fake-judge", "--base-url", server.url("flaky"),
-                   "--questions", q, "--answers", a, "--json", env={"OPENAI_API_KEY": SECRET})
+        proc = cli(
+            "-v",
+            "eval",
+            "judge",
+            "--judge-model",
+            "fake-judge",
+            "--base-url",
+            server.url("flaky"),
+            "--questions",
+            q,
+            "--answers",
+            a,
+            "--json",
+            env={"OPENAI_API_KEY": SECRET},
+        )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert [(i["id"], i["score"]) for i in out["items"]] == [("q1", 6), ("q2", 6)]  # after a 429
@@ -130,12 +189,45 @@ def test_judge_garbage_is_unscored_and_key_problems_exit_2(cli, tmp_path, monkey
     q, a = _judge_files(tmp_path)
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with JudgeServer() as server:
-        garbage = cli("eval", "judge", "--judge-model", "m", "--base-url", server.url("rambling"),
-                      "--questions", q, "--answers", a, "--json", env={"OPENAI_API_KEY": SECRET})
-        refused = cli("eval", "judge", "--judge-model", "m", "--base-url", server.url("refused"),
-                      "--questions", q, "--answers", a, env={"OPENAI_API_KEY": SECRET})
-        missing = cli("eval", "judge", "--judge-model", "m", "--base-url", server.url("ok"),
-                      "--questions", q, "--answers", a)
+        garbage = cli(
+            "eval",
+            "judge",
+            "--judge-model",
+            "m",
+            "--base-url",
+            server.url("rambling"),
+            "--questions",
+            q,
+            "--answers",
+            a,
+            "--json",
+            env={"OPENAI_API_KEY": SECRET},
+        )
+        refused = cli(
+            "eval",
+            "judge",
+            "--judge-model",
+            "m",
+            "--base-url",
+            server.url("refused"),
+            "--questions",
+            q,
+            "--answers",
+            a,
+            env={"OPENAI_API_KEY": SECRET},
+        )
+        missing = cli(
+            "eval",
+            "judge",
+            "--judge-model",
+            "m",
+            "--base-url",
+            server.url("ok"),
+            "--questions",
+            q,
+            "--answers",
+            a,
+        )
     assert garbage.returncode == 0, garbage.stderr
     out = json.loads(garbage.stdout)
     assert [i["score"] for i in out["items"]] == [None, None] and out["mean_score"] is None
@@ -144,14 +236,35 @@ def test_judge_garbage_is_unscored_and_key_problems_exit_2(cli, tmp_path, monkey
     assert SECRET not in refused.stderr
     assert_one_line_error(missing, "OPENAI_API_KEY")
     (tmp_path / "bad.jsonl").write_text('{"id": "q9", "answer": "x"}\n')
-    assert_one_line_error(cli("eval", "judge", "--judge-model", "m", "--questions", q, "--answers",
-                              str(tmp_path / "bad.jsonl")), "no question")
+    assert_one_line_error(
+        cli(
+            "eval",
+            "judge",
+            "--judge-model",
+            "m",
+            "--questions",
+            q,
+            "--answers",
+            str(tmp_path / "bad.jsonl"),
+        ),
+        "no question",
+    )
 
 
 def test_local_judge_without_base_url(cli, tmp_path):
     q, a = _judge_files(tmp_path)
-    proc = cli("eval", "judge", "--judge-model", "smollm2-135m-instruct", "--questions", q, "--answers", a,
-               "--json", env=ONE_THREAD)
+    proc = cli(
+        "eval",
+        "judge",
+        "--judge-model",
+        "smollm2-135m-instruct",
+        "--questions",
+        q,
+        "--answers",
+        a,
+        "--json",
+        env=ONE_THREAD,
+    )
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     assert len(out["items"]) == 2

@@ -13,10 +13,12 @@ BASE = "smollm2-135m-instruct"
 
 @pytest.fixture
 def data(tmp_path):
-    rows = [{"instruction": "What is the capital of France?", "output": "Paris."},
-            {"instruction": "Say hello.", "output": "Hello!"},
-            {"instruction": "Upper-case this.", "input": "abc", "output": "ABC"},
-            {"instruction": "What is 1 plus 1?", "output": "1 + 1 = 2."}]
+    rows = [
+        {"instruction": "What is the capital of France?", "output": "Paris."},
+        {"instruction": "Say hello.", "output": "Hello!"},
+        {"instruction": "Upper-case this.", "input": "abc", "output": "ABC"},
+        {"instruction": "What is 1 plus 1?", "output": "1 + 1 = 2."},
+    ]
     path = tmp_path / "tiny.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -24,9 +26,33 @@ def data(tmp_path):
 
 def test_sft_end_to_end(cli, data, tmp_path):
     out = tmp_path / "adapter"
-    r = cli("sft", "--base", BASE, "--data", str(data), "--lora-r", "4", "--lora-alpha", "8",
-            "--target-modules", "q_proj,v_proj", "--lr", "1e-3", "--max-steps", "2", "--seq-len", "32",
-            "--seed", "1", "--dtype", "float32", "--out", str(out), "--merge-to", str(tmp_path / "merged"))
+    r = cli(
+        "sft",
+        "--base",
+        BASE,
+        "--data",
+        str(data),
+        "--lora-r",
+        "4",
+        "--lora-alpha",
+        "8",
+        "--target-modules",
+        "q_proj,v_proj",
+        "--lr",
+        "1e-3",
+        "--max-steps",
+        "2",
+        "--seq-len",
+        "32",
+        "--seed",
+        "1",
+        "--dtype",
+        "float32",
+        "--out",
+        str(out),
+        "--merge-to",
+        str(tmp_path / "merged"),
+    )
     assert r.returncode == 0, r.stderr
     # r=4 on q and v of SmolLM2-135M: 30 x 4 x (576+576 + 576+192) = 230,400
     assert "trainable parameters: 230,400 of " in r.stdout
@@ -42,7 +68,7 @@ def test_sft_end_to_end(cli, data, tmp_path):
     assert meta["heldout_loss_before"] == pytest.approx(before, abs=1e-4)
     from peft import PeftModel
 
-    from llm_playground.registry import load_model
+    from llm_playground.generation.registry import load_model
 
     base = load_model(BASE)
     PeftModel.from_pretrained(base.model, str(out))  # plain peft loads it
@@ -51,16 +77,30 @@ def test_sft_end_to_end(cli, data, tmp_path):
     assert json.loads((tmp_path / "merged" / "playground.json").read_text())["kind"] == "merged"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--base", "no-such-model"], "unknown model 'no-such-model'"),
-    (["--lora-r", "0"], "--lora-r must be at least 1"),
-    (["--data", "wikipedia"], "unknown data 'wikipedia'"),
-    (["--data", "alpaca"], "needs network"),
-    (["--target-modules", "qq_proj"], "no module named qq_proj"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--base", "no-such-model"], "unknown model 'no-such-model'"),
+        (["--lora-r", "0"], "--lora-r must be at least 1"),
+        (["--data", "wikipedia"], "unknown data 'wikipedia'"),
+        (["--data", "alpaca"], "needs network"),
+        (["--target-modules", "qq_proj"], "no module named qq_proj"),
+    ],
+)
 def test_sft_bad_input_exits_2_and_writes_nothing(cli, data, tmp_path, args, message):
     out = tmp_path / "out"
-    base = ["--base", BASE, "--data", str(data), "--max-steps", "1", "--seq-len", "32", "--out", str(out)]
+    base = [
+        "--base",
+        BASE,
+        "--data",
+        str(data),
+        "--max-steps",
+        "1",
+        "--seq-len",
+        "32",
+        "--out",
+        str(out),
+    ]
     # later flags win in argparse
     r = cli("sft", *base, *args)
     assert r.returncode == 2, r.stderr
@@ -81,12 +121,16 @@ def test_sft_malformed_jsonl_names_the_line(cli, tmp_path):
 
 def test_dpo_bad_input_exits_2_and_writes_nothing(cli, tmp_path):
     prefs = tmp_path / "prefs.jsonl"
-    prefs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"}\n')
+    prefs.write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": "p", "chosen": "a"}\n'
+    )
     out = tmp_path / "out"
     r = cli("dpo", "--base", BASE, "--prefs", str(prefs), "--out", str(out))
     assert r.returncode == 2
     assert "prefs.jsonl line 2: missing text field(s) 'rejected'" in r.stderr
-    r = cli("dpo", "--base", "nope-model", "--prefs", str(tmp_path / "missing.jsonl"), "--out", str(out))
+    r = cli(
+        "dpo", "--base", "nope-model", "--prefs", str(tmp_path / "missing.jsonl"), "--out", str(out)
+    )
     assert r.returncode == 2 and "preferences file not found" in r.stderr
     prefs.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n')
     r = cli("dpo", "--base", "nope-model", "--prefs", str(prefs), "--out", str(out))
@@ -105,13 +149,26 @@ def test_out_that_is_a_foreign_folder_is_refused(cli, data, tmp_path):
 
 def test_dpo_end_to_end(cli, tmp_path):
     prefs = tmp_path / "prefs.jsonl"
-    rows = [{"prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "Bananas."},
-            {"prompt": "Say hello.", "chosen": "Hello!", "rejected": "No."},
-            {"prompt": "2 plus 2?", "chosen": "4.", "rejected": "5.", "label": "tie"}]
+    rows = [
+        {"prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "Bananas."},
+        {"prompt": "Say hello.", "chosen": "Hello!", "rejected": "No."},
+        {"prompt": "2 plus 2?", "chosen": "4.", "rejected": "5.", "label": "tie"},
+    ]
     prefs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "dpo"
-    r = cli("dpo", "--base", BASE, "--prefs", str(prefs), "--out", str(out), "--max-steps", "1",
-            "--max-length", "48")
+    r = cli(
+        "dpo",
+        "--base",
+        BASE,
+        "--prefs",
+        str(prefs),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+        "--max-length",
+        "48",
+    )
     assert r.returncode == 0, r.stderr
     assert "preference pairs: 2; trainable parameters: 460,800" in r.stdout
     assert re.search(r"final DPO loss: 0\.69\d+ after 1 steps", r.stdout)

@@ -10,8 +10,20 @@ import pytest
 
 
 def add(cli, db, choice, prompt="Say hi", a="Hello!", b="Go away.", ma="m1", mb="m2", *extra):
-    args = ["prefs", "add", "--db", str(db), "--prompt", prompt, "--response-a", a,
-            "--response-b", b, "--choice", choice]
+    args = [
+        "prefs",
+        "add",
+        "--db",
+        str(db),
+        "--prompt",
+        prompt,
+        "--response-a",
+        a,
+        "--response-b",
+        b,
+        "--choice",
+        choice,
+    ]
     if ma:
         args += ["--model-a", ma]
     if mb:
@@ -37,14 +49,31 @@ def test_add_export_stats_end_to_end(cli, tmp_path):
         '{"prompt": "Capital of France?", "chosen": "Paris", "rejected": "Lyon"}',
     ]
     ties = tmp_path / "export" / "prefs.ties.jsonl"  # the default keeps ties apart
-    assert [json.loads(line)["label"] for line in ties.read_text().splitlines()] == ["tie", "both-bad"]
+    assert [json.loads(line)["label"] for line in ties.read_text().splitlines()] == [
+        "tie",
+        "both-bad",
+    ]
     assert "2 preference pair(s)" in r.stdout
 
-    r = cli("prefs", "export", "--db", str(db), "--out", str(out), "--ties", "label",
-            "--dataset", str(tmp_path / "ds"))
+    r = cli(
+        "prefs",
+        "export",
+        "--db",
+        str(db),
+        "--out",
+        str(out),
+        "--ties",
+        "label",
+        "--dataset",
+        str(tmp_path / "ds"),
+    )
     assert r.returncode == 0, r.stderr
     assert [json.loads(line)["label"] for line in out.read_text().splitlines()] == [
-        "preferred", "preferred", "tie", "both-bad"]
+        "preferred",
+        "preferred",
+        "tie",
+        "both-bad",
+    ]
     assert (tmp_path / "ds" / "dataset_info.json").exists()
 
     r = cli("prefs", "stats", "--db", str(db), "--json")
@@ -63,8 +92,9 @@ def test_add_export_stats_end_to_end(cli, tmp_path):
 
 
 def test_default_database_is_in_the_playground_home(cli, playground_home):
-    r = cli("prefs", "add", "--prompt", "p", "--response-a", "x", "--response-b", "y",
-            "--choice", "tie")
+    r = cli(
+        "prefs", "add", "--prompt", "p", "--response-a", "x", "--response-b", "y", "--choice", "tie"
+    )
     assert r.returncode == 0, r.stderr
     assert (playground_home / "playground.sqlite").exists()
     r = cli("prefs", "stats", "--json")
@@ -105,10 +135,23 @@ def test_foreign_and_non_sqlite_files_are_refused_untouched(cli, tmp_path):
     text.write_text("not a database\n")
     for path in (foreign, text):
         before = hashlib.sha256(path.read_bytes()).hexdigest()
-        for args in (["add", "--db", str(path), "--prompt", "p", "--response-a", "x",
-                      "--response-b", "y", "--choice", "a"],
-                     ["stats", "--db", str(path), "--json"],
-                     ["export", "--db", str(path), "--out", str(tmp_path / "o.jsonl")]):
+        for args in (
+            [
+                "add",
+                "--db",
+                str(path),
+                "--prompt",
+                "p",
+                "--response-a",
+                "x",
+                "--response-b",
+                "y",
+                "--choice",
+                "a",
+            ],
+            ["stats", "--db", str(path), "--json"],
+            ["export", "--db", str(path), "--out", str(tmp_path / "o.jsonl")],
+        ):
             r = cli("prefs", *args)
             assert r.returncode == 2, (args, r.stdout, r.stderr)
             assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
@@ -142,8 +185,22 @@ def test_export_with_bad_ties_option_or_dataset_folder_writes_nothing(cli, tmp_p
 def test_db_may_be_a_data_folder(cli, tmp_path):
     folder = tmp_path / "my-data"
     folder.mkdir()
-    r = cli("prefs", "add", "--db", str(folder), "--prompt", "p", "--response-a", "x",
-            "--response-b", "y", "--choice", "a")
+    r = cli(
+        "prefs",
+        "add",
+        "--db",
+        str(folder),
+        "--prompt",
+        "p",
+        "--response-a",
+        "x",
+        "--response-b",
+        "y",
+        "--choice",
+        "a",
+    )
     assert r.returncode == 0, r.stderr
     assert (folder / "playground.sqlite").exists()
-    assert json.loads(cli("prefs", "stats", "--db", str(folder), "--json").stdout)["votes"]["a"] == 1
+    assert (
+        json.loads(cli("prefs", "stats", "--db", str(folder), "--json").stdout)["votes"]["a"] == 1
+    )

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from llm_playground import assets
-from llm_playground.paths import package_data
+from llm_playground.core.paths import package_data
+from llm_playground.tokenization import assets
 
 SHAKESPEARE = package_data("tinyshakespeare.txt")
 
@@ -53,7 +53,14 @@ def test_tokenize_reads_stdin(cli, args):
 
 
 def test_tokenize_with_cleaning(cli):
-    proc = cli("tokenize", "-t", "gpt2", "--clean", "html,whitespace", "<p>Hello&nbsp;&amp;   <b>world</b></p>")
+    proc = cli(
+        "tokenize",
+        "-t",
+        "gpt2",
+        "--clean",
+        "html,whitespace",
+        "<p>Hello&nbsp;&amp;   <b>world</b></p>",
+    )
     out = json.loads(proc.stdout)
     assert out["text"] == "Hello & world"
     assert out["pieces"] == ["Hello", " &", " world"]
@@ -67,7 +74,12 @@ def test_tokenize_html_escapes_user_text(cli):
     assert "&lt;" in html and "&quot;" in html and '"x"' not in html
     assert 'title="id 27 · bytes 3c"' in html
     assert "\\xe4\\xbd" in html and "\ufffd" not in html
-    assert html.count('<span class="lp-tok') == json.loads(cli("tokenize", "-t", "gpt2", '<script>alert("x")</script> 你').stdout)["n_tokens"]
+    assert (
+        html.count('<span class="lp-tok')
+        == json.loads(cli("tokenize", "-t", "gpt2", '<script>alert("x")</script> 你').stdout)[
+            "n_tokens"
+        ]
+    )
 
 
 def test_tokenize_html_is_bounded(cli):
@@ -85,7 +97,9 @@ def test_tokenize_text_format(cli):
 
 def test_bpe_train_then_tokenize_with_the_file(cli, tmp_path):
     out = tmp_path / "mine.json"
-    proc = cli("bpe", "train", "--vocab-size", "300", "--input", str(SHAKESPEARE), "--out", str(out))
+    proc = cli(
+        "bpe", "train", "--vocab-size", "300", "--input", str(SHAKESPEARE), "--out", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     assert "saved" in proc.stdout and "300 tokens" in proc.stdout
     assert "44/44" in proc.stderr  # the progress bar
@@ -101,32 +115,77 @@ def test_bpe_train_then_tokenize_with_the_file(cli, tmp_path):
 
 def test_bpe_known_answer_from_stdin(cli, tmp_path):
     out = tmp_path / "abc.json"
-    proc = cli("bpe", "train", "--vocab-size", "259", "--input", "-", "--out", str(out), "--pattern", "none",
-               input="aaabdaaabac")
+    proc = cli(
+        "bpe",
+        "train",
+        "--vocab-size",
+        "259",
+        "--input",
+        "-",
+        "--out",
+        str(out),
+        "--pattern",
+        "none",
+        input="aaabdaaabac",
+    )
     assert proc.returncode == 0, proc.stderr
     res = json.loads(cli("tokenize", "-t", str(out), "aaabdaaabac").stdout)
     assert res["ids"] == [258, 100, 258, 97, 99]
 
 
 def test_bad_input_exits_2_with_one_line(cli, tmp_path):
-    _one_line_error(cli("tokenize", "--tokenizer", "no-such-tokenizer", "x"), "unknown tokenizer 'no-such-tokenizer'")
-    _one_line_error(cli("tokenize", "-t", "gpt2", input=b"\xff\xfe not utf-8"), "standard input is not UTF-8")
-    _one_line_error(cli("tokenize", "-t", "gpt2", "--clean", "html,markdown", "x"), "unknown cleaning step")
-    bad_arg = subprocess.run([sys.executable.encode(), b"-m", b"llm_playground", b"tokenize", b"-t", b"gpt2", b"caf\xe9"],
-                             capture_output=True)
+    _one_line_error(
+        cli("tokenize", "--tokenizer", "no-such-tokenizer", "x"),
+        "unknown tokenizer 'no-such-tokenizer'",
+    )
+    _one_line_error(
+        cli("tokenize", "-t", "gpt2", input=b"\xff\xfe not utf-8"), "standard input is not UTF-8"
+    )
+    _one_line_error(
+        cli("tokenize", "-t", "gpt2", "--clean", "html,markdown", "x"), "unknown cleaning step"
+    )
+    bad_arg = subprocess.run(
+        [
+            sys.executable.encode(),
+            b"-m",
+            b"llm_playground",
+            b"tokenize",
+            b"-t",
+            b"gpt2",
+            b"caf\xe9",
+        ],
+        capture_output=True,
+    )
     _one_line_error(bad_arg, "TEXT is not UTF-8")
     binary = tmp_path / "latin1.txt"
     binary.write_bytes("café".encode("latin-1"))
     out = str(tmp_path / "o.json")
-    _one_line_error(cli("bpe", "train", "--vocab-size", "300", "--input", str(binary), "--out", out),
-                    "is not UTF-8")
-    _one_line_error(cli("bpe", "train", "--vocab-size", "255", "--input", str(SHAKESPEARE), "--out", out),
-                    "at least 256")
+    _one_line_error(
+        cli("bpe", "train", "--vocab-size", "300", "--input", str(binary), "--out", out),
+        "is not UTF-8",
+    )
+    _one_line_error(
+        cli("bpe", "train", "--vocab-size", "255", "--input", str(SHAKESPEARE), "--out", out),
+        "at least 256",
+    )
     empty = tmp_path / "empty.txt"
     empty.write_text("")
-    _one_line_error(cli("bpe", "train", "--vocab-size", "300", "--input", str(empty), "--out", out), "is empty")
-    _one_line_error(cli("bpe", "train", "--vocab-size", "300", "--input", str(tmp_path / "nope.txt"), "--out", out),
-                    "no such file")
+    _one_line_error(
+        cli("bpe", "train", "--vocab-size", "300", "--input", str(empty), "--out", out), "is empty"
+    )
+    _one_line_error(
+        cli(
+            "bpe",
+            "train",
+            "--vocab-size",
+            "300",
+            "--input",
+            str(tmp_path / "nope.txt"),
+            "--out",
+            out,
+        ),
+        "no such file",
+    )
     foreign = tmp_path / "foreign.json"
     foreign.write_text('{"model": {"type": "BPE"}}')
     _one_line_error(cli("tokenize", "-t", str(foreign), "x"), "not an LLM Playground BPE tokenizer")
@@ -142,41 +201,71 @@ def test_assets_check(cli):
 def test_assets_install_is_idempotent():
     results = assets.install_tiktoken_assets()
     assert [r.action for r in results] == ["present"] * 6
-    assert all(ok for name, ok, _ in assets.verify_assets() if "/" in name or name.endswith("_base"))
+    assert all(
+        ok for name, ok, _ in assets.verify_assets() if "/" in name or name.endswith("_base")
+    )
 
 
 def test_p50k_is_r50k_plus_space_runs():
-    from llm_playground.paths import get_paths
+    from llm_playground.core.paths import get_paths
 
     cache = get_paths().tiktoken_cache
     r50k = (cache / "0ea1e91bbb3a60f729a8dc8f777fd2fc07cd8df4").read_bytes()
     assert assets.sha256_bytes(assets.p50k_from_r50k(r50k)) == next(
-        a.sha256 for a in assets.ASSET_FILES if a.encoding == "p50k_base")
+        a.sha256 for a in assets.ASSET_FILES if a.encoding == "p50k_base"
+    )
 
 
 def _unshare_works() -> bool:
     if not shutil.which("unshare"):
         return False
     try:
-        return subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode == 0
+        return (
+            subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=10).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
 
 
-@pytest.mark.skipif(not _unshare_works(), reason="unshare -n is not permitted here (needs user namespaces)")
+@pytest.mark.skipif(
+    not _unshare_works(), reason="unshare -n is not permitted here (needs user namespaces)"
+)
 def test_tokenize_works_without_a_network():
     env = {**os.environ}
     env.pop("TIKTOKEN_CACHE_DIR", None)
-    script = ("import urllib.request\n"
-              "try:\n urllib.request.urlopen('https://pypi.org', timeout=3); print('online')\n"
-              "except OSError: print('offline')\n")
-    probe = subprocess.run(["unshare", "-n", sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    script = (
+        "import urllib.request\n"
+        "try:\n urllib.request.urlopen('https://pypi.org', timeout=3); print('online')\n"
+        "except OSError: print('offline')\n"
+    )
+    probe = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", script], capture_output=True, text=True, env=env
+    )
     assert probe.stdout.strip() == "offline"
-    for name, ids in (("gpt2", [15496, 995, 11, 1675, 307, 393, 407, 284, 307, 0]),
-                      ("o200k_base", None), ("cl100k_base", None), ("p50k_base", None)):
-        proc = subprocess.run(["unshare", "-n", sys.executable, "-m", "llm_playground", "tokenize", "-t", name,
-                               "Hello world, To be or not to be!"], capture_output=True, text=True, env=env,
-                              timeout=120)
+    for name, ids in (
+        ("gpt2", [15496, 995, 11, 1675, 307, 393, 407, 284, 307, 0]),
+        ("o200k_base", None),
+        ("cl100k_base", None),
+        ("p50k_base", None),
+    ):
+        proc = subprocess.run(
+            [
+                "unshare",
+                "-n",
+                sys.executable,
+                "-m",
+                "llm_playground",
+                "tokenize",
+                "-t",
+                name,
+                "Hello world, To be or not to be!",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["n_tokens"] == 10 and (ids is None or out["ids"] == ids)

@@ -4,19 +4,54 @@ import json
 
 import pytest
 
-TINY = ["--n-layer", "1", "--n-head", "2", "--n-embd", "32", "--block-size", "16", "--batch-size", "4",
-        "--eval-iters", "2", "--device", "cpu", "--dtype", "float32"]
+TINY = [
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "32",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "4",
+    "--eval-iters",
+    "2",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+]
 
 
 def test_train_writes_a_checkpoint_and_sample_continues_a_prompt(cli, tmp_path):
     out = tmp_path / "run"
-    r = cli("train", "--preset", "baby-gpt", *TINY, "--max-iters", "20", "--eval-interval", "10",
-            "--seed", "3", "--out", str(out))
+    r = cli(
+        "train",
+        "--preset",
+        "baby-gpt",
+        *TINY,
+        "--max-iters",
+        "20",
+        "--eval-interval",
+        "10",
+        "--seed",
+        "3",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert "step 20: train loss" in r.stderr and "20/20" in r.stderr  # progress on stderr
     assert f"saved {out}" in r.stdout
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "metrics.jsonl", "hf/config.json",
-                 "hf/model.safetensors", "hf/tokenizer.json"):
+    for name in (
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "metrics.jsonl",
+        "hf/config.json",
+        "hf/model.safetensors",
+        "hf/tokenizer.json",
+    ):
         assert (out / name).is_file(), name
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 10, 20]
@@ -25,58 +60,132 @@ def test_train_writes_a_checkpoint_and_sample_continues_a_prompt(cli, tmp_path):
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["n_embd"] == 32 and config["train"]["seed"] == 3 and config["step"] == 20
 
-    s1 = cli("sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "30", "--seed", "1")
-    s2 = cli("sample", "--checkpoint", str(out), "--prompt", "ROMEO:", "--max-new-tokens", "30", "--seed", "1")
+    s1 = cli(
+        "sample",
+        "--checkpoint",
+        str(out),
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "30",
+        "--seed",
+        "1",
+    )
+    s2 = cli(
+        "sample",
+        "--checkpoint",
+        str(out),
+        "--prompt",
+        "ROMEO:",
+        "--max-new-tokens",
+        "30",
+        "--seed",
+        "1",
+    )
     assert s1.returncode == 0, s1.stderr
     assert s1.stdout == s2.stdout and len(s1.stdout.rstrip("\n")) >= 25
-    greedy = cli("sample", "--checkpoint", str(out), "--prompt", "A", "--max-new-tokens", "5",
-                 "--temperature", "0")
+    greedy = cli(
+        "sample",
+        "--checkpoint",
+        str(out),
+        "--prompt",
+        "A",
+        "--max-new-tokens",
+        "5",
+        "--temperature",
+        "0",
+    )
     assert greedy.returncode == 0 and len(greedy.stdout.rstrip("\n")) == 5
 
 
 @pytest.mark.slow
 def test_gpt2_tokens_and_a_text_of_ones_own(cli, tmp_path):
     text = tmp_path / "sonnets.txt"
-    text.write_text("Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 40)
+    text.write_text(
+        "Shall I compare thee to a summer's day?\nThou art more lovely and more temperate.\n" * 40
+    )
     out = tmp_path / "gpt2-tokens"
-    r = cli("train", "--preset", "baby-gpt", *TINY, "--tokenizer", "gpt2", "--data", str(text),
-            "--max-iters", "3", "--eval-interval", "3", "--out", str(out))
+    r = cli(
+        "train",
+        "--preset",
+        "baby-gpt",
+        *TINY,
+        "--tokenizer",
+        "gpt2",
+        "--data",
+        str(text),
+        "--max-iters",
+        "3",
+        "--eval-interval",
+        "3",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     config = json.loads((out / "config.json").read_text())
-    assert config["tokenizer"] == {"type": "name", "name": "gpt2"} and config["model"]["vocab_size"] == 50257
+    assert (
+        config["tokenizer"] == {"type": "name", "name": "gpt2"}
+        and config["model"]["vocab_size"] == 50257
+    )
     assert (out / "hf" / "vocab.json").is_file() or (out / "hf" / "tokenizer.json").is_file()
     s = cli("sample", "--checkpoint", str(out), "--prompt", "Shall I", "--max-new-tokens", "3")
     assert s.returncode == 0, s.stderr
     # a bigram table over 50,257 tokens would need 2.5 billion numbers: refused up front
-    r = cli("train", "--preset", "bigram", "--tokenizer", "gpt2", "--data", str(text), "--out", str(tmp_path / "b"))
+    r = cli(
+        "train",
+        "--preset",
+        "bigram",
+        "--tokenizer",
+        "gpt2",
+        "--data",
+        str(text),
+        "--out",
+        str(tmp_path / "b"),
+    )
     assert r.returncode == 2 and "use the char tokenizer" in r.stderr
 
 
 def test_bigram_leaves_out_the_hugging_face_export(cli, tmp_path):
     out = tmp_path / "bigram"
-    r = cli("train", "--preset", "bigram", "--max-iters", "5", "--eval-interval", "5", "--eval-iters", "1",
-            "--out", str(out))
+    r = cli(
+        "train",
+        "--preset",
+        "bigram",
+        "--max-iters",
+        "5",
+        "--eval-interval",
+        "5",
+        "--eval-iters",
+        "1",
+        "--out",
+        str(out),
+    )
     assert r.returncode == 0, r.stderr
     assert (out / "model.safetensors").is_file() and not (out / "hf").exists()
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--n-head", "3"], "embedding size 128 is not divisible by the number of heads 3"),
-    (["--lr", "nan"], "learning rate must be a finite number"),
-    (["--lr", "0"], "learning rate must be positive"),
-    (["--lr", "-0.1"], "learning rate must be positive"),
-    (["--block-size", "0"], "block size must be a positive whole number"),
-    (["--dropout", "1.5"], "dropout must be at least 0 and below 1"),
-    (["--data", "/nonexistent/file.txt"], "text file not found"),
-    (["--tokenizer", "klingon"], "unknown tokenizer 'klingon'"),
-    (["--device", "cuda"], "no CUDA GPU"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--n-head", "3"], "embedding size 128 is not divisible by the number of heads 3"),
+        (["--lr", "nan"], "learning rate must be a finite number"),
+        (["--lr", "0"], "learning rate must be positive"),
+        (["--lr", "-0.1"], "learning rate must be positive"),
+        (["--block-size", "0"], "block size must be a positive whole number"),
+        (["--dropout", "1.5"], "dropout must be at least 0 and below 1"),
+        (["--data", "/nonexistent/file.txt"], "text file not found"),
+        (["--tokenizer", "klingon"], "unknown tokenizer 'klingon'"),
+        (["--device", "cuda"], "no CUDA GPU"),
+    ],
+)
 def test_bad_settings_exit_2_with_one_line(cli, tmp_path, args, message):
     import torch
 
     if args == ["--device", "cuda"] and torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    r = cli("train", "--preset", "baby-gpt", "--max-iters", "2", *args, "--out", str(tmp_path / "x"))
+    r = cli(
+        "train", "--preset", "baby-gpt", "--max-iters", "2", *args, "--out", str(tmp_path / "x")
+    )
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert len([line for line in r.stderr.splitlines() if "error" in line]) == 1
@@ -91,8 +200,20 @@ def test_bad_data_and_divergence_exit_2(cli, tmp_path):
     small.write_text("to be or not to be\n" * 3)
     r = cli("train", "--preset", "baby-gpt", "--data", str(small), "--out", str(tmp_path / "y"))
     assert r.returncode == 2 and "block size 64 is larger than the data allows" in r.stderr
-    r = cli("train", "--preset", "baby-gpt", *TINY, "--lr", "1e6", "--max-iters", "200",
-            "--eval-interval", "1000", "--out", str(tmp_path / "z"))
+    r = cli(
+        "train",
+        "--preset",
+        "baby-gpt",
+        *TINY,
+        "--lr",
+        "1e6",
+        "--max-iters",
+        "200",
+        "--eval-interval",
+        "1000",
+        "--out",
+        str(tmp_path / "z"),
+    )
     assert r.returncode == 2 and "training diverged" in r.stderr
 
 
@@ -100,8 +221,20 @@ def test_sample_refuses_what_it_cannot_do(cli, tmp_path):
     r = cli("sample", "--checkpoint", str(tmp_path), "--prompt", "x", "--max-new-tokens", "3")
     assert r.returncode == 2 and "not a checkpoint folder" in r.stderr
     out = tmp_path / "run"
-    assert cli("train", "--preset", "bigram", "--max-iters", "1", "--eval-iters", "1",
-               "--out", str(out)).returncode == 0
+    assert (
+        cli(
+            "train",
+            "--preset",
+            "bigram",
+            "--max-iters",
+            "1",
+            "--eval-iters",
+            "1",
+            "--out",
+            str(out),
+        ).returncode
+        == 0
+    )
     r = cli("sample", "--checkpoint", str(out), "--prompt", "€uro", "--max-new-tokens", "3")
     assert r.returncode == 2 and "not in the char tokenizer" in r.stderr
     r = cli("sample", "--checkpoint", str(out), "--prompt", "a", "--max-new-tokens", "-1")

@@ -7,9 +7,33 @@ import sys
 
 import pytest
 
-ARGS = ["train", "--preset", "baby-gpt", "--n-layer", "1", "--n-head", "2", "--n-embd", "32",
-        "--block-size", "16", "--batch-size", "8", "--max-iters", "12", "--eval-interval", "4",
-        "--eval-iters", "2", "--device", "cpu", "--dtype", "float32", "--seed", "11"]
+ARGS = [
+    "train",
+    "--preset",
+    "baby-gpt",
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "32",
+    "--block-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--max-iters",
+    "12",
+    "--eval-interval",
+    "4",
+    "--eval-iters",
+    "2",
+    "--device",
+    "cpu",
+    "--dtype",
+    "float32",
+    "--seed",
+    "11",
+]
 
 
 def metrics(folder):
@@ -23,9 +47,25 @@ def test_two_processes_match_one_process_for_the_same_global_batch(cli, tmp_path
     assert r.returncode == 0, r.stderr
     ddp = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                        "-m", "llm_playground", *ARGS, "--out", str(ddp)],
-                       capture_output=True, text=True, env=env, timeout=280)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "llm_playground",
+            *ARGS,
+            "--out",
+            str(ddp),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=280,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "2 processes" in r.stderr
     a, b = metrics(single), metrics(ddp)

@@ -8,8 +8,8 @@ import re
 
 import pytest
 
-from llm_playground.errors import UserError
-from llm_playground.instructions import (
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.instructions import (
     PROMPT_FORMAT,
     Example,
     build_offline_set,
@@ -38,8 +38,11 @@ def test_shipped_offline_set_is_exactly_what_the_builder_makes():
 def test_chatterbot_pairs_come_from_the_corpus():
     pairs = {(e.instruction, e.output) for e in chatterbot_examples()}
     assert ("Who was the 37th President of the United States?", "Richard Nixon") in pairs
-    assert ("What is AI?", "Artificial Intelligence is the branch of engineering and science devoted "
-            "to constructing machines that think.") in pairs
+    assert (
+        "What is AI?",
+        "Artificial Intelligence is the branch of engineering and science devoted "
+        "to constructing machines that think.",
+    ) in pairs
     assert len(pairs) == 1176
 
 
@@ -56,8 +59,9 @@ def test_derived_answers_are_correct():
         elif task == "count":
             assert ex.output == f"The line has {len(line.split())} words."
         elif task == "reverse":
-            assert ex.output.split()[::-1] == [w.strip(".,;:!?'\"()[]-") for w in line.split()
-                                               if w.strip(".,;:!?'\"()[]-")]
+            assert ex.output.split()[::-1] == [
+                w.strip(".,;:!?'\"()[]-") for w in line.split() if w.strip(".,;:!?'\"()[]-")
+            ]
         elif task == "sort":
             words = line.split(", ")
             assert ex.output.split(", ") == sorted(words, key=str.lower)
@@ -68,33 +72,54 @@ def test_derived_answers_are_correct():
         elif task in ("first-word", "last-word"):
             word = re.match(r'The (first|last) word is "(.+)"\.', ex.output).group(2)
             assert word in line
-    assert seen == {"uppercase", "lowercase", "count", "first-word", "last-word", "reverse", "sort",
-                    "addition", "subtraction"}
+    assert seen == {
+        "uppercase",
+        "lowercase",
+        "count",
+        "first-word",
+        "last-word",
+        "reverse",
+        "sort",
+        "addition",
+        "subtraction",
+    }
 
 
 def test_prompt_format_known_answer():
     assert format_prompt("Say hi.") == "### Instruction:\nSay hi.\n\n### Response:\n"
-    assert format_prompt(" Upper. ", "abc") == "### Instruction:\nUpper.\n\n### Input:\nabc\n\n### Response:\n"
+    assert (
+        format_prompt(" Upper. ", "abc")
+        == "### Instruction:\nUpper.\n\n### Input:\nabc\n\n### Response:\n"
+    )
     assert Example("Say hi.", "Hi!").prompt == format_prompt("Say hi.")
     assert PROMPT_FORMAT == "alpaca-short-v1"
 
 
 def test_jsonl_round_trip(tmp_path):
-    examples = [Example("Say hi.", "Hi!"), Example("Upper.", "ABC", input="abc", source="mine"),
-                Example("Ünïcode ✓", "ok\nline two")]
+    examples = [
+        Example("Say hi.", "Hi!"),
+        Example("Upper.", "ABC", input="abc", source="mine"),
+        Example("Ünïcode ✓", "ok\nline two"),
+    ]
     path = tmp_path / "data.jsonl"
     assert save_jsonl(examples, path) == 3
     assert load_jsonl(path) == examples
     assert load_examples(str(path)) == examples
 
 
-@pytest.mark.parametrize("lines, message", [
-    (['{"instruction": "a", "output": "b"}', "{not json"], "line 2: not valid JSON"),
-    (['{"instruction": "a", "output": "b"}', "", '["a", "b"]'], "line 3: expected a JSON object"),
-    (['{"instruction": "a"}'], "line 1: missing or empty text field(s) 'output'"),
-    (['{"instruction": "a", "output": "b", "input": 5}'], "line 1: 'input' must be text"),
-    ([""], "holds no examples"),
-])
+@pytest.mark.parametrize(
+    "lines, message",
+    [
+        (['{"instruction": "a", "output": "b"}', "{not json"], "line 2: not valid JSON"),
+        (
+            ['{"instruction": "a", "output": "b"}', "", '["a", "b"]'],
+            "line 3: expected a JSON object",
+        ),
+        (['{"instruction": "a"}'], "line 1: missing or empty text field(s) 'output'"),
+        (['{"instruction": "a", "output": "b", "input": 5}'], "line 1: 'input' must be text"),
+        ([""], "holds no examples"),
+    ],
+)
 def test_malformed_lines_are_named(tmp_path, lines, message):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -124,6 +149,7 @@ def test_heldout_slice_is_fixed_disjoint_and_order_independent():
     assert not {key(e) for e in train} & {key(e) for e in held}
     train2, held2 = split_heldout(list(reversed(examples)))
     assert sorted(map(json.dumps, [e.to_json() for e in held2])) == sorted(
-        map(json.dumps, [e.to_json() for e in held]))
+        map(json.dumps, [e.to_json() for e in held])
+    )
     with pytest.raises(UserError, match="at least two"):
         split_heldout([Example("same", "a"), Example("Same ", "b")])

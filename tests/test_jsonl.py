@@ -2,8 +2,8 @@
 
 import pytest
 
-from llm_playground.errors import UserError
-from llm_playground.jsonl import parse_jsonl, read_jsonl
+from llm_playground.core.errors import UserError
+from llm_playground.core.jsonl import parse_jsonl, read_jsonl
 
 
 def test_rows_come_with_their_line_numbers_and_blank_lines_are_skipped():
@@ -11,14 +11,20 @@ def test_rows_come_with_their_line_numbers_and_blank_lines_are_skipped():
     assert rows == [(1, {"a": "x"}), (4, {"a": "y", "n": 2})]
 
 
-@pytest.mark.parametrize("text, checks, message", [
-    ('{"a": "x"}\n{oops', {}, "t.jsonl line 2: not valid JSON"),
-    ('["a"]', {"text_fields": ("a",)}, "t.jsonl line 1: expected a JSON object with 'a'"),
-    ('{"b": 1}', {"keys": ("id",)}, "t.jsonl line 1: missing field(s) 'id'"),
-    ('{"a": 5}', {"text_fields": ("a",)}, "t.jsonl line 1: missing text field(s) 'a'"),
-    ('{"a": "  "}', {"text_fields": ("a",), "nonblank": True},
-     "t.jsonl line 1: missing or empty text field(s) 'a'"),
-])
+@pytest.mark.parametrize(
+    "text, checks, message",
+    [
+        ('{"a": "x"}\n{oops', {}, "t.jsonl line 2: not valid JSON"),
+        ('["a"]', {"text_fields": ("a",)}, "t.jsonl line 1: expected a JSON object with 'a'"),
+        ('{"b": 1}', {"keys": ("id",)}, "t.jsonl line 1: missing field(s) 'id'"),
+        ('{"a": 5}', {"text_fields": ("a",)}, "t.jsonl line 1: missing text field(s) 'a'"),
+        (
+            '{"a": "  "}',
+            {"text_fields": ("a",), "nonblank": True},
+            "t.jsonl line 1: missing or empty text field(s) 'a'",
+        ),
+    ],
+)
 def test_malformed_lines_are_named(text, checks, message):
     with pytest.raises(UserError) as err:
         parse_jsonl(text, "t.jsonl", **checks)

@@ -11,17 +11,29 @@ from pathlib import Path
 
 import pytest
 
-from llm_playground import judge as jm
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
+from llm_playground.evaluation import judge as jm
 
 SECRET = "sk-test-DO-NOT-LEAK-4c1b2f"
 
 
 def completion(content: str) -> bytes:
-    return json.dumps({"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
-                       "choices": [{"index": 0, "finish_reason": "stop",
-                                    "message": {"role": "assistant", "content": content}}],
-                       "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode()
+    return json.dumps(
+        {
+            "id": "chatcmpl-1",
+            "object": "chat.completion",
+            "created": 0,
+            "model": "fake",
+            "choices": [
+                {
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": content},
+                }
+            ],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+        }
+    ).encode()
 
 
 class JudgeServer:
@@ -47,12 +59,15 @@ class JudgeServer:
                 body = json.loads(self.rfile.read(length) or b"{}")
                 scenario = self.path.strip("/").split("/")[0]
                 n = server.counts[scenario] = server.counts.get(scenario, 0) + 1
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"),
-                                        "body": body})
+                server.requests.append(
+                    {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+                )
                 if not self.path.endswith("/v1/chat/completions"):
                     return self._send(404, b'{"error": "not found"}')
                 if scenario == "ok":
-                    return self._send(200, completion('{"score": 8, "reason": "Correct and clear."}'))
+                    return self._send(
+                        200, completion('{"score": 8, "reason": "Correct and clear."}')
+                    )
                 if scenario == "flaky":
                     if n == 1:
                         return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
@@ -67,10 +82,16 @@ class JudgeServer:
                 if scenario == "garbage":
                     return self._send(200, b"<html>\x00 upstream exploded " + SECRET.encode())
                 if scenario == "rambling":
-                    return self._send(200, completion("What a lovely answer! I enjoyed reading it."))
+                    return self._send(
+                        200, completion("What a lovely answer! I enjoyed reading it.")
+                    )
                 if scenario == "refused":
-                    return self._send(401, json.dumps({"error": {"message": f"Incorrect API key "
-                                                                            f"provided: {SECRET}"}}).encode())
+                    return self._send(
+                        401,
+                        json.dumps(
+                            {"error": {"message": f"Incorrect API key provided: {SECRET}"}}
+                        ).encode(),
+                    )
                 if scenario == "pairwise":
                     return self._send(200, completion('{"winner": "A", "reason": "more accurate"}'))
                 return self._send(500, b"unknown scenario")
@@ -153,7 +174,7 @@ def test_backoff_grows_exponentially_and_is_capped():
     j = jm.OpenAICompatibleJudge("http://127.0.0.1:9/v1", "m", SECRET, backoff=1.0, max_backoff=5.0)
     for attempt in range(6):
         delay = j._delay(attempt, None)
-        assert min(5.0, 0.5 * 2 ** attempt) <= delay <= min(5.0, 1.5 * 2 ** attempt)
+        assert min(5.0, 0.5 * 2**attempt) <= delay <= min(5.0, 1.5 * 2**attempt)
     assert j._delay(0, 120.0) == 5.0  # a long Retry-After is capped too
 
 
@@ -214,10 +235,18 @@ def test_the_key_never_reaches_logs_repr_or_files(server, caplog, playground_hom
     with pytest.raises(UserError):
         jm.judge_answers(api_judge(server, "refused"), PAIR)
     jm.judge_answers(api_judge(server, "slow", timeout=0.2, max_retries=0), PAIR)
-    from llm_playground.leaderboard import Leaderboard, record_judge
+    from llm_playground.evaluation.leaderboard import Leaderboard, record_judge
 
-    record_judge(Leaderboard(), "answers", "answers", 8.0, None, 1, "q.jsonl",
-                 settings={"judge": api_judge(server, "ok").name})
+    record_judge(
+        Leaderboard(),
+        "answers",
+        "answers",
+        8.0,
+        None,
+        1,
+        "q.jsonl",
+        settings={"judge": api_judge(server, "ok").name},
+    )
     assert caplog.records, "the client logs its retries"
     assert SECRET not in caplog.text
     assert SECRET not in repr(api_judge(server, "ok"))
@@ -230,21 +259,24 @@ def test_the_key_never_reaches_logs_repr_or_files(server, caplog, playground_hom
 # --- parsing -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("raw,score", [
-    ('{"score": 7, "reason": "ok"}', 7),
-    ('Sure!\n```json\n{"score": "9", "reason": "good"}\n```', 9),
-    ('{"Score": 10}', 10),
-    ("Score: 7\nThe answer is right but terse.", 7),
-    ("I give it a score of 4 because it is vague.", 4),
-    ("Rating: 3", 3),
-    ("7/10 - decent", 7),
-    ("Overall 8 out of 10.", 8),
-    ('{"score": 11, "reason": "too high"}', None),
-    ('{"score": 7.5}', None),
-    ("Score: 0", None),
-    ("A fine answer.", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "raw,score",
+    [
+        ('{"score": 7, "reason": "ok"}', 7),
+        ('Sure!\n```json\n{"score": "9", "reason": "good"}\n```', 9),
+        ('{"Score": 10}', 10),
+        ("Score: 7\nThe answer is right but terse.", 7),
+        ("I give it a score of 4 because it is vague.", 4),
+        ("Rating: 3", 3),
+        ("7/10 - decent", 7),
+        ("Overall 8 out of 10.", 8),
+        ('{"score": 11, "reason": "too high"}', None),
+        ('{"score": 7.5}', None),
+        ("Score: 0", None),
+        ("A fine answer.", None),
+        ("", None),
+    ],
+)
 def test_parse_judgement(raw, score):
     assert jm.parse_judgement(raw)[0] == score
 
@@ -253,11 +285,19 @@ def test_parse_judgement_keeps_the_reason():
     assert jm.parse_judgement('{"score": 7, "reason": "Right, terse."}') == (7, "Right, terse.")
 
 
-@pytest.mark.parametrize("raw,winner", [
-    ('{"winner": "A", "reason": "x"}', "a"), ('{"winner": "b"}', "b"), ('{"winner": "tie"}', "tie"),
-    ("Answer B is better.", "b"), ("B", "b"), ("They are equally good: a tie.", "tie"),
-    ('{"winner": "A" | "B" | "tie", "reason": "..."}', None), ("no idea", None),
-])
+@pytest.mark.parametrize(
+    "raw,winner",
+    [
+        ('{"winner": "A", "reason": "x"}', "a"),
+        ('{"winner": "b"}', "b"),
+        ('{"winner": "tie"}', "tie"),
+        ("Answer B is better.", "b"),
+        ("B", "b"),
+        ("They are equally good: a tie.", "tie"),
+        ('{"winner": "A" | "B" | "tie", "reason": "..."}', None),
+        ("no idea", None),
+    ],
+)
 def test_parse_preference(raw, winner):
     assert jm.parse_preference(raw)[0] == winner
 
@@ -267,7 +307,7 @@ def test_parse_preference(raw, winner):
 
 def test_mean_ci_is_the_t_interval():
     mean, (lo, hi) = jm.mean_ci([1, 2, 3, 4, 5])
-    half = 2.776 * (2.5 ** 0.5) / (5 ** 0.5)  # t(0.975, 4) x s / sqrt(n)
+    half = 2.776 * (2.5**0.5) / (5**0.5)  # t(0.975, 4) x s / sqrt(n)
     assert mean == 3 and lo == pytest.approx(3 - half) and hi == pytest.approx(3 + half)
     assert jm.mean_ci([7]) == (7, None)
     assert jm.mean_ci([]) == (None, None)
@@ -285,11 +325,40 @@ class FixedJudge:
 
 
 def test_pairwise_agreement_with_human_votes():
-    votes = [{"prompt": "p1", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "a"},
-             {"prompt": "p2", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "b"},
-             {"prompt": "p3", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2",
-              "choice": "both-bad"},
-             {"prompt": "p4", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "a"}]
+    votes = [
+        {
+            "prompt": "p1",
+            "response_a": "x",
+            "response_b": "y",
+            "model_a": "m1",
+            "model_b": "m2",
+            "choice": "a",
+        },
+        {
+            "prompt": "p2",
+            "response_a": "x",
+            "response_b": "y",
+            "model_a": "m1",
+            "model_b": "m2",
+            "choice": "b",
+        },
+        {
+            "prompt": "p3",
+            "response_a": "x",
+            "response_b": "y",
+            "model_a": "m1",
+            "model_b": "m2",
+            "choice": "both-bad",
+        },
+        {
+            "prompt": "p4",
+            "response_a": "x",
+            "response_b": "y",
+            "model_a": "m1",
+            "model_b": "m2",
+            "choice": "a",
+        },
+    ]
     judge = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "tie"}', "unreadable"])
     events = list(jm.judge_pairs(judge, votes))
     result = events[-1]
@@ -300,8 +369,14 @@ def test_pairwise_agreement_with_human_votes():
 
 
 def test_pairwise_through_the_api(server):
-    vote = {"prompt": "p", "response_a": "Paris", "response_b": "Rome", "model_a": "m1", "model_b": "m2",
-            "choice": "a"}
+    vote = {
+        "prompt": "p",
+        "response_a": "Paris",
+        "response_b": "Rome",
+        "model_a": "m1",
+        "model_b": "m2",
+        "choice": "a",
+    }
     result = list(jm.judge_pairs(api_judge(server, "pairwise"), [vote]))[-1]
     assert result.rate == 1.0
     assert "Answer A:\nParis" in server.requests[0]["body"]["messages"][1]["content"]
@@ -312,12 +387,16 @@ def test_jsonl_inputs_and_pairing(tmp_path):
     q.write_text('{"id": 1, "question": "Q1"}\n\n{"id": "2", "question": "Q2"}\n')
     a = tmp_path / "a.jsonl"
     a.write_text('{"id": "2", "answer": "A2"}\n')
-    pairs = jm.pair_questions(jm.load_jsonl(q, ("id", "question"), "questions"),
-                              jm.load_jsonl(a, ("id", "answer"), "answers"))
+    pairs = jm.pair_questions(
+        jm.load_jsonl(q, ("id", "question"), "questions"),
+        jm.load_jsonl(a, ("id", "answer"), "answers"),
+    )
     assert pairs == [("2", "Q2", "A2")]
     a.write_text('{"id": "3", "answer": "A3"}\n')
     with pytest.raises(UserError, match="answer id '3' has no question"):
-        jm.pair_questions(jm.load_jsonl(q, ("id", "question"), "q"), jm.load_jsonl(a, ("id", "answer"), "a"))
+        jm.pair_questions(
+            jm.load_jsonl(q, ("id", "question"), "q"), jm.load_jsonl(a, ("id", "answer"), "a")
+        )
     a.write_text("not json\n")
     with pytest.raises(UserError, match="line 1: not valid JSON"):
         jm.load_jsonl(a, ("id", "answer"), "answers")
@@ -335,7 +414,7 @@ def test_jsonl_inputs_and_pairing(tmp_path):
 def test_local_judge_answers_in_the_rubric_form():
     import torch
 
-    from llm_playground.registry import load_model
+    from llm_playground.generation.registry import load_model
 
     try:
         loaded = load_model(jm.DEFAULT_LOCAL_JUDGE)
@@ -356,8 +435,24 @@ def test_local_judge_answers_in_the_rubric_form():
 
 
 def test_swapping_positions_turns_a_position_bias_into_a_tie():
-    votes = [{"prompt": "p1", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "a"},
-             {"prompt": "p2", "response_a": "x", "response_b": "y", "model_a": "m1", "model_b": "m2", "choice": "b"}]
+    votes = [
+        {
+            "prompt": "p1",
+            "response_a": "x",
+            "response_b": "y",
+            "model_a": "m1",
+            "model_b": "m2",
+            "choice": "a",
+        },
+        {
+            "prompt": "p2",
+            "response_a": "x",
+            "response_b": "y",
+            "model_a": "m1",
+            "model_b": "m2",
+            "choice": "b",
+        },
+    ]
     # Pair 1: "A" both times, i.e. always the first answer shown: a position bias, so a tie.
     # Pair 2: "B", then "A" once swapped: the same answer (y) both times, so b.
     judge = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "B"}', '{"winner": "A"}'])

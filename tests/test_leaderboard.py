@@ -9,15 +9,29 @@ import sqlite3
 
 import pytest
 
-from llm_playground import leaderboard as lb
-from llm_playground.errors import UserError
-from llm_playground.metrics import PerplexityResult, bleu_chrf, rouge
+from llm_playground.core.errors import UserError
+from llm_playground.evaluation import leaderboard as lb
+from llm_playground.evaluation.metrics import PerplexityResult, bleu_chrf, rouge
 
 
 def ppl_result(token=20.0, word=60.0, bpb=1.1, stopped=False, capped=False) -> PerplexityResult:
-    return PerplexityResult(token_perplexity=token, word_perplexity=word, bits_per_byte=bpb, n_tokens=100,
-                            nll_sum=300.0, n_words=70, n_bytes=400, stride=512, max_length=1024, n_windows=1,
-                            dtype="float32", batch_size=8, time_s=1.0, capped=capped, stopped=stopped)
+    return PerplexityResult(
+        token_perplexity=token,
+        word_perplexity=word,
+        bits_per_byte=bpb,
+        n_tokens=100,
+        nll_sum=300.0,
+        n_words=70,
+        n_bytes=400,
+        stride=512,
+        max_length=1024,
+        n_windows=1,
+        dtype="float32",
+        batch_size=8,
+        time_s=1.0,
+        capped=capped,
+        stopped=stopped,
+    )
 
 
 def test_schema_version_wal_and_the_shared_mark(playground_home):
@@ -25,12 +39,15 @@ def test_schema_version_wal_and_the_shared_mark(playground_home):
     assert board.path == playground_home / "playground.sqlite"
     with sqlite3.connect(board.path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert con.execute("SELECT value FROM eval_meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert (
+            con.execute("SELECT value FROM eval_meta WHERE key = 'schema_version'").fetchone()[0]
+            == "1"
+        )
         assert con.execute("PRAGMA application_id").fetchone()[0] == lb.APPLICATION_ID
 
 
 def test_the_mark_is_lab_4s():
-    prefs = pytest.importorskip("llm_playground.preferences")
+    prefs = pytest.importorskip("llm_playground.finetuning.preferences")
     assert prefs.APPLICATION_ID == lb.APPLICATION_ID
 
 
@@ -68,13 +85,23 @@ def test_every_number_is_stored_with_data_settings_and_date(tmp_path):
 def test_pivot_latest_run_per_family(tmp_path):
     board = lb.Leaderboard(tmp_path / "db.sqlite")
     lb.record_perplexity(board, "m1", "offline", ppl_result(token=30.0), "wikitext-2")
-    lb.record_perplexity(board, "m1", "offline", ppl_result(token=25.0, word=70.0), "tinyshakespeare-val")
+    lb.record_perplexity(
+        board, "m1", "offline", ppl_result(token=25.0, word=70.0), "tinyshakespeare-val"
+    )
     b = bleu_chrf(["The cat sat."], [["The cat sat on the mat."]])
     r = rouge(["The cat sat."], ["The cat sat on the mat."])
     lb.record_bleu(board, "m1", "offline", b, "reference set")
     lb.record_rouge(board, "m1", "offline", r, "reference set", n=1)
-    lb.record_judge(board, "m1", "offline", 7.5, (6.5, 8.5), 20, "reference set",
-                    settings={"judge": "gpt-4o-mini @ https://api.openai.com/v1"})
+    lb.record_judge(
+        board,
+        "m1",
+        "offline",
+        7.5,
+        (6.5, 8.5),
+        20,
+        "reference set",
+        settings={"judge": "gpt-4o-mini @ https://api.openai.com/v1"},
+    )
     lb.record_perplexity(board, "m2", "checkpoint", ppl_result(token=90.0), "wikitext-2")
     rows = {row["model"]: row for row in board.leaderboard(human_ratings=[])}
     m1 = rows["m1"]
@@ -83,20 +110,33 @@ def test_pivot_latest_run_per_family(tmp_path):
     assert m1["bleu"] == pytest.approx(b.bleu) and m1["chrf"] == pytest.approx(b.chrf)
     assert m1["rougeL"] == pytest.approx(r["rougeL"]["fmeasure"])
     assert m1["bleu_data"] == m1["rouge_data"] == "reference set"
-    assert (m1["judge_score"], m1["judge_ci_low"], m1["judge_ci_high"], m1["judge_n"]) == (7.5, 6.5, 8.5, 20)
+    assert (m1["judge_score"], m1["judge_ci_low"], m1["judge_ci_high"], m1["judge_n"]) == (
+        7.5,
+        6.5,
+        8.5,
+        20,
+    )
     assert "gpt-4o-mini" in m1["judge_data"]
     assert rows["m2"]["kind"] == "checkpoint" and rows["m2"]["bleu"] is None
     # Like with like: only perplexities on one data set.
-    same = {row["model"]: row for row in board.leaderboard(perplexity_data="wikitext-2", human_ratings=[])}
+    same = {
+        row["model"]: row
+        for row in board.leaderboard(perplexity_data="wikitext-2", human_ratings=[])
+    }
     assert same["m1"]["token_perplexity"] == 30.0 and same["m1"]["perplexity_data"] == "wikitext-2"
 
 
 def test_stopped_runs_are_not_recorded_and_capped_runs_say_so(tmp_path):
     board = lb.Leaderboard(tmp_path / "db.sqlite")
-    assert lb.record_perplexity(board, "m", "offline", ppl_result(stopped=True), "wikitext-2") is None
+    assert (
+        lb.record_perplexity(board, "m", "offline", ppl_result(stopped=True), "wikitext-2") is None
+    )
     assert board.results() == []
     lb.record_perplexity(board, "m", "offline", ppl_result(capped=True), "wikitext-2")
-    assert board.leaderboard(human_ratings=[])[0]["perplexity_data"] == "wikitext-2 (first 100 tokens, 400 bytes)"
+    assert (
+        board.leaderboard(human_ratings=[])[0]["perplexity_data"]
+        == "wikitext-2 (first 100 tokens, 400 bytes)"
+    )
 
 
 def test_bad_records_are_user_errors(tmp_path):
@@ -110,14 +150,18 @@ def test_bad_records_are_user_errors(tmp_path):
 def test_human_ratings_join_the_rows(tmp_path):
     board = lb.Leaderboard(tmp_path / "db.sqlite")
     lb.record_judge(board, "m1", "offline", 6.0, None, 1, "q.jsonl")
-    rows = {r["model"]: r for r in board.leaderboard(human_ratings=[("m1", 1040.0, 1000.0, 1080.0, 12),
-                                                                    ("m9", 960.0, 900.0, 1020.0, 12)])}
+    rows = {
+        r["model"]: r
+        for r in board.leaderboard(
+            human_ratings=[("m1", 1040.0, 1000.0, 1080.0, 12), ("m9", 960.0, 900.0, 1020.0, 12)]
+        )
+    }
     assert (rows["m1"]["human_rating"], rows["m1"]["human_votes"]) == (1040.0, 12)
     assert rows["m9"]["kind"] == "votes" and rows["m9"]["judge_score"] is None
 
 
 def test_human_ratings_from_lab_4_votes_in_the_same_database():
-    prefs = pytest.importorskip("llm_playground.preferences")
+    prefs = pytest.importorskip("llm_playground.finetuning.preferences")
     board = lb.Leaderboard()
     lb.record_judge(board, "m1", "offline", 6.0, None, 1, "q.jsonl")
     store = prefs.PreferenceStore(board.path)  # the vote store accepts the shared file
@@ -137,4 +181,6 @@ def test_csv_and_json_exports(tmp_path):
     assert table[0]["model"] == "m1" and float(table[0]["token_perplexity"]) == 20.0
     assert table[0]["bleu"] == ""
     data = json.loads(board.to_json())
-    assert data["version"] == lb.SCHEMA_VERSION and data["rows"][0]["perplexity_data"] == "wikitext-2"
+    assert (
+        data["version"] == lb.SCHEMA_VERSION and data["rows"][0]["perplexity_data"] == "wikitext-2"
+    )

@@ -8,19 +8,23 @@ import threading
 import pytest
 import torch
 
-from llm_playground import metrics
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
+from llm_playground.evaluation import metrics
 
 # The example of sacrebleu's README: three system segments, two reference streams.
-README_REFS = [["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
-               ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."]]
+README_REFS = [
+    ["The dog bit the man.", "It was not unexpected.", "The man bit him first."],
+    ["The dog had bit the man.", "No one was surprised.", "The man had bitten the dog."],
+]
 README_SYS = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
 
-TEXT = ("The tower is 324 metres tall, about the same height as an 81-storey building, and the "
-        "tallest structure in Paris. Its base is square, measuring 125 metres on each side. During "
-        "its construction, the Eiffel Tower surpassed the Washington Monument to become the tallest "
-        "man-made structure in the world, a title it held for 41 years until the Chrysler Building "
-        "in New York City was finished in 1930.")
+TEXT = (
+    "The tower is 324 metres tall, about the same height as an 81-storey building, and the "
+    "tallest structure in Paris. Its base is square, measuring 125 metres on each side. During "
+    "its construction, the Eiffel Tower surpassed the Washington Monument to become the tallest "
+    "man-made structure in the world, a title it held for 41 years until the Chrysler Building "
+    "in New York City was finished in 1930."
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -34,7 +38,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def smollm():
-    from llm_playground.registry import load_model
+    from llm_playground.generation.registry import load_model
 
     try:
         return load_model("smollm2-135m-instruct")
@@ -75,7 +79,7 @@ def test_perplexity_equals_direct_mean_nll_when_stride_is_max_length(smollm):
     nll, count = 0.0, 0
     with torch.no_grad():
         for start in range(0, len(ids), L):
-            chunk = torch.tensor([ids[start:start + L]])
+            chunk = torch.tensor([ids[start : start + L]])
             if chunk.shape[1] < 2:
                 continue
             logp = torch.log_softmax(smollm.model(chunk).logits[0, :-1].float(), dim=-1)
@@ -144,8 +148,16 @@ def test_bytes_count_non_ascii_text_in_utf8(smollm):
 
 
 def test_max_tokens_caps_the_run_and_progress_reaches_the_end(smollm):
-    events = list(metrics.perplexity_events(smollm, metrics.load_eval_text("wikitext-2").text,
-                                            stride=16, max_length=32, max_tokens=64, dtype="float32"))
+    events = list(
+        metrics.perplexity_events(
+            smollm,
+            metrics.load_eval_text("wikitext-2").text,
+            stride=16,
+            max_length=32,
+            max_tokens=64,
+            dtype="float32",
+        )
+    )
     result = events[-1]
     progress = [e for e in events if isinstance(e, metrics.PerplexityProgress)]
     assert isinstance(result, metrics.PerplexityResult)
@@ -196,8 +208,9 @@ def test_eval_texts(tmp_path):
 # --- BLEU and chrF -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tokenize,expected", [("13a", 48.530827), ("none", 49.1919566),
-                                               ("intl", 43.91623493)])
+@pytest.mark.parametrize(
+    "tokenize,expected", [("13a", 48.530827), ("none", 49.1919566), ("intl", 43.91623493)]
+)
 def test_sacrebleu_readme_known_answers(tokenize, expected):
     result = metrics.bleu_chrf(README_SYS, README_REFS, tokenize=tokenize)
     assert result.bleu == pytest.approx(expected, abs=1e-6)
@@ -210,17 +223,26 @@ def test_corpus_bleu_is_not_the_mean_of_sentence_bleu():
 
     result = metrics.bleu_chrf(README_SYS, README_REFS)
     sbleu = BLEU(effective_order=True)
-    expected = [sbleu.sentence_score(h, [r[i] for r in README_REFS]).score for i, h in enumerate(README_SYS)]
+    expected = [
+        sbleu.sentence_score(h, [r[i] for r in README_REFS]).score for i, h in enumerate(README_SYS)
+    ]
     assert [s.bleu for s in result.sentences] == pytest.approx(expected)
     assert [s.chrf for s in result.sentences] == pytest.approx(
-        [CHRF().sentence_score(h, [r[i] for r in README_REFS]).score for i, h in enumerate(README_SYS)])
+        [
+            CHRF().sentence_score(h, [r[i] for r in README_REFS]).score
+            for i, h in enumerate(README_SYS)
+        ]
+    )
     assert result.sentences[0].bleu == pytest.approx(100.0)
     # Corpus BLEU pools the n-gram counts of all segments before the geometric mean.
     plain = BLEU()
     stats = [plain.sentence_score(h, [r[i] for r in README_REFS]) for i, h in enumerate(README_SYS)]
-    pooled = BLEU.compute_bleu(correct=[sum(s.counts[n] for s in stats) for n in range(4)],
-                               total=[sum(s.totals[n] for s in stats) for n in range(4)],
-                               sys_len=sum(s.sys_len for s in stats), ref_len=sum(s.ref_len for s in stats))
+    pooled = BLEU.compute_bleu(
+        correct=[sum(s.counts[n] for s in stats) for n in range(4)],
+        total=[sum(s.totals[n] for s in stats) for n in range(4)],
+        sys_len=sum(s.sys_len for s in stats),
+        ref_len=sum(s.ref_len for s in stats),
+    )
     assert result.bleu == pytest.approx(pooled.score)
     assert result.bleu != pytest.approx(sum(expected) / len(expected), abs=0.1)
 
@@ -228,7 +250,10 @@ def test_corpus_bleu_is_not_the_mean_of_sentence_bleu():
 def test_single_segment_corpus_equals_sentence_level():
     from sacrebleu.metrics import BLEU
 
-    hyp, ref = "the quick brown fox jumps over the dog", "the quick brown fox jumps over the lazy dog"
+    hyp, ref = (
+        "the quick brown fox jumps over the dog",
+        "the quick brown fox jumps over the lazy dog",
+    )
     result = metrics.bleu_chrf([hyp], [[ref]])
     assert result.bleu == pytest.approx(BLEU().sentence_score(hyp, [ref]).score)
 
@@ -267,7 +292,10 @@ def test_rouge_is_averaged_over_lines():
 
 
 def test_rouge_lsum_splits_sentences_on_newlines():
-    assert metrics.split_sentences("The cat sat. The dog ran!  Why?") == "The cat sat.\nThe dog ran!\nWhy?"
+    assert (
+        metrics.split_sentences("The cat sat. The dog ran!  Why?")
+        == "The cat sat.\nThe dog ran!\nWhy?"
+    )
     scores = metrics.rouge(["the dog ran. the cat sat."], ["the cat sat. the dog ran."])
     assert scores["rougeLsum"]["fmeasure"] == pytest.approx(1.0)
     assert scores["rougeL"]["fmeasure"] < 1.0
@@ -284,11 +312,14 @@ def test_reference_set_ships_with_unique_ids():
 
 
 def test_reference_set_scoring_generates_and_scores(smollm):
-    pytest.importorskip("llm_playground.decoding")
-    from llm_playground.decoding import DecodingConfig
+    pytest.importorskip("llm_playground.generation.decoding")
+    from llm_playground.generation.decoding import DecodingConfig
 
-    events = list(metrics.reference_set_events(smollm, DecodingConfig(strategy="greedy", max_new_tokens=12),
-                                               limit=2))
+    events = list(
+        metrics.reference_set_events(
+            smollm, DecodingConfig(strategy="greedy", max_new_tokens=12), limit=2
+        )
+    )
     result = events[-1]
     assert isinstance(result, metrics.ReferenceResult)
     assert [e.done for e in events[:-1]] == [1, 2]

@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from llm_playground.config import PRESETS, ModelConfig, TrainConfig, preset
-from llm_playground.errors import UserError
-from llm_playground.model import (
+from llm_playground.core.errors import UserError
+from llm_playground.training.config import PRESETS, ModelConfig, TrainConfig, preset
+from llm_playground.training.model import (
     GPT,
     BigramLanguageModel,
     build_model,
@@ -42,19 +42,22 @@ def test_baby_gpt_has_the_known_parameter_count():
     assert count_parameters(model) - 64 * 128 == pytest.approx(0.80e6, rel=0.01)
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"n_embd": 130, "n_head": 4}, "not divisible by the number of heads"),
-    ({"lr": float("nan")}, "learning rate must be a finite number"),
-    ({"lr": float("inf")}, "learning rate must be a finite number"),
-    ({"lr": 0.0}, "learning rate must be positive"),
-    ({"lr": -1e-3}, "learning rate must be positive"),
-    ({"n_layer": 0}, "number of layers must be a positive whole number"),
-    ({"batch_size": 0}, "batch size must be a positive whole number"),
-    ({"dropout": 1.0}, "dropout must be at least 0 and below 1"),
-    ({"max_iters": -5}, "max iterations must be a positive whole number"),
-    ({"device": "tpu"}, "unknown device"),
-    ({"dtype": "float16"}, "unknown dtype"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"n_embd": 130, "n_head": 4}, "not divisible by the number of heads"),
+        ({"lr": float("nan")}, "learning rate must be a finite number"),
+        ({"lr": float("inf")}, "learning rate must be a finite number"),
+        ({"lr": 0.0}, "learning rate must be positive"),
+        ({"lr": -1e-3}, "learning rate must be positive"),
+        ({"n_layer": 0}, "number of layers must be a positive whole number"),
+        ({"batch_size": 0}, "batch size must be a positive whole number"),
+        ({"dropout": 1.0}, "dropout must be at least 0 and below 1"),
+        ({"max_iters": -5}, "max iterations must be a positive whole number"),
+        ({"device": "tpu"}, "unknown device"),
+        ({"dtype": "float16"}, "unknown dtype"),
+    ],
+)
 def test_impossible_settings_are_refused_with_a_message(changes, message):
     with pytest.raises(UserError, match=message):
         preset("baby-gpt", **changes).validate()
@@ -63,7 +66,10 @@ def test_impossible_settings_are_refused_with_a_message(changes, message):
 def test_block_size_above_what_the_data_allows_is_refused():
     config = preset("baby-gpt", block_size=64)
     config.validate(n_train_tokens=1000, n_val_tokens=100)
-    with pytest.raises(UserError, match="block size 128 is larger than the data allows.*validation split has only 100"):
+    with pytest.raises(
+        UserError,
+        match="block size 128 is larger than the data allows.*validation split has only 100",
+    ):
         config.replace(block_size=128).validate(n_train_tokens=1000, n_val_tokens=100)
 
 

@@ -38,11 +38,34 @@ def _wait_for_job(at: AppTest, state_key: str, timeout: float = 180) -> None:
 
 
 def test_the_page_shows_every_tab_with_keyed_widgets(app):
-    keys = {w.key for w in [*app.selectbox, *app.radio, *app.text_area, *app.text_input,
-                            *app.number_input, *app.button]}
-    assert {"ev_ppl_model", "ev_ppl_data", "ev_ppl_stride", "ev_ppl_maxlen", "ev_ppl_maxtok", "ev_ppl_run",
-            "ev_ref_mode", "ev_bleu_hyp", "ev_bleu_ref", "ev_bleu_run", "ev_judge_kind",
-            "ev_judge_questions", "ev_judge_answers", "ev_judge_run", "ev_lb_data"} <= keys
+    keys = {
+        w.key
+        for w in [
+            *app.selectbox,
+            *app.radio,
+            *app.text_area,
+            *app.text_input,
+            *app.number_input,
+            *app.button,
+        ]
+    }
+    assert {
+        "ev_ppl_model",
+        "ev_ppl_data",
+        "ev_ppl_stride",
+        "ev_ppl_maxlen",
+        "ev_ppl_maxtok",
+        "ev_ppl_run",
+        "ev_ref_mode",
+        "ev_bleu_hyp",
+        "ev_bleu_ref",
+        "ev_bleu_run",
+        "ev_judge_kind",
+        "ev_judge_questions",
+        "ev_judge_answers",
+        "ev_judge_run",
+        "ev_lb_data",
+    } <= keys
     text = " ".join(m.value for m in app.markdown)
     assert "bits per byte" in text.lower() and "do not compare" in text
     assert any("CC BY-SA 3.0" in c.value for c in app.caption)
@@ -51,12 +74,14 @@ def test_the_page_shows_every_tab_with_keyed_widgets(app):
 
 def test_bleu_known_answer_on_the_page_and_the_short_string_warning(app):
     _by_key(app.text_area, "ev_bleu_hyp").set_value(
-        "The dog bit the man.\nIt wasn't surprising.\nThe man had just bitten him.")
+        "The dog bit the man.\nIt wasn't surprising.\nThe man had just bitten him."
+    )
     _by_key(app.text_area, "ev_bleu_ref").set_value(
-        "The dog bit the man.\nIt was not unexpected.\nThe man bit him first.")
+        "The dog bit the man.\nIt was not unexpected.\nThe man bit him first."
+    )
     _by_key(app.button, "ev_bleu_run").click().run()
     assert not app.exception
-    from llm_playground import metrics
+    from llm_playground.evaluation import metrics
 
     hyps = ["The dog bit the man.", "It wasn't surprising.", "The man had just bitten him."]
     refs = ["The dog bit the man.", "It was not unexpected.", "The man bit him first."]
@@ -89,7 +114,8 @@ def test_perplexity_run_on_pasted_text_reaches_the_leaderboard(app):
         _by_key(app.radio, "ev_ppl_data").set_value("pasted").run()
         _by_key(app.text_area, "ev_ppl_text").set_value(
             "The quick brown fox jumps over the lazy dog. It was a bright cold day in April, and the "
-            "clocks were striking thirteen.")
+            "clocks were striking thirteen."
+        )
         _by_key(app.number_input, "ev_ppl_stride").set_value(16)
         _by_key(app.number_input, "ev_ppl_maxlen").set_value(32)
         _by_key(app.selectbox, "ev_ppl_dtype").set_value("float32")
@@ -101,7 +127,7 @@ def test_perplexity_run_on_pasted_text_reaches_the_leaderboard(app):
     shown = {m.label: m.value for m in app.metric}
     assert {"Token perplexity", "Word perplexity", "Bits per byte"} <= set(shown)
     assert any("pasted text" in c.value and "stride 16" in c.value for c in app.caption)
-    from llm_playground.leaderboard import Leaderboard
+    from llm_playground.evaluation.leaderboard import Leaderboard
 
     row = Leaderboard().leaderboard(human_ratings=[])[0]
     assert row["model"] == "smollm2-135m-instruct" and row["perplexity_data"] == "pasted text"
@@ -125,7 +151,7 @@ def test_api_judge_without_key_explains_and_with_server_scores(app, monkeypatch)
     assert shown["Mean judge score"].startswith("8.00")
     table = next(d.value for d in app.dataframe if "reason" in d.value.columns)
     assert list(table["score"]) == [8, 8, 8]
-    from llm_playground.leaderboard import Leaderboard
+    from llm_playground.evaluation.leaderboard import Leaderboard
 
     row = Leaderboard().leaderboard(human_ratings=[])[0]
     assert row["model"] == "example answers" and row["judge_score"] == 8
@@ -140,7 +166,9 @@ def test_browser_journey_perplexity_and_leaderboard(app_url, page):
     area.fill("The quick brown fox jumps over the lazy dog. It was a bright cold day in April.")
     area.press("Control+Enter")
     page.get_by_role("button", name="Compute perplexity").click()
-    page.locator("[data-testid='stMetricLabel']", has_text="Bits per byte").wait_for(timeout=120_000)
+    page.locator("[data-testid='stMetricLabel']", has_text="Bits per byte").wait_for(
+        timeout=120_000
+    )
     page.get_by_role("tab", name="Leaderboard").click()
     page.get_by_role("button", name="Download CSV").wait_for(timeout=30_000)
     page.get_by_text("Click a column header to sort").wait_for()

@@ -19,13 +19,23 @@ def _page() -> AppTest:
 
 
 def _text(at: AppTest) -> str:
-    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption]
-                    + [e.value for e in at.error] + [i.value for i in at.info])
+    return " ".join(
+        [m.value for m in at.markdown]
+        + [c.value for c in at.caption]
+        + [e.value for e in at.error]
+        + [i.value for i in at.info]
+    )
 
 
 def test_page_renders_with_the_shipped_adapter_as_default():
     at = _page()
-    assert [t.label for t in at.tabs] == ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"]
+    assert [t.label for t in at.tabs] == [
+        "Side by side",
+        "Train an adapter",
+        "Vote",
+        "Preferences",
+        "DPO",
+    ]
     # the shipped default pair: the Gemma base on the left, its instruction adapter on the right
     assert at.selectbox(key="ft_right").value == "gemma3-270m-instruct"
     assert at.selectbox(key="ft_left").value == "gemma3-270m"
@@ -51,11 +61,13 @@ def test_side_by_side_generates_both_with_times_and_heldout_losses():
 
 
 def test_training_tab_rejects_an_existing_name_and_bad_upload(tmp_path):
-    from llm_playground.paths import get_paths
+    from llm_playground.core.paths import get_paths
 
     taken = get_paths().ensure().adapters / "taken"
     taken.mkdir()
-    (taken / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "smollm2-135m-instruct"}))
+    (taken / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": "smollm2-135m-instruct"})
+    )
     at = _page()
     at.text_input(key="ft_train_name").set_value("taken")
     at.run()
@@ -94,8 +106,8 @@ def test_side_by_side_in_a_browser(app_url, page):
 
 
 def test_vote_tab_generates_a_pair_with_the_side_by_side_models_and_stores_the_vote():
-    from llm_playground.paths import get_paths
-    from llm_playground.preferences import PreferenceStore
+    from llm_playground.core.paths import get_paths
+    from llm_playground.finetuning.preferences import PreferenceStore
 
     at = _page()
     at.selectbox(key="ft_left").set_value("smollm2-135m-instruct")
@@ -109,7 +121,11 @@ def test_vote_tab_generates_a_pair_with_the_side_by_side_models_and_stores_the_v
     at.button(key="prefs_vote_a").click().run()
     assert not at.exception, at.exception
     votes = PreferenceStore(get_paths().db).list_votes()
-    assert len(votes) == 1, ([e.value for e in at.error], votes) and votes[0].choice == "a" and votes[0].prompt == "Name a fruit."
+    assert len(votes) == 1, (
+        ([e.value for e in at.error], votes)
+        and votes[0].choice == "a"
+        and votes[0].prompt == "Name a fruit."
+    )
     assert votes[0].model_a == votes[0].model_b == "smollm2-135m-instruct"
 
 
@@ -135,7 +151,9 @@ def test_training_starts_shows_its_share_and_stops(tmp_path):
         time.sleep(1)
         at.run()
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Trainable parameters"] == "460,800" and metrics["Share of the model"] == "0.341 %"
+    assert (
+        metrics["Trainable parameters"] == "460,800" and metrics["Share of the model"] == "0.341 %"
+    )
     at.button(key="ft_sft_stop").click().run()
     job_manager().wait(job.id, timeout=240)
     assert not job.running and job.error is None

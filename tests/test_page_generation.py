@@ -19,8 +19,9 @@ def _page() -> AppTest:
 
 
 def _text(at: AppTest) -> str:
-    return " ".join([m.value for m in at.markdown] + [c.value for c in at.caption]
-                    + [e.value for e in at.error])
+    return " ".join(
+        [m.value for m in at.markdown] + [c.value for c in at.caption] + [e.value for e in at.error]
+    )
 
 
 def test_page_generates_greedy_and_shows_steps():

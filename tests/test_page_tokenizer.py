@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm_playground import assets
-from llm_playground.tokenizers import available_tokenizers, get_tokenizer
+from llm_playground.tokenization import assets
+from llm_playground.tokenization.tokenizer import available_tokenizers, get_tokenizer
 
 PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/tokenizer.py"
 
@@ -57,7 +57,9 @@ def test_unseen_characters_are_an_error_in_that_column_only(at):
     at.text_area(key="tok_text").set_value("naïve café").run()
     assert not at.exception
     assert any("not in the char tokenizer" in e.value for e in at.error)
-    assert _token_counts(at) == [str(len(get_tokenizer("gpt2").encode("naïve café")))]  # gpt2 still shown
+    assert _token_counts(at) == [
+        str(len(get_tokenizer("gpt2").encode("naïve café")))
+    ]  # gpt2 still shown
 
 
 def test_cleaning_shows_before_after_and_changes(at):
@@ -115,10 +117,12 @@ def test_typing_changes_the_token_count_in_chromium(app_url, page):
     box.fill("Hello world, To be or not to be!")
     box.press("Control+Enter")
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=\"stMetricValue\"]')?.innerText.trim() === '10'")
+        "() => document.querySelector('[data-testid=\"stMetricValue\"]')?.innerText.trim() === '10'"
+    )
     pieces = page.locator(".lp-tok")
     assert pieces.first.get_attribute("title") == "id 15496 · bytes 48 65 6c 6c 6f"
     box.fill("Hello")
     box.press("Control+Enter")
     page.wait_for_function(
-        "() => document.querySelector('[data-testid=\"stMetricValue\"]')?.innerText.trim() === '1'")
+        "() => document.querySelector('[data-testid=\"stMetricValue\"]')?.innerText.trim() === '1'"
+    )

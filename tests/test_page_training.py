@@ -18,7 +18,9 @@ def app() -> AppTest:
 
 def text_of(at: AppTest) -> str:
     parts = [m.value for m in at.markdown] + [c.value for c in at.caption]
-    parts += [e.value for e in at.error] + [s.value for s in at.success] + [i.value for i in at.info]
+    parts += (
+        [e.value for e in at.error] + [s.value for s in at.success] + [i.value for i in at.info]
+    )
     return "\n".join(str(p) for p in parts)
 
 
@@ -56,9 +58,13 @@ def test_a_preset_sets_the_sliders():
     at = app()
     at.selectbox(key="train_preset").set_value("lecture-gpt").run()
     assert at.select_slider(key="train_n_embd").value == 384
-    assert at.slider(key="train_n_layer").value == 6 and at.slider(key="train_batch_size").value == 64
+    assert (
+        at.slider(key="train_n_layer").value == 6 and at.slider(key="train_batch_size").value == 64
+    )
     at.selectbox(key="train_preset").set_value("bigram").run()
-    assert at.slider(key="train_n_layer").disabled and at.select_slider(key="train_lr").value == 1e-2
+    assert (
+        at.slider(key="train_n_layer").disabled and at.select_slider(key="train_lr").value == 1e-2
+    )
     assert {m.label: m.value for m in at.metric}["Parameters"] == f"{65 * 65:,}"
 
 
@@ -74,11 +80,11 @@ def _tiny(at: AppTest) -> AppTest:
 
 
 def _wait_for_steps(job, n, timeout=120):
-    from llm_playground.events import Step
+    from llm_playground.training.events import TrainStep
 
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if sum(isinstance(e, Step) for e in job.events_since(0)) >= n:
+        if sum(isinstance(e, TrainStep) for e in job.events_since(0)) >= n:
             return
         time.sleep(0.2)
     raise AssertionError(f"no {n} steps within {timeout} s: {job.error}")
@@ -114,7 +120,7 @@ def test_a_tiny_run_starts_survives_a_second_tab_and_stops():
     at.text_input(key="train_save_name").input("tiny-run")
     at.button(key="train_save").click().run()
     assert any("Saved as" in s.value for s in at.success)
-    from llm_playground.checkpoints import list_runs
+    from llm_playground.training.checkpoints import list_runs
 
     assert [r.name for r in list_runs()] == ["tiny-run"]
 

@@ -18,8 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from llm_playground.errors import UserError
-from llm_playground.preferences import (
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.preferences import (
     APPLICATION_ID,
     ELO_SCALE,
     SCHEMA_VERSION,
@@ -63,8 +63,19 @@ def test_new_database_has_versioned_schema_in_wal_mode(tmp_path):
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     columns = [r[1] for r in conn.execute("PRAGMA table_info(votes)")]
-    assert columns == ["id", "uid", "prompt", "response_a", "response_b", "model_a", "model_b",
-                       "choice", "comment", "created_at", "session_id"]
+    assert columns == [
+        "id",
+        "uid",
+        "prompt",
+        "response_a",
+        "response_b",
+        "model_a",
+        "model_b",
+        "choice",
+        "comment",
+        "created_at",
+        "session_id",
+    ]
     meta = dict(conn.execute("SELECT key, value FROM prefs_meta"))
     assert meta["schema_version"] == str(SCHEMA_VERSION)
     assert meta["application"] == "llm-playground"
@@ -87,8 +98,16 @@ def test_store_sets_busy_timeout_and_synchronous(tmp_path):
 
 
 def test_vote_is_stored_with_every_field(store):
-    vote = store.add_vote("Say hi", "Hello!", "Go away.", "b", model_a="m1", model_b="m2",
-                          comment="  rude but honest ", session_id="s-1")
+    vote = store.add_vote(
+        "Say hi",
+        "Hello!",
+        "Go away.",
+        "b",
+        model_a="m1",
+        model_b="m2",
+        comment="  rude but honest ",
+        session_id="s-1",
+    )
     [listed] = store.list_votes()
     assert listed == vote
     assert (vote.prompt, vote.response_a, vote.response_b) == ("Say hi", "Hello!", "Go away.")
@@ -105,8 +124,10 @@ def test_choice_outside_the_four_is_refused_and_nothing_stored(store, bad):
     assert store.count() == 0
 
 
-@pytest.mark.parametrize("given,expected", [("A", "a"), (" b ", "b"), ("TIE", "tie"),
-                                            ("both_bad", "both-bad"), ("Both Bad", "both-bad")])
+@pytest.mark.parametrize(
+    "given,expected",
+    [("A", "a"), (" b ", "b"), ("TIE", "tie"), ("both_bad", "both-bad"), ("Both Bad", "both-bad")],
+)
 def test_choice_spellings_are_normalised(given, expected):
     assert normalise_choice(given) == expected
 
@@ -114,11 +135,15 @@ def test_choice_spellings_are_normalised(given, expected):
 def test_check_constraint_guards_the_table_itself(store):
     conn = sqlite3.connect(store.path)
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO votes (uid, prompt, response_a, response_b, choice, created_at) "
-                     "VALUES ('x', 'p', 'a', 'b', 'maybe', 'now')")
+        conn.execute(
+            "INSERT INTO votes (uid, prompt, response_a, response_b, choice, created_at) "
+            "VALUES ('x', 'p', 'a', 'b', 'maybe', 'now')"
+        )
     with pytest.raises(sqlite3.IntegrityError):
-        conn.execute("INSERT INTO votes (uid, prompt, response_a, response_b, choice, created_at) "
-                     "VALUES ('y', '   ', 'a', 'b', 'a', 'now')")
+        conn.execute(
+            "INSERT INTO votes (uid, prompt, response_a, response_b, choice, created_at) "
+            "VALUES ('y', '   ', 'a', 'b', 'a', 'now')"
+        )
     conn.close()
 
 
@@ -156,11 +181,14 @@ def test_sqlite_file_with_another_application_id_is_refused_and_unchanged(tmp_pa
     assert sha256(path) == before
 
 
-@pytest.mark.parametrize("content", [
-    b"hello, this is a text file\n" * 20,
-    b"\x00" * 4096,
-    b"SQLite format 3\x00" + os.urandom(4096),  # the right magic, garbage pages
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"hello, this is a text file\n" * 20,
+        b"\x00" * 4096,
+        b"SQLite format 3\x00" + os.urandom(4096),  # the right magic, garbage pages
+    ],
+)
 def test_non_sqlite_or_corrupt_file_is_refused_and_unchanged(tmp_path, content):
     path = tmp_path / "votes.sqlite"
     path.write_bytes(content)
@@ -176,8 +204,9 @@ def test_newer_schema_is_refused(tmp_path):
     path = tmp_path / "v.sqlite"
     PreferenceStore(path)
     conn = sqlite3.connect(path)
-    conn.execute("UPDATE prefs_meta SET value = ? WHERE key = 'schema_version'",
-                 (str(SCHEMA_VERSION + 1),))
+    conn.execute(
+        "UPDATE prefs_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+    )
     conn.commit()
     conn.close()
     with pytest.raises(UserError, match="newer"):
@@ -222,8 +251,10 @@ def test_make_pair_randomises_positions_and_hides_names():
         orders.add(pair.response_a)
     assert orders == {"r1", "r2"}  # both positions happen
     # the same seed gives the same order; numpy generators and int seeds work too
-    assert make_pair("Q", "r1", "m1", "r2", "m2", 7).response_a == \
+    assert (
         make_pair("Q", "r1", "m1", "r2", "m2", 7).response_a
+        == make_pair("Q", "r1", "m1", "r2", "m2", 7).response_a
+    )
     assert make_pair("Q", "r1", "m1", "r2", "m2", np.random.default_rng(0)).prompt == "Q"
 
 
@@ -337,8 +368,13 @@ def test_dataset_round_trip(voted, tmp_path):
     assert result.n_pairs == 3
     # saving again replaces the dataset; a folder with other files is not touched
     voted.export_dataset(out, ties="label")
-    assert load_from_disk(str(out))["label"] == ["preferred", "preferred", "tie", "both-bad",
-                                                 "preferred"]
+    assert load_from_disk(str(out))["label"] == [
+        "preferred",
+        "preferred",
+        "tie",
+        "both-bad",
+        "preferred",
+    ]
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
@@ -376,8 +412,10 @@ def test_read_preferences_jsonl_reports_the_bad_line(tmp_path):
 
 def votes_from(spec) -> list[Vote]:
     """(model_a, model_b, choice) triples as Vote records."""
-    return [Vote(i, str(i), "p", "x", "y", ma, mb, c, "", "t", "")
-            for i, (ma, mb, c) in enumerate(spec, 1)]
+    return [
+        Vote(i, str(i), "p", "x", "y", ma, mb, c, "", "t", "")
+        for i, (ma, mb, c) in enumerate(spec, 1)
+    ]
 
 
 def test_two_models_closed_form():
@@ -393,7 +431,8 @@ def test_two_models_closed_form():
     se_diff = 1 / math.sqrt(10 * p * (1 - p))
     assert by["x"]["se"] == pytest.approx(ELO_SCALE * se_diff / 2, rel=1e-3)
     assert by["x"]["ci_high"] - by["x"]["rating"] == pytest.approx(
-        1.959964 * ELO_SCALE * se_diff / 2, rel=1e-3)
+        1.959964 * ELO_SCALE * se_diff / 2, rel=1e-3
+    )
     assert stats["bradley_terry"]["regularized"] is False
 
 
@@ -441,19 +480,34 @@ def test_undefeated_model_gets_a_finite_regularised_rating():
     stats = compute_stats(votes_from(spec))
     ratings = {r["model"]: r for r in stats["ratings"]}
     assert stats["bradley_terry"]["regularized"] is True
-    assert all(math.isfinite(r["rating"]) and r["ci_low"] < r["rating"] < r["ci_high"]
-               for r in ratings.values())
+    assert all(
+        math.isfinite(r["rating"]) and r["ci_low"] < r["rating"] < r["ci_high"]
+        for r in ratings.values()
+    )
     assert ratings["x"]["rating"] > ratings["y"]["rating"] > ratings["z"]["rating"]
 
 
 def test_win_rates_count_ties_half_and_both_bad_apart():
-    spec = ([("x", "y", "a")] * 3 + [("x", "y", "b")] + [("y", "x", "tie")] * 2
-            + [("x", "y", "both-bad")] * 4 + [(None, "y", "a"), ("x", "x", "b")])
+    spec = (
+        [("x", "y", "a")] * 3
+        + [("x", "y", "b")]
+        + [("y", "x", "tie")] * 2
+        + [("x", "y", "both-bad")] * 4
+        + [(None, "y", "a"), ("x", "x", "b")]
+    )
     stats = compute_stats(votes_from(spec))
     [pair] = stats["pairs"]
-    assert pair == {"model_1": "x", "model_2": "y", "n_votes": 10, "wins_1": 3, "wins_2": 1,
-                    "ties": 2, "both_bad": 4, "win_rate_1": round(4 / 6, 6),
-                    "win_rate_2": round(2 / 6, 6)}
+    assert pair == {
+        "model_1": "x",
+        "model_2": "y",
+        "n_votes": 10,
+        "wins_1": 3,
+        "wins_2": 1,
+        "ties": 2,
+        "both_bad": 4,
+        "win_rate_1": round(4 / 6, 6),
+        "win_rate_2": round(2 / 6, 6),
+    }
     x = next(m for m in stats["models"] if m["model"] == "x")
     assert (x["wins"], x["losses"], x["ties"], x["both_bad"]) == (3, 1, 2, 4)
     assert x["win_rate"] == round(4 / 6, 6) and x["both_bad_rate"] == 0.4
@@ -525,7 +579,7 @@ def test_threads_share_one_store(store):
 
 CHILD = """
 import sys
-from llm_playground.preferences import PreferenceStore
+from llm_playground.finetuning.preferences import PreferenceStore
 store = PreferenceStore(sys.argv[1])
 i = 0
 while True:
@@ -538,8 +592,9 @@ while True:
 def test_acknowledged_votes_survive_sigkill(tmp_path):
     db = tmp_path / "kill.sqlite"
     PreferenceStore(db)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE,
-                            text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(db)], stdout=subprocess.PIPE, text=True
+    )
     acknowledged = [proc.stdout.readline().strip() for _ in range(60)]
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -571,7 +626,7 @@ def test_damaged_playground_database_is_refused_with_one_line(tmp_path):
 
 RACER = """
 import sys, time
-from llm_playground.preferences import PreferenceStore
+from llm_playground.finetuning.preferences import PreferenceStore
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
 store = PreferenceStore(sys.argv[1])
 for i in range(25):
@@ -584,8 +639,14 @@ def test_processes_creating_the_same_new_database_at_once(tmp_path):
 
     db = tmp_path / "fresh" / "votes.sqlite"
     start = time.time() + 2.0
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(db), str(start), str(w)],
-                              stderr=subprocess.PIPE, text=True) for w in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, str(db), str(start), str(w)],
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]
     errors = [p.communicate()[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     store = PreferenceStore(db)
@@ -595,9 +656,14 @@ def test_processes_creating_the_same_new_database_at_once(tmp_path):
 
 # --- properties over random vote sequences --------------------------------------------------
 
-vote_spec = st.lists(st.tuples(st.sampled_from(["m1", "m2", "m3", None]),
-                               st.sampled_from(["m1", "m2", "m3"]),
-                               st.sampled_from(["a", "b", "tie", "both-bad"])), max_size=40)
+vote_spec = st.lists(
+    st.tuples(
+        st.sampled_from(["m1", "m2", "m3", None]),
+        st.sampled_from(["m1", "m2", "m3"]),
+        st.sampled_from(["a", "b", "tie", "both-bad"]),
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=60, deadline=None)

@@ -8,14 +8,15 @@ import sqlite3
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm_playground.preferences import PreferenceStore
+from llm_playground.finetuning.preferences import PreferenceStore
 
 
-def voting_app(db_path: str, seed: int | None = None, with_generator: bool = True,
-               broken: bool = False):
+def voting_app(
+    db_path: str, seed: int | None = None, with_generator: bool = True, broken: bool = False
+):
     import random
 
-    from llm_playground.errors import UserError
+    from llm_playground.core.errors import UserError
     from llm_playground.ui.prefs_view import render_voting
 
     def generate_pair(prompt):
@@ -70,8 +71,10 @@ def test_vote_hides_names_until_stored_then_reveals(tmp_path):
     assert "Long answer to What is 2+2?" in shown
     assert "&lt;b&gt;short&lt;/b&gt; &amp; sweet" in shown and "<b>short" not in shown
     assert "model-big" not in shown and "model-small" not in shown  # names hidden
-    labels = [at.button(key=k).label for k in ("prefs_vote_a", "prefs_vote_b", "prefs_vote_tie",
-                                               "prefs_vote_both_bad")]
+    labels = [
+        at.button(key=k).label
+        for k in ("prefs_vote_a", "prefs_vote_b", "prefs_vote_tie", "prefs_vote_both_bad")
+    ]
     assert labels == ["A is better", "B is better", "Tie", "Both are bad"]
 
     at.text_input(key="prefs_comment").set_value("clearer").run()
@@ -144,7 +147,9 @@ def test_paste_your_own_pair_needs_no_model(tmp_path):
     [vote] = PreferenceStore(db).list_votes()
     assert vote.prompt == "Name a colour" and vote.choice == "both-bad"
     assert {(vote.response_a, vote.model_a), (vote.response_b, vote.model_b)} == {
-        ("Blue", "human"), ("Seven", None)}
+        ("Blue", "human"),
+        ("Seven", None),
+    }
 
 
 def test_paste_mode_beside_generation_and_empty_prompt(tmp_path):
@@ -156,9 +161,14 @@ def test_paste_mode_beside_generation_and_empty_prompt(tmp_path):
     assert PreferenceStore(db).count() == 0
 
 
-@pytest.mark.parametrize("broken,prompt,message", [(True, "Q", "ran out of memory"),
-                                                   (False, "refuse", "no model is loaded"),
-                                                   (False, "   ", "prompt is empty")])
+@pytest.mark.parametrize(
+    "broken,prompt,message",
+    [
+        (True, "Q", "ran out of memory"),
+        (False, "refuse", "no model is loaded"),
+        (False, "   ", "prompt is empty"),
+    ],
+)
 def test_generation_problems_are_shown_not_raised(tmp_path, broken, prompt, message):
     db = tmp_path / "votes.sqlite"
     at = app(voting_app, str(db), broken=broken)
@@ -199,9 +209,17 @@ def test_store_chooser_validates_and_accepts_a_folder(tmp_path):
 def voted_db(tmp_path):
     db = tmp_path / "votes.sqlite"
     store = PreferenceStore(db)
-    for choice, ma, mb in [("a", "big", "small")] * 5 + [("b", "big", "small")] * 2 + [
-            ("tie", "small", "big"), ("both-bad", "big", "small"), ("a", "small", "tiny"),
-            ("b", "tiny", "big"), ("a", "tiny", "small")]:
+    for choice, ma, mb in (
+        [("a", "big", "small")] * 5
+        + [("b", "big", "small")] * 2
+        + [
+            ("tie", "small", "big"),
+            ("both-bad", "big", "small"),
+            ("a", "small", "tiny"),
+            ("b", "tiny", "big"),
+            ("a", "tiny", "small"),
+        ]
+    ):
         store.add_vote("Q", "first", "second", choice, model_a=ma, model_b=mb)
     return db
 
@@ -209,13 +227,23 @@ def voted_db(tmp_path):
 def test_stats_show_pairs_win_rates_and_ratings(voted_db):
     at = app(stats_app, str(voted_db))
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics == {"Votes": "12", "A better": "7", "B better": "3", "Ties": "1",
-                       "Both bad": "1"}
+    assert metrics == {
+        "Votes": "12",
+        "A better": "7",
+        "B better": "3",
+        "Ties": "1",
+        "Both bad": "1",
+    }
     frames = {tuple(df.value.columns)[:3]: df.value for df in at.dataframe}
     pairs = frames[("model_1", "model_2", "n_votes")]
     big_small = pairs[(pairs.model_1 == "big") & (pairs.model_2 == "small")].iloc[0]
-    assert (big_small.n_votes, big_small.wins_1, big_small.wins_2, big_small.ties,
-            big_small.both_bad) == (9, 5, 2, 1, 1)
+    assert (
+        big_small.n_votes,
+        big_small.wins_1,
+        big_small.wins_2,
+        big_small.ties,
+        big_small.both_bad,
+    ) == (9, 5, 2, 1, 1)
     models = frames[("model", "rating", "ci_low")]
     assert "ci_low" in models.columns and "win_rate" in models.columns
     assert set(models.model) == {"big", "tiny", "small"}

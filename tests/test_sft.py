@@ -9,10 +9,9 @@ import threading
 import pytest
 import torch
 
-from llm_playground.errors import UserError
-from llm_playground.instructions import Example
-from llm_playground.registry import load_model
-from llm_playground.sft import (
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.instructions import Example
+from llm_playground.finetuning.sft import (
     IGNORE,
     SFTConfig,
     SFTDone,
@@ -27,6 +26,7 @@ from llm_playground.sft import (
     response_loss,
     train_sft,
 )
+from llm_playground.generation.registry import load_model
 
 BASE = "smollm2-135m-instruct"
 TINY = [
@@ -42,9 +42,20 @@ PROBE = "### Instruction:\nWhat is the capital of France?\n\n### Response:\nPari
 def trained(tmp_path_factory):
     """Six steps on four examples (held out = the same four, so the loss must fall)."""
     out = tmp_path_factory.mktemp("adapter") / "tiny"
-    config = SFTConfig(base=BASE, lora_r=8, lora_alpha=16, lora_dropout=0.0,
-                       target_modules=("q_proj", "v_proj"), lr=2e-3, max_steps=6, seq_len=48,
-                       batch_size=2, warmup_steps=0, dtype="float32", seed=0)
+    config = SFTConfig(
+        base=BASE,
+        lora_r=8,
+        lora_alpha=16,
+        lora_dropout=0.0,
+        target_modules=("q_proj", "v_proj"),
+        lr=2e-3,
+        max_steps=6,
+        seq_len=48,
+        batch_size=2,
+        warmup_steps=0,
+        dtype="float32",
+        seed=0,
+    )
     loaded = load_model(BASE)
     events = list(train_sft(config, TINY, TINY, out_dir=out, loaded=loaded, data_name="tiny"))
     return config, loaded, events, out
@@ -71,7 +82,7 @@ def test_response_only_loss_matches_transformers_and_masks_the_prompt():
     for i, e in enumerate(enc):  # the prompt and the padding carry no loss; EOS closes the response
         assert (batch["labels"][i, : e.n_prompt] == IGNORE).all()
         assert batch["labels"][i, len(e.ids) - 1] == loaded.tokenizer.eos_token_id
-        assert (batch["labels"][i, len(e.ids):] == IGNORE).all()
+        assert (batch["labels"][i, len(e.ids) :] == IGNORE).all()
     with torch.no_grad():
         total, n = response_loss(loaded.model, batch)
         ref = loaded.model(**batch).loss
@@ -93,7 +104,10 @@ def test_events_and_a_few_steps_lower_the_loss(trained):
     assert meta["base"] == BASE and meta["version"] == 1 and meta["chat"] is False
     assert meta["prompt_format"]["name"] == "alpaca-short-v1"
     assert meta["heldout_loss_after"] == pytest.approx(done.heldout_loss_after, abs=1e-5)
-    assert meta["settings"]["lora_r"] == 8 and meta["settings"]["target_modules"] == ["q_proj", "v_proj"]
+    assert meta["settings"]["lora_r"] == 8 and meta["settings"]["target_modules"] == [
+        "q_proj",
+        "v_proj",
+    ]
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
 
 
@@ -101,7 +115,7 @@ def test_saved_adapter_loads_with_plain_peft_and_gives_identical_logits(trained)
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from llm_playground.registry import offline_model_dir
+    from llm_playground.generation.registry import offline_model_dir
 
     _, loaded, _, out = trained
     ids = loaded.tokenizer(PROBE, return_tensors="pt")["input_ids"]
@@ -123,7 +137,9 @@ def test_merged_model_gives_the_same_logits_as_the_adapter(trained, tmp_path):
 
     _, loaded, _, out = trained
     merged_dir = merge_and_save(out, tmp_path / "merged")
-    assert (merged_dir / "model.safetensors").exists() and (merged_dir / "tokenizer_config.json").exists()
+    assert (merged_dir / "model.safetensors").exists() and (
+        merged_dir / "tokenizer_config.json"
+    ).exists()
     merged = AutoModelForCausalLM.from_pretrained(str(merged_dir), dtype=torch.float32).eval()
     ids = loaded.tokenizer(PROBE, return_tensors="pt")["input_ids"]
     with torch.no_grad():
@@ -135,8 +151,8 @@ def test_merged_model_gives_the_same_logits_as_the_adapter(trained, tmp_path):
 def test_adapter_is_listed_by_the_registry_at_once(trained):
     import shutil
 
-    from llm_playground.paths import get_paths
-    from llm_playground.registry import list_models
+    from llm_playground.core.paths import get_paths
+    from llm_playground.generation.registry import list_models
 
     _, _, _, out = trained
     shutil.copytree(out, get_paths().ensure().adapters / "tiny-sft")
@@ -150,18 +166,28 @@ def test_a_stop_before_the_first_step_saves_nothing(tmp_path):
     stop = threading.Event()
     stop.set()
     config = SFTConfig(base=BASE, max_steps=3, seq_len=32, batch_size=2, dtype="float32")
-    events = list(train_sft(config, TINY, TINY[:1], out_dir=tmp_path / "x", stop_event=stop,
-                            loaded=load_model(BASE)))
+    events = list(
+        train_sft(
+            config, TINY, TINY[:1], out_dir=tmp_path / "x", stop_event=stop, loaded=load_model(BASE)
+        )
+    )
     done = events[-1]
     assert isinstance(done, SFTDone) and done.stopped and done.step == 0 and done.out_dir is None
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"lora_r": 0}, "--lora-r"), ({"lr": -1.0}, "--lr"), ({"max_steps": 0}, "--max-steps"),
-    ({"seq_len": 2}, "--seq-len"), ({"lora_dropout": 1.5}, "--lora-dropout"),
-    ({"target_modules": ()}, "--target-modules"), ({"dtype": "fp8"}, "dtype"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lora_r": 0}, "--lora-r"),
+        ({"lr": -1.0}, "--lr"),
+        ({"max_steps": 0}, "--max-steps"),
+        ({"seq_len": 2}, "--seq-len"),
+        ({"lora_dropout": 1.5}, "--lora-dropout"),
+        ({"target_modules": ()}, "--target-modules"),
+        ({"dtype": "fp8"}, "dtype"),
+    ],
+)
 def test_bad_settings_are_user_errors(kwargs, message):
     with pytest.raises(UserError, match=message):
         SFTConfig(**kwargs).validate()

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llm_playground import assets
-from llm_playground.bpe import train
-from llm_playground.errors import UserError
-from llm_playground.paths import get_paths, package_data
-from llm_playground.tokenizers import (
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import get_paths, package_data
+from llm_playground.tokenization import assets
+from llm_playground.tokenization.bpe import train
+from llm_playground.tokenization.tokenizer import (
     CharTokenizer,
     available_tokenizers,
     get_tokenizer,
@@ -38,44 +38,66 @@ def small_bpe():
 
 def test_gpt2_known_answer():
     assert get_tokenizer("gpt2").encode("Hello world, To be or not to be!") == [
-        15496, 995, 11, 1675, 307, 393, 407, 284, 307, 0]
+        15496,
+        995,
+        11,
+        1675,
+        307,
+        393,
+        407,
+        284,
+        307,
+        0,
+    ]
 
 
-@pytest.mark.parametrize(("name", "text", "ids"), [
-    # tiktoken's own tests (tests/test_encoding.py)
-    ("gpt2", "hello world", [31373, 995]),
-    ("r50k_base", "hello world", [31373, 995]),
-    ("p50k_base", "hello world", [31373, 995]),
-    ("cl100k_base", "hello world", [15339, 1917]),
-    ("cl100k_base", " \x850", [220, 126, 227, 15]),
-    ("cl100k_base", "👍", [9468, 239, 235]),
-    ("cl100k_base", "today\n \n", [31213, 27907]),
-    ("gpt2", "00000000000000000", [8269, 10535, 830]),
-    ("o200k_base", "hello world", [24912, 2375]),
-    # p50k_base adds one token per run of 2..25 spaces after r50k's 50,257
-    ("p50k_base", "    ", [50259]),
-    ("r50k_base", "    ", [220, 220, 220, 220]),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "ids"),
+    [
+        # tiktoken's own tests (tests/test_encoding.py)
+        ("gpt2", "hello world", [31373, 995]),
+        ("r50k_base", "hello world", [31373, 995]),
+        ("p50k_base", "hello world", [31373, 995]),
+        ("cl100k_base", "hello world", [15339, 1917]),
+        ("cl100k_base", " \x850", [220, 126, 227, 15]),
+        ("cl100k_base", "👍", [9468, 239, 235]),
+        ("cl100k_base", "today\n \n", [31213, 27907]),
+        ("gpt2", "00000000000000000", [8269, 10535, 830]),
+        ("o200k_base", "hello world", [24912, 2375]),
+        # p50k_base adds one token per run of 2..25 spaces after r50k's 50,257
+        ("p50k_base", "    ", [50259]),
+        ("r50k_base", "    ", [220, 220, 220, 220]),
+    ],
+)
 def test_tiktoken_known_answers(name, text, ids):
     assert get_tokenizer(name).encode(text) == ids
 
 
 def test_vocabulary_sizes():
     sizes = {n: get_tokenizer(n).vocab_size for n in TIKTOKEN}
-    assert sizes == {"gpt2": 50257, "r50k_base": 50257, "p50k_base": 50281,
-                     "cl100k_base": 100277, "o200k_base": 200019}
+    assert sizes == {
+        "gpt2": 50257,
+        "r50k_base": 50257,
+        "p50k_base": 50281,
+        "cl100k_base": 100277,
+        "o200k_base": 200019,
+    }
     assert get_tokenizer("char").vocab_size == 65  # TinyShakespeare's characters
 
 
 @pytest.mark.parametrize("name", TIKTOKEN)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text())
 def test_tiktoken_round_trip(name, text):
     tok = get_tokenizer(name)
     assert tok.decode(tok.encode(text)) == text
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text())
 def test_own_bpe_round_trip(small_bpe, text):
     tok = get_tokenizer(str(save_bpe(small_bpe, "roundtrip")))
@@ -95,8 +117,11 @@ def test_char_round_trip(text):
 # of planes 4-16 (0xF1-0xF4), so those characters cannot survive its round trip.
 SMOLLM2_MISSING = "\x04\x06\x13\x14\x16\x1d"
 HF_TEXT = {
-    "smollm2-135m-instruct": st.text(st.characters(max_codepoint=0x3FFFF, exclude_characters=SMOLLM2_MISSING,
-                                                    exclude_categories=("Cs",))),
+    "smollm2-135m-instruct": st.text(
+        st.characters(
+            max_codepoint=0x3FFFF, exclude_characters=SMOLLM2_MISSING, exclude_categories=("Cs",)
+        )
+    ),
     "gemma3-270m": st.text(),
 }
 
@@ -117,7 +142,9 @@ def test_hf_round_trip(name):
 
 
 @pytest.mark.parametrize("name", TIKTOKEN + ["char"])
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(text=st.text())
 def test_pieces_cover_the_text_bytes(name, text):
     tok = get_tokenizer(name)
@@ -147,7 +174,12 @@ def test_counts():
     assert result.chars_per_token == pytest.approx(3.2)
     assert result.pieces[:2] == ["Hello", " world"]
     empty = tokenize_with_pieces("gpt2", "")
-    assert (empty.ids, empty.pieces, empty.offsets.tolist(), empty.chars_per_token) == ([], [], [0], 0.0)
+    assert (empty.ids, empty.pieces, empty.offsets.tolist(), empty.chars_per_token) == (
+        [],
+        [],
+        [0],
+        0.0,
+    )
 
 
 def test_char_tokenizer_unseen_character_is_a_clear_error():
@@ -162,7 +194,9 @@ def test_char_tokenizer_json(tmp_path):
     assert tok.chars == sorted(set("hello world"))
     loaded = load_tokenizer_file(tok.save(tmp_path / "c.json"))
     assert isinstance(loaded, CharTokenizer) and loaded.chars == tok.chars
-    (tmp_path / "bad.json").write_text('{"format": "llm-playground/char-tokenizer", "version": 1, "chars": ["ab"]}')
+    (tmp_path / "bad.json").write_text(
+        '{"format": "llm-playground/char-tokenizer", "version": 1, "chars": ["ab"]}'
+    )
     with pytest.raises(UserError, match="damaged"):
         load_tokenizer_file(tmp_path / "bad.json")
 
@@ -193,7 +227,7 @@ def test_configure_tiktoken_respects_the_users_cache(monkeypatch, tmp_path):
 
 
 def test_one_megabyte_with_pieces_matches_plain_encoding():
-    """Pieces of a 1 MB text agree with plain encoding (speed is measured in bench/tokenize.py)."""
+    """Pieces of a 1 MB text agree with plain encoding (speed is measured in bench/tokenization.py)."""
     tok = get_tokenizer("cl100k_base")
     text = SHAKESPEARE[:1_000_000]
     result = tokenize_with_pieces(tok, text)

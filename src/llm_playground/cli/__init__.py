@@ -3,7 +3,7 @@
 Each lab registers its sub-commands from its own module in this package
 (``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``): a module
 exposes ``register(subparsers)`` and sets ``func`` on each parser it adds. A
-:class:`~llm_playground.errors.UserError` raised by a command becomes a one-line message
+:class:`~llm_playground.core.errors.UserError` raised by a command becomes a one-line message
 on standard error and exit status 2, never a traceback.
 """
 
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from llm_playground import __version__
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 # Sub-command modules, in the order their commands appear in --help.
 COMMAND_MODULES = ("assets", "tokenize", "train", "generate", "finetune", "prefs", "evaluate")
@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

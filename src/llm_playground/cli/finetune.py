@@ -6,39 +6,61 @@ import argparse
 import sys
 from pathlib import Path
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     sft = subparsers.add_parser(
-        "sft", help="fine-tune a LoRA adapter on instructions",
+        "sft",
+        help="fine-tune a LoRA adapter on instructions",
         description="Train LoRA weights on instruction data and save a peft adapter. Prints the "
-                    "trainable parameters and the held-out loss before and after.")
-    sft.add_argument("--base", required=True, help="base model (e.g. gemma3-270m, smollm2-135m-instruct)")
-    sft.add_argument("--data", required=True, help="alpaca, offline, or a JSONL file with "
-                                                   "instruction, input, output")
+        "trainable parameters and the held-out loss before and after.",
+    )
+    sft.add_argument(
+        "--base", required=True, help="base model (e.g. gemma3-270m, smollm2-135m-instruct)"
+    )
+    sft.add_argument(
+        "--data",
+        required=True,
+        help="alpaca, offline, or a JSONL file with instruction, input, output",
+    )
     sft.add_argument("--out", required=True, type=Path, help="folder to write the adapter to")
     sft.add_argument("--lora-r", type=int, default=8)
     sft.add_argument("--lora-alpha", type=int, default=16)
     sft.add_argument("--lora-dropout", type=float, default=0.05)
-    sft.add_argument("--target-modules", default="q_proj,k_proj,v_proj,o_proj",
-                     help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)")
+    sft.add_argument(
+        "--target-modules",
+        default="q_proj,k_proj,v_proj,o_proj",
+        help="comma-separated module names (default q_proj,k_proj,v_proj,o_proj)",
+    )
     sft.add_argument("--lr", type=float, default=2e-4)
     sft.add_argument("--max-steps", type=int, default=100)
     sft.add_argument("--seq-len", type=int, default=128)
     sft.add_argument("--batch-size", type=int, default=4)
     sft.add_argument("--seed", type=int, default=0)
-    sft.add_argument("--heldout-max", type=int, default=64, help="held-out examples used for the loss")
-    sft.add_argument("--dtype", choices=("auto", "float32", "bfloat16"), default="auto",
-                     help="number format of the frozen weights (auto: measured at start)")
-    sft.add_argument("--merge-to", type=Path, default=None,
-                     help="also merge the adapter into the base and save a full model here")
+    sft.add_argument(
+        "--heldout-max", type=int, default=64, help="held-out examples used for the loss"
+    )
+    sft.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16"),
+        default="auto",
+        help="number format of the frozen weights (auto: measured at start)",
+    )
+    sft.add_argument(
+        "--merge-to",
+        type=Path,
+        default=None,
+        help="also merge the adapter into the base and save a full model here",
+    )
     sft.set_defaults(func=_sft)
 
     dpo = subparsers.add_parser(
-        "dpo", help="train a LoRA adapter with DPO on exported preferences",
+        "dpo",
+        help="train a LoRA adapter with DPO on exported preferences",
         description="Direct preference optimisation (TRL DPOTrainer) on a JSONL of prompt, chosen, "
-                    "rejected (as `prefs export` writes it).")
+        "rejected (as `prefs export` writes it).",
+    )
     dpo.add_argument("--base", required=True, help="base model (e.g. smollm2-135m-instruct)")
     dpo.add_argument("--prefs", required=True, type=Path, help="preference JSONL file")
     dpo.add_argument("--out", required=True, type=Path, help="folder to write the adapter to")
@@ -66,14 +88,16 @@ def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not (out / "adapter_config.json").exists():
-        raise UserError(f"--out {out} is a non-empty folder that holds no adapter: pick a new folder")
+        raise UserError(
+            f"--out {out} is a non-empty folder that holds no adapter: pick a new folder"
+        )
 
 
 def _sft(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from llm_playground.instructions import load_examples, split_heldout
-    from llm_playground.sft import (
+    from llm_playground.finetuning.instructions import load_examples, split_heldout
+    from llm_playground.finetuning.sft import (
         SFTConfig,
         SFTDone,
         SFTEval,
@@ -87,22 +111,40 @@ def _sft(args: argparse.Namespace) -> int:
 
     _quiet_libraries()
     targets = tuple(m.strip() for m in args.target_modules.split(",") if m.strip())
-    config = SFTConfig(base=args.base, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
-                       lora_dropout=args.lora_dropout, target_modules=targets, lr=args.lr,
-                       max_steps=args.max_steps, seq_len=args.seq_len, batch_size=args.batch_size,
-                       seed=args.seed, heldout_max=args.heldout_max, dtype=args.dtype).validate()
+    config = SFTConfig(
+        base=args.base,
+        lora_r=args.lora_r,
+        lora_alpha=args.lora_alpha,
+        lora_dropout=args.lora_dropout,
+        target_modules=targets,
+        lr=args.lr,
+        max_steps=args.max_steps,
+        seq_len=args.seq_len,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        heldout_max=args.heldout_max,
+        dtype=args.dtype,
+    ).validate()
     _check_out(args.out)
-    examples = load_examples(args.data)       # bad data fails before the model loads
+    examples = load_examples(args.data)  # bad data fails before the model loads
     train, heldout = split_heldout(examples)
     loaded = load_base(args.base, pick_dtype(config.dtype))
     data_name = args.data if args.data in ("alpaca", "offline") else Path(args.data).name
     bar = None
     done = None
-    for ev in train_sft(config, train, heldout, out_dir=args.out, loaded=loaded, data_name=data_name):
+    for ev in train_sft(
+        config, train, heldout, out_dir=args.out, loaded=loaded, data_name=data_name
+    ):
         if isinstance(ev, SFTStarted):
-            print(f"trainable parameters: {ev.trainable:,} of {ev.total:,} ({ev.share:.3f} %)", flush=True)
-            print(f"data: {ev.n_train} training / {ev.n_heldout} held-out examples; "
-                  f"frozen weights in {ev.dtype}", flush=True)
+            print(
+                f"trainable parameters: {ev.trainable:,} of {ev.total:,} ({ev.share:.3f} %)",
+                flush=True,
+            )
+            print(
+                f"data: {ev.n_train} training / {ev.n_heldout} held-out examples; "
+                f"frozen weights in {ev.dtype}",
+                flush=True,
+            )
             bar = tqdm(total=ev.max_steps, unit="step", file=sys.stderr, desc="sft")
         elif isinstance(ev, SFTStep) and bar is not None:
             bar.update(1)
@@ -114,8 +156,10 @@ def _sft(args: argparse.Namespace) -> int:
     if bar is not None:
         bar.close()
     assert done is not None
-    print(f"held-out loss after:  {done.heldout_loss_after:.4f} "
-          f"({done.step} steps, {done.s_per_step:.2f} s/step)")
+    print(
+        f"held-out loss after:  {done.heldout_loss_after:.4f} "
+        f"({done.step} steps, {done.s_per_step:.2f} s/step)"
+    )
     print(f"adapter written to {done.out_dir}")
     if args.merge_to:
         merged = merge_and_save(done.out_dir, args.merge_to)
@@ -126,7 +170,7 @@ def _sft(args: argparse.Namespace) -> int:
 def _dpo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from llm_playground.dpo import (
+    from llm_playground.finetuning.dpo import (
         DPODone,
         DPOSettings,
         DPOStarted,
@@ -134,24 +178,38 @@ def _dpo(args: argparse.Namespace) -> int:
         load_preferences,
         train_dpo,
     )
-    from llm_playground.sft import load_base
+    from llm_playground.finetuning.sft import load_base
 
     _quiet_libraries()
-    settings = DPOSettings(base=args.base, max_steps=args.max_steps, lr=args.lr, beta=args.beta,
-                           max_length=args.max_length, seed=args.seed).validate()
+    settings = DPOSettings(
+        base=args.base,
+        max_steps=args.max_steps,
+        lr=args.lr,
+        beta=args.beta,
+        max_length=args.max_length,
+        seed=args.seed,
+    ).validate()
     _check_out(args.out)
-    rows = load_preferences(args.prefs)        # a malformed line fails before the model loads
+    rows = load_preferences(args.prefs)  # a malformed line fails before the model loads
     import torch
 
     loaded = load_base(args.base, torch.float32)
     bar = None
     done = None
-    for ev in train_dpo(settings, rows, out_dir=args.out, loaded=loaded,
-                        description=f"DPO LoRA adapter on {args.base} from {args.prefs.name}",
-                        data_name=str(args.prefs)):
+    for ev in train_dpo(
+        settings,
+        rows,
+        out_dir=args.out,
+        loaded=loaded,
+        description=f"DPO LoRA adapter on {args.base} from {args.prefs.name}",
+        data_name=str(args.prefs),
+    ):
         if isinstance(ev, DPOStarted):
-            print(f"preference pairs: {ev.n_pairs}; trainable parameters: {ev.trainable:,} "
-                  f"of {ev.total:,} ({ev.share:.3f} %)", flush=True)
+            print(
+                f"preference pairs: {ev.n_pairs}; trainable parameters: {ev.trainable:,} "
+                f"of {ev.total:,} ({ev.share:.3f} %)",
+                flush=True,
+            )
             bar = tqdm(total=ev.max_steps, unit="step", file=sys.stderr, desc="dpo")
         elif isinstance(ev, DPOStep) and bar is not None:
             bar.n = ev.step

@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 
 def _db(args: argparse.Namespace):
     """``--db`` as a file, or a data folder holding ``playground.sqlite``; default: the home's."""
-    from llm_playground.paths import get_paths
-    from llm_playground.preferences import resolve_db_path
+    from llm_playground.core.paths import get_paths
+    from llm_playground.finetuning.preferences import resolve_db_path
 
     return resolve_db_path(args.db) if args.db is not None else get_paths().db
 
@@ -24,39 +24,63 @@ def _db(args: argparse.Namespace):
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("prefs", help="store, export and rate human preference votes")
     sub = parser.add_subparsers(dest="prefs_command", metavar="ACTION")
-    db_help = ("the vote database (SQLite), or a data folder to keep playground.sqlite in; "
-               "default: the playground home's")
+    db_help = (
+        "the vote database (SQLite), or a data folder to keep playground.sqlite in; "
+        "default: the playground home's"
+    )
 
     add = sub.add_parser("add", help="store one vote on a pair of responses")
     add.add_argument("--db", help=db_help)
     add.add_argument("--prompt", required=True, help="the prompt both responses answer")
     add.add_argument("--response-a", required=True, help="the response shown as A")
     add.add_argument("--response-b", required=True, help="the response shown as B")
-    add.add_argument("--choice", required=True, metavar="a|b|tie|both-bad",
-                     help="which response is better: a, b, tie or both-bad")
+    add.add_argument(
+        "--choice",
+        required=True,
+        metavar="a|b|tie|both-bad",
+        help="which response is better: a, b, tie or both-bad",
+    )
     add.add_argument("--model-a", help="the model that wrote response A")
     add.add_argument("--model-b", help="the model that wrote response B")
     add.add_argument("--comment", default="", help="an optional note on the vote")
-    add.add_argument("--session-id", default="cli", help="groups votes of one session (default: cli)")
+    add.add_argument(
+        "--session-id", default="cli", help="groups votes of one session (default: cli)"
+    )
     add.add_argument("--json", action="store_true", help="print the stored vote as JSON")
     add.set_defaults(func=_add)
 
     export = sub.add_parser("export", help="write the votes as a TRL preference data set")
     export.add_argument("--db", help=db_help)
-    export.add_argument("--out", required=True, metavar="FILE.jsonl",
-                        help="JSONL with prompt, chosen, rejected for each A/B vote")
-    export.add_argument("--ties", choices=("drop", "separate", "label"), default="separate",
-                        help="ties and both-bad votes: drop them, write them to FILE.ties.jsonl "
-                             "(default), or keep them in FILE with a label field")
-    export.add_argument("--dataset", metavar="DIR",
-                        help="also save a Hugging Face datasets Dataset (save_to_disk) to DIR")
+    export.add_argument(
+        "--out",
+        required=True,
+        metavar="FILE.jsonl",
+        help="JSONL with prompt, chosen, rejected for each A/B vote",
+    )
+    export.add_argument(
+        "--ties",
+        choices=("drop", "separate", "label"),
+        default="separate",
+        help="ties and both-bad votes: drop them, write them to FILE.ties.jsonl "
+        "(default), or keep them in FILE with a label field",
+    )
+    export.add_argument(
+        "--dataset",
+        metavar="DIR",
+        help="also save a Hugging Face datasets Dataset (save_to_disk) to DIR",
+    )
     export.set_defaults(func=_export)
 
     stats = sub.add_parser("stats", help="votes per pair, win rates and ratings with intervals")
     stats.add_argument("--db", help=db_help)
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
-    stats.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                       help="95%% intervals from N bootstrap resamples instead of the Hessian")
+    stats.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        metavar="N",
+        help="95%% intervals from N bootstrap resamples instead of the Hessian",
+    )
     stats.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
     stats.set_defaults(func=_stats)
 
@@ -64,29 +88,48 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from llm_playground.preferences import PreferenceStore, normalise_choice
+    from llm_playground.finetuning.preferences import PreferenceStore, normalise_choice
 
     choice = normalise_choice(args.choice)  # before the database is touched
     if not args.prompt.strip():
         raise UserError("the prompt is empty")
     store = PreferenceStore(_db(args))
-    vote = store.add_vote(args.prompt, args.response_a, args.response_b, choice,
-                          model_a=args.model_a, model_b=args.model_b, comment=args.comment,
-                          session_id=args.session_id)
+    vote = store.add_vote(
+        args.prompt,
+        args.response_a,
+        args.response_b,
+        choice,
+        model_a=args.model_a,
+        model_b=args.model_b,
+        comment=args.comment,
+        session_id=args.session_id,
+    )
     if args.json:
-        print(json.dumps({"id": vote.id, "uid": vote.uid, "prompt": vote.prompt,
-                          "response_a": vote.response_a, "response_b": vote.response_b,
-                          "model_a": vote.model_a, "model_b": vote.model_b,
-                          "choice": vote.choice, "comment": vote.comment,
-                          "created_at": vote.created_at, "session_id": vote.session_id},
-                         ensure_ascii=False))
+        print(
+            json.dumps(
+                {
+                    "id": vote.id,
+                    "uid": vote.uid,
+                    "prompt": vote.prompt,
+                    "response_a": vote.response_a,
+                    "response_b": vote.response_b,
+                    "model_a": vote.model_a,
+                    "model_b": vote.model_b,
+                    "choice": vote.choice,
+                    "comment": vote.comment,
+                    "created_at": vote.created_at,
+                    "session_id": vote.session_id,
+                },
+                ensure_ascii=False,
+            )
+        )
     else:
         print(f"stored vote #{vote.id} ({vote.choice}) in {store.path}")
     return 0
 
 
 def _export(args: argparse.Namespace) -> int:
-    from llm_playground.preferences import PreferenceStore
+    from llm_playground.finetuning.preferences import PreferenceStore
 
     store = PreferenceStore(_db(args), create=False)
     if args.dataset:  # check the folder before anything is written
@@ -95,8 +138,10 @@ def _export(args: argparse.Namespace) -> int:
     print(result.summary())
     if args.dataset:
         ds = store.export_dataset(args.dataset, ties=args.ties)
-        print(f"dataset ({ds.n_pairs + (ds.n_ties + ds.n_both_bad if args.ties == 'label' else 0)}"
-              f" rows) -> {ds.path}" + (f"; ties -> {ds.ties_path}" if ds.ties_path else ""))
+        print(
+            f"dataset ({ds.n_pairs + (ds.n_ties + ds.n_both_bad if args.ties == 'label' else 0)}"
+            f" rows) -> {ds.path}" + (f"; ties -> {ds.ties_path}" if ds.ties_path else "")
+        )
     return 0
 
 
@@ -109,7 +154,7 @@ def _fmt(x: object, digits: int = 0) -> str:
 
 
 def _stats(args: argparse.Namespace) -> int:
-    from llm_playground.preferences import PreferenceStore
+    from llm_playground.finetuning.preferences import PreferenceStore
 
     if args.bootstrap < 0 or args.bootstrap > 100_000:
         raise UserError("--bootstrap must be between 0 and 100000")
@@ -119,31 +164,46 @@ def _stats(args: argparse.Namespace) -> int:
         print(json.dumps(stats, indent=2, ensure_ascii=False))
         return 0
     v = stats["votes"]
-    print(f"{v['total']} vote(s) in {stats['db']}: A {v['a']}, B {v['b']}, tie {v['tie']}, "
-          f"both bad {v['both-bad']}")
+    print(
+        f"{v['total']} vote(s) in {stats['db']}: A {v['a']}, B {v['b']}, tie {v['tie']}, "
+        f"both bad {v['both-bad']}"
+    )
     skipped = stats["excluded_from_ratings"]
     if skipped["unnamed"] or skipped["same_model"]:
-        print(f"not rated: {skipped['unnamed']} vote(s) without model names, "
-              f"{skipped['same_model']} of a model against itself")
+        print(
+            f"not rated: {skipped['unnamed']} vote(s) without model names, "
+            f"{skipped['same_model']} of a model against itself"
+        )
     if stats["pairs"]:
         print("\nvotes per pair of models")
-        print(f"  {'model 1':<24} {'model 2':<24} {'votes':>5} {'wins 1':>6} {'wins 2':>6} "
-              f"{'ties':>4} {'both bad':>8} {'win rate 1':>10}")
+        print(
+            f"  {'model 1':<24} {'model 2':<24} {'votes':>5} {'wins 1':>6} {'wins 2':>6} "
+            f"{'ties':>4} {'both bad':>8} {'win rate 1':>10}"
+        )
         for p in stats["pairs"]:
-            print(f"  {p['model_1']:<24} {p['model_2']:<24} {p['n_votes']:>5} {p['wins_1']:>6} "
-                  f"{p['wins_2']:>6} {p['ties']:>4} {p['both_bad']:>8} "
-                  f"{_fmt(p['win_rate_1'], 3):>10}")
+            print(
+                f"  {p['model_1']:<24} {p['model_2']:<24} {p['n_votes']:>5} {p['wins_1']:>6} "
+                f"{p['wins_2']:>6} {p['ties']:>4} {p['both_bad']:>8} "
+                f"{_fmt(p['win_rate_1'], 3):>10}"
+            )
     if stats["models"]:
         bt = stats["bradley_terry"]
-        print(f"\nBradley-Terry ratings (Elo scale, 95% interval from {bt['method']})"
-              + (" — weak prior added: the plain fit does not exist yet" if bt["regularized"] else ""))
-        print(f"  {'model':<24} {'rating':>7} {'95% interval':>17} {'votes':>5} {'win rate':>8} "
-              f"{'both bad':>8}")
+        print(
+            f"\nBradley-Terry ratings (Elo scale, 95% interval from {bt['method']})"
+            + (" — weak prior added: the plain fit does not exist yet" if bt["regularized"] else "")
+        )
+        print(
+            f"  {'model':<24} {'rating':>7} {'95% interval':>17} {'votes':>5} {'win rate':>8} "
+            f"{'both bad':>8}"
+        )
         for m in stats["models"]:
-            interval = (f"{_fmt(m['ci_low'])}..{_fmt(m['ci_high'])}"
-                        if m["ci_low"] is not None else "-")
-            print(f"  {m['model']:<24} {_fmt(m['rating']):>7} {interval:>17} {m['n_votes']:>5} "
-                  f"{_fmt(m['win_rate'], 3):>8} {m['both_bad']:>8}")
+            interval = (
+                f"{_fmt(m['ci_low'])}..{_fmt(m['ci_high'])}" if m["ci_low"] is not None else "-"
+            )
+            print(
+                f"  {m['model']:<24} {_fmt(m['rating']):>7} {interval:>17} {m['n_votes']:>5} "
+                f"{_fmt(m['win_rate'], 3):>8} {m['both_bad']:>8}"
+            )
         elo = stats["elo"]["ratings"]
         if elo:
             print(f"\nonline Elo (K={stats['elo']['k']:g}, in vote order)")

@@ -1,8 +1,8 @@
 """Lab 1 on the command line: ``tokenizers``, ``tokenize`` and ``bpe train``.
 
-    llm-playground tokenizers
-    llm-playground tokenize --tokenizer NAME [--clean html,whitespace,nfkc] [--format json|html|text] [TEXT]
-    llm-playground bpe train --vocab-size N --input FILE --out FILE.json
+llm-playground tokenizers
+llm-playground tokenize --tokenizer NAME [--clean html,whitespace,nfkc] [--format json|html|text] [TEXT]
+llm-playground bpe train --vocab-size N --input FILE --out FILE.json
 """
 
 from __future__ import annotations
@@ -12,35 +12,67 @@ import json
 import sys
 from pathlib import Path
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tokenizers", help="list the available tokenizer names, one a line")
     p.set_defaults(func=_tokenizers)
 
-    p = subparsers.add_parser("tokenize", help="turn text into token ids and pieces",
-                              description="Tokenize TEXT (or standard input when TEXT is absent or '-').")
-    p.add_argument("--tokenizer", "-t", required=True, metavar="NAME",
-                   help="a name from `llm-playground tokenizers`, or the path of a saved BPE .json")
-    p.add_argument("--clean", metavar="STEPS", default="",
-                   help="comma-separated cleaning before tokenizing: html, whitespace, nfkc")
-    p.add_argument("--format", "-f", choices=("json", "html", "text"), default="json",
-                   help="json: one object (tokenizer, text, ids, pieces, n_tokens); html: the "
-                        "colour-coded fragment the app shows; text: one token a line")
-    p.add_argument("--max-pieces", type=int, default=None, metavar="N",
-                   help="html only: render at most N tokens (default: as many as the app shows)")
+    p = subparsers.add_parser(
+        "tokenize",
+        help="turn text into token ids and pieces",
+        description="Tokenize TEXT (or standard input when TEXT is absent or '-').",
+    )
+    p.add_argument(
+        "--tokenizer",
+        "-t",
+        required=True,
+        metavar="NAME",
+        help="a name from `llm-playground tokenizers`, or the path of a saved BPE .json",
+    )
+    p.add_argument(
+        "--clean",
+        metavar="STEPS",
+        default="",
+        help="comma-separated cleaning before tokenizing: html, whitespace, nfkc",
+    )
+    p.add_argument(
+        "--format",
+        "-f",
+        choices=("json", "html", "text"),
+        default="json",
+        help="json: one object (tokenizer, text, ids, pieces, n_tokens); html: the "
+        "colour-coded fragment the app shows; text: one token a line",
+    )
+    p.add_argument(
+        "--max-pieces",
+        type=int,
+        default=None,
+        metavar="N",
+        help="html only: render at most N tokens (default: as many as the app shows)",
+    )
     p.add_argument("text", nargs="?", default="-", metavar="TEXT")
     p.set_defaults(func=_tokenize)
 
     p = subparsers.add_parser("bpe", help="train your own byte-level BPE tokenizer")
     sub = p.add_subparsers(dest="bpe_command", metavar="ACTION")
-    t = sub.add_parser("train", help="train a byte-level BPE on a UTF-8 text file and save it as JSON")
-    t.add_argument("--vocab-size", type=int, required=True, metavar="N", help="target vocabulary (>= 256)")
-    t.add_argument("--input", required=True, metavar="FILE", help="UTF-8 text to train on ('-': stdin)")
+    t = sub.add_parser(
+        "train", help="train a byte-level BPE on a UTF-8 text file and save it as JSON"
+    )
+    t.add_argument(
+        "--vocab-size", type=int, required=True, metavar="N", help="target vocabulary (>= 256)"
+    )
+    t.add_argument(
+        "--input", required=True, metavar="FILE", help="UTF-8 text to train on ('-': stdin)"
+    )
     t.add_argument("--out", required=True, metavar="FILE.json", help="where to save the tokenizer")
-    t.add_argument("--pattern", choices=("gpt4", "gpt2", "none"), default="gpt4",
-                   help="how text is split before merging (default: GPT-4's regex)")
+    t.add_argument(
+        "--pattern",
+        choices=("gpt4", "gpt2", "none"),
+        default="gpt4",
+        help="how text is split before merging (default: GPT-4's regex)",
+    )
     t.set_defaults(func=_bpe_train)
     m = sub.add_parser("merges", help="list a saved BPE tokenizer's merges in order")
     m.add_argument("file", metavar="FILE.json")
@@ -53,7 +85,9 @@ def _decode_utf8(data: bytes, source: str) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+        raise UserError(
+            f"{source} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
 
 
 def _read_text_arg(text: str) -> str:
@@ -78,7 +112,7 @@ def _read_file(name: str) -> str:
 
 
 def _tokenizers(args: argparse.Namespace) -> int:
-    from llm_playground.tokenizers import available_tokenizers
+    from llm_playground.tokenization.tokenizer import available_tokenizers
 
     for name in available_tokenizers():
         print(name)
@@ -86,13 +120,16 @@ def _tokenizers(args: argparse.Namespace) -> int:
 
 
 def _show(piece: str) -> str:
-    return piece.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r") \
-        if any(c in piece for c in "\n\t\r") else piece
+    return (
+        piece.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+        if any(c in piece for c in "\n\t\r")
+        else piece
+    )
 
 
 def _tokenize(args: argparse.Namespace) -> int:
-    from llm_playground.cleaning import clean, parse_steps
-    from llm_playground.tokenizers import get_tokenizer, tokenize_with_pieces
+    from llm_playground.tokenization.cleaning import clean, parse_steps
+    from llm_playground.tokenization.tokenizer import get_tokenizer, tokenize_with_pieces
 
     steps = parse_steps(args.clean)
     tok = get_tokenizer(args.tokenizer)
@@ -100,17 +137,28 @@ def _tokenize(args: argparse.Namespace) -> int:
     result = tokenize_with_pieces(tok, text)
     out = sys.stdout
     if args.format == "json":
-        json.dump({"tokenizer": result.tokenizer, "text": result.text, "ids": result.ids,
-                   "pieces": result.pieces, "n_tokens": result.n_tokens}, out, ensure_ascii=False)
+        json.dump(
+            {
+                "tokenizer": result.tokenizer,
+                "text": result.text,
+                "ids": result.ids,
+                "pieces": result.pieces,
+                "n_tokens": result.n_tokens,
+            },
+            out,
+            ensure_ascii=False,
+        )
         out.write("\n")
     elif args.format == "html":
-        from llm_playground.tokenviz import MAX_PIECES, render_tokens_html
+        from llm_playground.tokenization.view import MAX_PIECES, render_tokens_html
 
         limit = MAX_PIECES if args.max_pieces is None else args.max_pieces
         out.write(render_tokens_html(result, max_pieces=limit, token_bytes=tok.token_bytes) + "\n")
     else:
-        out.write(f"# {result.tokenizer}: {result.n_tokens} tokens, {result.n_chars} characters, "
-                  f"{result.chars_per_token:.2f} characters per token\n")
+        out.write(
+            f"# {result.tokenizer}: {result.n_tokens} tokens, {result.n_chars} characters, "
+            f"{result.chars_per_token:.2f} characters per token\n"
+        )
         for tid, piece in zip(result.ids, result.pieces, strict=True):
             out.write(f"{tid}\t{_show(piece)}\n")
     return 0
@@ -119,10 +167,12 @@ def _tokenize(args: argparse.Namespace) -> int:
 def _bpe_train(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from llm_playground.bpe import Done, train_events
+    from llm_playground.tokenization.bpe import Done, train_events
 
     if args.vocab_size < 256:
-        raise UserError(f"--vocab-size must be at least 256 (the byte values), got {args.vocab_size}")
+        raise UserError(
+            f"--vocab-size must be at least 256 (the byte values), got {args.vocab_size}"
+        )
     out = Path(args.out)
     if out.suffix != ".json":
         raise UserError(f"--out must name a .json file, got {args.out}")
@@ -130,11 +180,18 @@ def _bpe_train(args: argparse.Namespace) -> int:
     if not text:
         raise UserError(f"{args.input} is empty: there is nothing to train on")
     source = "standard input" if args.input == "-" else Path(args.input).name
-    bar = tqdm(total=args.vocab_size - 256, unit="merge", file=sys.stderr, desc="BPE merges",
-               mininterval=0.2)
+    bar = tqdm(
+        total=args.vocab_size - 256,
+        unit="merge",
+        file=sys.stderr,
+        desc="BPE merges",
+        mininterval=0.2,
+    )
     done = None
     try:
-        for event in train_events(text, args.vocab_size, pattern=args.pattern, name=out.stem, source=source):
+        for event in train_events(
+            text, args.vocab_size, pattern=args.pattern, name=out.stem, source=source
+        ):
             if isinstance(event, Done):
                 done = event
             else:
@@ -144,18 +201,22 @@ def _bpe_train(args: argparse.Namespace) -> int:
     assert done is not None
     path = done.tokenizer.save(out)
     note = f" (stopped early: {done.reason})" if done.reason else ""
-    print(f"saved {path}: {done.tokenizer.vocab_size} tokens, {len(done.tokenizer.merges)} merges "
-          f"in {done.elapsed:.1f} s{note}")
+    print(
+        f"saved {path}: {done.tokenizer.vocab_size} tokens, {len(done.tokenizer.merges)} merges "
+        f"in {done.elapsed:.1f} s{note}"
+    )
     return 0
 
 
 def _bpe_merges(args: argparse.Namespace) -> int:
-    from llm_playground.tokenizers import BPEAdapter, get_tokenizer
+    from llm_playground.tokenization.tokenizer import BPEAdapter, get_tokenizer
 
     tok = get_tokenizer(args.file)
     if not isinstance(tok, BPEAdapter):
         raise UserError(f"{args.file} is not a BPE tokenizer")
-    for row in tok.bpe.merges_table()[:args.limit]:
-        print(f"{row['rank']}\t{row['new_id']}\t{_show(row['left'])!r} + {_show(row['right'])!r} -> "
-              f"{_show(row['token'])!r}")
+    for row in tok.bpe.merges_table()[: args.limit]:
+        print(
+            f"{row['rank']}\t{row['new_id']}\t{_show(row['left'])!r} + {_show(row['right'])!r} -> "
+            f"{_show(row['token'])!r}"
+        )
     return 0

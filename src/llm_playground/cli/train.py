@@ -12,30 +12,48 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 
-from llm_playground.config import DEVICES, DTYPES, PRESETS, preset
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
+from llm_playground.training.config import DEVICES, DTYPES, PRESETS, preset
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train a bigram model or a baby GPT (Lab 2)",
-                              description="Train a bigram model or a GPT on a text and save it.")
+    p = subparsers.add_parser(
+        "train",
+        help="train a bigram model or a baby GPT (Lab 2)",
+        description="Train a bigram model or a GPT on a text and save it.",
+    )
     p.add_argument("--preset", required=True, choices=list(PRESETS), help="starting settings")
     p.add_argument("--n-layer", type=int, metavar="N", help="transformer blocks")
     p.add_argument("--n-head", type=int, metavar="N", help="attention heads per block")
     p.add_argument("--n-embd", type=int, metavar="N", help="embedding size")
     p.add_argument("--block-size", type=int, metavar="N", help="context length in tokens")
-    p.add_argument("--batch-size", type=int, metavar="N", help="blocks per optimiser step (global, over all processes)")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help="blocks per optimiser step (global, over all processes)",
+    )
     p.add_argument("--lr", type=float, metavar="X", help="peak learning rate")
-    p.add_argument("--min-lr", type=float, metavar="X", help="learning rate at the end of the cosine decay (default lr/10)")
+    p.add_argument(
+        "--min-lr",
+        type=float,
+        metavar="X",
+        help="learning rate at the end of the cosine decay (default lr/10)",
+    )
     p.add_argument("--max-iters", type=int, metavar="N", help="optimiser steps")
     p.add_argument("--eval-interval", type=int, metavar="N", help="steps between evaluations")
     p.add_argument("--eval-iters", type=int, metavar="N", help="batches per loss estimate")
-    p.add_argument("--sample-interval", type=int, metavar="N", help="steps between samples (default 100)")
+    p.add_argument(
+        "--sample-interval", type=int, metavar="N", help="steps between samples (default 100)"
+    )
     p.add_argument("--dropout", type=float, metavar="X", help="dropout probability")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (same seed, same run)")
-    p.add_argument("--tokenizer", metavar="char|gpt2|FILE", help="char, gpt2, or the path of a saved BPE JSON file")
+    p.add_argument(
+        "--tokenizer",
+        metavar="char|gpt2|FILE",
+        help="char, gpt2, or the path of a saved BPE JSON file",
+    )
     p.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: TinyShakespeare)")
     p.add_argument("--device", choices=DEVICES, help="auto picks a GPU when there is one")
     p.add_argument("--dtype", choices=DTYPES, help="auto measures whether bf16 is fast here")
@@ -44,25 +62,47 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
     p.set_defaults(func=train_command)
 
-    s = subparsers.add_parser("sample", help="continue a prompt with a trained model (Lab 2)",
-                              description="Print a trained model's continuation of a prompt.")
+    s = subparsers.add_parser(
+        "sample",
+        help="continue a prompt with a trained model (Lab 2)",
+        description="Print a trained model's continuation of a prompt.",
+    )
     s.add_argument("--checkpoint", required=True, metavar="DIR", help="a folder written by train")
-    s.add_argument("--prompt", default="\n", metavar="TEXT", help="text to continue (default: a newline)")
-    s.add_argument("--max-new-tokens", type=int, metavar="N", default=200, help="tokens to generate")
+    s.add_argument(
+        "--prompt", default="\n", metavar="TEXT", help="text to continue (default: a newline)"
+    )
+    s.add_argument(
+        "--max-new-tokens", type=int, metavar="N", default=200, help="tokens to generate"
+    )
     s.add_argument("--temperature", type=float, metavar="X", default=1.0, help="0 means greedy")
-    s.add_argument("--top-k", type=int, metavar="K", help="sample only among the k likeliest tokens")
+    s.add_argument(
+        "--top-k", type=int, metavar="K", help="sample only among the k likeliest tokens"
+    )
     s.add_argument("--seed", type=int, metavar="N", default=1337, help="random seed")
     s.set_defaults(func=sample_command)
 
 
 def build_config(args: argparse.Namespace):
     overrides = {
-        "n_layer": args.n_layer, "n_head": args.n_head, "n_embd": args.n_embd,
-        "block_size": args.block_size, "batch_size": args.batch_size, "lr": args.lr,
-        "min_lr": args.min_lr, "max_iters": args.max_iters, "eval_interval": args.eval_interval,
-        "eval_iters": args.eval_iters, "sample_interval": args.sample_interval,
-        "dropout": args.dropout, "seed": args.seed, "tokenizer": args.tokenizer, "data": args.data,
-        "device": args.device, "dtype": args.dtype, "resume": args.resume, "out_dir": args.out,
+        "n_layer": args.n_layer,
+        "n_head": args.n_head,
+        "n_embd": args.n_embd,
+        "block_size": args.block_size,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "min_lr": args.min_lr,
+        "max_iters": args.max_iters,
+        "eval_interval": args.eval_interval,
+        "eval_iters": args.eval_iters,
+        "sample_interval": args.sample_interval,
+        "dropout": args.dropout,
+        "seed": args.seed,
+        "tokenizer": args.tokenizer,
+        "data": args.data,
+        "device": args.device,
+        "dtype": args.dtype,
+        "resume": args.resume,
+        "out_dir": args.out,
     }
     if args.compile:
         overrides["compile"] = True
@@ -74,55 +114,39 @@ def build_config(args: argparse.Namespace):
 
 
 def train_command(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from llm_playground.engine import run_training
-    from llm_playground.events import Checkpoint, Done, Error, Eval, Sample, Started, Step
+    from llm_playground.cli.progress import Wording, render
+    from llm_playground.training.engine import run_training
 
     config = build_config(args)
+    wording = Wording(
+        headline=lambda e: (
+            f"training {e.label}: {e.parameters:,} parameters, vocabulary "
+            f"{e.vocab_size}, {e.device} {e.dtype}"
+            + (f", {e.world_size} processes" if e.world_size > 1 else "")
+        ),
+        postfix=lambda e: {"loss": f"{e.loss:.4f}", "tok_s": f"{e.tokens_per_s:,.0f}"},
+        metric_line=lambda e: (
+            f"step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}"
+        ),
+        sample_line=(lambda e: f"--- sample at step {e.step} ---\n{e.text}")
+        if args.verbose
+        else None,
+    )
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    bar = None
-    try:
-        for event in run_training(config):
-            if isinstance(event, Error):
-                raise UserError(event.message)
-            if not main_rank:
-                continue
-            if isinstance(event, Started):
-                print(f"training {event.label}: {event.parameters:,} parameters, vocabulary "
-                      f"{event.vocab_size}, {event.device} {event.dtype}"
-                      + (f", {event.world_size} processes" if event.world_size > 1 else ""),
-                      file=sys.stderr)
-                bar = tqdm(total=event.max_iters, initial=event.start_step, unit="step",
-                           file=sys.stderr, dynamic_ncols=True, mininterval=0.5)
-            elif isinstance(event, Step) and bar is not None:
-                bar.update(event.step - bar.n)
-                bar.set_postfix(loss=f"{event.loss:.4f}", tok_s=f"{event.tokens_per_s:,.0f}", refresh=False)
-            elif isinstance(event, Eval):
-                line = f"step {event.step}: train loss {event.train_loss:.4f}, val loss {event.val_loss:.4f}"
-                (bar.write(line, file=sys.stderr) if bar else print(line, file=sys.stderr))
-            elif isinstance(event, Sample) and args.verbose:
-                text = f"--- sample at step {event.step} ---\n{event.text}"
-                (bar.write(text, file=sys.stderr) if bar else print(text, file=sys.stderr))
-            elif isinstance(event, Checkpoint):
-                pass
-            elif isinstance(event, Done):
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                val = "n/a" if event.val_loss is None else f"{event.val_loss:.4f}"
-                print(f"saved {config.out_dir} after {event.step} steps (val loss {val}, "
-                      f"{event.elapsed_s:.1f} s)")
-    finally:
-        if bar is not None:
-            bar.close()
+    done = render(run_training(config), wording, show=main_rank)
+    if main_rank and done is not None:
+        val = "n/a" if done.val_loss is None else f"{done.val_loss:.4f}"
+        print(
+            f"saved {config.out_dir} after {done.step} steps (val loss {val}, "
+            f"{done.elapsed_s:.1f} s)"
+        )
     return 0
 
 
 def sample_command(args: argparse.Namespace) -> int:
     import torch
 
-    from llm_playground.checkpoints import load_checkpoint
+    from llm_playground.training.checkpoints import load_checkpoint
 
     if args.max_new_tokens is None or args.max_new_tokens < 0:
         raise UserError(f"--max-new-tokens must be 0 or more, not {args.max_new_tokens}")
@@ -136,7 +160,12 @@ def sample_command(args: argparse.Namespace) -> int:
         raise UserError("the prompt is empty: give at least one character")
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
-    out = ckpt.model.generate(torch.tensor([ids]), args.max_new_tokens, temperature=args.temperature,
-                              top_k=args.top_k, generator=gen)
-    print(ckpt.tokenizer.decode(out[0, len(ids):].tolist()))
+    out = ckpt.model.generate(
+        torch.tensor([ids]),
+        args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        generator=gen,
+    )
+    print(ckpt.tokenizer.decode(out[0, len(ids) :].tolist()))
     return 0

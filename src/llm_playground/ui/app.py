@@ -26,6 +26,9 @@ LABS = [
 ]
 
 home = st.Page(str(PAGES / "home.py"), title="Home", icon="🏠", url_path="home", default=True)
-labs = [st.Page(str(PAGES / file), title=title, icon=icon, url_path=url)
-        for file, title, icon, url in LABS if (PAGES / file).exists()]
+labs = [
+    st.Page(str(PAGES / file), title=title, icon=icon, url_path=url)
+    for file, title, icon, url in LABS
+    if (PAGES / file).exists()
+]
 st.navigation({"LLM Playground": [home], "Labs": labs}).run()

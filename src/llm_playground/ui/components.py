@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import html
+from collections.abc import Callable
+from typing import Any
 
 import streamlit as st
 
-from llm_playground.errors import UserError
-from llm_playground.jobs import JobManager
+from llm_playground.core.errors import UserError
+from llm_playground.core.events import Error, Progress, Started
+from llm_playground.core.jobs import EventFactory, Job, JobManager
 
 
 def esc(text: object) -> str:
@@ -19,6 +23,137 @@ def esc(text: object) -> str:
 def job_manager() -> JobManager:
     """The process-wide manager of background jobs (training, fine-tuning, long evaluations)."""
     return JobManager()
+
+
+def owner_id() -> str:
+    """Who is asking: one id per browser (all its tabs), never shown to anyone.
+
+    Derived from the browser's XSRF cookie, which Streamlit sets once per browser; where
+    there is none (tests, XSRF off) the browser session's own id serves.
+    """
+    try:
+        from streamlit.web.server.starlette.starlette_app_utils import decode_xsrf_token_string
+
+        token, _ = decode_xsrf_token_string(st.context.cookies.get("_streamlit_xsrf") or "")
+        if token:
+            return "b-" + hashlib.sha256(token).hexdigest()[:24]
+    except Exception:  # noqa: BLE001 - any failure falls back to the session id
+        pass
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    return "s-" + (ctx.session_id if ctx else "local")
+
+
+def _slot_key(slot: str) -> str:
+    return f"job:{slot}"
+
+
+def start_job(
+    slot: str,
+    label: str,
+    factory: EventFactory,
+    *,
+    heavy: bool = True,
+    params: dict[str, Any] | None = None,
+) -> Job:
+    """Start a background job for this browser in ``slot`` (one unfinished job per slot)."""
+    job = job_manager().start(slot, label, factory, params, owner=owner_id(), heavy=heavy)
+    st.session_state[_slot_key(slot)] = job.id
+    return job
+
+
+def current_job(slot: str) -> Job | None:
+    """This browser's job in ``slot``: the one this tab started, else one still running."""
+    manager, owner = job_manager(), owner_id()
+    job = manager.get(st.session_state.get(_slot_key(slot)), owner)
+    if job is None:
+        job = manager.running(slot, owner)  # a second tab finds the run in progress
+        if job is not None:
+            st.session_state[_slot_key(slot)] = job.id
+    return job
+
+
+def forget_job(slot: str) -> None:
+    """Clear the slot (the job itself goes on, or is evicted when finished)."""
+    st.session_state.pop(_slot_key(slot), None)
+
+
+def job_progress(events: list[Any]) -> tuple[int, int | None]:
+    """Units done and expected, from the last ``Started`` and ``Progress`` events."""
+    total = next((e.total for e in reversed(events) if isinstance(e, Started)), None)
+    done = next((e.step for e in reversed(events) if isinstance(e, Progress)), 0)
+    if total is None:
+        total = next((e.total for e in reversed(events) if isinstance(e, Progress)), None)
+    return done, total
+
+
+def job_panel(
+    slot: str,
+    draw: Callable[[Job, list[Any]], None] | None = None,
+    *,
+    run_every: float = 0.5,
+    stop_label: str = "Stop",
+    progress: bool = True,
+    on_finish: Callable[[Job, list[Any]], None] | None = None,
+) -> Job | None:
+    """The one panel for a background job: queue place, progress, Stop, errors, and ``draw``.
+
+    It polls in a fragment while the job runs; ``draw(job, events)`` lays out what the
+    page shows of the events so far. When the job ends, the whole page reruns once (so
+    widgets outside the panel see the result) after ``on_finish(job, events)``.
+    """
+    if current_job(slot) is None:
+        return None
+    ran_key = f"job:{slot}:was_running"
+
+    @st.fragment(run_every=run_every if current_job(slot) and current_job(slot).running else None)
+    def panel() -> None:
+        job = current_job(slot)
+        if job is None:
+            return
+        events = job.snapshot()
+        if job.queued:
+            place = job_manager().queue_position(job)
+            load = job_manager().load()
+            st.info(
+                f"Waiting for a free slot: you are number {place or 1} in the queue "
+                f"({load.running} of {load.max_heavy} heavy runs busy on this machine).",
+                icon="⏳",
+            )
+        elif job.running and progress:
+            done, total = job_progress(events)
+            unit = next((e.unit for e in reversed(events) if isinstance(e, Started)), "step")
+            text = f"{job.label}: {done:,}/{total:,} {unit}s" if total else f"{job.label}: running…"
+            st.progress(min(1.0, done / total) if total else 0.0, text=text)
+        if job.running and st.button(stop_label, key=f"{slot}_stop", type="secondary"):
+            job_manager().stop(job.id, owner_id())
+        if draw is not None:
+            draw(job, events)
+        error = next((e for e in events if isinstance(e, Error)), None)
+        if error is not None:
+            show_user_error(UserError(error.message))
+        elif job.error:
+            st.error(f"The run failed: {job.error}")
+        if job.running:
+            st.session_state[ran_key] = True
+        elif st.session_state.pop(ran_key, False):
+            if on_finish is not None:
+                on_finish(job, events)
+            st.rerun()
+
+    panel()
+    return current_job(slot)
+
+
+def machine_load_caption() -> None:
+    """One line on how busy the machine is (no names), when anyone's heavy run is going."""
+    load = job_manager().load()
+    if load.running or load.queued:
+        st.caption(
+            f"This machine: {load.running} of {load.max_heavy} heavy runs busy, "
+            f"{load.queued} waiting."
+        )
 
 
 def show_user_error(exc: UserError) -> None:
@@ -42,22 +177,23 @@ def _model_version(info) -> float:
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
 def _load_model_cached(name: str, version: float):
-    from llm_playground.registry import load_model
+    from llm_playground.generation.registry import load_model
 
     return load_model(name)
 
 
 def cached_model(name: str):
     """A registry model loaded once per app process (not per click), keyed by name and files."""
-    from llm_playground.registry import resolve
+    from llm_playground.generation.registry import resolve
 
     return _load_model_cached(name, _model_version(resolve(name)))
 
 
-def model_picker(label: str, key: str, kinds: tuple[str, ...] | None = None,
-                 default: str | None = None) -> str | None:
+def model_picker(
+    label: str, key: str, kinds: tuple[str, ...] | None = None, default: str | None = None
+) -> str | None:
     """A select box of registry models; unavailable ones are listed with the reason, disabled."""
-    from llm_playground.registry import list_models
+    from llm_playground.generation.registry import list_models
 
     infos = [i for i in list_models() if kinds is None or i.kind in kinds]
     usable = [i for i in infos if i.available]

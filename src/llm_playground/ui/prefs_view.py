@@ -22,8 +22,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from llm_playground.errors import UserError
-from llm_playground.preferences import (
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.preferences import (
     TIES_MODES,
     Pair,
     PreferenceStore,
@@ -38,8 +38,12 @@ log = logging.getLogger(__name__)
 
 GeneratePair = Callable[[str], tuple[tuple[str, str | None], tuple[str, str | None]]]
 
-VOTE_BUTTONS = (("a", "A is better", "prefs_vote_a"), ("b", "B is better", "prefs_vote_b"),
-                ("tie", "Tie", "prefs_vote_tie"), ("both-bad", "Both are bad", "prefs_vote_both_bad"))
+VOTE_BUTTONS = (
+    ("a", "A is better", "prefs_vote_a"),
+    ("b", "B is better", "prefs_vote_b"),
+    ("tie", "Tie", "prefs_vote_tie"),
+    ("both-bad", "Both are bad", "prefs_vote_both_bad"),
+)
 MODE_GENERATE = "Generate with two models"
 MODE_PASTE = "Paste your own pair"
 TIES_LABELS = {
@@ -71,17 +75,22 @@ def _as_store(store: PreferenceStore | str | Path | None) -> PreferenceStore | N
         return None
 
 
-def store_chooser(default: str | Path | None = None,
-                  key: str = "prefs_db_path") -> PreferenceStore | None:
+def store_chooser(
+    default: str | Path | None = None, key: str = "prefs_db_path"
+) -> PreferenceStore | None:
     """A text input for the vote database (a file, or a folder to keep it in), validated:
     a foreign, corrupt or unreachable file is shown as an error and not used."""
     if default is None:
-        from llm_playground.paths import get_paths
+        from llm_playground.core.paths import get_paths
 
         default = get_paths().db
-    text = st.text_input("Vote database (a .sqlite file, or a data folder)", value=str(default),
-                         key=key, help="Votes are kept in a SQLite database in WAL mode. A file "
-                         "that is not a playground database is refused, never overwritten.")
+    text = st.text_input(
+        "Vote database (a .sqlite file, or a data folder)",
+        value=str(default),
+        key=key,
+        help="Votes are kept in a SQLite database in WAL mode. A file "
+        "that is not a playground database is refused, never overwritten.",
+    )
     try:
         store = PreferenceStore(resolve_db_path(text))
     except UserError as exc:
@@ -102,8 +111,9 @@ def _cast_vote(store: PreferenceStore, choice: str) -> None:
     if pair is None:
         return
     try:
-        vote = pair.record(store, choice, comment=state.get("prefs_comment", ""),
-                           session_id=session_id())
+        vote = pair.record(
+            store, choice, comment=state.get("prefs_comment", ""), session_id=session_id()
+        )
     except UserError as exc:
         state["prefs_error"] = str(exc)
         return
@@ -124,9 +134,14 @@ def _undo_vote(store: PreferenceStore) -> None:
         state["prefs_error"] = str(exc)
         return
     # the same pair comes back, names hidden again, to be judged anew
-    state["prefs_pair"] = Pair(prompt=vote.prompt, response_a=vote.response_a,
-                               response_b=vote.response_b, pair_id=uuid.uuid4().hex,
-                               _model_a=vote.model_a, _model_b=vote.model_b)
+    state["prefs_pair"] = Pair(
+        prompt=vote.prompt,
+        response_a=vote.response_a,
+        response_b=vote.response_b,
+        pair_id=uuid.uuid4().hex,
+        _model_a=vote.model_a,
+        _model_b=vote.model_b,
+    )
     state["prefs_undone"] = True
 
 
@@ -134,8 +149,10 @@ def _show_response(title: str, text: str) -> None:
     with st.container(border=True):
         st.markdown(f"**{title}**")
         body = esc(text) if text.strip() else "<em>(empty response)</em>"
-        st.html(f"<div class='prefs-response' style='white-space: pre-wrap; "
-                f"overflow-wrap: anywhere'>{body}</div>")
+        st.html(
+            f"<div class='prefs-response' style='white-space: pre-wrap; "
+            f"overflow-wrap: anywhere'>{body}</div>"
+        )
 
 
 def _new_pair(prompt: str, first: tuple, second: tuple, rng) -> None:
@@ -150,15 +167,20 @@ def _check_generated(result: object) -> tuple[tuple[str, str | None], tuple[str,
     try:
         (r1, m1), (r2, m2) = result  # type: ignore[misc]
     except (TypeError, ValueError):
-        raise UserError("the generator must return ((response_1, model_1), "
-                        "(response_2, model_2))") from None
+        raise UserError(
+            "the generator must return ((response_1, model_1), (response_2, model_2))"
+        ) from None
     if not isinstance(r1, str) or not isinstance(r2, str):
         raise UserError("the generated responses must be text")
     return (r1, m1), (r2, m2)
 
 
-def render_voting(store: PreferenceStore | str | Path | None,
-                  generate_pair: GeneratePair | None = None, *, rng=None) -> Vote | None:
+def render_voting(
+    store: PreferenceStore | str | Path | None,
+    generate_pair: GeneratePair | None = None,
+    *,
+    rng=None,
+) -> Vote | None:
     """The voting screen. Returns the vote just stored (names revealed), if any.
 
     With ``generate_pair`` the learner types a prompt and the page's two models (or two
@@ -171,12 +193,19 @@ def render_voting(store: PreferenceStore | str | Path | None,
         return None
     state = _state()
     modes = [MODE_GENERATE, MODE_PASTE] if generate_pair is not None else [MODE_PASTE]
-    mode = st.radio("Where do the two responses come from?", modes, key="prefs_mode",
-                    horizontal=True) if len(modes) > 1 else MODE_PASTE
+    mode = (
+        st.radio("Where do the two responses come from?", modes, key="prefs_mode", horizontal=True)
+        if len(modes) > 1
+        else MODE_PASTE
+    )
 
     if mode == MODE_GENERATE:
-        prompt = st.text_area("Prompt", key="prefs_prompt", height=90,
-                              placeholder="Write a prompt; two models answer it.")
+        prompt = st.text_area(
+            "Prompt",
+            key="prefs_prompt",
+            height=90,
+            placeholder="Write a prompt; two models answer it.",
+        )
         if st.button("Generate a pair", key="prefs_generate", type="primary"):
             if not prompt.strip():
                 state["prefs_error"] = "the prompt is empty"
@@ -200,8 +229,9 @@ def render_voting(store: PreferenceStore | str | Path | None,
             with c2:
                 r2 = st.text_area("Second response", key="prefs_paste_response_2", height=140)
                 m2 = st.text_input("Its model (optional)", key="prefs_paste_model_2")
-            submitted = st.form_submit_button("Vote on this pair", type="primary",
-                                              key="prefs_paste_use")
+            submitted = st.form_submit_button(
+                "Vote on this pair", type="primary", key="prefs_paste_use"
+            )
         if submitted:
             if not prompt.strip():
                 state["prefs_error"] = "the prompt is empty"
@@ -231,20 +261,30 @@ def render_voting(store: PreferenceStore | str | Path | None,
         _show_response("Response A", pair.response_a)
     with col_b:
         _show_response("Response B", pair.response_b)
-    st.text_input("Comment (optional)", key="prefs_comment",
-                  placeholder="Why? (kept with the vote)")
+    st.text_input(
+        "Comment (optional)", key="prefs_comment", placeholder="Why? (kept with the vote)"
+    )
     cols = st.columns(4)
     for col, (choice, label, key) in zip(cols, VOTE_BUTTONS, strict=True):
-        col.button(label, key=key, on_click=_cast_vote, args=(store, choice),
-                   use_container_width=True, type="primary" if choice in ("a", "b") else "secondary")
+        col.button(
+            label,
+            key=key,
+            on_click=_cast_vote,
+            args=(store, choice),
+            use_container_width=True,
+            type="primary" if choice in ("a", "b") else "secondary",
+        )
     return None
 
 
 def _show_reveal(store: PreferenceStore, vote: Vote) -> None:
     name_a = vote.model_a or "an unnamed model"
     name_b = vote.model_b or "an unnamed model"
-    st.success(f"Vote #{vote.id} stored: {_CHOICE_WORDS[vote.choice]}. "
-               f"Response A was written by {name_a}; response B by {name_b}.", icon="✅")
+    st.success(
+        f"Vote #{vote.id} stored: {_CHOICE_WORDS[vote.choice]}. "
+        f"Response A was written by {name_a}; response B by {name_b}.",
+        icon="✅",
+    )
     col1, col2 = st.columns(2)
     with col1:
         _show_response(f"Response A — {name_a}", vote.response_a)
@@ -263,14 +303,34 @@ def _ratings_chart(rows: list[dict]):
     df = pd.DataFrame(rows)
     order = list(df["model"])
     y = alt.Y("model:N", sort=order, title=None, axis=alt.Axis(labelOverlap=False, labelLimit=240))
-    bars = alt.Chart(df).mark_rule(strokeWidth=2).encode(
-        y=y, x=alt.X("ci_low:Q", title="rating (Elo scale) with 95% interval",
-                     scale=alt.Scale(zero=False)), x2="ci_high:Q")
-    points = alt.Chart(df).mark_point(filled=True, size=90).encode(
-        y=y, x="rating:Q",
-        tooltip=["model", alt.Tooltip("rating:Q", format=".0f"),
-                 alt.Tooltip("ci_low:Q", format=".0f"), alt.Tooltip("ci_high:Q", format=".0f"),
-                 "n_votes"])
+    bars = (
+        alt.Chart(df)
+        .mark_rule(strokeWidth=2)
+        .encode(
+            y=y,
+            x=alt.X(
+                "ci_low:Q",
+                title="rating (Elo scale) with 95% interval",
+                scale=alt.Scale(zero=False),
+            ),
+            x2="ci_high:Q",
+        )
+    )
+    points = (
+        alt.Chart(df)
+        .mark_point(filled=True, size=90)
+        .encode(
+            y=y,
+            x="rating:Q",
+            tooltip=[
+                "model",
+                alt.Tooltip("rating:Q", format=".0f"),
+                alt.Tooltip("ci_low:Q", format=".0f"),
+                alt.Tooltip("ci_high:Q", format=".0f"),
+                "n_votes",
+            ],
+        )
+    )
     return (bars + points).properties(height=60 + 40 * len(df))
 
 
@@ -283,8 +343,9 @@ def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
     if store is None:
         st.info("Choose a vote database first.")
         return None
-    bootstrap = st.toggle("Bootstrap intervals (200 resamples) instead of the Hessian",
-                          key="prefs_bootstrap")
+    bootstrap = st.toggle(
+        "Bootstrap intervals (200 resamples) instead of the Hessian", key="prefs_bootstrap"
+    )
     try:
         stats = store.stats(bootstrap=200 if bootstrap else 0, seed=0)
     except UserError as exc:
@@ -292,9 +353,17 @@ def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
         return None
     v = stats["votes"]
     cols = st.columns(5)
-    for col, (label, value) in zip(cols, [("Votes", v["total"]), ("A better", v["a"]),
-                                          ("B better", v["b"]), ("Ties", v["tie"]),
-                                          ("Both bad", v["both-bad"])], strict=True):
+    for col, (label, value) in zip(
+        cols,
+        [
+            ("Votes", v["total"]),
+            ("A better", v["a"]),
+            ("B better", v["b"]),
+            ("Ties", v["tie"]),
+            ("Both bad", v["both-bad"]),
+        ],
+        strict=True,
+    ):
         col.metric(label, value)
     if not v["total"]:
         st.info("No votes yet: vote on a few pairs first.")
@@ -302,47 +371,82 @@ def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
 
     skipped = stats["excluded_from_ratings"]
     if skipped["unnamed"] or skipped["same_model"]:
-        st.caption(f"Not in the ratings: {skipped['unnamed']} vote(s) without model names, "
-                   f"{skipped['same_model']} of a model against itself (still exported).")
+        st.caption(
+            f"Not in the ratings: {skipped['unnamed']} vote(s) without model names, "
+            f"{skipped['same_model']} of a model against itself (still exported)."
+        )
     if stats["pairs"]:
         st.subheader("Votes per pair of models")
         st.dataframe(pd.DataFrame(stats["pairs"]), hide_index=True, key="prefs_pairs_table")
     if stats["models"]:
         st.subheader("Win rates and ratings")
         bt = stats["bradley_terry"]
-        st.caption("Win rate = (wins + ties/2) / (wins + losses + ties); 'both bad' votes are "
-                   "counted apart. Bradley–Terry ratings on the Elo scale (1000 = average), "
-                   "95% intervals from the "
-                   + ("observed information (Hessian)." if bt["method"] == "hessian"
-                      else "bootstrap (200 resamples of the votes)."))
+        st.caption(
+            "Win rate = (wins + ties/2) / (wins + losses + ties); 'both bad' votes are "
+            "counted apart. Bradley–Terry ratings on the Elo scale (1000 = average), "
+            "95% intervals from the "
+            + (
+                "observed information (Hessian)."
+                if bt["method"] == "hessian"
+                else "bootstrap (200 resamples of the votes)."
+            )
+        )
         if bt["regularized"]:
-            st.warning("A model has never lost or never won yet, so the plain Bradley–Terry fit "
-                       "does not exist; a weak prior keeps the ratings finite. More votes will "
-                       "make them meaningful.")
-        table = pd.DataFrame(stats["models"])[["model", "rating", "ci_low", "ci_high", "n_votes",
-                                               "wins", "losses", "ties", "both_bad", "win_rate"]]
+            st.warning(
+                "A model has never lost or never won yet, so the plain Bradley–Terry fit "
+                "does not exist; a weak prior keeps the ratings finite. More votes will "
+                "make them meaningful."
+            )
+        table = pd.DataFrame(stats["models"])[
+            [
+                "model",
+                "rating",
+                "ci_low",
+                "ci_high",
+                "n_votes",
+                "wins",
+                "losses",
+                "ties",
+                "both_bad",
+                "win_rate",
+            ]
+        ]
         whole = st.column_config.NumberColumn(format="%.0f")
-        st.dataframe(table, hide_index=True, key="prefs_models_table",
-                     column_config={"rating": whole, "ci_low": whole, "ci_high": whole,
-                                    "win_rate": st.column_config.NumberColumn(format="%.3f")})
+        st.dataframe(
+            table,
+            hide_index=True,
+            key="prefs_models_table",
+            column_config={
+                "rating": whole,
+                "ci_low": whole,
+                "ci_high": whole,
+                "win_rate": st.column_config.NumberColumn(format="%.3f"),
+            },
+        )
         if stats["ratings"]:
             st.altair_chart(_ratings_chart(stats["ratings"]), key="prefs_ratings_chart")
         with st.expander("Online Elo (K = 32, in vote order)"):
-            st.dataframe(pd.DataFrame(stats["elo"]["ratings"]), hide_index=True,
-                         key="prefs_elo_table")
+            st.dataframe(
+                pd.DataFrame(stats["elo"]["ratings"]), hide_index=True, key="prefs_elo_table"
+            )
     _render_export(store)
     return stats
 
 
 def _render_export(store: PreferenceStore) -> None:
     st.subheader("Export for DPO")
-    ties = st.radio("Ties and 'both bad' votes", list(TIES_MODES[1:]) + ["drop"],
-                    format_func=TIES_LABELS.get, key="prefs_export_ties")
+    ties = st.radio(
+        "Ties and 'both bad' votes",
+        list(TIES_MODES[1:]) + ["drop"],
+        format_func=TIES_LABELS.get,
+        key="prefs_export_ties",
+    )
     folder = store.path.parent
     c1, c2 = st.columns(2)
     with c1:
-        out = st.text_input("JSONL file", value=str(folder / "preferences.jsonl"),
-                            key="prefs_export_path")
+        out = st.text_input(
+            "JSONL file", value=str(folder / "preferences.jsonl"), key="prefs_export_path"
+        )
         if st.button("Write JSONL", key="prefs_export_jsonl"):
             try:
                 result = store.export_jsonl(out, ties=ties)
@@ -350,14 +454,18 @@ def _render_export(store: PreferenceStore) -> None:
             except UserError as exc:
                 show_user_error(exc)
     with c2:
-        out_dir = st.text_input("Dataset folder (datasets save_to_disk)",
-                                value=str(folder / "preferences-dataset"),
-                                key="prefs_export_dataset_dir")
+        out_dir = st.text_input(
+            "Dataset folder (datasets save_to_disk)",
+            value=str(folder / "preferences-dataset"),
+            key="prefs_export_dataset_dir",
+        )
         if st.button("Save dataset", key="prefs_export_dataset"):
             try:
                 result = store.export_dataset(out_dir, ties=ties)
-                st.success(f"{result.n_pairs} preference pair(s) saved to {result.path}"
-                           + (f"; ties in {result.ties_path}" if result.ties_path else ""))
+                st.success(
+                    f"{result.n_pairs} preference pair(s) saved to {result.path}"
+                    + (f"; ties in {result.ties_path}" if result.ties_path else "")
+                )
             except UserError as exc:
                 show_user_error(exc)
     try:
@@ -367,10 +475,22 @@ def _render_export(store: PreferenceStore) -> None:
         return
     name = Path(out or "preferences.jsonl").name or "preferences.jsonl"
     d1, d2 = st.columns(2)
-    d1.download_button("Download JSONL", data=main.encode("utf-8"), file_name=name,
-                       mime="application/jsonl", key="prefs_download", on_click="ignore",
-                       disabled=not main)
+    d1.download_button(
+        "Download JSONL",
+        data=main.encode("utf-8"),
+        file_name=name,
+        mime="application/jsonl",
+        key="prefs_download",
+        on_click="ignore",
+        disabled=not main,
+    )
     if side is not None:
-        d2.download_button("Download ties JSONL", data=side.encode("utf-8"),
-                           file_name=sibling_ties_path(name).name, mime="application/jsonl",
-                           key="prefs_download_ties", on_click="ignore", disabled=not side)
+        d2.download_button(
+            "Download ties JSONL",
+            data=side.encode("utf-8"),
+            file_name=sibling_ties_path(name).name,
+            mime="application/jsonl",
+            key="prefs_download_ties",
+            on_click="ignore",
+            disabled=not side,
+        )

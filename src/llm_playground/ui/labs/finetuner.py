@@ -1,5 +1,5 @@
 """Lab 4 · Fine-tuner: a pretrained base beside its LoRA adapter, training adapters, votes and DPO.
-Layout and state only: training, data and decoding come from llm_playground.sft, .dpo,
+Layout and state only: training, data and decoding come from llm_playground.finetuning.sft, .dpo,
 .instructions and .decoding; the voting screens from ui/prefs_view."""
 
 from __future__ import annotations
@@ -12,18 +12,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from llm_playground.decoding import DecodingConfig, generate
-from llm_playground.errors import UserError
-from llm_playground.instructions import (
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import get_paths
+from llm_playground.finetuning.instructions import (
     PROMPT_FORMAT,
     format_prompt,
     load_examples,
     load_jsonl,
     split_heldout,
 )
-from llm_playground.paths import get_paths
-from llm_playground.registry import list_models
-from llm_playground.sft import (
+from llm_playground.finetuning.sft import (
     DEFAULT_TARGETS,
     SFTConfig,
     SFTDone,
@@ -33,6 +31,8 @@ from llm_playground.sft import (
     default_adapter_dir,
     train_sft,
 )
+from llm_playground.generation.decoding import DecodingConfig, generate
+from llm_playground.generation.registry import list_models
 from llm_playground.ui.components import (
     cached_model,
     esc,
@@ -45,10 +45,15 @@ DEFAULT_BASE = "gemma3-270m"
 DEFAULT_ADAPTER = "gemma3-270m-instruct"
 EXAMPLES = {
     "Capital of France": ("What is the capital of France?", ""),
-    "Uppercase a line": ("Convert the following line to uppercase.",
-                         "To be, or not to be, that is the question."),
+    "Uppercase a line": (
+        "Convert the following line to uppercase.",
+        "To be, or not to be, that is the question.",
+    ),
     "A small sum": ("What is 12 plus 30?", ""),
-    "First word": ("What is the first word of the following line?", "Now is the winter of our discontent"),
+    "First word": (
+        "What is the first word of the following line?",
+        "Now is the winter of our discontent",
+    ),
     "Who wrote it": ("Who wrote Romeo and Juliet?", ""),
     "Small talk": ("How are you today?", ""),
 }
@@ -84,7 +89,9 @@ def _heldout_loss(name: str, infos: dict) -> tuple[float | None, str]:
         return None, ""
     meta = _adapter_meta(info)
     if meta.get("heldout_loss_after") is not None:
-        return float(meta["heldout_loss_after"]), f"after training, {meta.get('data') or 'its data'}"
+        return float(
+            meta["heldout_loss_after"]
+        ), f"after training, {meta.get('data') or 'its data'}"
     for other in infos.values():  # a base model: the 'before' figure of an adapter trained on it
         m = _adapter_meta(other)
         if other.base == name and m.get("heldout_loss_before") is not None:
@@ -95,7 +102,11 @@ def _heldout_loss(name: str, infos: dict) -> tuple[float | None, str]:
 def _prompt_for(info, loaded, instruction: str, extra: str, wrap: bool) -> tuple[str, bool | None]:
     """The text a model gets, and whether to apply its chat template."""
     meta = _adapter_meta(info)
-    fmt = (meta.get("prompt_format") or {}).get("name") if isinstance(meta.get("prompt_format"), dict) else None
+    fmt = (
+        (meta.get("prompt_format") or {}).get("name")
+        if isinstance(meta.get("prompt_format"), dict)
+        else None
+    )
     chat = bool(getattr(loaded.tokenizer, "chat_template", None)) and bool(info.chat)
     if fmt == PROMPT_FORMAT or (not chat and wrap):
         return format_prompt(instruction, extra), False
@@ -108,16 +119,31 @@ def _prompt_for(info, loaded, instruction: str, extra: str, wrap: bool) -> tuple
 
 def _decoding_settings(prefix: str) -> DecodingConfig | None:
     c1, c2, c3, c4 = st.columns(4)
-    strategy = c1.selectbox("Decoding", ("greedy", "top-p", "top-k", "beam"), key=f"{prefix}_strategy")
-    temperature = c2.slider("Temperature", 0.0, 1.5, 0.7, 0.05, key=f"{prefix}_temperature",
-                            disabled=strategy in ("greedy", "beam"),
-                            help="Used by top-p and top-k sampling only.")
+    strategy = c1.selectbox(
+        "Decoding", ("greedy", "top-p", "top-k", "beam"), key=f"{prefix}_strategy"
+    )
+    temperature = c2.slider(
+        "Temperature",
+        0.0,
+        1.5,
+        0.7,
+        0.05,
+        key=f"{prefix}_temperature",
+        disabled=strategy in ("greedy", "beam"),
+        help="Used by top-p and top-k sampling only.",
+    )
     max_new = c3.number_input("Max new tokens", 1, 512, 48, 8, key=f"{prefix}_max_new")
-    seed = c4.number_input("Seed", 0, 2**31 - 1, 0, 1, key=f"{prefix}_seed",
-                           help="The same seed for both models.")
+    seed = c4.number_input(
+        "Seed", 0, 2**31 - 1, 0, 1, key=f"{prefix}_seed", help="The same seed for both models."
+    )
     try:
-        return DecodingConfig(strategy=strategy, temperature=temperature, max_new_tokens=int(max_new),
-                              seed=int(seed), num_beams=3)
+        return DecodingConfig(
+            strategy=strategy,
+            temperature=temperature,
+            max_new_tokens=int(max_new),
+            seed=int(seed),
+            num_beams=3,
+        )
     except UserError as exc:
         show_user_error(exc)
         return None
@@ -131,24 +157,35 @@ def _answer(name: str, instruction: str, extra: str, wrap: bool, config: Decodin
     loaded = cached_model(name)
     prompt, chat = _prompt_for(info, loaded, instruction, extra, wrap)
     result = generate(loaded, prompt, config, chat_template=chat)
-    return {"name": name, "prompt": prompt, "chat": chat, "text": result.text,
-            "time_s": result.time_s, "new_tokens": result.new_tokens,
-            "tokens_per_s": result.tokens_per_s, "finish": result.finish_reason}
+    return {
+        "name": name,
+        "prompt": prompt,
+        "chat": chat,
+        "text": result.text,
+        "time_s": result.time_s,
+        "new_tokens": result.new_tokens,
+        "tokens_per_s": result.tokens_per_s,
+        "finish": result.finish_reason,
+    }
 
 
 def _output_box(text: str, key: str) -> None:
     """The raw text a model wrote. One line of HTML, so Markdown never formats it
     ('### Input:' stays text, not a heading); newlines become <br>."""
     body = esc(text).replace("\n", "<br>") or "<i>(empty)</i>"
-    st.markdown(f"<div class='ft-output' id='{esc(key)}' style='white-space: pre-wrap; font-family: "
-                f"monospace; font-size: 0.9em; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; "
-                f"min-height: 4em'>{body}</div>", unsafe_allow_html=True)
+    st.markdown(
+        f"<div class='ft-output' id='{esc(key)}' style='white-space: pre-wrap; font-family: "
+        f"monospace; font-size: 0.9em; border: 1px solid #ddd; border-radius: 6px; padding: 0.8em; "
+        f"min-height: 4em'>{body}</div>",
+        unsafe_allow_html=True,
+    )
 
 
 # --- tabs ---------------------------------------------------------------------------------
 
 tab_side, tab_train, tab_vote, tab_prefs, tab_dpo = st.tabs(
-    ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"])
+    ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"]
+)
 
 with tab_side:
     infos = _models()
@@ -157,15 +194,32 @@ with tab_side:
     if not names:
         st.warning("No model is available. Run `make install` to install the offline models.")
     else:
-        default_right = DEFAULT_ADAPTER if DEFAULT_ADAPTER in adapters else (adapters[0] if adapters else names[0])
-        default_left = infos[default_right].base if default_right in infos and infos[default_right].base in names \
+        default_right = (
+            DEFAULT_ADAPTER
+            if DEFAULT_ADAPTER in adapters
+            else (adapters[0] if adapters else names[0])
+        )
+        default_left = (
+            infos[default_right].base
+            if default_right in infos and infos[default_right].base in names
             else (DEFAULT_BASE if DEFAULT_BASE in names else names[0])
+        )
         labels = {n: infos[n].label for n in names}
         c1, c2 = st.columns(2)
-        left = c1.selectbox("Left: a base model (or an adapter)", names, index=names.index(default_left),
-                            key="ft_left", format_func=labels.get)
-        right = c2.selectbox("Right: an adapter (or any model)", names, index=names.index(default_right),
-                             key="ft_right", format_func=labels.get)
+        left = c1.selectbox(
+            "Left: a base model (or an adapter)",
+            names,
+            index=names.index(default_left),
+            key="ft_left",
+            format_func=labels.get,
+        )
+        right = c2.selectbox(
+            "Right: an adapter (or any model)",
+            names,
+            index=names.index(default_right),
+            key="ft_right",
+            format_func=labels.get,
+        )
         if not adapters:
             st.info("No adapter yet: train one in **Train an adapter**.")
         state.setdefault("ft_instruction", EXAMPLES["Capital of France"][0])
@@ -176,18 +230,31 @@ with tab_side:
 
         st.selectbox("Example", list(EXAMPLES), key="ft_example", on_change=_load_example)
         instruction = st.text_area("Instruction", key="ft_instruction", height=80)
-        extra = st.text_input("Input (optional)", key="ft_input",
-                              help="Text the instruction works on, e.g. the line to convert.")
-        wrap = st.toggle("Wrap in the instruction format", value=True, key="ft_wrap",
-                         help="Both models get `### Instruction: … ### Response:` (the format the "
-                              "adapter was trained with). Off: a base model gets the raw text. "
-                              "Chat models use their chat template.")
+        extra = st.text_input(
+            "Input (optional)",
+            key="ft_input",
+            help="Text the instruction works on, e.g. the line to convert.",
+        )
+        wrap = st.toggle(
+            "Wrap in the instruction format",
+            value=True,
+            key="ft_wrap",
+            help="Both models get `### Instruction: … ### Response:` (the format the "
+            "adapter was trained with). Off: a base model gets the raw text. "
+            "Chat models use their chat template.",
+        )
         config = _decoding_settings("ft")
-        if st.button("Generate both", key="ft_generate", type="primary",
-                     disabled=config is None or not instruction.strip()):
+        if st.button(
+            "Generate both",
+            key="ft_generate",
+            type="primary",
+            disabled=config is None or not instruction.strip(),
+        ):
             try:
                 with st.spinner("Generating with both models…"):
-                    state["ft_outputs"] = [_answer(n, instruction, extra, wrap, config) for n in (left, right)]
+                    state["ft_outputs"] = [
+                        _answer(n, instruction, extra, wrap, config) for n in (left, right)
+                    ]
             except UserError as exc:
                 show_user_error(exc)
         outputs = state.get("ft_outputs")
@@ -196,23 +263,44 @@ with tab_side:
             for col, out, side in zip(cols, outputs, ("left", "right"), strict=True):
                 with col:
                     info = infos.get(out["name"])
-                    kind = "LoRA adapter" if info is not None and info.kind == "adapter" else "base model"
+                    kind = (
+                        "LoRA adapter"
+                        if info is not None and info.kind == "adapter"
+                        else "base model"
+                    )
                     st.markdown(f"**{esc(out['name'])}** · {kind}")
                     _output_box(out["text"].strip(), f"ft-output-{side}")
                     loss, where = _heldout_loss(out["name"], infos)
                     m1, m2, m3 = st.columns(3)
                     m1.metric("Time", f"{out['time_s']:.2f} s")
-                    m2.metric("New tokens", out["new_tokens"],
-                              help="Stopped at end of text" if out["finish"] == "eos" else "Hit max new tokens")
-                    m3.metric("Held-out loss", f"{loss:.3f}" if loss is not None else "—",
-                              help=f"Mean loss per response token on the fixed held-out slice ({where})"
-                              if loss is not None else "No held-out figure recorded for this model")
-                    st.caption("Stopped by itself (end-of-text token)." if out["finish"] == "eos"
-                               else "Still going: cut at max new tokens.")
+                    m2.metric(
+                        "New tokens",
+                        out["new_tokens"],
+                        help="Stopped at end of text"
+                        if out["finish"] == "eos"
+                        else "Hit max new tokens",
+                    )
+                    m3.metric(
+                        "Held-out loss",
+                        f"{loss:.3f}" if loss is not None else "—",
+                        help=f"Mean loss per response token on the fixed held-out slice ({where})"
+                        if loss is not None
+                        else "No held-out figure recorded for this model",
+                    )
+                    st.caption(
+                        "Stopped by itself (end-of-text token)."
+                        if out["finish"] == "eos"
+                        else "Still going: cut at max new tokens."
+                    )
                     with st.expander("Exact prompt"):
-                        st.code(out["prompt"] + ("\n(wrapped in the chat template)" if out["chat"] else ""),
-                                language=None)
-            st.caption("Same prompt, decoding settings and seed for both. Held-out loss: lower is better.")
+                        st.code(
+                            out["prompt"]
+                            + ("\n(wrapped in the chat template)" if out["chat"] else ""),
+                            language=None,
+                        )
+            st.caption(
+                "Same prompt, decoding settings and seed for both. Held-out loss: lower is better."
+            )
 
 
 # --- training ----------------------------------------------------------------------------
@@ -238,8 +326,14 @@ def _training_view(job_kind: str) -> None:
         st.progress(0.0, text="loading the base model…")
     if steps:
         df = pd.DataFrame({"step": [s.step for s in steps], "loss": [s.loss for s in steps]})
-        chart = alt.Chart(df).mark_line(point=len(df) < 40).encode(
-            x=alt.X("step:Q", title="step"), y=alt.Y("loss:Q", title="training loss (response tokens)"))
+        chart = (
+            alt.Chart(df)
+            .mark_line(point=len(df) < 40)
+            .encode(
+                x=alt.X("step:Q", title="step"),
+                y=alt.Y("loss:Q", title="training loss (response tokens)"),
+            )
+        )
         st.altair_chart(chart, width="stretch")
         st.caption(f"{steps[-1].s_per_step:.2f} s/step, {steps[-1].tokens_per_s:.0f} tokens/s")
     if job.running:
@@ -250,10 +344,14 @@ def _training_view(job_kind: str) -> None:
     if done and done.step == 0:
         st.warning("Stopped before the first step: nothing was saved.")
     elif done:
-        msg = (f"Held-out loss {done.heldout_loss_before:.3f} → {done.heldout_loss_after:.3f} "
-               f"after {done.step} steps.")
+        msg = (
+            f"Held-out loss {done.heldout_loss_before:.3f} → {done.heldout_loss_after:.3f} "
+            f"after {done.step} steps."
+        )
         if done.out_dir:
-            st.success(msg + f" Adapter saved to `{esc(done.out_dir)}`: it is listed in Labs 3–5 now.")
+            st.success(
+                msg + f" Adapter saved to `{esc(done.out_dir)}`: it is listed in Labs 3–5 now."
+            )
         else:
             st.warning(msg + " Nothing was saved.")
 
@@ -263,28 +361,48 @@ with tab_train:
     bases = [n for n, i in infos.items() if i.kind in ("offline", "checkpoint")]
     c1, c2 = st.columns(2)
     with c1:
-        base = st.selectbox("Base model", bases, key="ft_train_base",
-                            index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
-                            help="gemma3-270m is a pretrained base: the clearest lesson, but about twice "
-                                 "as slow per step as SmolLM2-135M (already instruction-tuned).")
-        data_choice = st.radio("Data", ("offline", "alpaca", "upload a JSONL file"), key="ft_train_data",
-                               horizontal=True,
-                               help="offline: chatterbot-corpus Q/A pairs + exact derived tasks (ships "
-                                    "with the app); alpaca: tatsu-lab/alpaca (needs network); or your "
-                                    "own JSONL with instruction, input, output.")
+        base = st.selectbox(
+            "Base model",
+            bases,
+            key="ft_train_base",
+            index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
+            help="gemma3-270m is a pretrained base: the clearest lesson, but about twice "
+            "as slow per step as SmolLM2-135M (already instruction-tuned).",
+        )
+        data_choice = st.radio(
+            "Data",
+            ("offline", "alpaca", "upload a JSONL file"),
+            key="ft_train_data",
+            horizontal=True,
+            help="offline: chatterbot-corpus Q/A pairs + exact derived tasks (ships "
+            "with the app); alpaca: tatsu-lab/alpaca (needs network); or your "
+            "own JSONL with instruction, input, output.",
+        )
         upload = None
         if data_choice == "upload a JSONL file":
-            upload = st.file_uploader("Instruction JSONL", type=["jsonl", "json"], key="ft_train_upload")
+            upload = st.file_uploader(
+                "Instruction JSONL", type=["jsonl", "json"], key="ft_train_upload"
+            )
         state.setdefault("ft_train_name", f"my-adapter-{time.strftime('%H%M')}")
-        name = st.text_input("Adapter name", key="ft_train_name",
-                             help="Saved under the playground home's adapters/ folder.")
+        name = st.text_input(
+            "Adapter name",
+            key="ft_train_name",
+            help="Saved under the playground home's adapters/ folder.",
+        )
     with c2:
         r = st.slider("LoRA rank r", 1, 64, 8, key="ft_train_r")
-        alpha = st.slider("LoRA alpha", 1, 128, 16, key="ft_train_alpha",
-                          help="The update is scaled by alpha / r.")
+        alpha = st.slider(
+            "LoRA alpha",
+            1,
+            128,
+            16,
+            key="ft_train_alpha",
+            help="The update is scaled by alpha / r.",
+        )
         dropout = st.slider("LoRA dropout", 0.0, 0.5, 0.05, 0.01, key="ft_train_dropout")
-        targets = st.multiselect("Target modules", TARGET_CHOICES, default=list(DEFAULT_TARGETS),
-                                 key="ft_train_targets")
+        targets = st.multiselect(
+            "Target modules", TARGET_CHOICES, default=list(DEFAULT_TARGETS), key="ft_train_targets"
+        )
     c3, c4, c5, c6 = st.columns(4)
     lr = c3.number_input("Learning rate", 1e-6, 1e-1, 5e-4, format="%.0e", key="ft_train_lr")
     max_steps = c4.number_input("Steps", 1, 10_000, 30, key="ft_train_steps")
@@ -293,9 +411,17 @@ with tab_train:
     running = manager.running("sft")
     if st.button("Train", key="ft_train_start", type="primary", disabled=running is not None):
         try:
-            config = SFTConfig(base=base, lora_r=int(r), lora_alpha=int(alpha), lora_dropout=float(dropout),
-                               target_modules=tuple(targets), lr=float(lr), max_steps=int(max_steps),
-                               seq_len=int(seq_len), batch_size=int(batch)).validate()
+            config = SFTConfig(
+                base=base,
+                lora_r=int(r),
+                lora_alpha=int(alpha),
+                lora_dropout=float(dropout),
+                target_modules=tuple(targets),
+                lr=float(lr),
+                max_steps=int(max_steps),
+                seq_len=int(seq_len),
+                batch_size=int(batch),
+            ).validate()
             if data_choice == "upload a JSONL file":
                 if upload is None:
                     raise UserError("choose a JSONL file to upload first")
@@ -309,13 +435,23 @@ with tab_train:
             train, heldout = split_heldout(examples)
             out = default_adapter_dir(name.strip())
             if out.exists():
-                raise UserError(f"an adapter named '{name.strip()}' exists already: pick another name")
+                raise UserError(
+                    f"an adapter named '{name.strip()}' exists already: pick another name"
+                )
 
-            def factory(stop, config=config, train=train, heldout=heldout, out=out, data_name=data_name):
-                return train_sft(config, train, heldout, out_dir=out, stop_event=stop, data_name=data_name)
+            def factory(
+                stop, config=config, train=train, heldout=heldout, out=out, data_name=data_name
+            ):
+                return train_sft(
+                    config, train, heldout, out_dir=out, stop_event=stop, data_name=data_name
+                )
 
-            job = manager.start("sft", f"LoRA r={config.lora_r} on {base}, {data_name} → {out.name}",
-                                factory, {"config": config.settings(), "out": str(out)})
+            job = manager.start(
+                "sft",
+                f"LoRA r={config.lora_r} on {base}, {data_name} → {out.name}",
+                factory,
+                {"config": config.settings(), "out": str(out)},
+            )
             state["ft_sft_job"] = job.id
             st.rerun()
         except UserError as exc:
@@ -334,13 +470,24 @@ with tab_train:
     saved = [i for i in _models().values() if i.kind == "adapter"]
     if saved:
         st.markdown("**Saved adapters** (listed in Labs 3–5)")
-        st.dataframe(pd.DataFrame([{
-            "adapter": i.name, "base": i.base,
-            "held-out loss before": (i.details or {}).get("heldout_loss_before"),
-            "after": (i.details or {}).get("heldout_loss_after"),
-            "trainable": (i.details or {}).get("trainable_parameters"),
-            "data": (i.details or {}).get("data"), "folder": str(i.path)} for i in saved]),
-            hide_index=True, key="ft_saved_table")
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "adapter": i.name,
+                        "base": i.base,
+                        "held-out loss before": (i.details or {}).get("heldout_loss_before"),
+                        "after": (i.details or {}).get("heldout_loss_after"),
+                        "trainable": (i.details or {}).get("trainable_parameters"),
+                        "data": (i.details or {}).get("data"),
+                        "folder": str(i.path),
+                    }
+                    for i in saved
+                ]
+            ),
+            hide_index=True,
+            key="ft_saved_table",
+        )
 
 
 # --- votes and preferences ------------------------------------------------------------------
@@ -355,9 +502,12 @@ def _generate_pair(prompt: str):
     """Two responses to the prompt: the models picked in Side by side, same settings and seed."""
     left_name = state.get("ft_left") or DEFAULT_BASE
     right_name = state.get("ft_right") or DEFAULT_ADAPTER
-    config = DecodingConfig(strategy=state.get("ft_strategy", "greedy"),
-                            temperature=float(state.get("ft_temperature", 0.7)),
-                            max_new_tokens=int(state.get("ft_max_new", 48)), seed=int(state.get("ft_seed", 0)))
+    config = DecodingConfig(
+        strategy=state.get("ft_strategy", "greedy"),
+        temperature=float(state.get("ft_temperature", 0.7)),
+        max_new_tokens=int(state.get("ft_max_new", 48)),
+        seed=int(state.get("ft_seed", 0)),
+    )
     wrap = bool(state.get("ft_wrap", True))
     a = _answer(left_name, prompt, "", wrap, config)
     b = _answer(right_name, prompt, "", wrap, config)
@@ -369,8 +519,10 @@ with tab_vote:
     if prefs_view is None:
         st.info("The voting screen is not available in this build.")
     else:
-        st.caption("Two answers to your prompt from the models picked in **Side by side** (same "
-                   "decoding settings), in random positions; the names show after your vote.")
+        st.caption(
+            "Two answers to your prompt from the models picked in **Side by side** (same "
+            "decoding settings), in random positions; the names show after your vote."
+        )
         store = prefs_view.store_chooser()
         prefs_view.render_voting(store, _generate_pair)
 
@@ -385,7 +537,7 @@ with tab_prefs:
 
 
 def _dpo_view() -> None:
-    from llm_playground.dpo import DPODone, DPOStarted, DPOStep
+    from llm_playground.finetuning.dpo import DPODone, DPOStarted, DPOStep
 
     job = manager.running("dpo") or manager.get(state.get("ft_dpo_job"))
     if job is None:
@@ -396,59 +548,98 @@ def _dpo_view() -> None:
     done = next((e for e in events if isinstance(e, DPODone)), None)
     st.markdown(f"**{esc(job.label)}**")
     if started:
-        st.caption(f"{started.n_pairs} preference pairs · {started.trainable:,} trainable parameters "
-                   f"({started.share:.3f} %)")
-        st.progress(min(len(steps) / started.max_steps, 1.0), text=f"step {len(steps)} / {started.max_steps}")
+        st.caption(
+            f"{started.n_pairs} preference pairs · {started.trainable:,} trainable parameters "
+            f"({started.share:.3f} %)"
+        )
+        st.progress(
+            min(len(steps) / started.max_steps, 1.0),
+            text=f"step {len(steps)} / {started.max_steps}",
+        )
     elif job.running:
         st.progress(0.0, text="loading the model and tokenizing the pairs…")
     if steps:
         df = pd.DataFrame({"step": [s.step for s in steps], "DPO loss": [s.loss for s in steps]})
-        st.altair_chart(alt.Chart(df).mark_line(point=True).encode(x="step:Q", y="DPO loss:Q"),
-                        width="stretch")
+        st.altair_chart(
+            alt.Chart(df).mark_line(point=True).encode(x="step:Q", y="DPO loss:Q"), width="stretch"
+        )
     if job.running and st.button("Stop", key="ft_dpo_stop_btn"):
         manager.stop(job.id)
     if job.error:
         st.error(f"DPO failed: {job.error}")
     if done:
-        st.success(f"DPO adapter saved to `{esc(done.out_dir)}` after {done.step} steps: it is listed "
-                   "among the models now." if done.out_dir else "Stopped before the first step: nothing saved.")
+        st.success(
+            f"DPO adapter saved to `{esc(done.out_dir)}` after {done.step} steps: it is listed "
+            "among the models now."
+            if done.out_dir
+            else "Stopped before the first step: nothing saved."
+        )
 
 
 with tab_dpo:
-    from llm_playground.dpo import DPOSettings, load_preferences, train_dpo
+    from llm_playground.finetuning.dpo import DPOSettings, load_preferences, train_dpo
 
-    st.caption("Direct preference optimisation: TRL's DPOTrainer makes the chosen answers more likely "
-               "than the rejected ones, relative to the base model, by training a LoRA adapter. "
-               "Export your votes in **Preferences** (a JSONL of prompt, chosen, rejected), then train here.")
+    st.caption(
+        "Direct preference optimisation: TRL's DPOTrainer makes the chosen answers more likely "
+        "than the rejected ones, relative to the base model, by training a LoRA adapter. "
+        "Export your votes in **Preferences** (a JSONL of prompt, chosen, rejected), then train here."
+    )
     infos = _models()
     bases = [n for n, i in infos.items() if i.kind in ("offline", "checkpoint")]
     c1, c2 = st.columns(2)
-    dpo_base = c1.selectbox("Base model", bases, key="ft_dpo_base",
-                            index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0)
-    state.setdefault("ft_dpo_prefs", state.get("prefs_export_path") or str(get_paths().home / "preferences.jsonl"))
-    prefs_path = c2.text_input("Preference JSONL", key="ft_dpo_prefs",
-                               help="The file that **Preferences → Export for DPO** writes "
-                                    "(prompt, chosen, rejected on each line).")
+    dpo_base = c1.selectbox(
+        "Base model",
+        bases,
+        key="ft_dpo_base",
+        index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
+    )
+    state.setdefault(
+        "ft_dpo_prefs",
+        state.get("prefs_export_path") or str(get_paths().home / "preferences.jsonl"),
+    )
+    prefs_path = c2.text_input(
+        "Preference JSONL",
+        key="ft_dpo_prefs",
+        help="The file that **Preferences → Export for DPO** writes "
+        "(prompt, chosen, rejected on each line).",
+    )
     c3, c4, c5 = st.columns(3)
     dpo_steps = c3.number_input("Steps", 1, 1000, 10, key="ft_dpo_steps")
-    dpo_beta = c4.number_input("Beta", 0.01, 5.0, 0.1, 0.05, key="ft_dpo_beta",
-                               help="How far the adapter may move from the base model.")
+    dpo_beta = c4.number_input(
+        "Beta",
+        0.01,
+        5.0,
+        0.1,
+        0.05,
+        key="ft_dpo_beta",
+        help="How far the adapter may move from the base model.",
+    )
     state.setdefault("ft_dpo_name", f"dpo-{time.strftime('%H%M')}")
     dpo_name = c5.text_input("Adapter name", key="ft_dpo_name")
     dpo_running = manager.running("dpo")
-    if st.button("Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_running is not None):
+    if st.button(
+        "Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_running is not None
+    ):
         try:
-            settings = DPOSettings(base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta)).validate()
+            settings = DPOSettings(
+                base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta)
+            ).validate()
             rows = load_preferences(prefs_path)
             out = default_adapter_dir(dpo_name.strip())
             if out.exists():
-                raise UserError(f"an adapter named '{dpo_name.strip()}' exists already: pick another name")
+                raise UserError(
+                    f"an adapter named '{dpo_name.strip()}' exists already: pick another name"
+                )
 
             def dpo_factory(stop, settings=settings, rows=rows, out=out, prefs_path=prefs_path):
                 return train_dpo(settings, rows, out_dir=out, stop_event=stop, data_name=prefs_path)
 
-            job = manager.start("dpo", f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}", dpo_factory,
-                                {"out": str(out)})
+            job = manager.start(
+                "dpo",
+                f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}",
+                dpo_factory,
+                {"out": str(out)},
+            )
             state["ft_dpo_job"] = job.id
             st.rerun()
         except UserError as exc:

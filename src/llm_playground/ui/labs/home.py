@@ -15,24 +15,39 @@ st.markdown(
 )
 
 LABS = [
-    ("🔤 Lab 1 · Tokenizer", "tokenizer",
-     "Type text and watch it become token ids. Compare GPT-2, cl100k, o200k, a character "
-     "tokenizer and SmolLM2's side by side, see what HTML stripping and whitespace "
-     "normalisation change, and train a BPE tokenizer of your own, merge by merge."),
-    ("🏋️ Lab 2 · Training ground", "training",
-     "Train a bigram model or a baby GPT on TinyShakespeare live: batches, a model summary, "
-     "a loss chart for training and validation data, and samples every 100 steps that turn "
-     "from noise into verse."),
-    ("🎲 Lab 3 · Generation", "generation",
-     "Greedy, beam search, top-k and nucleus sampling with temperature, step by step: the "
-     "candidates at each step, what each filter cuts away, and which token wins."),
-    ("🎛️ Lab 4 · Fine-tuner", "finetuner",
-     "A pretrained base model beside the same model with a LoRA instruction adapter; then "
-     "vote on pairs of answers and turn the votes into a preference data set that trains "
-     "the next model with DPO."),
-    ("📏 Lab 5 · Evaluator", "evaluator",
-     "Perplexity (per token, per word, bits per byte), BLEU, chrF and ROUGE, an LLM judge "
-     "that scores 1–10, and a leaderboard of every model you have built."),
+    (
+        "🔤 Lab 1 · Tokenizer",
+        "tokenizer",
+        "Type text and watch it become token ids. Compare GPT-2, cl100k, o200k, a character "
+        "tokenizer and SmolLM2's side by side, see what HTML stripping and whitespace "
+        "normalisation change, and train a BPE tokenizer of your own, merge by merge.",
+    ),
+    (
+        "🏋️ Lab 2 · Training ground",
+        "training",
+        "Train a bigram model or a baby GPT on TinyShakespeare live: batches, a model summary, "
+        "a loss chart for training and validation data, and samples every 100 steps that turn "
+        "from noise into verse.",
+    ),
+    (
+        "🎲 Lab 3 · Generation",
+        "generation",
+        "Greedy, beam search, top-k and nucleus sampling with temperature, step by step: the "
+        "candidates at each step, what each filter cuts away, and which token wins.",
+    ),
+    (
+        "🎛️ Lab 4 · Fine-tuner",
+        "finetuner",
+        "A pretrained base model beside the same model with a LoRA instruction adapter; then "
+        "vote on pairs of answers and turn the votes into a preference data set that trains "
+        "the next model with DPO.",
+    ),
+    (
+        "📏 Lab 5 · Evaluator",
+        "evaluator",
+        "Perplexity (per token, per word, bits per byte), BLEU, chrF and ROUGE, an LLM judge "
+        "that scores 1–10, and a leaderboard of every model you have built.",
+    ),
 ]
 
 cols = st.columns(len(LABS))

@@ -1,6 +1,6 @@
 """Lab 1 · Tokenizer: how text becomes tokens, side by side, before and after cleaning,
 and a BPE tokenizer of your own, merge by merge. Layout and state only: the work is
-done by llm_playground.tokenizers, .cleaning, .bpe and .tokenviz."""
+done by llm_playground.tokenization.tokenizer, .cleaning, .bpe and .tokenviz."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import json
 
 import streamlit as st
 
-from llm_playground.bpe import BPETokenizer, Done, Progress, piece_text, train_events
-from llm_playground.cleaning import clean, token_diff
-from llm_playground.errors import UserError
-from llm_playground.paths import package_data
-from llm_playground.tokenizers import (
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import package_data
+from llm_playground.tokenization.bpe import BPETokenizer, Done, Progress, piece_text, train_events
+from llm_playground.tokenization.cleaning import clean, token_diff
+from llm_playground.tokenization.tokenizer import (
     BPE_PREFIX,
     BPEAdapter,
     available_tokenizers,
@@ -23,25 +23,25 @@ from llm_playground.tokenizers import (
     saved_tokenizers,
     tokenize_with_pieces,
 )
-from llm_playground.tokenviz import render_tokens_html, visible
+from llm_playground.tokenization.view import render_tokens_html, visible
 from llm_playground.ui.components import esc, job_manager, page_header, show_user_error
 
 EXAMPLES = {
     "Prose": "The quick brown fox jumps over the lazy dog. Tokenizers split text into pieces "
-             "that are often whole words, sometimes parts of words, and occasionally single letters.",
+    "that are often whole words, sometimes parts of words, and occasionally single letters.",
     "Python code": 'def fibonacci(n: int) -> list[int]:\n    """The first n Fibonacci numbers."""\n'
-                   "    a, b = 0, 1\n    out = []\n    for _ in range(n):\n        out.append(a)\n"
-                   "        a, b = b, a + b\n    return out\n",
+    "    a, b = 0, 1\n    out = []\n    for _ in range(n):\n        out.append(a)\n"
+    "        a, b = b, a + b\n    return out\n",
     "Numbers": "In 2024 the population was 8,118,835,999; pi is 3.14159265358979 and 1234567 + 7654321 = 8888888.",
     "HTML": '<html><head><style>p { color: red; }</style><script>alert("hi")</script></head>\n'
-            "<body>\n  <h1>Caf&eacute; menu</h1>\n  <p>Fish &amp; chips &mdash; &euro;12</p>\n"
-            "  <ul>\n    <li>Tea</li>\n    <li>Coffee</li>\n  </ul>\n</body></html>",
+    "<body>\n  <h1>Caf&eacute; menu</h1>\n  <p>Fish &amp; chips &mdash; &euro;12</p>\n"
+    "  <ul>\n    <li>Tea</li>\n    <li>Coffee</li>\n  </ul>\n</body></html>",
     "Emoji": "I love pizza 🍕🍕 and cats 🐈‍⬛! Family: 👨‍👩‍👧‍👦 Flags: 🇫🇷 🇯🇵 Thumbs: 👍🏽",
     "Chinese and Japanese": "我喜欢学习机器学习。東京は日本の首都です。ひらがなとカタカナ。",
     "Arabic": "مرحبا بالعالم. اللغة العربية تكتب من اليمين إلى اليسار.",
     "Hebrew": "שלום עולם. עברית נכתבת מימין לשמאל.",
     "Several languages": "Hello, world! Bonjour le monde ! Привет, мир! 你好，世界！ "
-                         "مرحبا بالعالم! שלום עולם! नमस्ते दुनिया! 🌍",
+    "مرحبا بالعالم! שלום עולם! नमस्ते दुनिया! 🌍",
 }
 DEFAULT_TOKENIZERS = ["gpt2", "cl100k_base", "o200k_base"]
 SESSION_BPE = "bpe (trained here, not saved)"
@@ -67,26 +67,48 @@ def _load_example() -> None:
 
 left, right = st.columns([3, 2])
 with left:
-    st.selectbox("Example", list(EXAMPLES), key="tok_example", on_change=_load_example,
-                 help="Loads a ready text into the box; edit it freely.")
-    text = st.text_area("Text", key="tok_text", height=180,
-                        help="Ctrl+Enter (or clicking outside the box) updates the tokens.")
+    st.selectbox(
+        "Example",
+        list(EXAMPLES),
+        key="tok_example",
+        on_change=_load_example,
+        help="Loads a ready text into the box; edit it freely.",
+    )
+    text = st.text_area(
+        "Text",
+        key="tok_text",
+        height=180,
+        help="Ctrl+Enter (or clicking outside the box) updates the tokens.",
+    )
 with right:
     options = available_tokenizers()
     if state.get("bpe_tok") is not None:
         options.append(SESSION_BPE)
     state.setdefault("tok_names", [n for n in DEFAULT_TOKENIZERS if n in options])
     state["tok_names"] = [n for n in state["tok_names"] if n in options]
-    chosen = st.multiselect("Tokenizers", options, key="tok_names",
-                            help="Pick several to compare them side by side on the same text.\n\n"
-                                 + "\n".join(f"- **{n}**: {describe(n)}" for n in options if n != SESSION_BPE))
+    chosen = st.multiselect(
+        "Tokenizers",
+        options,
+        key="tok_names",
+        help="Pick several to compare them side by side on the same text.\n\n"
+        + "\n".join(f"- **{n}**: {describe(n)}" for n in options if n != SESSION_BPE),
+    )
     st.markdown("**Clean the text first**")
-    strip = st.toggle("Strip HTML", key="tok_clean_html",
-                      help="A real HTML parser: entities decoded, script/style dropped, blocks become lines.")
-    space = st.toggle("Normalise whitespace", key="tok_clean_ws",
-                      help="Runs of spaces and tabs become one space; lines trimmed; at most one blank line.")
-    fold = st.toggle("Unicode NFKC", key="tok_clean_nfkc",
-                     help="Compatibility forms become plain ones: ﬁ → fi, ① → 1, Ｈ → H.")
+    strip = st.toggle(
+        "Strip HTML",
+        key="tok_clean_html",
+        help="A real HTML parser: entities decoded, script/style dropped, blocks become lines.",
+    )
+    space = st.toggle(
+        "Normalise whitespace",
+        key="tok_clean_ws",
+        help="Runs of spaces and tabs become one space; lines trimmed; at most one blank line.",
+    )
+    fold = st.toggle(
+        "Unicode NFKC",
+        key="tok_clean_nfkc",
+        help="Compatibility forms become plain ones: ﬁ → fi, ① → 1, Ｈ → H.",
+    )
 
 steps = [s for s, on in (("html", strip), ("whitespace", space), ("nfkc", fold)) if on]
 cleaned = clean(text, steps) if steps else text
@@ -97,7 +119,9 @@ if steps:
     after_col.caption(f"After cleaning ({', '.join(steps)}) · {len(cleaned):,} characters")
     after_col.code(cleaned[:5000] or " ", language=None, wrap_lines=True)
     if len(text) > 5000:
-        st.caption("The boxes show the first 5,000 characters; the tokens below cover the whole text.")
+        st.caption(
+            "The boxes show the first 5,000 characters; the tokens below cover the whole text."
+        )
 
 
 def _tokenizer(name: str):
@@ -119,60 +143,91 @@ def _show_tokenizer(name: str) -> None:
     m1, m2 = st.columns(2)
     delta = None if raw is None else f"{result.n_tokens - raw.n_tokens:+,} after cleaning"
     m1.metric("Tokens", f"{result.n_tokens:,}", delta=delta, delta_color="inverse")
-    m2.markdown(f"**{result.n_chars:,}** characters  \n**{result.chars_per_token:.2f}** chars / token  \n"
-                f"**{result.n_bytes:,}** UTF-8 bytes")
+    m2.markdown(
+        f"**{result.n_chars:,}** characters  \n**{result.chars_per_token:.2f}** chars / token  \n"
+        f"**{result.n_bytes:,}** UTF-8 bytes"
+    )
     highlight = None
     if raw is not None:
         diff = token_diff(raw.ids, result.ids)
         highlight = diff.changed_after()
         note = " (first 20,000 tokens compared)" if diff.truncated else ""
-        st.caption(f"Cleaning: {raw.n_tokens:,} → {result.n_tokens:,} tokens; {diff.unchanged:,} unchanged, "
-                   f"{diff.removed:,} gone, {diff.added:,} new (outlined in red){note}.")
+        st.caption(
+            f"Cleaning: {raw.n_tokens:,} → {result.n_tokens:,} tokens; {diff.unchanged:,} unchanged, "
+            f"{diff.removed:,} gone, {diff.added:,} new (outlined in red){note}."
+        )
     st.html(render_tokens_html(result, token_bytes=tok.token_bytes, highlight=highlight))
     with st.expander("Token ids"):
         ids = result.ids[:5000]
-        st.code(json.dumps(ids) + (" …" if len(result.ids) > len(ids) else ""), language=None, wrap_lines=True)
+        st.code(
+            json.dumps(ids) + (" …" if len(result.ids) > len(ids) else ""),
+            language=None,
+            wrap_lines=True,
+        )
 
 
 if not chosen:
     st.info("Pick at least one tokenizer above.")
 for row_start in range(0, len(chosen), PER_ROW):
-    row = chosen[row_start:row_start + PER_ROW]
+    row = chosen[row_start : row_start + PER_ROW]
     for col, name in zip(st.columns(PER_ROW), row, strict=False):
         with col, st.container(border=True):
             _show_tokenizer(name)
-st.caption("Hover a piece to see its id and bytes. A dashed, italic piece such as `\\xe4\\xbd` is part of "
-           "a character whose UTF-8 bytes were split across tokens.")
+st.caption(
+    "Hover a piece to see its id and bytes. A dashed, italic piece such as `\\xe4\\xbd` is part of "
+    "a character whose UTF-8 bytes were split across tokens."
+)
 
 # --- train your own BPE -----------------------------------------------------------------
 
 st.divider()
 st.header("Train your own BPE")
-st.caption("Byte-level BPE starts from the 256 byte values and repeatedly fuses the most frequent "
-           "adjacent pair into a new token (ties go to the pair seen first). Each merge adds one token.")
+st.caption(
+    "Byte-level BPE starts from the 256 byte values and repeatedly fuses the most frequent "
+    "adjacent pair into a new token (ties go to the pair seen first). Each merge adds one token."
+)
 
 t1, t2, t3 = st.columns(3)
-source = t1.radio("Train on", ["TinyShakespeare", "The text box"], key="bpe_source", horizontal=True)
-vocab_size = t2.number_input("Target vocabulary size", min_value=257, max_value=20_000, value=512, step=64,
-                             key="bpe_vocab")
-pattern = t3.selectbox("Pre-split", ["gpt4", "gpt2", "none"], key="bpe_pattern",
-                       format_func={"gpt4": "GPT-4 regex (merges stay inside words)",
-                                    "gpt2": "GPT-2 regex", "none": "none (merges may cross words)"}.get)
+source = t1.radio(
+    "Train on", ["TinyShakespeare", "The text box"], key="bpe_source", horizontal=True
+)
+vocab_size = t2.number_input(
+    "Target vocabulary size", min_value=257, max_value=20_000, value=512, step=64, key="bpe_vocab"
+)
+pattern = t3.selectbox(
+    "Pre-split",
+    ["gpt4", "gpt2", "none"],
+    key="bpe_pattern",
+    format_func={
+        "gpt4": "GPT-4 regex (merges stay inside words)",
+        "gpt2": "GPT-2 regex",
+        "none": "none (merges may cross words)",
+    }.get,
+)
 
 jobs = job_manager()
 
 
 def _start_training() -> None:
-    corpus = (package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
-              if state["bpe_source"] == "TinyShakespeare" else state["tok_text"])
+    corpus = (
+        package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
+        if state["bpe_source"] == "TinyShakespeare"
+        else state["tok_text"]
+    )
     if not corpus:
         state["bpe_error"] = "the text box is empty: there is nothing to train on"
         return
     label = "TinyShakespeare" if state["bpe_source"] == "TinyShakespeare" else "the text box"
     size, split = int(state["bpe_vocab"]), state["bpe_pattern"]
-    job = jobs.start("bpe", f"BPE {size} on {label}",
-                     lambda stop: train_events(corpus, size, pattern=split, name="my-bpe", stop=stop, source=label),
-                     params={"vocab_size": size}, exclusive=False)
+    job = jobs.start(
+        "bpe",
+        f"BPE {size} on {label}",
+        lambda stop: train_events(
+            corpus, size, pattern=split, name="my-bpe", stop=stop, source=label
+        ),
+        params={"vocab_size": size},
+        exclusive=False,
+    )
     state["bpe_job"] = job.id
     state.pop("bpe_error", None)
 
@@ -197,12 +252,19 @@ def _training_progress() -> None:
     if isinstance(last, Done):
         state["bpe_tok"] = BPEAdapter(last.tokenizer, name=SESSION_BPE)
         state["bpe_job"] = None
-        state["bpe_done_note"] = (f"Trained {last.tokenizer.vocab_size:,} tokens in {last.elapsed:.1f} s"
-                                  + (f" (stopped early: {last.reason})" if last.reason else "") + ".")
+        state["bpe_done_note"] = (
+            f"Trained {last.tokenizer.vocab_size:,} tokens in {last.elapsed:.1f} s"
+            + (f" (stopped early: {last.reason})" if last.reason else "")
+            + "."
+        )
         st.rerun(scope="app")
     fraction = last.fraction if isinstance(last, Progress) else 0.0
-    text_note = (f"merge {last.merge:,} of {last.total:,}: {last.pair} → {last.new_id} "
-                 f"(seen {last.count:,} times)" if isinstance(last, Progress) else "reading the text…")
+    text_note = (
+        f"merge {last.merge:,} of {last.total:,}: {last.pair} → {last.new_id} "
+        f"(seen {last.count:,} times)"
+        if isinstance(last, Progress)
+        else "reading the text…"
+    )
     st.progress(min(1.0, fraction), text=text_note)
     if st.button("Stop", key="bpe_stop"):
         jobs.stop(job.id)
@@ -214,8 +276,13 @@ if state.get("bpe_job"):
 with st.expander("Load a saved tokenizer"):
     l1, l2 = st.columns(2)
     saved = saved_tokenizers()
-    pick = l1.selectbox("Saved in your tokenizers folder", saved, key="bpe_load_name",
-                        placeholder="none saved yet", index=0 if saved else None)
+    pick = l1.selectbox(
+        "Saved in your tokenizers folder",
+        saved,
+        key="bpe_load_name",
+        placeholder="none saved yet",
+        index=0 if saved else None,
+    )
     if l1.button("Load", key="bpe_load", disabled=not saved):
         try:
             state["bpe_tok"] = BPEAdapter(get_tokenizer(pick).bpe, name=SESSION_BPE)
@@ -227,7 +294,9 @@ with st.expander("Load a saved tokenizer"):
     if upload is not None and l2.button("Open", key="bpe_open"):
         try:
             data = json.loads(upload.getvalue().decode("utf-8"))
-            state["bpe_tok"] = BPEAdapter(BPETokenizer.from_dict(data, source=upload.name), name=SESSION_BPE)
+            state["bpe_tok"] = BPEAdapter(
+                BPETokenizer.from_dict(data, source=upload.name), name=SESSION_BPE
+            )
             state["bpe_done_note"] = f"Opened {upload.name}."
             st.rerun()
         except (UnicodeDecodeError, json.JSONDecodeError):
@@ -243,10 +312,22 @@ if adapter is not None:
     merges_col, replay_col = st.columns([2, 3])
     with merges_col:
         st.subheader(f"Merges in order ({len(bpe.merges):,})")
-        rows = [{**r, "left": visible(r["left"]), "right": visible(r["right"]), "token": visible(r["token"])}
-                for r in bpe.merges_table()]
-        st.dataframe(rows, key="bpe_merges_table", hide_index=True, height=360,
-                     column_order=["rank", "left", "right", "token", "new_id"])
+        rows = [
+            {
+                **r,
+                "left": visible(r["left"]),
+                "right": visible(r["right"]),
+                "token": visible(r["token"]),
+            }
+            for r in bpe.merges_table()
+        ]
+        st.dataframe(
+            rows,
+            key="bpe_merges_table",
+            hide_index=True,
+            height=360,
+            column_order=["rank", "left", "right", "token", "new_id"],
+        )
         st.caption("␣ is a space, ↵ a line break.")
     with replay_col:
         st.subheader("Replay on the text box")
@@ -255,38 +336,75 @@ if adapter is not None:
         if len(states) == 1:
             st.info("None of the merges occurs in the text box's text.")
         last_step = len(states) - 1
-        if state.get("bpe_step") is None or state["bpe_step"] > last_step or state.get("bpe_step_max") != last_step:
-            state["bpe_step"] = last_step  # a new text or tokenizer: start from the fully merged view
+        if (
+            state.get("bpe_step") is None
+            or state["bpe_step"] > last_step
+            or state.get("bpe_step_max") != last_step
+        ):
+            state["bpe_step"] = (
+                last_step  # a new text or tokenizer: start from the fully merged view
+            )
         state["bpe_step_max"] = last_step
-        step = st.slider("Replay step", 0, last_step, key="bpe_step",
-                         help="Step 0 is the raw bytes; each step applies the next merge that changes "
-                              "this text (merges that do not occur in it are skipped).") if last_step else 0
+        step = (
+            st.slider(
+                "Replay step",
+                0,
+                last_step,
+                key="bpe_step",
+                help="Step 0 is the raw bytes; each step applies the next merge that changes "
+                "this text (merges that do not occur in it are skipped).",
+            )
+            if last_step
+            else 0
+        )
         current = states[step]
         if current.pair is None:
             st.caption(f"Raw bytes: {len(current.ids):,} tokens.")
         else:
             a, b = current.pair
             times = "1 time" if current.fused == 1 else f"{current.fused} times"
-            st.caption(f"Merge #{current.step}: {visible(piece_text(bpe.vocab[a]))} + "
-                       f"{visible(piece_text(bpe.vocab[b]))} → {visible(piece_text(bpe.vocab[current.new_id]))} "
-                       f"(token {current.new_id}), fused {times} here · {len(current.ids):,} tokens now.")
-        fused_here = {i for i, t in enumerate(current.ids) if t == current.new_id} if current.new_id else None
-        st.html(render_tokens_html(pieces_of(adapter, current.ids, sample), token_bytes=adapter.token_bytes,
-                                   highlight=fused_here))
+            st.caption(
+                f"Merge #{current.step}: {visible(piece_text(bpe.vocab[a]))} + "
+                f"{visible(piece_text(bpe.vocab[b]))} → {visible(piece_text(bpe.vocab[current.new_id]))} "
+                f"(token {current.new_id}), fused {times} here · {len(current.ids):,} tokens now."
+            )
+        fused_here = (
+            {i for i, t in enumerate(current.ids) if t == current.new_id}
+            if current.new_id
+            else None
+        )
+        st.html(
+            render_tokens_html(
+                pieces_of(adapter, current.ids, sample),
+                token_bytes=adapter.token_bytes,
+                highlight=fused_here,
+            )
+        )
         if len(cleaned) > REPLAY_CHARS:
             st.caption(f"The replay uses the first {REPLAY_CHARS} characters of the text.")
     s1, s2 = st.columns([2, 1])
-    name = s1.text_input("Save as", value=bpe.name if bpe.name != "my-bpe" else "my-bpe", key="bpe_save_name",
-                         help="Letters, digits, '.', '_' or '-'. Saved tokenizers appear in the list above "
-                              f"as {BPE_PREFIX}NAME and can be picked in Lab 2.")
+    name = s1.text_input(
+        "Save as",
+        value=bpe.name if bpe.name != "my-bpe" else "my-bpe",
+        key="bpe_save_name",
+        help="Letters, digits, '.', '_' or '-'. Saved tokenizers appear in the list above "
+        f"as {BPE_PREFIX}NAME and can be picked in Lab 2.",
+    )
     if s2.button("Save", key="bpe_save"):
         try:
             path = save_bpe(bpe, name)
         except UserError as exc:
             show_user_error(exc)
         else:  # rerun so that the tokenizer list at the top offers it at once
-            state["bpe_done_note"] = (f"Saved {BPE_PREFIX}{path.stem} to {path}: pick it in the tokenizer "
-                                      "list above, or in Lab 2 to train on its tokens.")
+            state["bpe_done_note"] = (
+                f"Saved {BPE_PREFIX}{path.stem} to {path}: pick it in the tokenizer "
+                "list above, or in Lab 2 to train on its tokens."
+            )
             st.rerun()
-    st.download_button("Download JSON", json.dumps(bpe.to_dict(), ensure_ascii=False),
-                       file_name=f"{bpe.name}.json", mime="application/json", key="bpe_download")
+    st.download_button(
+        "Download JSON",
+        json.dumps(bpe.to_dict(), ensure_ascii=False),
+        file_name=f"{bpe.name}.json",
+        mime="application/json",
+        key="bpe_download",
+    )

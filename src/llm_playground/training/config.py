@@ -4,7 +4,7 @@ Three named presets match the classic lessons: ``bigram`` (a lookup table of nex
 odds), ``baby-gpt`` (a 4-layer GPT that trains on two CPU cores in minutes) and
 ``lecture-gpt`` (the 6-layer, 384-wide GPT of the "let's build GPT" lecture, for a GPU).
 :meth:`TrainConfig.validate` refuses impossible settings with a one-line
-:class:`~llm_playground.errors.UserError` before anything runs.
+:class:`~llm_playground.core.errors.UserError` before anything runs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 CONFIG_VERSION = 1
 MODEL_KINDS = ("bigram", "gpt")
@@ -39,14 +39,17 @@ class ModelConfig:
 
     def validate(self) -> ModelConfig:
         if self.kind not in MODEL_KINDS:
-            raise UserError(f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}")
+            raise UserError(
+                f"unknown model kind {self.kind!r}; choose one of {', '.join(MODEL_KINDS)}"
+            )
         _positive_int("vocabulary size", self.vocab_size)
         _positive_int("block size", self.block_size)
         if self.kind == "bigram" and self.vocab_size > MAX_BIGRAM_VOCAB:
-            gb = self.vocab_size ** 2 * 16 / 1e9
+            gb = self.vocab_size**2 * 16 / 1e9
             raise UserError(
-                f"a bigram table for {self.vocab_size:,} tokens has {self.vocab_size ** 2:,} entries "
-                f"(about {gb:,.0f} GB to train): use the char tokenizer, or a GPT for large vocabularies")
+                f"a bigram table for {self.vocab_size:,} tokens has {self.vocab_size**2:,} entries "
+                f"(about {gb:,.0f} GB to train): use the char tokenizer, or a GPT for large vocabularies"
+            )
         if self.kind == "gpt":
             _positive_int("number of layers", self.n_layer)
             _positive_int("number of heads", self.n_head)
@@ -54,7 +57,8 @@ class ModelConfig:
             if self.n_embd % self.n_head:
                 raise UserError(
                     f"embedding size {self.n_embd} is not divisible by the number of heads "
-                    f"{self.n_head}: each head gets n_embd / n_head dimensions")
+                    f"{self.n_head}: each head gets n_embd / n_head dimensions"
+                )
         if not _finite(self.dropout) or not 0.0 <= self.dropout < 1.0:
             raise UserError(f"dropout must be at least 0 and below 1, not {self.dropout}")
         return self
@@ -74,12 +78,12 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     preset: str = "baby-gpt"
-    data: str | None = None          # a UTF-8 text file; None means the shipped TinyShakespeare
-    tokenizer: str = "char"          # char | gpt2 | path to a saved BPE JSON
+    data: str | None = None  # a UTF-8 text file; None means the shipped TinyShakespeare
+    tokenizer: str = "char"  # char | gpt2 | path to a saved BPE JSON
     batch_size: int = 12
     lr: float = 1e-3
-    min_lr: float | None = None      # end of the cosine decay; None means lr / 10
-    schedule: str = "cosine"         # cosine (after a linear warm-up) | constant
+    min_lr: float | None = None  # end of the cosine decay; None means lr / 10
+    schedule: str = "cosine"  # cosine (after a linear warm-up) | constant
     warmup_iters: int = 100
     max_iters: int = 2000
     eval_interval: int = 250
@@ -96,9 +100,9 @@ class TrainConfig:
     dtype: str = "auto"
     compile: bool = False
     fused_adamw: bool = True
-    out_dir: str | None = None       # where the final checkpoint goes; None: nowhere
-    resume: str | None = None        # a checkpoint folder to continue from
-    checkpoint_interval: int = 0     # also save every N steps (0: only at the end)
+    out_dir: str | None = None  # where the final checkpoint goes; None: nowhere
+    resume: str | None = None  # a checkpoint folder to continue from
+    checkpoint_interval: int = 0  # also save every N steps (0: only at the end)
     label: str = ""
 
     # -- derived ---------------------------------------------------------------------------
@@ -118,7 +122,9 @@ class TrainConfig:
             return self.lr * (step + 1) / (self.warmup_iters + 1)
         span = max(1, self.max_iters - self.warmup_iters)
         progress = min(1.0, (step - self.warmup_iters) / span)
-        return self.final_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (self.lr - self.final_lr)
+        return self.final_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (
+            self.lr - self.final_lr
+        )
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed; model fields (``n_layer``, ``block_size``...) go to the model."""
@@ -127,7 +133,9 @@ class TrainConfig:
         model = dataclasses.replace(self.model, **model_changes) if model_changes else self.model
         return dataclasses.replace(self, model=model, **changes)
 
-    def validate(self, n_train_tokens: int | None = None, n_val_tokens: int | None = None) -> TrainConfig:
+    def validate(
+        self, n_train_tokens: int | None = None, n_val_tokens: int | None = None
+    ) -> TrainConfig:
         """Refuse impossible settings; with token counts, also a block size the data cannot fill."""
         self.model.validate()
         _positive_int("batch size", self.batch_size)
@@ -145,7 +153,9 @@ class TrainConfig:
             if value <= 0 and not (name == "final learning rate" and value == 0):
                 raise UserError(f"{name} must be positive, not {value}")
         if self.final_lr > self.lr:
-            raise UserError(f"final learning rate {self.final_lr:g} is above the learning rate {self.lr:g}")
+            raise UserError(
+                f"final learning rate {self.final_lr:g} is above the learning rate {self.lr:g}"
+            )
         if not _finite(self.weight_decay) or self.weight_decay < 0:
             raise UserError(f"weight decay must be 0 or more, not {self.weight_decay}")
         if not _finite(self.grad_clip) or self.grad_clip < 0:
@@ -154,7 +164,9 @@ class TrainConfig:
             if not _finite(beta) or not 0.0 <= beta < 1.0:
                 raise UserError(f"{name} must be in [0, 1), not {beta}")
         if self.schedule not in SCHEDULES:
-            raise UserError(f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+            raise UserError(
+                f"unknown schedule {self.schedule!r}; choose one of {', '.join(SCHEDULES)}"
+            )
         if self.device not in DEVICES:
             raise UserError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
@@ -167,7 +179,8 @@ class TrainConfig:
                 raise UserError(
                     f"block size {self.model.block_size} is larger than the data allows: the "
                     f"{'training' if n_train_tokens <= n_val_tokens else 'validation'} split has "
-                    f"only {smallest} tokens (use a block size below {smallest} or more text)")
+                    f"only {smallest} tokens (use a block size below {smallest} or more text)"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -198,18 +211,39 @@ PRESETS: dict[str, TrainConfig] = {
     # Karpathy's bigram.py: a lookup table; it plateaus near loss 2.5.
     "bigram": TrainConfig(
         model=ModelConfig(kind="bigram", n_layer=0, n_head=1, n_embd=0, block_size=8),
-        preset="bigram", batch_size=32, lr=1e-2, schedule="constant", warmup_iters=0,
-        max_iters=3000, eval_interval=300, eval_iters=50, weight_decay=0.0),
+        preset="bigram",
+        batch_size=32,
+        lr=1e-2,
+        schedule="constant",
+        warmup_iters=0,
+        max_iters=3000,
+        eval_interval=300,
+        eval_iters=50,
+        weight_decay=0.0,
+    ),
     # nanoGPT's CPU config for char-level Shakespeare: val loss about 1.88 after 2000 steps.
     "baby-gpt": TrainConfig(
         model=ModelConfig(kind="gpt", n_layer=4, n_head=4, n_embd=128, block_size=64, dropout=0.0),
-        preset="baby-gpt", batch_size=12, lr=1e-3, warmup_iters=100, max_iters=2000,
-        eval_interval=250, eval_iters=20),
+        preset="baby-gpt",
+        batch_size=12,
+        lr=1e-3,
+        warmup_iters=100,
+        max_iters=2000,
+        eval_interval=250,
+        eval_iters=20,
+    ),
     # The lecture's GPT (10.8M parameters): meant for a GPU.
     "lecture-gpt": TrainConfig(
         model=ModelConfig(kind="gpt", n_layer=6, n_head=6, n_embd=384, block_size=256, dropout=0.2),
-        preset="lecture-gpt", batch_size=64, lr=3e-4, min_lr=3e-5, warmup_iters=100, max_iters=5000,
-        eval_interval=500, eval_iters=200),
+        preset="lecture-gpt",
+        batch_size=64,
+        lr=3e-4,
+        min_lr=3e-5,
+        warmup_iters=100,
+        max_iters=5000,
+        eval_interval=500,
+        eval_iters=200,
+    ),
 }
 
 

@@ -5,12 +5,12 @@ positions they were shown — which models wrote them, the choice (``a``, ``b``,
 or ``both-bad``), an optional comment, a UTC timestamp and a session id.
 
 Storage
-    One SQLite file (by default :attr:`llm_playground.paths.Paths.db`, shared with the
+    One SQLite file (by default :attr:`llm_playground.core.paths.Paths.db`, shared with the
     Lab 5 leaderboard, which keeps its own tables). The file is marked as the
     playground's with ``PRAGMA application_id`` (:data:`APPLICATION_ID`) and the vote
     schema carries its version in the ``prefs_meta`` table. A file that is not SQLite,
     a SQLite file of another application, a corrupt file or one written by a newer
-    schema is refused with a :class:`~llm_playground.errors.UserError` and never
+    schema is refused with a :class:`~llm_playground.core.errors.UserError` and never
     written to.
 
     The database runs in WAL mode; every write is its own ``BEGIN IMMEDIATE``
@@ -70,7 +70,7 @@ from numbers import Integral
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 if TYPE_CHECKING:  # numpy is imported where ratings are computed, not to store a vote
     import numpy as np
@@ -116,8 +116,19 @@ CREATE TABLE IF NOT EXISTS votes (
 CREATE INDEX IF NOT EXISTS votes_models ON votes (model_a, model_b);
 """
 
-_VOTE_COLUMNS = ("id", "uid", "prompt", "response_a", "response_b", "model_a", "model_b",
-                 "choice", "comment", "created_at", "session_id")
+_VOTE_COLUMNS = (
+    "id",
+    "uid",
+    "prompt",
+    "response_a",
+    "response_b",
+    "model_a",
+    "model_b",
+    "choice",
+    "comment",
+    "created_at",
+    "session_id",
+)
 
 
 # --- records ------------------------------------------------------------------------------
@@ -170,17 +181,32 @@ class Pair:
     _model_b: str | None = field(default=None, repr=False, compare=False)
     _swapped: bool = field(default=False, repr=False, compare=False)
 
-    def record(self, store: PreferenceStore, choice: str, *, comment: str = "",
-               session_id: str = "") -> Vote:
+    def record(
+        self, store: PreferenceStore, choice: str, *, comment: str = "", session_id: str = ""
+    ) -> Vote:
         """Store the vote on this pair and return it, names revealed. Recording the same
         pair twice (a double click, a rerun) stores it once and returns the first vote."""
-        return store.add_vote(self.prompt, self.response_a, self.response_b, choice,
-                              model_a=self._model_a, model_b=self._model_b, comment=comment,
-                              session_id=session_id, uid=self.pair_id)
+        return store.add_vote(
+            self.prompt,
+            self.response_a,
+            self.response_b,
+            choice,
+            model_a=self._model_a,
+            model_b=self._model_b,
+            comment=comment,
+            session_id=session_id,
+            uid=self.pair_id,
+        )
 
 
-def make_pair(prompt: str, response_1: str, model_1: str | None, response_2: str,
-              model_2: str | None, rng: Any = None) -> Pair:
+def make_pair(
+    prompt: str,
+    response_1: str,
+    model_1: str | None,
+    response_2: str,
+    model_2: str | None,
+    rng: Any = None,
+) -> Pair:
     """Put two responses in random positions A and B (a fair coin from ``rng``).
 
     ``rng`` may be a :class:`random.Random`, a numpy ``Generator``, an int seed, or None
@@ -193,12 +219,21 @@ def make_pair(prompt: str, response_1: str, model_1: str | None, response_2: str
     elif hasattr(rng, "random"):
         swap = float(rng.random()) < 0.5
     else:
-        raise UserError(f"rng must be a random.Random, a numpy Generator, a seed or None, "
-                        f"not {type(rng).__name__}")
+        raise UserError(
+            f"rng must be a random.Random, a numpy Generator, a seed or None, "
+            f"not {type(rng).__name__}"
+        )
     first, second = (response_1, model_1), (response_2, model_2)
     (ra, ma), (rb, mb) = (second, first) if swap else (first, second)
-    return Pair(prompt=prompt, response_a=ra, response_b=rb, pair_id=uuid.uuid4().hex,
-                _model_a=ma, _model_b=mb, _swapped=swap)
+    return Pair(
+        prompt=prompt,
+        response_a=ra,
+        response_b=rb,
+        pair_id=uuid.uuid4().hex,
+        _model_a=ma,
+        _model_b=mb,
+        _swapped=swap,
+    )
 
 
 @dataclass(frozen=True)
@@ -233,10 +268,14 @@ class ExportResult:
         if self.ties == "drop" and extra:
             text += f"; dropped {self.n_ties} tie(s) and {self.n_both_bad} both-bad vote(s)"
         elif self.ties == "separate":
-            text += f"; {self.n_ties} tie(s) and {self.n_both_bad} both-bad vote(s) -> {self.ties_path}"
+            text += (
+                f"; {self.n_ties} tie(s) and {self.n_both_bad} both-bad vote(s) -> {self.ties_path}"
+            )
         elif self.ties == "label" and extra:
-            text += (f" plus {self.n_ties} tie(s) and {self.n_both_bad} both-bad vote(s) "
-                     "labelled in the same file")
+            text += (
+                f" plus {self.n_ties} tie(s) and {self.n_both_bad} both-bad vote(s) "
+                "labelled in the same file"
+            )
         return text
 
 
@@ -260,8 +299,9 @@ def _text(value: object, name: str, *, required: bool = False) -> str:
     if required and not value.strip():
         raise UserError(f"{name} is empty")
     if len(value) > MAX_TEXT_CHARS:
-        raise UserError(f"{name} is too long ({len(value):,} characters; the limit is "
-                        f"{MAX_TEXT_CHARS:,})")
+        raise UserError(
+            f"{name} is too long ({len(value):,} characters; the limit is {MAX_TEXT_CHARS:,})"
+        )
     return value
 
 
@@ -299,8 +339,9 @@ class PreferenceStore:
     """Votes in a SQLite database (WAL mode). Safe to share between threads; each
     thread (and each process) gets its own connection."""
 
-    def __init__(self, db_path: str | os.PathLike, *, synchronous: str = "NORMAL",
-                 create: bool = True) -> None:
+    def __init__(
+        self, db_path: str | os.PathLike, *, synchronous: str = "NORMAL", create: bool = True
+    ) -> None:
         if str(db_path).strip() == "":
             raise UserError("the database path is empty")
         self.path = Path(db_path).expanduser()
@@ -328,7 +369,9 @@ class PreferenceStore:
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise UserError(f"cannot create the folder {path.parent}: {exc.strerror or exc}") from None
+                raise UserError(
+                    f"cannot create the folder {path.parent}: {exc.strerror or exc}"
+                ) from None
         if state == "ready":  # nothing to create: opening writes nothing
             return
         for attempt in range(_WRITE_ATTEMPTS):
@@ -337,8 +380,10 @@ class PreferenceStore:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                     if mode.lower() != "wal":
-                        raise UserError(f"{path}: cannot switch the database to WAL mode "
-                                        f"(the file system allows {mode!r} only)")
+                        raise UserError(
+                            f"{path}: cannot switch the database to WAL mode "
+                            f"(the file system allows {mode!r} only)"
+                        )
                 conn.execute("BEGIN IMMEDIATE")
                 try:
                     _check_identity(conn, path)  # again, inside the write lock
@@ -346,12 +391,16 @@ class PreferenceStore:
                     for statement in _SCHEMA.strip().split(";"):
                         if statement.strip():
                             conn.execute(statement)
-                    conn.execute("INSERT OR IGNORE INTO prefs_meta VALUES ('schema_version', ?)",
-                                 (str(SCHEMA_VERSION),))
-                    conn.execute("INSERT OR IGNORE INTO prefs_meta VALUES ('application', "
-                                 "'llm-playground')")
-                    conn.execute("INSERT OR IGNORE INTO prefs_meta VALUES ('created_at', ?)",
-                                 (_utc_now(),))
+                    conn.execute(
+                        "INSERT OR IGNORE INTO prefs_meta VALUES ('schema_version', ?)",
+                        (str(SCHEMA_VERSION),),
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO prefs_meta VALUES ('application', 'llm-playground')"
+                    )
+                    conn.execute(
+                        "INSERT OR IGNORE INTO prefs_meta VALUES ('created_at', ?)", (_utc_now(),)
+                    )
                     conn.execute("COMMIT")
                 except BaseException:
                     with contextlib.suppress(sqlite3.Error):
@@ -361,7 +410,7 @@ class PreferenceStore:
             except sqlite3.OperationalError as exc:
                 self._drop_conn()
                 if _is_busy(exc) and attempt + 1 < _WRITE_ATTEMPTS:
-                    time.sleep(0.01 * 2 ** attempt)
+                    time.sleep(0.01 * 2**attempt)
                     continue
                 raise _db_error(path, exc) from None
             except sqlite3.DatabaseError as exc:
@@ -375,8 +424,12 @@ class PreferenceStore:
         if conn is not None and local.pid == os.getpid():
             return conn
         try:
-            conn = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_S, isolation_level=None,
-                                   check_same_thread=False)
+            conn = sqlite3.connect(
+                str(self.path),
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
         except sqlite3.Error as exc:
             raise _db_error(self.path, exc) from None
         conn.execute(f"PRAGMA busy_timeout = {int(_BUSY_TIMEOUT_S * 1000)}")
@@ -412,7 +465,7 @@ class PreferenceStore:
             except sqlite3.OperationalError as exc:
                 if _is_busy(exc) and attempt + 1 < _WRITE_ATTEMPTS:
                     log.info("database busy, retrying (%s)", exc)
-                    time.sleep(0.005 * 2 ** attempt)
+                    time.sleep(0.005 * 2**attempt)
                     continue
                 self._drop_conn()
                 raise _db_error(self.path, exc) from None
@@ -423,6 +476,7 @@ class PreferenceStore:
 
     def _write(self, work):
         """Run ``work(conn)`` in a ``BEGIN IMMEDIATE`` transaction, retrying when busy."""
+
         def once():
             conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
@@ -442,10 +496,20 @@ class PreferenceStore:
 
     # votes --------------------------------------------------------------------------------
 
-    def add_vote(self, prompt: str, response_a: str, response_b: str, choice: str, *,
-                 model_a: str | None = None, model_b: str | None = None, comment: str = "",
-                 session_id: str = "", uid: str | None = None,
-                 created_at: str | None = None) -> Vote:
+    def add_vote(
+        self,
+        prompt: str,
+        response_a: str,
+        response_b: str,
+        choice: str,
+        *,
+        model_a: str | None = None,
+        model_b: str | None = None,
+        comment: str = "",
+        session_id: str = "",
+        uid: str | None = None,
+        created_at: str | None = None,
+    ) -> Vote:
         """Validate and store one vote; return it once it is committed.
 
         ``uid`` makes the call idempotent: a second vote with the same uid is not stored
@@ -469,9 +533,11 @@ class PreferenceStore:
             conn.execute(
                 "INSERT OR IGNORE INTO votes (uid, prompt, response_a, response_b, model_a, "
                 "model_b, choice, comment, created_at, session_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                row)
-            return conn.execute(f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE uid = ?",
-                                (row[0],)).fetchone()
+                row,
+            )
+            return conn.execute(
+                f"SELECT {', '.join(_VOTE_COLUMNS)} FROM votes WHERE uid = ?", (row[0],)
+            ).fetchone()
 
         return Vote(*self._write(insert))
 
@@ -481,16 +547,20 @@ class PreferenceStore:
         rows = []
         for i, v in enumerate(votes, 1):
             try:
-                rows.append((v.get("uid") or uuid.uuid4().hex,
-                             _text(v.get("prompt"), "the prompt", required=True),
-                             _text(v.get("response_a"), "response A"),
-                             _text(v.get("response_b"), "response B"),
-                             _model_name(v.get("model_a"), "model A"),
-                             _model_name(v.get("model_b"), "model B"),
-                             normalise_choice(v.get("choice")),
-                             _text(v.get("comment"), "the comment").strip(),
-                             v.get("created_at") or _utc_now(),
-                             _text(v.get("session_id"), "the session id")))
+                rows.append(
+                    (
+                        v.get("uid") or uuid.uuid4().hex,
+                        _text(v.get("prompt"), "the prompt", required=True),
+                        _text(v.get("response_a"), "response A"),
+                        _text(v.get("response_b"), "response B"),
+                        _model_name(v.get("model_a"), "model A"),
+                        _model_name(v.get("model_b"), "model B"),
+                        normalise_choice(v.get("choice")),
+                        _text(v.get("comment"), "the comment").strip(),
+                        v.get("created_at") or _utc_now(),
+                        _text(v.get("session_id"), "the session id"),
+                    )
+                )
             except UserError as exc:
                 raise UserError(f"vote {i}: {exc}") from None
 
@@ -499,15 +569,21 @@ class PreferenceStore:
             conn.executemany(
                 "INSERT OR IGNORE INTO votes (uid, prompt, response_a, response_b, model_a, "
                 "model_b, choice, comment, created_at, session_id) VALUES (?,?,?,?,?,?,?,?,?,?)",
-                rows)
+                rows,
+            )
             return conn.total_changes - before
 
         return self._write(insert)
 
     def delete_vote(self, vote_id: int) -> bool:
         """Remove one vote (an undo); True when it existed."""
-        return bool(self._write(
-            lambda conn: conn.execute("DELETE FROM votes WHERE id = ?", (int(vote_id),)).rowcount))
+        return bool(
+            self._write(
+                lambda conn: (
+                    conn.execute("DELETE FROM votes WHERE id = ?", (int(vote_id),)).rowcount
+                )
+            )
+        )
 
     def count(self) -> int:
         return int(self._read("SELECT count(*) FROM votes")[0][0])
@@ -556,11 +632,23 @@ class PreferenceStore:
                 continue
             counts[v.choice] += 1
             if ties == "label":
-                main.append({"prompt": v.prompt, "chosen": v.response_a,
-                             "rejected": v.response_b, "label": v.choice})
+                main.append(
+                    {
+                        "prompt": v.prompt,
+                        "chosen": v.response_a,
+                        "rejected": v.response_b,
+                        "label": v.choice,
+                    }
+                )
             elif ties == "separate":
-                side.append({"prompt": v.prompt, "response_a": v.response_a,
-                             "response_b": v.response_b, "label": v.choice})
+                side.append(
+                    {
+                        "prompt": v.prompt,
+                        "response_a": v.response_a,
+                        "response_b": v.response_b,
+                        "label": v.choice,
+                    }
+                )
         return main, side, counts
 
     def jsonl_text(self, ties: str = "separate") -> tuple[str, str | None]:
@@ -577,15 +665,23 @@ class PreferenceStore:
         main, side, counts = self.preference_records(ties)
         if not main and not side:
             extra = counts["tie"] + counts["both-bad"]
-            raise UserError("there are no votes to export" if not extra else
-                            f"there are no A/B votes to export ({extra} tie/both-bad vote(s) "
-                            "dropped); use --ties separate or label to keep them")
+            raise UserError(
+                "there are no votes to export"
+                if not extra
+                else f"there are no A/B votes to export ({extra} tie/both-bad vote(s) "
+                "dropped); use --ties separate or label to keep them"
+            )
         files = [(out, main)] + ([(ties_path, side)] if ties_path is not None else [])
         _atomic_write_many([(p, _jsonl(records)) for p, records in files])
-        result = ExportResult(path=out, ties=ties, n_pairs=counts["pairs"],
-                              n_ties=counts["tie"], n_both_bad=counts["both-bad"],
-                              n_dropped=(counts["tie"] + counts["both-bad"]) if ties == "drop" else 0,
-                              ties_path=ties_path)
+        result = ExportResult(
+            path=out,
+            ties=ties,
+            n_pairs=counts["pairs"],
+            n_ties=counts["tie"],
+            n_both_bad=counts["both-bad"],
+            n_dropped=(counts["tie"] + counts["both-bad"]) if ties == "drop" else 0,
+            ties_path=ties_path,
+        )
         log.info("exported %s", result.summary())
         return result
 
@@ -604,16 +700,27 @@ class PreferenceStore:
         main_cols = ["prompt", "chosen", "rejected"] + (["label"] if ties == "label" else [])
         _save_dataset_atomically(out, main, main_cols)
         if ties_dir is not None:
-            _save_dataset_atomically(ties_dir, side, ["prompt", "response_a", "response_b", "label"])
-        return ExportResult(path=out, ties=ties, n_pairs=counts["pairs"], n_ties=counts["tie"],
-                            n_both_bad=counts["both-bad"],
-                            n_dropped=(counts["tie"] + counts["both-bad"]) if ties == "drop" else 0,
-                            ties_path=ties_dir)
+            _save_dataset_atomically(
+                ties_dir, side, ["prompt", "response_a", "response_b", "label"]
+            )
+        return ExportResult(
+            path=out,
+            ties=ties,
+            n_pairs=counts["pairs"],
+            n_ties=counts["tie"],
+            n_both_bad=counts["both-bad"],
+            n_dropped=(counts["tie"] + counts["both-bad"]) if ties == "drop" else 0,
+            ties_path=ties_dir,
+        )
 
     def _protected(self) -> set[Path]:
         db = self.path.resolve()
-        return {db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm"),
-                db.with_name(db.name + "-journal")}
+        return {
+            db,
+            db.with_name(db.name + "-wal"),
+            db.with_name(db.name + "-shm"),
+            db.with_name(db.name + "-journal"),
+        }
 
     def _check_out_path(self, out_path: str | os.PathLike) -> Path:
         if str(out_path).strip() == "":
@@ -632,9 +739,14 @@ class PreferenceStore:
         if out.exists() and not out.is_dir():
             raise UserError(f"{out} is a file; give a folder for the dataset")
         if out.is_dir() and any(out.iterdir()) and not (out / "dataset_info.json").exists():
-            raise UserError(f"{out} is a folder with other files in it; choose an empty or "
-                            "new folder (a saved dataset there is replaced)")
-        if self.path.resolve().parent == out.resolve() or out.resolve() in self.path.resolve().parents:
+            raise UserError(
+                f"{out} is a folder with other files in it; choose an empty or "
+                "new folder (a saved dataset there is replaced)"
+            )
+        if (
+            self.path.resolve().parent == out.resolve()
+            or out.resolve() in self.path.resolve().parents
+        ):
             raise UserError(f"{out} holds the vote database; choose another folder")
         return out
 
@@ -652,8 +764,10 @@ class PreferenceStore:
 
     def _vote_outcomes(self) -> list[Vote]:
         """The votes without their texts: all that statistics need, cheap to read."""
-        rows = self._read("SELECT id, uid, '', '', '', model_a, model_b, choice, '', created_at, "
-                          "session_id FROM votes ORDER BY id")
+        rows = self._read(
+            "SELECT id, uid, '', '', '', model_a, model_b, choice, '', created_at, "
+            "session_id FROM votes ORDER BY id"
+        )
         return [Vote(*row) for row in rows]
 
 
@@ -668,8 +782,9 @@ def _db_error(path: Path, exc: BaseException) -> UserError:
     if "readonly" in low or "read-only" in low:
         return UserError(f"{path} is read-only here; choose a writable data folder")
     if "unable to open" in low:
-        return UserError(f"cannot open the database {path} (check that its folder exists "
-                         "and is writable)")
+        return UserError(
+            f"cannot open the database {path} (check that its folder exists and is writable)"
+        )
     return UserError(f"database error on {path}: {text}")
 
 
@@ -685,12 +800,16 @@ def _inspect(path: Path) -> str:
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
-        raise UserError(f"{path} is not a SQLite database; refusing to use or overwrite it "
-                        "(choose another database path)")
+        raise UserError(
+            f"{path} is not a SQLite database; refusing to use or overwrite it "
+            "(choose another database path)"
+        )
     header_app_id = int.from_bytes(header[68:72], "big")
     if header_app_id not in (0, APPLICATION_ID):
-        raise UserError(f"{path} is a SQLite database of another application (application id "
-                        f"{header_app_id:#x}); refusing to use or change it")
+        raise UserError(
+            f"{path} is a SQLite database of another application (application id "
+            f"{header_app_id:#x}); refusing to use or change it"
+        )
     uri = f"file:{urllib.parse.quote(path.resolve().as_posix())}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_S)
@@ -708,25 +827,36 @@ def _inspect(path: Path) -> str:
 def _check_identity(conn: sqlite3.Connection, path: Path) -> bool:
     """Refuse a foreign or newer database; True when the vote tables are in place."""
     app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-    tables = [r[0] for r in conn.execute(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
-        "ORDER BY name")]
+    tables = [
+        r[0]
+        for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+    ]
     if app_id == 0 and tables:
         shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
-        raise UserError(f"{path} is a SQLite database of another application (tables: {shown}); "
-                        "refusing to use or change it")
+        raise UserError(
+            f"{path} is a SQLite database of another application (tables: {shown}); "
+            "refusing to use or change it"
+        )
     if app_id not in (0, APPLICATION_ID):
-        raise UserError(f"{path} is a SQLite database of another application (application id "
-                        f"{app_id:#x}); refusing to use or change it")
+        raise UserError(
+            f"{path} is a SQLite database of another application (application id "
+            f"{app_id:#x}); refusing to use or change it"
+        )
     if "prefs_meta" in tables:
         row = conn.execute("SELECT value FROM prefs_meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row and str(row[0]).isdigit() else None
         if version is None:
-            raise UserError(f"{path}: the vote tables have no valid schema version; "
-                            "refusing to use the file")
+            raise UserError(
+                f"{path}: the vote tables have no valid schema version; refusing to use the file"
+            )
         if version > SCHEMA_VERSION:
-            raise UserError(f"{path} was written by a newer LLM Playground (vote schema "
-                            f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade first")
+            raise UserError(
+                f"{path} was written by a newer LLM Playground (vote schema "
+                f"{version}, this one reads up to {SCHEMA_VERSION}); upgrade first"
+            )
         return version == SCHEMA_VERSION and "votes" in tables
     return False
 
@@ -743,7 +873,7 @@ def resolve_db_path(text: str | os.PathLike) -> Path:
 def open_store(db_path: str | os.PathLike | None = None, **kwargs: Any) -> PreferenceStore:
     """The store at ``db_path``, or at the playground's default database."""
     if db_path is None:
-        from llm_playground.paths import get_paths
+        from llm_playground.core.paths import get_paths
 
         db_path = get_paths().db
     return PreferenceStore(db_path, **kwargs)
@@ -826,12 +956,16 @@ def read_preferences_jsonl(path: str | os.PathLike, *, keep_labels: bool = False
     """Read a preference JSONL file back (the DPO input): ``prompt``, ``chosen``,
     ``rejected`` strings on every line. Lines labelled ``tie``/``both-bad`` are skipped
     unless ``keep_labels``. A malformed line raises a UserError with its line number."""
-    from llm_playground.jsonl import read_jsonl
+    from llm_playground.core.jsonl import read_jsonl
 
     path = Path(path)
-    out = [record for _, record in read_jsonl(path, "preferences file",
-                                                text_fields=("prompt", "chosen", "rejected"))
-           if keep_labels or record.get("label", "preferred") == "preferred"]
+    out = [
+        record
+        for _, record in read_jsonl(
+            path, "preferences file", text_fields=("prompt", "chosen", "rejected")
+        )
+        if keep_labels or record.get("label", "preferred") == "preferred"
+    ]
     if not out:
         raise UserError(f"{path} holds no preference pairs")
     return out
@@ -903,8 +1037,9 @@ class BTFit:
     converged: bool
 
 
-def fit_bradley_terry(w: np.ndarray, *, prior: float | None = None, max_iter: int = 200,
-                      tol: float = 1e-10) -> BTFit:
+def fit_bradley_terry(
+    w: np.ndarray, *, prior: float | None = None, max_iter: int = 200, tol: float = 1e-10
+) -> BTFit:
     """Maximise sum_ij W_ij log sigmoid(θi − θj) − prior/2·|θ|² by Newton's method.
 
     With ``prior=None`` the plain maximum-likelihood fit is used when it exists and
@@ -969,8 +1104,16 @@ def _rating(theta: float) -> float:
 def ratings_from_votes(votes: Iterable[Vote], *, bootstrap: int = 0, seed: int = 0) -> list[Rating]:
     """Bradley–Terry ratings (Elo scale, 95% CI) of every named model, best first."""
     table = _bt_table(list(votes), bootstrap=bootstrap, seed=seed)[0]
-    return [Rating(model=r["model"], rating=r["rating"], ci_low=r["ci_low"],
-                   ci_high=r["ci_high"], n_votes=r["n_votes"]) for r in table]
+    return [
+        Rating(
+            model=r["model"],
+            rating=r["rating"],
+            ci_low=r["ci_low"],
+            ci_high=r["ci_high"],
+            n_votes=r["n_votes"],
+        )
+        for r in table
+    ]
 
 
 def _bt_table(votes: list[Vote], *, bootstrap: int, seed: int) -> tuple[list[dict], dict]:
@@ -979,15 +1122,24 @@ def _bt_table(votes: list[Vote], *, bootstrap: int, seed: int) -> tuple[list[dic
     rated, _ = _rated_votes(votes)
     rated_bt = [r for r in rated if r[2] != "both-bad"]
     models = sorted({m for r in rated_bt for m in r[:2]})
-    info: dict[str, Any] = {"prior": 0.0, "regularized": False, "iterations": 0,
-                            "converged": True, "method": "hessian" if not bootstrap else "bootstrap",
-                            "confidence": 0.95}
+    info: dict[str, Any] = {
+        "prior": 0.0,
+        "regularized": False,
+        "iterations": 0,
+        "converged": True,
+        "method": "hessian" if not bootstrap else "bootstrap",
+        "confidence": 0.95,
+    }
     if not models:
         return [], info
     w = win_matrix(models, rated_bt)
     fit = fit_bradley_terry(w)
-    info.update(prior=fit.prior, regularized=fit.prior > 0, iterations=fit.iterations,
-                converged=fit.converged)
+    info.update(
+        prior=fit.prior,
+        regularized=fit.prior > 0,
+        iterations=fit.iterations,
+        converged=fit.converged,
+    )
     se = np.sqrt(np.clip(np.diag(fit.cov), 0.0, None))
     low = fit.theta - 1.959964 * se
     high = fit.theta + 1.959964 * se
@@ -997,21 +1149,29 @@ def _bt_table(votes: list[Vote], *, bootstrap: int, seed: int) -> tuple[list[dic
         for b in range(int(bootstrap)):
             picks = rng.integers(0, len(rated_bt), len(rated_bt))
             sample = [rated_bt[i] for i in picks]
-            samples[b] = fit_bradley_terry(win_matrix(models, sample),
-                                           prior=max(fit.prior, DEFAULT_PRIOR)
-                                           if not _strongly_connected(win_matrix(models, sample))
-                                           else fit.prior).theta
+            samples[b] = fit_bradley_terry(
+                win_matrix(models, sample),
+                prior=max(fit.prior, DEFAULT_PRIOR)
+                if not _strongly_connected(win_matrix(models, sample))
+                else fit.prior,
+            ).theta
         low, high = np.percentile(samples, [2.5, 97.5], axis=0)
         se = samples.std(axis=0, ddof=1) if bootstrap > 1 else np.zeros(len(models))
     n_votes = dict.fromkeys(models, 0)
     for ma, mb, _ in rated_bt:
         n_votes[ma] += 1
         n_votes[mb] += 1
-    rows = [{"model": m, "rating": round(float(_rating(fit.theta[i])), 3),
-             "ci_low": round(float(_rating(low[i])), 3),
-             "ci_high": round(float(_rating(high[i])), 3),
-             "se": round(float(ELO_SCALE * se[i]), 3), "n_votes": n_votes[m]}
-            for i, m in enumerate(models)]
+    rows = [
+        {
+            "model": m,
+            "rating": round(float(_rating(fit.theta[i])), 3),
+            "ci_low": round(float(_rating(low[i])), 3),
+            "ci_high": round(float(_rating(high[i])), 3),
+            "se": round(float(ELO_SCALE * se[i]), 3),
+            "n_votes": n_votes[m],
+        }
+        for i, m in enumerate(models)
+    ]
     rows.sort(key=lambda r: (-r["rating"], r["model"]))
     return rows, info
 
@@ -1036,8 +1196,9 @@ def elo_ratings(votes: Iterable[Vote], *, k: float = 32.0) -> list[dict]:
     return rows
 
 
-def compute_stats(votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0,
-                  elo_k: float = 32.0) -> dict:
+def compute_stats(
+    votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0, elo_k: float = 32.0
+) -> dict:
     """Counts, votes per pair of models, win rates, Bradley–Terry and Elo ratings.
 
     Win rate = (wins + ties/2) / (wins + losses + ties); "both bad" votes are counted
@@ -1052,9 +1213,18 @@ def compute_stats(votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0,
     per_model: dict[str, dict] = {}
     for ma, mb, choice in rated:
         first, second = sorted((ma, mb))
-        p = pairs.setdefault((first, second), {"model_1": first, "model_2": second,
-                                               "n_votes": 0, "wins_1": 0, "wins_2": 0,
-                                               "ties": 0, "both_bad": 0})
+        p = pairs.setdefault(
+            (first, second),
+            {
+                "model_1": first,
+                "model_2": second,
+                "n_votes": 0,
+                "wins_1": 0,
+                "wins_2": 0,
+                "ties": 0,
+                "both_bad": 0,
+            },
+        )
         p["n_votes"] += 1
         winner = {"a": ma, "b": mb}.get(choice)
         if winner is not None:
@@ -1064,8 +1234,9 @@ def compute_stats(votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0,
         else:
             p["both_bad"] += 1
         for me in (ma, mb):
-            s = per_model.setdefault(me, {"model": me, "n_votes": 0, "wins": 0, "losses": 0,
-                                          "ties": 0, "both_bad": 0})
+            s = per_model.setdefault(
+                me, {"model": me, "n_votes": 0, "wins": 0, "losses": 0, "ties": 0, "both_bad": 0}
+            )
             s["n_votes"] += 1
             if winner is None:
                 s["ties" if choice == "tie" else "both_bad"] += 1
@@ -1085,11 +1256,16 @@ def compute_stats(votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0,
         s["win_rate"] = _none_if_nan((s["wins"] + s["ties"] / 2) / decided) if decided else None
         s["both_bad_rate"] = _none_if_nan(s["both_bad"] / s["n_votes"]) if s["n_votes"] else None
         r = bt.get(name)
-        s.update(rating=r["rating"] if r else None, ci_low=r["ci_low"] if r else None,
-                 ci_high=r["ci_high"] if r else None, se=r["se"] if r else None)
+        s.update(
+            rating=r["rating"] if r else None,
+            ci_low=r["ci_low"] if r else None,
+            ci_high=r["ci_high"] if r else None,
+            se=r["se"] if r else None,
+        )
         models.append(s)
-    models.sort(key=lambda s: (-(s["rating"] if s["rating"] is not None else -math.inf),
-                               s["model"]))
+    models.sort(
+        key=lambda s: (-(s["rating"] if s["rating"] is not None else -math.inf), s["model"])
+    )
     return {
         "schema_version": SCHEMA_VERSION,
         "votes": {**counts, "total": len(votes)},
@@ -1097,9 +1273,14 @@ def compute_stats(votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0,
         "pairs": sorted(pairs.values(), key=lambda p: (-p["n_votes"], p["model_1"], p["model_2"])),
         "models": models,
         "ratings": bt_rows,
-        "bradley_terry": {"scale": "elo", "base_rating": BASE_RATING,
-                          "scale_factor": round(ELO_SCALE, 6), "ties": "half a win each",
-                          "both_bad": "excluded", **bt_info},
+        "bradley_terry": {
+            "scale": "elo",
+            "base_rating": BASE_RATING,
+            "scale_factor": round(ELO_SCALE, 6),
+            "ties": "half a win each",
+            "both_bad": "excluded",
+            **bt_info,
+        },
         "elo": {"k": elo_k, "ratings": elo_ratings(votes, k=elo_k)},
     }
 
@@ -1107,23 +1288,35 @@ def compute_stats(votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0,
 # --- benchmark ------------------------------------------------------------------------------
 
 
-def _bench_writer(db_path: str, synchronous: str, writer: int, n: int, tag: str,
-                  start, results) -> None:
+def _bench_writer(
+    db_path: str, synchronous: str, writer: int, n: int, tag: str, start, results
+) -> None:
     store = PreferenceStore(db_path, synchronous=synchronous)
     start.wait()
     t0 = time.time()
     acknowledged = 0
     for i in range(n):
-        store.add_vote(f"prompt {i} from writer {writer}", f"response a {i}", f"response b {i}",
-                       CHOICES[i % 4], model_a=f"model-{writer % 3}", model_b="model-x",
-                       session_id=tag, uid=f"{tag}-{writer}-{i}")
+        store.add_vote(
+            f"prompt {i} from writer {writer}",
+            f"response a {i}",
+            f"response b {i}",
+            CHOICES[i % 4],
+            model_a=f"model-{writer % 3}",
+            model_b="model-x",
+            session_id=tag,
+            uid=f"{tag}-{writer}-{i}",
+        )
         acknowledged += 1
     results.put((writer, acknowledged, t0, time.time()))
     store.close()
 
 
-def bench_concurrent_writes(db_path: str | os.PathLike, writers: int = 4,
-                            votes_per_writer: int = 250, synchronous: str = "NORMAL") -> dict:
+def bench_concurrent_writes(
+    db_path: str | os.PathLike,
+    writers: int = 4,
+    votes_per_writer: int = 250,
+    synchronous: str = "NORMAL",
+) -> dict:
     """``writers`` processes each store ``votes_per_writer`` votes (one transaction per
     vote) into ``db_path`` at the same time; then count what arrived.
 
@@ -1136,9 +1329,13 @@ def bench_concurrent_writes(db_path: str | os.PathLike, writers: int = 4,
     ctx = multiprocessing.get_context("spawn")
     start = ctx.Event()
     results = ctx.Queue()
-    procs = [ctx.Process(target=_bench_writer, args=(str(store.path), store.synchronous, w,
-                                                     votes_per_writer, tag, start, results))
-             for w in range(writers)]
+    procs = [
+        ctx.Process(
+            target=_bench_writer,
+            args=(str(store.path), store.synchronous, w, votes_per_writer, tag, start, results),
+        )
+        for w in range(writers)
+    ]
     for p in procs:
         p.start()
     time.sleep(0.2)
@@ -1155,8 +1352,9 @@ def bench_concurrent_writes(db_path: str | os.PathLike, writers: int = 4,
     failed = sum(1 for p in procs if p.exitcode != 0)
     acknowledged = sum(r[1] for r in reports)
     seconds = (max(r[3] for r in reports) - min(r[2] for r in reports)) if reports else float("nan")
-    rows = store._read("SELECT count(*), count(DISTINCT uid) FROM votes WHERE session_id = ?",
-                       (tag,))[0]
+    rows = store._read(
+        "SELECT count(*), count(DISTINCT uid) FROM votes WHERE session_id = ?", (tag,)
+    )[0]
     expected = {f"{tag}-{w}-{i}" for w, n_ack, _, _ in reports for i in range(n_ack)}
     stored_uids = {r[0] for r in store._read("SELECT uid FROM votes WHERE session_id = ?", (tag,))}
     store.close()
@@ -1176,9 +1374,26 @@ def bench_concurrent_writes(db_path: str | os.PathLike, writers: int = 4,
 
 
 __all__ = [
-    "APPLICATION_ID", "CHOICES", "SCHEMA_VERSION", "TIES_MODES", "BTFit", "ExportResult",
-    "Pair", "PreferenceStore", "Rating", "Vote", "bench_concurrent_writes", "compute_stats",
-    "elo_ratings", "fit_bradley_terry", "make_pair", "normalise_choice", "open_store",
-    "ratings_from_votes", "read_preferences_jsonl", "resolve_db_path", "sibling_ties_path",
+    "APPLICATION_ID",
+    "CHOICES",
+    "SCHEMA_VERSION",
+    "TIES_MODES",
+    "BTFit",
+    "ExportResult",
+    "Pair",
+    "PreferenceStore",
+    "Rating",
+    "Vote",
+    "bench_concurrent_writes",
+    "compute_stats",
+    "elo_ratings",
+    "fit_bradley_terry",
+    "make_pair",
+    "normalise_choice",
+    "open_store",
+    "ratings_from_votes",
+    "read_preferences_jsonl",
+    "resolve_db_path",
+    "sibling_ties_path",
     "win_matrix",
 ]

@@ -5,7 +5,7 @@ line with ``prompt``, ``chosen`` and ``rejected``). The trainer gets a ``peft`` 
 configuration, so its reference model is the base itself with the adapter switched off
 (no second copy in memory), which keeps DPO on the small offline model practical on a CPU.
 
-:func:`train_dpo` is a generator of events like :func:`llm_playground.sft.train_sft`: the
+:func:`train_dpo` is a generator of events like :func:`llm_playground.finetuning.sft.train_sft`: the
 trainer runs in a worker thread, a ``TrainerCallback`` passes each logged step to the
 generator and honours the stop event. The adapter is saved like the SFT adapters (peft
 files + ``playground.json``), so Labs 3–5 list it at once.
@@ -24,9 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_playground.errors import UserError
-from llm_playground.instructions import format_prompt, prompt_format_record
-from llm_playground.jsonl import read_jsonl
+from llm_playground.core.errors import UserError
+from llm_playground.core.jsonl import read_jsonl
+from llm_playground.finetuning.instructions import format_prompt, prompt_format_record
 
 log = logging.getLogger(__name__)
 
@@ -102,28 +102,47 @@ def load_preferences(path: str | Path) -> list[dict[str, str]]:
     preference and are skipped.
     """
     path = Path(path)
-    rows = [{"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
-            for _, row in read_jsonl(path, "preferences file", text_fields=("prompt", "chosen", "rejected"))
-            if row.get("label") in (None, "", "a", "b", "preferred", "chosen")]
+    rows = [
+        {"prompt": row["prompt"], "chosen": row["chosen"], "rejected": row["rejected"]}
+        for _, row in read_jsonl(
+            path, "preferences file", text_fields=("prompt", "chosen", "rejected")
+        )
+        if row.get("label") in (None, "", "a", "b", "preferred", "chosen")
+    ]
     if not rows:
-        raise UserError(f"{path.name} holds no A/B preference pairs (ties and 'both bad' "
-                        "votes carry no preference)")
+        raise UserError(
+            f"{path.name} holds no A/B preference pairs (ties and 'both bad' "
+            "votes carry no preference)"
+        )
     return rows
 
 
 def _as_dataset_rows(rows: list[dict[str, str]], chat: bool) -> list[dict[str, Any]]:
     """Conversational rows for chat models (TRL applies their template), Alpaca-style prompts otherwise."""
     if chat:
-        return [{"prompt": [{"role": "user", "content": r["prompt"]}],
-                 "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                 "rejected": [{"role": "assistant", "content": r["rejected"]}]} for r in rows]
-    return [{"prompt": format_prompt(r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
-            for r in rows]
+        return [
+            {
+                "prompt": [{"role": "user", "content": r["prompt"]}],
+                "chosen": [{"role": "assistant", "content": r["chosen"]}],
+                "rejected": [{"role": "assistant", "content": r["rejected"]}],
+            }
+            for r in rows
+        ]
+    return [
+        {"prompt": format_prompt(r["prompt"]), "chosen": r["chosen"], "rejected": r["rejected"]}
+        for r in rows
+    ]
 
 
-def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
-              out_dir: str | Path | None = None, stop_event: threading.Event | None = None,
-              loaded: Any = None, description: str = "", data_name: str = "") -> Iterator[DPOEvent]:
+def train_dpo(
+    settings: DPOSettings,
+    prefs: str | Path | list[dict[str, str]],
+    out_dir: str | Path | None = None,
+    stop_event: threading.Event | None = None,
+    loaded: Any = None,
+    description: str = "",
+    data_name: str = "",
+) -> Iterator[DPOEvent]:
     """Train a LoRA adapter with ``trl.DPOTrainer``; yield events; save to ``out_dir`` at the end."""
     import torch
     from datasets import Dataset
@@ -131,7 +150,7 @@ def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
     from transformers import PrinterCallback, TrainerCallback
     from trl import DPOConfig, DPOTrainer
 
-    from llm_playground.sft import count_parameters, load_base, save_adapter
+    from llm_playground.finetuning.sft import count_parameters, load_base, save_adapter
 
     settings.validate()
     stop_event = stop_event or threading.Event()
@@ -141,7 +160,9 @@ def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
     if loaded is None:
         loaded = load_base(settings.base, torch.float32)
     tokenizer = loaded.tokenizer
-    chat = bool(getattr(tokenizer, "chat_template", None)) and bool(getattr(loaded.info, "chat", False))
+    chat = bool(getattr(tokenizer, "chat_template", None)) and bool(
+        getattr(loaded.info, "chat", False)
+    )
     names = {n.rsplit(".", 1)[-1] for n, _ in loaded.model.named_modules()}
     unknown = [m for m in settings.target_modules if m not in names]
     if unknown:
@@ -153,9 +174,14 @@ def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             if "loss" in logs:
-                events.put(DPOStep(step=state.global_step, loss=float(logs["loss"]),
-                                   reward_accuracy=logs.get("rewards/accuracies"),
-                                   reward_margin=logs.get("rewards/margins")))
+                events.put(
+                    DPOStep(
+                        step=state.global_step,
+                        loss=float(logs["loss"]),
+                        reward_accuracy=logs.get("rewards/accuracies"),
+                        reward_margin=logs.get("rewards/margins"),
+                    )
+                )
 
         def on_step_end(self, args, state, control, **kwargs):
             if stop_event.is_set():
@@ -165,22 +191,50 @@ def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
     workdir = tempfile.mkdtemp(prefix="llm-playground-dpo-")
     torch.manual_seed(settings.seed)
     config = DPOConfig(
-        output_dir=workdir, max_steps=settings.max_steps, learning_rate=settings.lr,
-        beta=settings.beta, per_device_train_batch_size=settings.batch_size,
-        gradient_accumulation_steps=1, max_length=settings.max_length, logging_steps=1,
-        save_strategy="no", report_to="none", use_cpu=not torch.cuda.is_available(),
-        disable_tqdm=True, seed=settings.seed, bf16=False, dataset_num_proc=None,
-        lr_scheduler_type="constant", warmup_steps=0,
+        output_dir=workdir,
+        max_steps=settings.max_steps,
+        learning_rate=settings.lr,
+        beta=settings.beta,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=1,
+        max_length=settings.max_length,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=True,
+        seed=settings.seed,
+        bf16=False,
+        dataset_num_proc=None,
+        lr_scheduler_type="constant",
+        warmup_steps=0,
     )
-    lora = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha,
-                      lora_dropout=settings.lora_dropout,
-                      target_modules=list(settings.target_modules), task_type="CAUSAL_LM")
-    trainer = DPOTrainer(model=loaded.model, ref_model=None, args=config, train_dataset=dataset,
-                         processing_class=tokenizer, peft_config=lora, callbacks=[_Relay()])
+    lora = LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=list(settings.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    trainer = DPOTrainer(
+        model=loaded.model,
+        ref_model=None,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=lora,
+        callbacks=[_Relay()],
+    )
     trainer.remove_callback(PrinterCallback)  # progress goes through events, not stdout
     trainable, total = count_parameters(trainer.model)
-    yield DPOStarted(base=settings.base, n_pairs=len(rows), trainable=trainable, total=total,
-                     share=100.0 * trainable / total, max_steps=settings.max_steps)
+    yield DPOStarted(
+        base=settings.base,
+        n_pairs=len(rows),
+        trainable=trainable,
+        total=total,
+        share=100.0 * trainable / total,
+        max_steps=settings.max_steps,
+    )
 
     start = time.perf_counter()
     failure: list[BaseException] = []
@@ -207,21 +261,32 @@ def train_dpo(settings: DPOSettings, prefs: str | Path | list[dict[str, str]],
         raise failure[0]
     steps = int(trainer.state.global_step)
     meta = {
-        "version": 1, "base": settings.base, "kind": "dpo",
-        "description": description or f"DPO LoRA adapter on {settings.base} ({len(rows)} preference pairs)",
+        "version": 1,
+        "base": settings.base,
+        "kind": "dpo",
+        "description": description
+        or f"DPO LoRA adapter on {settings.base} ({len(rows)} preference pairs)",
         "chat": chat,
         "prompt_format": {"name": "chat-template"} if chat else prompt_format_record(),
-        "heldout_loss_before": None, "heldout_loss_after": None,
+        "heldout_loss_before": None,
+        "heldout_loss_after": None,
         "data": data_name or (str(prefs) if not isinstance(prefs, list) else "preference pairs"),
-        "n_pairs": len(rows), "steps_done": steps,
+        "n_pairs": len(rows),
+        "steps_done": steps,
         "final_dpo_loss": last.loss if last else None,
-        "trainable_parameters": trainable, "total_parameters": total,
+        "trainable_parameters": trainable,
+        "total_parameters": total,
         "settings": {**asdict(settings), "target_modules": list(settings.target_modules)},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     saved = None
     if out_dir is not None and steps > 0:
         saved = str(save_adapter(trainer.model, out_dir, meta))
-    yield DPODone(step=steps, out_dir=saved, final_loss=last.loss if last else None,
-                  elapsed_s=time.perf_counter() - start,
-                  stopped=stop_event.is_set() and steps < settings.max_steps, meta=meta)
+    yield DPODone(
+        step=steps,
+        out_dir=saved,
+        final_loss=last.loss if last else None,
+        elapsed_s=time.perf_counter() - start,
+        stopped=stop_event.is_set() and steps < settings.max_steps,
+        meta=meta,
+    )

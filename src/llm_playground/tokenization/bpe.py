@@ -30,15 +30,21 @@ from pathlib import Path
 
 import regex
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 FORMAT = "llm-playground/bpe-tokenizer"
 VERSION = 1
 
 GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-GPT4_SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
-                      r"""|\s*[\r\n]|\s+(?!\S)|\s+""")
-SPLIT_PATTERNS: dict[str, str | None] = {"gpt4": GPT4_SPLIT_PATTERN, "gpt2": GPT2_SPLIT_PATTERN, "none": None}
+GPT4_SPLIT_PATTERN = (
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*"""
+    r"""|\s*[\r\n]|\s+(?!\S)|\s+"""
+)
+SPLIT_PATTERNS: dict[str, str | None] = {
+    "gpt4": GPT4_SPLIT_PATTERN,
+    "gpt2": GPT2_SPLIT_PATTERN,
+    "none": None,
+}
 
 Pair = tuple[int, int]
 
@@ -89,8 +95,13 @@ class BPETokenizer:
 
     kind = "bpe"
 
-    def __init__(self, merges: list[Pair] | None = None, pattern: str | None = "gpt4",
-                 name: str = "my-bpe", meta: dict | None = None) -> None:
+    def __init__(
+        self,
+        merges: list[Pair] | None = None,
+        pattern: str | None = "gpt4",
+        name: str = "my-bpe",
+        meta: dict | None = None,
+    ) -> None:
         self.name = name
         self.pattern = pattern
         self.meta = dict(meta or {})
@@ -100,14 +111,18 @@ class BPETokenizer:
         for pair in merges or []:
             self.add_merge(pair)
         compiled = _pattern_of(pattern)
-        self._split = regex.compile(compiled).findall if compiled else (lambda text: [text] if text else [])
+        self._split = (
+            regex.compile(compiled).findall if compiled else (lambda text: [text] if text else [])
+        )
         self._cache: dict[str, list[int]] = {}
 
     def add_merge(self, pair: Pair) -> int:
         a, b = int(pair[0]), int(pair[1])
         new_id = 256 + len(self.merges)
         if not (0 <= a < new_id and 0 <= b < new_id):
-            raise UserError(f"merge {len(self.merges)} ({a}, {b}) refers to a token that does not exist yet")
+            raise UserError(
+                f"merge {len(self.merges)} ({a}, {b}) refers to a token that does not exist yet"
+            )
         self.merges.append((a, b))
         self.ranks[(a, b)] = new_id
         self.vocab.append(self.vocab[a] + self.vocab[b])
@@ -120,7 +135,9 @@ class BPETokenizer:
     @property
     def description(self) -> str:
         source = self.meta.get("trained_on")
-        return f"your byte-level BPE, {self.vocab_size} tokens" + (f", trained on {source}" if source else "")
+        return f"your byte-level BPE, {self.vocab_size} tokens" + (
+            f", trained on {source}" if source else ""
+        )
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.vocab[token_id]
@@ -154,19 +171,31 @@ class BPETokenizer:
             data = b"".join(self.vocab[i] for i in ids)
         except IndexError:
             bad = next(i for i in ids if not 0 <= i < len(self.vocab))
-            raise UserError(f"token id {bad} is outside this tokenizer's vocabulary of {self.vocab_size}") from None
+            raise UserError(
+                f"token id {bad} is outside this tokenizer's vocabulary of {self.vocab_size}"
+            ) from None
         return data.decode("utf-8", errors="replace")
 
     def merges_table(self) -> list[dict]:
         """The merges in order: rank, the two tokens, the new token (ids and shown text)."""
         rows = []
         for i, (a, b) in enumerate(self.merges):
-            rows.append({"rank": i + 1, "new_id": 256 + i, "left_id": a, "right_id": b,
-                         "left": piece_text(self.vocab[a]), "right": piece_text(self.vocab[b]),
-                         "token": piece_text(self.vocab[256 + i])})
+            rows.append(
+                {
+                    "rank": i + 1,
+                    "new_id": 256 + i,
+                    "left_id": a,
+                    "right_id": b,
+                    "left": piece_text(self.vocab[a]),
+                    "right": piece_text(self.vocab[b]),
+                    "token": piece_text(self.vocab[256 + i]),
+                }
+            )
         return rows
 
-    def replay(self, text: str, only_changes: bool = True, max_steps: int | None = None) -> list[ReplayState]:
+    def replay(
+        self, text: str, only_changes: bool = True, max_steps: int | None = None
+    ) -> list[ReplayState]:
         """Apply the merges one at a time to ``text``: state ``i`` holds its ids after merge ``i``.
 
         Applying merge after merge in order gives exactly what :meth:`encode` gives. With
@@ -183,15 +212,24 @@ class BPETokenizer:
                     fused += len(chunk) - len(merged)
                     chunks[k] = merged
             if fused or not only_changes:
-                states.append(ReplayState(step, pair, new_id, [i for c in chunks for i in c], fused))
+                states.append(
+                    ReplayState(step, pair, new_id, [i for c in chunks for i in c], fused)
+                )
         return states
 
     # --- persistence --------------------------------------------------------------------
 
     def to_dict(self) -> dict:
         pattern = self.pattern
-        return {"format": FORMAT, "version": VERSION, "name": self.name, "pattern": pattern,
-                "vocab_size": self.vocab_size, "merges": [list(p) for p in self.merges], "meta": self.meta}
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "name": self.name,
+            "pattern": pattern,
+            "vocab_size": self.vocab_size,
+            "merges": [list(p) for p in self.merges],
+            "meta": self.meta,
+        }
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -204,30 +242,45 @@ class BPETokenizer:
     @classmethod
     def from_dict(cls, data: object, source: str = "the data") -> BPETokenizer:
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UserError(f"{source} is not an LLM Playground BPE tokenizer (no \"format\": \"{FORMAT}\")")
+            raise UserError(
+                f'{source} is not an LLM Playground BPE tokenizer (no "format": "{FORMAT}")'
+            )
         version = data.get("version")
         if not isinstance(version, int) or version < 1:
             raise UserError(f"{source} has no valid version number")
         if version > VERSION:
-            raise UserError(f"{source} was saved by a newer version (format {version}; this one reads {VERSION})")
+            raise UserError(
+                f"{source} was saved by a newer version (format {version}; this one reads {VERSION})"
+            )
         merges = data.get("merges")
         if not isinstance(merges, list) or not all(
-                isinstance(m, list) and len(m) == 2 and all(isinstance(x, int) and not isinstance(x, bool)
-                                                            for x in m) for m in merges):
-            raise UserError(f"{source} is damaged: \"merges\" must be a list of [int, int] pairs")
+            isinstance(m, list)
+            and len(m) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in m)
+            for m in merges
+        ):
+            raise UserError(f'{source} is damaged: "merges" must be a list of [int, int] pairs')
         pattern = data.get("pattern")
         if pattern is not None and not isinstance(pattern, str):
-            raise UserError(f"{source} is damaged: \"pattern\" must be a string or null")
+            raise UserError(f'{source} is damaged: "pattern" must be a string or null')
         try:
-            tok = cls([(m[0], m[1]) for m in merges], pattern=pattern,
-                      name=str(data.get("name") or "my-bpe"), meta=data.get("meta") or {})
+            tok = cls(
+                [(m[0], m[1]) for m in merges],
+                pattern=pattern,
+                name=str(data.get("name") or "my-bpe"),
+                meta=data.get("meta") or {},
+            )
         except UserError as exc:
             raise UserError(f"{source} is damaged: {exc}") from None
         except regex.error as exc:
-            raise UserError(f"{source} is damaged: its split pattern does not compile ({exc})") from None
+            raise UserError(
+                f"{source} is damaged: its split pattern does not compile ({exc})"
+            ) from None
         if data.get("vocab_size") not in (None, tok.vocab_size):
-            raise UserError(f"{source} is damaged: vocab_size {data.get('vocab_size')} but "
-                            f"{len(merges)} merges give {tok.vocab_size}")
+            raise UserError(
+                f"{source} is damaged: vocab_size {data.get('vocab_size')} but "
+                f"{len(merges)} merges give {tok.vocab_size}"
+            )
         return tok
 
     @classmethod
@@ -284,17 +337,28 @@ def _pairs(word: list[int]) -> Counter:
     return Counter(pairwise(word))
 
 
-def train_events(text: str, vocab_size: int, pattern: str | None = "gpt4", name: str = "my-bpe",
-                 stop: threading.Event | None = None, source: str | None = None) -> Iterator[Progress | Done]:
+def train_events(
+    text: str,
+    vocab_size: int,
+    pattern: str | None = "gpt4",
+    name: str = "my-bpe",
+    stop: threading.Event | None = None,
+    source: str | None = None,
+) -> Iterator[Progress | Done]:
     """Train a BPE tokenizer, yielding a :class:`Progress` per merge and a final :class:`Done`."""
     if not isinstance(vocab_size, int) or vocab_size < 256:
         raise UserError(f"vocabulary size must be at least 256 (the byte values), got {vocab_size}")
     if not text:
         raise UserError("the training text is empty")
     start = time.perf_counter()
-    tok = BPETokenizer(pattern=pattern, name=name,
-                       meta={"trained_on": source or f"{len(text):,} characters",
-                             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    tok = BPETokenizer(
+        pattern=pattern,
+        name=name,
+        meta={
+            "trained_on": source or f"{len(text):,} characters",
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
     # Distinct chunks in order of first appearance, with how often each occurs.
     chunk_counts = Counter(tok._split(text))
     words: list[list[int]] = [list(c.encode("utf-8")) for c in chunk_counts]
@@ -315,7 +379,9 @@ def train_events(text: str, vocab_size: int, pattern: str | None = "gpt4", name:
     def first_seen(pair: Pair) -> tuple[int, int]:
         wi = min(where[pair])
         word = words[wi]
-        return wi, next(i for i in range(len(word) - 1) if word[i] == pair[0] and word[i + 1] == pair[1])
+        return wi, next(
+            i for i in range(len(word) - 1) if word[i] == pair[0] and word[i + 1] == pair[1]
+        )
 
     total = vocab_size - 256
     reason = ""
@@ -357,15 +423,28 @@ def train_events(text: str, vocab_size: int, pattern: str | None = "gpt4", name:
             words[wi] = new
         yield Progress(step + 1, total, best, new_id, best_count, time.perf_counter() - start)
     tok.meta["vocab_size_requested"] = vocab_size
-    yield Done(tok, time.perf_counter() - start, stopped=reason == "stopped", reason=reason,
-               stats={"chunks": sum(freqs), "distinct_chunks": len(words)})
+    yield Done(
+        tok,
+        time.perf_counter() - start,
+        stopped=reason == "stopped",
+        reason=reason,
+        stats={"chunks": sum(freqs), "distinct_chunks": len(words)},
+    )
 
 
-def train(text: str, vocab_size: int, pattern: str | None = "gpt4", name: str = "my-bpe",
-          progress: Callable[[Progress], None] | None = None, stop: threading.Event | None = None,
-          source: str | None = None) -> BPETokenizer:
+def train(
+    text: str,
+    vocab_size: int,
+    pattern: str | None = "gpt4",
+    name: str = "my-bpe",
+    progress: Callable[[Progress], None] | None = None,
+    stop: threading.Event | None = None,
+    source: str | None = None,
+) -> BPETokenizer:
     """Train and return a tokenizer; ``progress`` is called after each merge."""
-    for event in train_events(text, vocab_size, pattern=pattern, name=name, stop=stop, source=source):
+    for event in train_events(
+        text, vocab_size, pattern=pattern, name=name, stop=stop, source=source
+    ):
         if isinstance(event, Done):
             return event.tokenizer
         if progress:

@@ -34,8 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_playground.errors import UserError
-from llm_playground.instructions import Example, prompt_format_record
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.instructions import Example, prompt_format_record
 
 log = logging.getLogger(__name__)
 
@@ -59,17 +59,19 @@ class SFTConfig:
     batch_size: int = 4
     seed: int = 0
     warmup_steps: int = 10
-    eval_every: int = 0          # held-out loss every N steps (0: only before and after)
-    heldout_max: int = 64        # held-out examples used for the loss
-    dtype: str = "auto"          # auto | float32 | bfloat16 (frozen weights)
+    eval_every: int = 0  # held-out loss every N steps (0: only before and after)
+    heldout_max: int = 64  # held-out examples used for the loss
+    dtype: str = "auto"  # auto | float32 | bfloat16 (frozen weights)
 
     def validate(self) -> SFTConfig:
         checks = [
             (self.lora_r >= 1, "--lora-r must be at least 1"),
             (self.lora_alpha > 0, "--lora-alpha must be positive"),
             (0 <= self.lora_dropout < 1, "--lora-dropout must be in [0, 1)"),
-            (len(self.target_modules) > 0 and all(m.strip() for m in self.target_modules),
-             "--target-modules needs at least one module name"),
+            (
+                len(self.target_modules) > 0 and all(m.strip() for m in self.target_modules),
+                "--target-modules needs at least one module name",
+            ),
             (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
             (self.max_steps >= 1, "--max-steps must be at least 1"),
             (self.seq_len >= 8, "--seq-len must be at least 8"),
@@ -77,7 +79,10 @@ class SFTConfig:
             (self.warmup_steps >= 0, "warm-up steps cannot be negative"),
             (self.eval_every >= 0, "eval_every cannot be negative"),
             (self.heldout_max >= 1, "heldout_max must be at least 1"),
-            (self.dtype in ("auto", "float32", "bfloat16"), "dtype must be auto, float32 or bfloat16"),
+            (
+                self.dtype in ("auto", "float32", "bfloat16"),
+                "dtype must be auto, float32 or bfloat16",
+            ),
         ]
         for ok, message in checks:
             if not ok:
@@ -98,7 +103,7 @@ class SFTStarted:
     base: str
     trainable: int
     total: int
-    share: float          # trainable / total, in percent
+    share: float  # trainable / total, in percent
     n_train: int
     n_heldout: int
     dtype: str
@@ -110,7 +115,7 @@ class SFTStep:
     step: int
     loss: float
     lr: float
-    tokens: int           # tokens in the batch (prompt and response, no padding)
+    tokens: int  # tokens in the batch (prompt and response, no padding)
     s_per_step: float
     tokens_per_s: float
 
@@ -161,9 +166,14 @@ def pick_dtype(requested: str = "auto") -> Any:
         for _ in range(5):
             a @ b
         rates[dt] = 1 / max(time.perf_counter() - t, 1e-9)
-    choice = torch.bfloat16 if rates[torch.bfloat16] >= 1.5 * rates[torch.float32] else torch.float32
-    log.info("number format: %s (bf16/fp32 matmul speed ratio %.2f)", choice,
-             rates[torch.bfloat16] / rates[torch.float32])
+    choice = (
+        torch.bfloat16 if rates[torch.bfloat16] >= 1.5 * rates[torch.float32] else torch.float32
+    )
+    log.info(
+        "number format: %s (bf16/fp32 matmul speed ratio %.2f)",
+        choice,
+        rates[torch.bfloat16] / rates[torch.float32],
+    )
     return choice
 
 
@@ -208,7 +218,7 @@ def collate(batch: Sequence[Encoded], pad_id: int) -> dict[str, Any]:
         n = len(e.ids)
         ids[i, :n] = torch.tensor(e.ids)
         mask[i, :n] = 1
-        labels[i, e.n_prompt:n] = ids[i, e.n_prompt:n]
+        labels[i, e.n_prompt : n] = ids[i, e.n_prompt : n]
     return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
@@ -238,8 +248,9 @@ def response_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         logits = out.logits[:, :-1][keep].float()
     else:
-        hidden = body(input_ids=batch["input_ids"],
-                      attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden = body(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+        ).last_hidden_state
         logits = head(hidden[:, :-1][keep]).float()
     cap = getattr(lm.config, "final_logit_softcapping", None)
     if cap:
@@ -249,8 +260,13 @@ def response_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     return F.cross_entropy(logits, labels[keep], reduction="sum"), n
 
 
-def heldout_loss(model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size: int = 8,
-                 stop_event: threading.Event | None = None) -> float:
+def heldout_loss(
+    model: Any,
+    encoded: Sequence[Encoded],
+    pad_id: int,
+    batch_size: int = 8,
+    stop_event: threading.Event | None = None,
+) -> float:
     """Mean per-token cross-entropy on the response tokens of ``encoded`` (eval mode, no grad)."""
     import torch
 
@@ -261,7 +277,7 @@ def heldout_loss(model: Any, encoded: Sequence[Encoded], pad_id: int, batch_size
         for i in range(0, len(encoded), batch_size):
             if stop_event is not None and stop_event.is_set():
                 break
-            loss, n = response_loss(model, collate(encoded[i:i + batch_size], pad_id))
+            loss, n = response_loss(model, collate(encoded[i : i + batch_size], pad_id))
             total += float(loss)
             count += n
     if was_training:
@@ -287,26 +303,41 @@ def add_lora(model: Any, config: SFTConfig) -> Any:
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     unknown = [m for m in config.target_modules if m not in names]
     if unknown:
-        linear = sorted({name.rsplit(".", 1)[-1] for name, mod in model.named_modules()
-                         if isinstance(mod, torch.nn.Linear)})
-        raise UserError(f"no module named {', '.join(unknown)} in this model; "
-                        f"its linear layers are: {', '.join(linear)}")
+        linear = sorted(
+            {
+                name.rsplit(".", 1)[-1]
+                for name, mod in model.named_modules()
+                if isinstance(mod, torch.nn.Linear)
+            }
+        )
+        raise UserError(
+            f"no module named {', '.join(unknown)} in this model; "
+            f"its linear layers are: {', '.join(linear)}"
+        )
     torch.manual_seed(config.seed)
-    lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=list(config.target_modules), task_type="CAUSAL_LM", bias="none")
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.target_modules),
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
     return get_peft_model(model, lora)
 
 
 def load_base(name: str, dtype: Any) -> Any:
     """The base model for training: registry offline models or Lab 2 runs (not adapters)."""
-    from llm_playground.registry import load_model, resolve
+    from llm_playground.generation.registry import load_model, resolve
 
     info = resolve(name)
     if info.kind == "adapter":
         raise UserError(f"'{name}' is an adapter: fine-tune its base model '{info.base}' instead")
     if info.kind == "hub" and info.reason:
-        raise UserError(f"unknown model '{name}': not an offline model, a Lab 2 run or an adapter, "
-                        f"and the hub {info.reason}")
+        raise UserError(
+            f"unknown model '{name}': not an offline model, a Lab 2 run or an adapter, "
+            f"and the hub {info.reason}"
+        )
     return load_model(info, dtype=dtype)
 
 
@@ -323,13 +354,20 @@ def _lr_at(step: int, config: SFTConfig) -> float:
     return config.lr * (1.0 - 0.9 * frac)
 
 
-def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Example],
-              out_dir: str | Path | None = None, stop_event: threading.Event | None = None,
-              loaded: Any = None, description: str = "", data_name: str = "",
-              extra_meta: dict[str, Any] | None = None) -> Iterator[SFTEvent]:
+def train_sft(
+    config: SFTConfig,
+    train: Sequence[Example],
+    heldout: Sequence[Example],
+    out_dir: str | Path | None = None,
+    stop_event: threading.Event | None = None,
+    loaded: Any = None,
+    description: str = "",
+    data_name: str = "",
+    extra_meta: dict[str, Any] | None = None,
+) -> Iterator[SFTEvent]:
     """Fine-tune LoRA weights on ``train``; yield events; save to ``out_dir`` when given.
 
-    ``loaded`` may be a :class:`~llm_playground.registry.LoadedModel` of the base (tests pass
+    ``loaded`` may be a :class:`~llm_playground.generation.registry.LoadedModel` of the base (tests pass
     one to avoid reloading; it is modified in place). Nothing is written before training
     ends, and a stopped run saves what it has learnt so far.
     """
@@ -345,7 +383,11 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
     if loaded is None:
         loaded = load_base(config.base, dtype)
     tokenizer = loaded.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+    pad_id = (
+        tokenizer.pad_token_id
+        if tokenizer.pad_token_id is not None
+        else (tokenizer.eos_token_id or 0)
+    )
     train_enc = encode_all(tokenizer, train, config.seq_len)
     held_enc = encode_all(tokenizer, list(heldout)[: config.heldout_max], config.seq_len)
     if not train_enc:
@@ -356,9 +398,16 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
     model = add_lora(loaded.model, config)
     trainable, total = count_parameters(model)
     share = 100.0 * trainable / total
-    yield SFTStarted(base=config.base, trainable=trainable, total=total, share=share,
-                     n_train=len(train_enc), n_heldout=len(held_enc), dtype=str(dtype).replace("torch.", ""),
-                     max_steps=config.max_steps)
+    yield SFTStarted(
+        base=config.base,
+        trainable=trainable,
+        total=total,
+        share=share,
+        n_train=len(train_enc),
+        n_heldout=len(held_enc),
+        dtype=str(dtype).replace("torch.", ""),
+        max_steps=config.max_steps,
+    )
 
     before = heldout_loss(model, held_enc, pad_id, stop_event=stop_event)
     yield SFTEval(step=0, heldout_loss=before)
@@ -374,7 +423,7 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
     while step < config.max_steps and not stop_event.is_set():
         if len(order) < config.batch_size:
             order += torch.randperm(len(train_enc), generator=gen).tolist()
-        picks, order = order[: config.batch_size], order[config.batch_size:]
+        picks, order = order[: config.batch_size], order[config.batch_size :]
         batch = collate([train_enc[i] for i in picks], pad_id)
         lr = _lr_at(step, config)
         for group in optimizer.param_groups:
@@ -390,8 +439,14 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
         train_time += dt
         step += 1
         tokens = int(batch["attention_mask"].sum())
-        yield SFTStep(step=step, loss=loss.detach().item(), lr=lr, tokens=tokens, s_per_step=dt,
-                      tokens_per_s=tokens / dt if dt > 0 else 0.0)
+        yield SFTStep(
+            step=step,
+            loss=loss.detach().item(),
+            lr=lr,
+            tokens=tokens,
+            s_per_step=dt,
+            tokens_per_s=tokens / dt if dt > 0 else 0.0,
+        )
         if config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
             yield SFTEval(step=step, heldout_loss=heldout_loss(model, held_enc, pad_id))
 
@@ -399,35 +454,66 @@ def train_sft(config: SFTConfig, train: Sequence[Example], heldout: Sequence[Exa
     if step:
         yield SFTEval(step=step, heldout_loss=after)
     model.eval()
-    meta = adapter_meta(config, before, after, trainable, total, description=description,
-                        data_name=data_name, steps_done=step,
-                        s_per_step=train_time / step if step else 0.0, dtype=str(dtype),
-                        n_train=len(train_enc), n_heldout=len(held_enc), extra=extra_meta)
+    meta = adapter_meta(
+        config,
+        before,
+        after,
+        trainable,
+        total,
+        description=description,
+        data_name=data_name,
+        steps_done=step,
+        s_per_step=train_time / step if step else 0.0,
+        dtype=str(dtype),
+        n_train=len(train_enc),
+        n_heldout=len(held_enc),
+        extra=extra_meta,
+    )
     saved = None
     if out_dir is not None and step > 0:
         saved = str(save_adapter(model, out_dir, meta))
-    yield SFTDone(step=step, heldout_loss_before=before, heldout_loss_after=after,
-                  trainable=trainable, total=total, share=share,
-                  elapsed_s=time.perf_counter() - start,
-                  s_per_step=train_time / step if step else 0.0, out_dir=saved,
-                  stopped=stop_event.is_set() and step < config.max_steps, meta=meta)
+    yield SFTDone(
+        step=step,
+        heldout_loss_before=before,
+        heldout_loss_after=after,
+        trainable=trainable,
+        total=total,
+        share=share,
+        elapsed_s=time.perf_counter() - start,
+        s_per_step=train_time / step if step else 0.0,
+        out_dir=saved,
+        stopped=stop_event.is_set() and step < config.max_steps,
+        meta=meta,
+    )
 
 
 # --- saving -----------------------------------------------------------------------------
 
 
-def adapter_meta(config: SFTConfig, before: float, after: float, trainable: int, total: int,
-                 description: str = "", data_name: str = "", steps_done: int | None = None,
-                 s_per_step: float = 0.0, dtype: str = "", n_train: int = 0, n_heldout: int = 0,
-                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def adapter_meta(
+    config: SFTConfig,
+    before: float,
+    after: float,
+    trainable: int,
+    total: int,
+    description: str = "",
+    data_name: str = "",
+    steps_done: int | None = None,
+    s_per_step: float = 0.0,
+    dtype: str = "",
+    n_train: int = 0,
+    n_heldout: int = 0,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The ``playground.json`` record of an adapter."""
-    from llm_playground.registry import OFFLINE_MODELS
+    from llm_playground.generation.registry import OFFLINE_MODELS
 
     meta = {
         "version": META_VERSION,
         "base": config.base,
-        "description": description or f"LoRA adapter (r={config.lora_r}) on {config.base}, "
-                                      f"instruction-tuned on {data_name or 'instructions'}",
+        "description": description
+        or f"LoRA adapter (r={config.lora_r}) on {config.base}, "
+        f"instruction-tuned on {data_name or 'instructions'}",
         "chat": False,
         "prompt_format": prompt_format_record(),
         "heldout_loss_before": round(before, 6),
@@ -483,7 +569,7 @@ def merge_and_save(adapter: str | Path, out_dir: str | Path) -> Path:
     """Merge an adapter into its base weights and save a full Hugging Face model with its tokenizer."""
     import torch
 
-    from llm_playground.registry import info_for_dir, load_model, resolve
+    from llm_playground.generation.registry import info_for_dir, load_model, resolve
 
     folder = Path(adapter)
     info = info_for_dir(folder) if folder.is_dir() else resolve(str(adapter))
@@ -497,8 +583,9 @@ def merge_and_save(adapter: str | Path, out_dir: str | Path) -> Path:
     merged.save_pretrained(str(tmp), safe_serialization=True)
     loaded.tokenizer.save_pretrained(str(tmp))
     meta = read_meta(info.path) if info.path else {}
-    (tmp / "playground.json").write_text(json.dumps(
-        {**meta, "merged_from": str(info.path), "kind": "merged"}, indent=2))
+    (tmp / "playground.json").write_text(
+        json.dumps({**meta, "merged_from": str(info.path), "kind": "merged"}, indent=2)
+    )
     if out.exists():
         shutil.rmtree(out)
     tmp.replace(out)
@@ -507,7 +594,7 @@ def merge_and_save(adapter: str | Path, out_dir: str | Path) -> Path:
 
 def default_adapter_dir(name: str) -> Path:
     """Where a named adapter is saved so that Labs 3–5 list it at once."""
-    from llm_playground.paths import get_paths
+    from llm_playground.core.paths import get_paths
 
     if not name or "/" in name or name.startswith("."):
         raise UserError(f"'{name}' is not a valid adapter name (no slashes, not empty)")

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 Strategy = Literal["greedy", "beam", "top-k", "top-p"]
 STRATEGIES: tuple[str, ...] = ("greedy", "beam", "top-k", "top-p")
@@ -74,7 +74,9 @@ class DecodingConfig:
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
-            raise UserError(f"unknown strategy '{self.strategy}': pick one of {', '.join(STRATEGIES)}")
+            raise UserError(
+                f"unknown strategy '{self.strategy}': pick one of {', '.join(STRATEGIES)}"
+            )
         temperature = _finite("temperature", self.temperature)
         if temperature < 0:
             raise UserError(f"temperature must be 0 or more (0 means greedy), got {temperature:g}")
@@ -102,10 +104,17 @@ class DecodingConfig:
             seed = _int("seed", seed)
             if seed < 0:
                 raise UserError(f"the seed must be 0 or more, got {seed}")
-        for name, value in (("temperature", temperature), ("top_p", top_p), ("top_k", top_k),
-                            ("num_beams", num_beams), ("length_penalty", length_penalty),
-                            ("no_repeat_ngram_size", ngram), ("repetition_penalty", repetition),
-                            ("max_new_tokens", max_new), ("seed", seed)):
+        for name, value in (
+            ("temperature", temperature),
+            ("top_p", top_p),
+            ("top_k", top_k),
+            ("num_beams", num_beams),
+            ("length_penalty", length_penalty),
+            ("no_repeat_ngram_size", ngram),
+            ("repetition_penalty", repetition),
+            ("max_new_tokens", max_new),
+            ("seed", seed),
+        ):
             object.__setattr__(self, name, value)
 
     @property
@@ -150,8 +159,10 @@ class Temperature(LogitsProcessor):
     def __init__(self, temperature: float):
         t = _finite("temperature", temperature)
         if t <= 0:
-            raise UserError(f"the temperature of a sampling step must be above 0, got {t:g}"
-                            " (temperature 0 means greedy)")
+            raise UserError(
+                f"the temperature of a sampling step must be above 0, got {t:g}"
+                " (temperature 0 means greedy)"
+            )
         self.temperature = t
 
     def __call__(self, input_ids, scores):
@@ -193,7 +204,7 @@ class TopP(LogitsProcessor):
         sorted_scores, sorted_idx = scores.sort(dim=-1, descending=False)
         cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
         remove_sorted = cumulative <= (1 - self.top_p)  # the unlikely tail whose mass is <= 1-p
-        remove_sorted[..., -self.min_tokens_to_keep:] = False
+        remove_sorted[..., -self.min_tokens_to_keep :] = False
         remove = remove_sorted.scatter(-1, sorted_idx, remove_sorted)
         return scores.masked_fill(remove, NEG_INF)
 
@@ -229,10 +240,10 @@ class NoRepeatNGram(LogitsProcessor):
         n = self.n
         if len(tokens) + 1 < n:
             return []
-        prefix = tuple(tokens[len(tokens) - n + 1:]) if n > 1 else ()
+        prefix = tuple(tokens[len(tokens) - n + 1 :]) if n > 1 else ()
         out = []
         for i in range(len(tokens) - n + 1):
-            if tuple(tokens[i:i + n - 1]) == prefix:
+            if tuple(tokens[i : i + n - 1]) == prefix:
                 out.append(tokens[i + n - 1])
         return out
 
@@ -289,8 +300,13 @@ class Candidate:
     kept: bool  # survived top-k / top-p (greedy: the argmax; beam: extended into a beam)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "token": self.token, "prob": self.prob,
-                "prob_before": self.prob_before, "kept": self.kept}
+        return {
+            "id": self.id,
+            "token": self.token,
+            "prob": self.prob,
+            "prob_before": self.prob_before,
+            "kept": self.kept,
+        }
 
 
 @dataclass(frozen=True)
@@ -303,7 +319,12 @@ class Beam:
     finished: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ids": list(self.ids), "text": self.text, "score": self.score, "finished": self.finished}
+        return {
+            "ids": list(self.ids),
+            "text": self.text,
+            "score": self.score,
+            "finished": self.finished,
+        }
 
 
 @dataclass(frozen=True)
@@ -321,8 +342,12 @@ class StepRecord:
     kept_count: int = 1  # how many tokens the filters left to pick from (sampling)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"token_id": self.token_id, "token": self.token, "prob": self.prob,
-                               "candidates": [c.to_dict() for c in self.candidates]}
+        out: dict[str, Any] = {
+            "token_id": self.token_id,
+            "token": self.token,
+            "prob": self.prob,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
         if self.beams:
             out["beams"] = [b.to_dict() for b in self.beams]
         return out
@@ -338,9 +363,16 @@ def candidate_rows(step: StepRecord) -> list[dict[str, Any]]:
     rows = []
     for rank, c in enumerate(step.candidates, start=1):
         status = "picked" if c.id == step.token_id else ("kept" if c.kept else "cut")
-        rows.append({"rank": rank, "token": visible(c.token), "id": c.id,
-                     "prob before temperature": c.prob_before, "prob after temperature": c.prob,
-                     "status": status})
+        rows.append(
+            {
+                "rank": rank,
+                "token": visible(c.token),
+                "id": c.id,
+                "prob before temperature": c.prob_before,
+                "prob after temperature": c.prob,
+                "status": status,
+            }
+        )
     return rows
 
 
@@ -362,8 +394,13 @@ class GenerationResult:
     beam_steps: list[tuple[Beam, ...]] = field(default_factory=list)  # live beams at each step
 
     def to_dict(self, with_steps: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {"text": self.text, "ids": list(self.ids), "new_tokens": self.new_tokens,
-                               "time_s": self.time_s, "tokens_per_s": self.tokens_per_s}
+        out: dict[str, Any] = {
+            "text": self.text,
+            "ids": list(self.ids),
+            "new_tokens": self.new_tokens,
+            "time_s": self.time_s,
+            "tokens_per_s": self.tokens_per_s,
+        }
         if with_steps:
             out["steps"] = [s.to_dict() for s in self.steps]
         return out
@@ -374,7 +411,8 @@ class GenerationResult:
 
 def has_chat_template(loaded) -> bool:
     return bool(getattr(loaded.tokenizer, "chat_template", None)) and bool(
-        getattr(loaded.info, "chat", False))
+        getattr(loaded.info, "chat", False)
+    )
 
 
 def prompt_ids(loaded, prompt: str, chat_template: bool | None = None) -> list[int]:
@@ -386,10 +424,12 @@ def prompt_ids(loaded, prompt: str, chat_template: bool | None = None) -> list[i
     use_chat = has_chat_template(loaded) if chat_template is None else bool(chat_template)
     if use_chat:
         if not getattr(tok, "chat_template", None):
-            raise UserError(f"model '{loaded.info.name}' has no chat template: "
-                            "feed the prompt as raw text")
-        text = tok.apply_chat_template([{"role": "user", "content": prompt}],
-                                       add_generation_prompt=True, tokenize=False)
+            raise UserError(
+                f"model '{loaded.info.name}' has no chat template: feed the prompt as raw text"
+            )
+        text = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        )
         return list(tok(text, add_special_tokens=False)["input_ids"])
     return list(tok(prompt)["input_ids"])
 
@@ -426,8 +466,9 @@ class _Forward:
         """``ids``: the whole sequences [batch, len]; ``new``: how many of the last positions are new."""
         kwargs: dict[str, Any] = {"logits_to_keep": 1} if self.keep else {}
         if self.use_cache:
-            out = self.model(input_ids=ids[:, -new:], past_key_values=self.cache, use_cache=True,
-                             **kwargs)
+            out = self.model(
+                input_ids=ids[:, -new:], past_key_values=self.cache, use_cache=True, **kwargs
+            )
             self.cache = out.past_key_values
         else:
             out = self.model(input_ids=ids, use_cache=False, **kwargs)
@@ -449,21 +490,32 @@ def _piece(tok, token_id: int) -> str:
 def check_length(loaded, n_prompt: int, config: DecodingConfig) -> None:
     limit = loaded.context_length
     if n_prompt + config.max_new_tokens > limit:
-        raise UserError(f"the prompt ({n_prompt} tokens) plus {config.max_new_tokens} new tokens is more "
-                        f"than the model's context of {limit} tokens: ask for at most "
-                        f"{max(limit - n_prompt, 0)} new tokens")
+        raise UserError(
+            f"the prompt ({n_prompt} tokens) plus {config.max_new_tokens} new tokens is more "
+            f"than the model's context of {limit} tokens: ask for at most "
+            f"{max(limit - n_prompt, 0)} new tokens"
+        )
 
 
-def prepare(loaded, prompt: str, config: DecodingConfig, chat_template: bool | None = None) -> list[int]:
+def prepare(
+    loaded, prompt: str, config: DecodingConfig, chat_template: bool | None = None
+) -> list[int]:
     """The prompt's token ids, after checking that the request fits (raises :class:`UserError`)."""
     ids = prompt_ids(loaded, prompt, chat_template)
     check_length(loaded, len(ids), config)
     return ids
 
 
-def stream(loaded, prompt: str, config: DecodingConfig, chat_template: bool | None = None,
-           candidates: int = 0, stop_event=None, *, use_cache: bool = True
-           ) -> Iterator[StepRecord | GenerationResult]:
+def stream(
+    loaded,
+    prompt: str,
+    config: DecodingConfig,
+    chat_template: bool | None = None,
+    candidates: int = 0,
+    stop_event=None,
+    *,
+    use_cache: bool = True,
+) -> Iterator[StepRecord | GenerationResult]:
     """Generate step by step: yields one :class:`StepRecord` per step, then the
     :class:`GenerationResult`. ``candidates`` K > 0 records the K most likely tokens of each
     step. ``stop_event`` (a ``threading.Event``) is checked between steps. ``use_cache=False``
@@ -480,8 +532,9 @@ def stream(loaded, prompt: str, config: DecodingConfig, chat_template: bool | No
         yield from _single_stream(loaded, ids, config, candidates, stop_event, use_cache)
 
 
-def _single_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, stop_event,
-                   use_cache: bool) -> Iterator[StepRecord | GenerationResult]:
+def _single_stream(
+    loaded, prompt: list[int], config: DecodingConfig, k: int, stop_event, use_cache: bool
+) -> Iterator[StepRecord | GenerationResult]:
     import torch
 
     tok = loaded.tokenizer
@@ -525,27 +578,50 @@ def _single_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, st
                 kept_count = 1
             cands: tuple[Candidate, ...] = ()
             if k:
-                cands = _candidates(tok, scores[0], warped[0], filtered[0], k,
-                                    picked=None if sampling else next_id)
+                cands = _candidates(
+                    tok, scores[0], warped[0], filtered[0], k, picked=None if sampling else next_id
+                )
             new.append(next_id)
             ids = torch.cat([ids, ids.new_tensor([[next_id]])], dim=1)
             n_new = 1
-            record = StepRecord(index=index, token_id=next_id, token=_piece(tok, next_id), prob=prob,
-                                text=_decode(tok, new), candidates=cands, kept_count=kept_count)
+            record = StepRecord(
+                index=index,
+                token_id=next_id,
+                token=_piece(tok, next_id),
+                prob=prob,
+                text=_decode(tok, new),
+                candidates=cands,
+                kept_count=kept_count,
+            )
             steps.append(record)
             yield record
             if next_id in eos:
                 finish = "eos"
                 break
     elapsed = time.perf_counter() - start
-    yield GenerationResult(text=_decode(tok, new), ids=new, new_tokens=len(new), time_s=elapsed,
-                           tokens_per_s=len(new) / elapsed if elapsed > 0 else 0.0, steps=steps,
-                           strategy=config.effective_strategy, prompt_tokens=len(prompt),
-                           stopped=finish == "stopped", finish_reason=finish)
+    yield GenerationResult(
+        text=_decode(tok, new),
+        ids=new,
+        new_tokens=len(new),
+        time_s=elapsed,
+        tokens_per_s=len(new) / elapsed if elapsed > 0 else 0.0,
+        steps=steps,
+        strategy=config.effective_strategy,
+        prompt_tokens=len(prompt),
+        stopped=finish == "stopped",
+        finish_reason=finish,
+    )
 
 
-def _candidates(tok, scores, warped, filtered, k: int, picked: int | None = None,
-                kept_ids: set[int] | None = None) -> tuple[Candidate, ...]:
+def _candidates(
+    tok,
+    scores,
+    warped,
+    filtered,
+    k: int,
+    picked: int | None = None,
+    kept_ids: set[int] | None = None,
+) -> tuple[Candidate, ...]:
     """The k most likely tokens (after temperature) with their probabilities and fates."""
     import torch
 
@@ -560,13 +636,15 @@ def _candidates(tok, scores, warped, filtered, k: int, picked: int | None = None
             kept = i == picked
         else:
             kept = bool(torch.isfinite(filtered[i]))
-        out.append(Candidate(id=i, token=_piece(tok, i), prob_before=float(before[i]), prob=p,
-                             kept=kept))
+        out.append(
+            Candidate(id=i, token=_piece(tok, i), prob_before=float(before[i]), prob=p, kept=kept)
+        )
     return tuple(out)
 
 
-def _beam_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, stop_event,
-                 use_cache: bool) -> Iterator[StepRecord | GenerationResult]:
+def _beam_stream(
+    loaded, prompt: list[int], config: DecodingConfig, k: int, stop_event, use_cache: bool
+) -> Iterator[StepRecord | GenerationResult]:
     """Beam search as Hugging Face ``generate`` runs it (early_stopping=False heuristic)."""
     import torch
 
@@ -612,7 +690,11 @@ def _beam_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, stop
             top_lp, top_idx = torch.topk(acc, keep)
             src = top_idx // vocab
             tokens = top_idx % vocab
-            hits = torch.isin(tokens, eos_t) if len(eos) else torch.zeros_like(tokens, dtype=torch.bool)
+            hits = (
+                torch.isin(tokens, eos_t)
+                if len(eos)
+                else torch.zeros_like(tokens, dtype=torch.bool)
+            )
             if cur_len + 1 >= max_len:
                 hits = torch.ones_like(hits)
             # the next running beams: the best continuations that did not finish
@@ -638,13 +720,24 @@ def _beam_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, stop
             for j in sorted(used):
                 row, t = src_l[j], tok_l[j]
                 if k and row not in cand_cache:
-                    cand_cache[row] = _candidates(tok, log_probs[row], log_probs[row], log_probs[row], k,
-                                                  kept_ids=kept_by_row.get(row, set()))
+                    cand_cache[row] = _candidates(
+                        tok,
+                        log_probs[row],
+                        log_probs[row],
+                        log_probs[row],
+                        k,
+                        kept_ids=kept_by_row.get(row, set()),
+                    )
                 prev = running_hist[row]
                 seq_new = [r.token_id for r in prev] + [t]
-                rec_of[j] = StepRecord(index=index, token_id=t, token=_piece(tok, t),
-                                       prob=math.exp(float(log_probs[row, t])),
-                                       text=_decode(tok, seq_new), candidates=cand_cache.get(row, ()))
+                rec_of[j] = StepRecord(
+                    index=index,
+                    token_id=t,
+                    token=_piece(tok, t),
+                    prob=math.exp(float(log_probs[row, t])),
+                    text=_decode(tok, seq_new),
+                    candidates=cand_cache.get(row, ()),
+                )
 
             new_fin_seqs, new_fin_hist = [], []
             for c in chosen:
@@ -668,11 +761,21 @@ def _beam_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, stop
             forward.reorder(beam_idx)
             cur_len += 1
 
-            live = tuple(Beam(ids=tuple(r.token_id for r in h), text=h[-1].text, score=float(s))
-                         for h, s in zip(running_hist, running_scores.tolist(), strict=True) if s > -1e8)
-            done = tuple(Beam(ids=tuple(fin_seqs[i]), text=fin_hist[i][-1].text if fin_hist[i] else "",
-                              score=float(fin_scores[i]), finished=True)
-                         for i in range(nb) if bool(fin_done[i]))
+            live = tuple(
+                Beam(ids=tuple(r.token_id for r in h), text=h[-1].text, score=float(s))
+                for h, s in zip(running_hist, running_scores.tolist(), strict=True)
+                if s > -1e8
+            )
+            done = tuple(
+                Beam(
+                    ids=tuple(fin_seqs[i]),
+                    text=fin_hist[i][-1].text if fin_hist[i] else "",
+                    score=float(fin_scores[i]),
+                    finished=True,
+                )
+                for i in range(nb)
+                if bool(fin_done[i])
+            )
             beam_steps.append(live)
             best = running_hist[0][-1]
             yield replace(best, index=index, beams=live, finished=done)
@@ -685,48 +788,95 @@ def _beam_stream(loaded, prompt: list[int], config: DecodingConfig, k: int, stop
             if not unsatisfied or bool(hits.all()):
                 break
     elapsed = time.perf_counter() - start
-    finals = [Beam(ids=tuple(fin_seqs[i]), text=_decode(tok, fin_seqs[i]), score=float(fin_scores[i]),
-                   finished=True) for i in range(nb) if bool(fin_done[i])]
+    finals = [
+        Beam(
+            ids=tuple(fin_seqs[i]),
+            text=_decode(tok, fin_seqs[i]),
+            score=float(fin_scores[i]),
+            finished=True,
+        )
+        for i in range(nb)
+        if bool(fin_done[i])
+    ]
     if finals:
         winner_hist = fin_hist[0]
     else:  # stopped before any hypothesis finished: the best live beam
         winner_hist = running_hist[0]
-        finals = [Beam(ids=tuple(r.token_id for r in winner_hist), text=_decode(tok, [
-            r.token_id for r in winner_hist]), score=float(running_scores[0]))]
+        finals = [
+            Beam(
+                ids=tuple(r.token_id for r in winner_hist),
+                text=_decode(tok, [r.token_id for r in winner_hist]),
+                score=float(running_scores[0]),
+            )
+        ]
     ids = [r.token_id for r in winner_hist]
     if finish != "stopped" and ids and ids[-1] in eos:
         finish = "eos"
     steps = [replace(r, index=i) for i, r in enumerate(winner_hist)]
-    yield GenerationResult(text=_decode(tok, ids), ids=ids, new_tokens=len(ids), time_s=elapsed,
-                           tokens_per_s=len(ids) / elapsed if elapsed > 0 else 0.0, steps=steps,
-                           strategy="beam", prompt_tokens=plen, stopped=finish == "stopped",
-                           finish_reason=finish, beams=finals, beam_steps=beam_steps)
+    yield GenerationResult(
+        text=_decode(tok, ids),
+        ids=ids,
+        new_tokens=len(ids),
+        time_s=elapsed,
+        tokens_per_s=len(ids) / elapsed if elapsed > 0 else 0.0,
+        steps=steps,
+        strategy="beam",
+        prompt_tokens=plen,
+        stopped=finish == "stopped",
+        finish_reason=finish,
+        beams=finals,
+        beam_steps=beam_steps,
+    )
 
 
-def generate(loaded, prompt: str, config: DecodingConfig, chat_template: bool | None = None,
-             candidates: int = 0, stop_event=None, *, use_cache: bool = True) -> GenerationResult:
+def generate(
+    loaded,
+    prompt: str,
+    config: DecodingConfig,
+    chat_template: bool | None = None,
+    candidates: int = 0,
+    stop_event=None,
+    *,
+    use_cache: bool = True,
+) -> GenerationResult:
     """Generate with the project's loop; the result holds the new text only."""
     result = None
-    for item in stream(loaded, prompt, config, chat_template, candidates, stop_event,
-                       use_cache=use_cache):
+    for item in stream(
+        loaded, prompt, config, chat_template, candidates, stop_event, use_cache=use_cache
+    ):
         if isinstance(item, GenerationResult):
             result = item
     assert result is not None
     return result
 
 
-def iter_strategies(loaded, prompt: str, base_config: DecodingConfig,
-                    chat_template: bool | None = None, stop_event=None) -> Iterator[GenerationResult]:
+def iter_strategies(
+    loaded,
+    prompt: str,
+    base_config: DecodingConfig,
+    chat_template: bool | None = None,
+    stop_event=None,
+) -> Iterator[GenerationResult]:
     """Each strategy (greedy, beam, top-k, top-p) in turn with the user's other settings,
     yielding each result as soon as it is done; a set ``stop_event`` ends it between steps."""
     for strategy in STRATEGIES:
         if stop_event is not None and stop_event.is_set():
             return
-        yield generate(loaded, prompt, replace(base_config, strategy=strategy), chat_template,
-                       stop_event=stop_event)
+        yield generate(
+            loaded,
+            prompt,
+            replace(base_config, strategy=strategy),
+            chat_template,
+            stop_event=stop_event,
+        )
 
 
-def compare_strategies(loaded, prompt: str, base_config: DecodingConfig,
-                       chat_template: bool | None = None, stop_event=None) -> list[GenerationResult]:
+def compare_strategies(
+    loaded,
+    prompt: str,
+    base_config: DecodingConfig,
+    chat_template: bool | None = None,
+    stop_event=None,
+) -> list[GenerationResult]:
     """One result per strategy (greedy, beam, top-k, top-p) with the user's other settings."""
     return list(iter_strategies(loaded, prompt, base_config, chat_template, stop_event))

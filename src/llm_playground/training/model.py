@@ -7,7 +7,7 @@ GPT-2: token and position embeddings, a stack of pre-norm :class:`TransformerBlo
 MLP, each wrapped in a residual connection), a final LayerNorm, and an output layer that
 shares its weights with the token embedding. Layer names follow GPT-2's (``c_attn``,
 ``c_proj``, ``c_fc``, ``ln_1``...), so a checkpoint maps one to one onto Hugging Face's
-``GPT2LMHeadModel`` (see :mod:`llm_playground.checkpoints`).
+``GPT2LMHeadModel`` (see :mod:`llm_playground.training.checkpoints`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from llm_playground.config import ModelConfig
+from llm_playground.training.config import ModelConfig
 
 LN_EPS = 1e-5
 
@@ -45,8 +45,14 @@ class BigramLanguageModel(nn.Module):
         return logits, _next_token_loss(logits, targets)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         return _generate(self, idx, max_new_tokens, temperature, top_k, generator, context=1)
 
 
@@ -70,8 +76,9 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0,
-                                           is_causal=True)
+        y = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+        )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.resid_dropout(self.c_proj(y))
 
@@ -136,7 +143,9 @@ class GPT(nn.Module):
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
         B, T = idx.shape
         if T > self.config.block_size:
-            raise ValueError(f"sequence of {T} tokens is longer than the block size {self.config.block_size}")
+            raise ValueError(
+                f"sequence of {T} tokens is longer than the block size {self.config.block_size}"
+            )
         pos = torch.arange(T, dtype=torch.long, device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
         for block in self.h:
@@ -145,14 +154,28 @@ class GPT(nn.Module):
         return logits, _next_token_loss(logits, targets)
 
     @torch.no_grad()
-    def generate(self, idx: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
-                 top_k: int | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        return _generate(self, idx, max_new_tokens, temperature, top_k, generator,
-                         context=self.config.block_size)
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        return _generate(
+            self, idx, max_new_tokens, temperature, top_k, generator, context=self.config.block_size
+        )
 
 
-def _generate(model: nn.Module, idx: torch.Tensor, max_new_tokens: int, temperature: float,
-              top_k: int | None, generator: torch.Generator | None, context: int) -> torch.Tensor:
+def _generate(
+    model: nn.Module,
+    idx: torch.Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    generator: torch.Generator | None,
+    context: int,
+) -> torch.Tensor:
     """Sample ``max_new_tokens`` tokens one at a time, feeding the last ``context`` tokens back."""
     was_training = model.training
     model.eval()
@@ -186,9 +209,14 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def configure_optimizers(model: nn.Module, weight_decay: float, lr: float,
-                         betas: tuple[float, float] = (0.9, 0.99), device_type: str = "cpu",
-                         fused: bool = True) -> torch.optim.AdamW:
+def configure_optimizers(
+    model: nn.Module,
+    weight_decay: float,
+    lr: float,
+    betas: tuple[float, float] = (0.9, 0.99),
+    device_type: str = "cpu",
+    fused: bool = True,
+) -> torch.optim.AdamW:
     """AdamW where matrices and embeddings decay and biases and LayerNorm gains do not.
 
     ``fused`` uses the single-kernel AdamW when this PyTorch build offers it for the device.
@@ -200,7 +228,11 @@ def configure_optimizers(model: nn.Module, weight_decay: float, lr: float,
     ]
     groups = [g for g in groups if g["params"]]
     kwargs = {}
-    if fused and "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type in ("cpu", "cuda"):
+    if (
+        fused
+        and "fused" in inspect.signature(torch.optim.AdamW).parameters
+        and device_type in ("cpu", "cuda")
+    ):
         kwargs["fused"] = True
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
@@ -209,6 +241,7 @@ def configure_optimizers(model: nn.Module, weight_decay: float, lr: float,
 
 
 # --- summary ---------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class SummaryRow:
@@ -224,13 +257,15 @@ class ModelSummary:
 
     rows: list[SummaryRow]
     total_parameters: int
-    flops_per_token: float          # training FLOPs (forward + backward) per token
-    memory_bytes: int               # weights + gradients + AdamW state + activations
+    flops_per_token: float  # training FLOPs (forward + backward) per token
+    memory_bytes: int  # weights + gradients + AdamW state + activations
     memory_breakdown: dict[str, int]
 
     def table(self) -> list[dict[str, object]]:
-        return [{"module": r.module, "type": r.kind, "shape": r.shape, "parameters": r.parameters}
-                for r in self.rows]
+        return [
+            {"module": r.module, "type": r.kind, "shape": r.shape, "parameters": r.parameters}
+            for r in self.rows
+        ]
 
 
 def flops_per_token(config: ModelConfig, n_params: int) -> float:
@@ -245,7 +280,9 @@ def flops_per_token(config: ModelConfig, n_params: int) -> float:
     return 6.0 * matmul_params + 12.0 * config.n_layer * config.block_size * config.n_embd
 
 
-def training_memory(config: ModelConfig, n_params: int, batch_size: int, bytes_per_value: int = 4) -> dict[str, int]:
+def training_memory(
+    config: ModelConfig, n_params: int, batch_size: int, bytes_per_value: int = 4
+) -> dict[str, int]:
     """A rough estimate of the memory training needs, in bytes, by what it holds.
 
     Weights, gradients and AdamW's two moments are four fp32 copies of the parameters.
@@ -296,6 +333,8 @@ def summarize(model: nn.Module, batch_size: int = 12) -> ModelSummary:
     return ModelSummary(rows, total, flops_per_token(config, total), sum(memory.values()), memory)
 
 
-def estimate_mfu(config: ModelConfig, n_params: int, tokens_per_s: float, peak_flops: float) -> float:
+def estimate_mfu(
+    config: ModelConfig, n_params: int, tokens_per_s: float, peak_flops: float
+) -> float:
     """Model FLOPs utilisation: achieved training FLOP/s over the hardware's peak."""
     return flops_per_token(config, n_params) * tokens_per_s / peak_flops

@@ -29,9 +29,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from llm_playground.errors import UserError
-from llm_playground.jsonl import read_jsonl
-from llm_playground.paths import package_data
+from llm_playground.core.errors import UserError
+from llm_playground.core.jsonl import read_jsonl
+from llm_playground.core.paths import package_data
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 PROMPT_FORMAT = "alpaca-short-v1"
 PROMPT_TEMPLATE = "### Instruction:\n{instruction}\n\n### Response:\n"
-PROMPT_TEMPLATE_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+PROMPT_TEMPLATE_WITH_INPUT = (
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
 
 
 def format_prompt(instruction: str, input: str = "") -> str:
@@ -57,8 +59,11 @@ def format_prompt(instruction: str, input: str = "") -> str:
 
 def prompt_format_record() -> dict[str, str]:
     """What ``playground.json`` keeps about the prompt format."""
-    return {"name": PROMPT_FORMAT, "template": PROMPT_TEMPLATE,
-            "template_with_input": PROMPT_TEMPLATE_WITH_INPUT}
+    return {
+        "name": PROMPT_FORMAT,
+        "template": PROMPT_TEMPLATE,
+        "template_with_input": PROMPT_TEMPLATE_WITH_INPUT,
+    }
 
 
 # --- examples ---------------------------------------------------------------------------
@@ -102,13 +107,20 @@ def load_jsonl(path: str | Path) -> list[Example]:
     """Read a user's instruction JSONL; a malformed line raises :class:`UserError` naming its number."""
     path = Path(path)
     examples = []
-    for number, row in read_jsonl(path, "data file", text_fields=("instruction", "output"),
-                                  nonblank=True):
+    for number, row in read_jsonl(
+        path, "data file", text_fields=("instruction", "output"), nonblank=True
+    ):
         extra = row.get("input") or ""
         if not isinstance(extra, str):
             raise UserError(f"{path.name} line {number}: 'input' must be text")
-        examples.append(Example(instruction=row["instruction"], input=extra, output=row["output"],
-                                source=str(row.get("source", "") or "")))
+        examples.append(
+            Example(
+                instruction=row["instruction"],
+                input=extra,
+                output=row["output"],
+                source=str(row.get("source", "") or ""),
+            )
+        )
     if not examples:
         raise UserError(f"{path.name} holds no examples")
     return examples
@@ -122,8 +134,9 @@ def _key(ex: Example) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
 
-def split_heldout(examples: Sequence[Example], fraction: float = 0.05,
-                  max_heldout: int = 200) -> tuple[list[Example], list[Example]]:
+def split_heldout(
+    examples: Sequence[Example], fraction: float = 0.05, max_heldout: int = 200
+) -> tuple[list[Example], list[Example]]:
     """A fixed (train, held-out) split, grouped by instruction and input so no task is in both.
 
     The held-out instructions are those whose SHA-1 sorts first: the same data always gives
@@ -133,8 +146,9 @@ def split_heldout(examples: Sequence[Example], fraction: float = 0.05,
         raise UserError("the held-out fraction must be between 0 and 1")
     keys = sorted({_key(ex) for ex in examples})
     if len(keys) < 2:
-        raise UserError("the data needs at least two different examples "
-                        "(one to train on, one to hold out)")
+        raise UserError(
+            "the data needs at least two different examples (one to train on, one to hold out)"
+        )
     k = min(max(1, round(fraction * len(keys))), max_heldout, len(keys) - 1)
     held = set(keys[:k])
     train = [ex for ex in examples if _key(ex) not in held]
@@ -151,9 +165,13 @@ OFFLINE_FILE = ("instructions", "offline.jsonl")
 
 def chatterbot_dir() -> Path:
     try:
-        folder = Path(str(importlib.metadata.distribution(CHATTERBOT_DIST).locate_file(CHATTERBOT_DIR)))
+        folder = Path(
+            str(importlib.metadata.distribution(CHATTERBOT_DIST).locate_file(CHATTERBOT_DIR))
+        )
     except importlib.metadata.PackageNotFoundError as exc:
-        raise UserError("the package chatterbot-corpus is not installed: run `make install`") from exc
+        raise UserError(
+            "the package chatterbot-corpus is not installed: run `make install`"
+        ) from exc
     if not folder.is_dir():
         raise UserError(f"chatterbot-corpus has no English data at {folder}")
     return folder
@@ -189,7 +207,11 @@ def _clean(text: str) -> str:
 
 def shakespeare_lines(text: str | None = None) -> list[str]:
     """Spoken lines of TinyShakespeare with 5 to 12 words (speaker names and blanks left out)."""
-    text = text if text is not None else package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
+    text = (
+        text
+        if text is not None
+        else package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
+    )
     lines = []
     for raw in text.splitlines():
         line = raw.strip()
@@ -215,8 +237,9 @@ def derived_examples(seed: int = 1234, per_task: int = 120) -> list[Example]:
     out: list[Example] = []
 
     def add(instruction: str, output: str, input: str = "", task: str = "") -> None:
-        out.append(Example(instruction=instruction, input=input, output=output,
-                           source=f"derived/{task}"))
+        out.append(
+            Example(instruction=instruction, input=input, output=output, source=f"derived/{task}")
+        )
 
     for _ in range(per_task):
         line = next(it)
@@ -230,20 +253,36 @@ def derived_examples(seed: int = 1234, per_task: int = 120) -> list[Example]:
         add("How many words are in the following line?", f"The line has {n} words.", line, "count")
     for _ in range(per_task):
         line = next(it)
-        add("What is the first word of the following line?", f'The first word is "{_words(line)[0]}".',
-            line, "first-word")
+        add(
+            "What is the first word of the following line?",
+            f'The first word is "{_words(line)[0]}".',
+            line,
+            "first-word",
+        )
     for _ in range(per_task):
         line = next(it)
-        add("What is the last word of the following line?", f'The last word is "{_words(line)[-1]}".',
-            line, "last-word")
+        add(
+            "What is the last word of the following line?",
+            f'The last word is "{_words(line)[-1]}".',
+            line,
+            "last-word",
+        )
     for _ in range(per_task):
         line = next(it)
-        add("Reverse the order of the words in the following line.",
-            " ".join(reversed(_words(line))), line, "reverse")
+        add(
+            "Reverse the order of the words in the following line.",
+            " ".join(reversed(_words(line))),
+            line,
+            "reverse",
+        )
     for _ in range(per_task):
         words = _words(next(it))[:6]
-        add("Sort the following words alphabetically.",
-            ", ".join(sorted(words, key=str.lower)), ", ".join(words), "sort")
+        add(
+            "Sort the following words alphabetically.",
+            ", ".join(sorted(words, key=str.lower)),
+            ", ".join(words),
+            "sort",
+        )
     for _ in range(per_task):
         a, b = rng.randint(2, 99), rng.randint(2, 99)
         if rng.random() < 0.5:
@@ -286,15 +325,23 @@ def load_alpaca(limit: int | None = None) -> list[Example]:
 
         ds = load_dataset(ALPACA_ID, split="train")
     except Exception as exc:  # offline: ConnectionError, OfflineModeIsEnabled, FileNotFoundError...
-        raise UserError(f"the Alpaca data set ({ALPACA_ID}) needs network: "
-                        f"use --data offline or a JSONL file ({type(exc).__name__})") from exc
+        raise UserError(
+            f"the Alpaca data set ({ALPACA_ID}) needs network: "
+            f"use --data offline or a JSONL file ({type(exc).__name__})"
+        ) from exc
     out = []
     for row in ds:
         if limit is not None and len(out) >= limit:
             break
         if row.get("instruction") and row.get("output"):
-            out.append(Example(instruction=row["instruction"], input=row.get("input") or "",
-                               output=row["output"], source="alpaca"))
+            out.append(
+                Example(
+                    instruction=row["instruction"],
+                    input=row.get("input") or "",
+                    output=row["output"],
+                    source="alpaca",
+                )
+            )
     return out
 
 

@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from llm_playground.errors import UserError
-from llm_playground.jsonl import parse_jsonl as _parse_jsonl
-from llm_playground.jsonl import read_jsonl
+from llm_playground.core.errors import UserError
+from llm_playground.core.jsonl import parse_jsonl as _parse_jsonl
+from llm_playground.core.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -82,16 +82,26 @@ class JudgeCallFailed(Exception):
 
 
 def rubric_messages(question: str, answer: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": RUBRIC},
-            {"role": "user", "content": f"Question:\n{question}\n\nAnswer:\n{answer}\n\n"
-                                        "Grade the answer. Reply with the JSON object only."}]
+    return [
+        {"role": "system", "content": RUBRIC},
+        {
+            "role": "user",
+            "content": f"Question:\n{question}\n\nAnswer:\n{answer}\n\n"
+            "Grade the answer. Reply with the JSON object only.",
+        },
+    ]
 
 
 def pairwise_messages(question: str, answer_a: str, answer_b: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": PAIRWISE_RUBRIC},
-            {"role": "user", "content": f"Question:\n{question}\n\nAnswer A:\n{answer_a}\n\n"
-                                        f"Answer B:\n{answer_b}\n\nWhich answer is better? "
-                                        "Reply with the JSON object only."}]
+    return [
+        {"role": "system", "content": PAIRWISE_RUBRIC},
+        {
+            "role": "user",
+            "content": f"Question:\n{question}\n\nAnswer A:\n{answer_a}\n\n"
+            f"Answer B:\n{answer_b}\n\nWhich answer is better? "
+            "Reply with the JSON object only.",
+        },
+    ]
 
 
 _JSON_OBJECT = re.compile(r"\{.*?\}", re.S)
@@ -137,8 +147,12 @@ def parse_judgement(raw: str) -> tuple[int | None, str]:
             if key in lowered:
                 score = _as_score(lowered[key])
                 if score is not None:
-                    reason = lowered.get("reason") or lowered.get("explanation") or lowered.get(
-                        "justification") or ""
+                    reason = (
+                        lowered.get("reason")
+                        or lowered.get("explanation")
+                        or lowered.get("justification")
+                        or ""
+                    )
                     return score, str(reason).strip()
     for pattern in _SCORE_PATTERNS:
         match = pattern.search(raw)
@@ -161,7 +175,9 @@ def parse_preference(raw: str) -> tuple[str | None, str]:
         if winner in ("a", "b", "tie"):
             return winner, str(lowered.get("reason", "")).strip()
     text = raw.strip().lower()
-    match = re.search(r"\b(?:winner|better answer|answer)\b\W{0,5}(?:is\s+)?(?:answer\s+)?\b([ab])\b", text)
+    match = re.search(
+        r"\b(?:winner|better answer|answer)\b\W{0,5}(?:is\s+)?(?:answer\s+)?\b([ab])\b", text
+    )
     if match:
         return match.group(1), raw.strip()[:500]
     if re.search(r"\btie\b|\bequal(?:ly)?\b", text):
@@ -179,8 +195,10 @@ def resolve_api_key(key: str | None = None) -> str:
     """The key typed in (kept in memory) or ``$OPENAI_API_KEY``; a clear message when neither."""
     key = (key or "").strip() or os.environ.get(ENV_KEY, "").strip()
     if not key:
-        raise UserError(f"no API key: set {ENV_KEY} or type the key in the key field "
-                        "(local servers such as Ollama accept any value)")
+        raise UserError(
+            f"no API key: set {ENV_KEY} or type the key in the key field "
+            "(local servers such as Ollama accept any value)"
+        )
     return key
 
 
@@ -217,17 +235,24 @@ class OpenAICompatibleJudge:
 
     def __post_init__(self) -> None:
         if not self.base_url or not re.match(r"https?://", self.base_url.strip()):
-            raise UserError(f"the base URL must start with http:// or https://, got '{self.base_url}'")
+            raise UserError(
+                f"the base URL must start with http:// or https://, got '{self.base_url}'"
+            )
         if not self.model or not self.model.strip():
             raise UserError("no judge model name given")
         if not self.api_key or not self.api_key.strip():
             raise UserError(f"no API key: set {ENV_KEY} or type the key in the key field")
 
     @classmethod
-    def from_settings(cls, base_url: str, model: str, api_key: str | None = None,
-                      **kwargs: Any) -> OpenAICompatibleJudge:
-        return cls(base_url=base_url.strip(), model=model.strip(), api_key=resolve_api_key(api_key),
-                   **kwargs)
+    def from_settings(
+        cls, base_url: str, model: str, api_key: str | None = None, **kwargs: Any
+    ) -> OpenAICompatibleJudge:
+        return cls(
+            base_url=base_url.strip(),
+            model=model.strip(),
+            api_key=resolve_api_key(api_key),
+            **kwargs,
+        )
 
     @property
     def name(self) -> str:
@@ -243,14 +268,23 @@ class OpenAICompatibleJudge:
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.max_backoff)
-        base = self.backoff * (2 ** attempt)
+        base = self.backoff * (2**attempt)
         return min(self.max_backoff, base * (0.5 + random.random()))  # jitter in [0.5, 1.5)
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str:
-        body = json.dumps({"model": self.model, "messages": messages, "temperature": self.temperature,
-                           "max_tokens": max_tokens}).encode("utf-8")
-        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {self.api_key}",
-                   "Accept": "application/json"}
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": messages,
+                "temperature": self.temperature,
+                "max_tokens": max_tokens,
+            }
+        ).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {self.api_key}",
+            "Accept": "application/json",
+        }
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -268,14 +302,20 @@ class OpenAICompatibleJudge:
                 except Exception:  # a body that cannot be read
                     detail = ""
                 if status in (401, 403):
-                    raise UserError(f"the judge API refused the key (HTTP {status}): check the key and "
-                                    "that it may use this model") from None
+                    raise UserError(
+                        f"the judge API refused the key (HTTP {status}): check the key and "
+                        "that it may use this model"
+                    ) from None
                 if status == 404:
-                    raise UserError(f"the judge API answered 404 for {self.url}: check the base URL "
-                                    "(it usually ends in /v1) and the model name") from None
+                    raise UserError(
+                        f"the judge API answered 404 for {self.url}: check the base URL "
+                        "(it usually ends in /v1) and the model name"
+                    ) from None
                 if status != 429 and status < 500:
-                    raise UserError(f"the judge API rejected the request (HTTP {status}): "
-                                    f"{self._redact(detail)[:200]}") from None
+                    raise UserError(
+                        f"the judge API rejected the request (HTTP {status}): "
+                        f"{self._redact(detail)[:200]}"
+                    ) from None
                 retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
                 last = f"HTTP {status}"
                 log.warning("judge API answered HTTP %d (attempt %d)", status, attempt + 1)
@@ -300,8 +340,9 @@ class OpenAICompatibleJudge:
             data = json.loads(text)
             content = data["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            raise JudgeCallFailed("the judge API's answer is not a chat completion",
-                                  raw=self._redact(text)[:2000]) from None
+            raise JudgeCallFailed(
+                "the judge API's answer is not a chat completion", raw=self._redact(text)[:2000]
+            ) from None
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
         return str(content or "")
@@ -344,10 +385,14 @@ class LocalJudge:
             return prefix + self._choose(ids, ("A", "B", "tie")) + '"}'
         eos = [i for i in {tok.eos_token_id, tok.convert_tokens_to_ids("}")} if isinstance(i, int)]
         with self._lock, torch.inference_mode():
-            out = self.loaded.model.generate(**ids, max_new_tokens=min(max_tokens, self.max_new_tokens),
-                                             do_sample=False, eos_token_id=eos or None,
-                                             pad_token_id=tok.pad_token_id or tok.eos_token_id)
-        new = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+            out = self.loaded.model.generate(
+                **ids,
+                max_new_tokens=min(max_tokens, self.max_new_tokens),
+                do_sample=False,
+                eos_token_id=eos or None,
+                pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            )
+        new = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         return prefix + new
 
     def _choose(self, ids, options: tuple[str, ...]) -> str:
@@ -362,14 +407,21 @@ class LocalJudge:
         return options[best]
 
 
-def load_judge(judge_model: str, base_url: str | None = None, api_key: str | None = None,
-               timeout: float = 60.0, max_retries: int = 4, loaded=None) -> Judge:
+def load_judge(
+    judge_model: str,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    timeout: float = 60.0,
+    max_retries: int = 4,
+    loaded=None,
+) -> Judge:
     """An API judge when ``base_url`` is given, otherwise a local registry model."""
     if base_url:
-        return OpenAICompatibleJudge.from_settings(base_url, judge_model, api_key, timeout=timeout,
-                                                   max_retries=max_retries)
+        return OpenAICompatibleJudge.from_settings(
+            base_url, judge_model, api_key, timeout=timeout, max_retries=max_retries
+        )
     if loaded is None:
-        from llm_playground.registry import load_model
+        from llm_playground.generation.registry import load_model
 
         loaded = load_model(judge_model or DEFAULT_LOCAL_JUDGE)
     return LocalJudge(loaded)
@@ -408,9 +460,14 @@ class JudgeResult:
         return sum(1 for i in self.items if i.score is not None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"items": [i.to_json() for i in self.items], "mean_score": self.mean_score,
-                "ci95": list(self.ci) if self.ci else None, "n_scored": self.n_scored,
-                "n_items": len(self.items), "judge": self.judge}
+        return {
+            "items": [i.to_json() for i in self.items],
+            "mean_score": self.mean_score,
+            "ci95": list(self.ci) if self.ci else None,
+            "n_scored": self.n_scored,
+            "n_items": len(self.items),
+            "judge": self.judge,
+        }
 
 
 @dataclass(frozen=True)
@@ -421,10 +478,41 @@ class JudgeProgress:
 
 
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (then the normal 1.96).
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
-        10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
-        18: 2.101, 19: 2.093, 20: 2.086, 21: 2.080, 22: 2.074, 23: 2.069, 24: 2.064, 25: 2.060,
-        26: 2.056, 27: 2.052, 28: 2.048, 29: 2.045, 30: 2.042, 40: 2.021, 60: 2.000, 120: 1.980}
+_T95 = {
+    1: 12.706,
+    2: 4.303,
+    3: 3.182,
+    4: 2.776,
+    5: 2.571,
+    6: 2.447,
+    7: 2.365,
+    8: 2.306,
+    9: 2.262,
+    10: 2.228,
+    11: 2.201,
+    12: 2.179,
+    13: 2.160,
+    14: 2.145,
+    15: 2.131,
+    16: 2.120,
+    17: 2.110,
+    18: 2.101,
+    19: 2.093,
+    20: 2.086,
+    21: 2.080,
+    22: 2.074,
+    23: 2.069,
+    24: 2.064,
+    25: 2.060,
+    26: 2.056,
+    27: 2.052,
+    28: 2.048,
+    29: 2.045,
+    30: 2.042,
+    40: 2.021,
+    60: 2.000,
+    120: 1.980,
+}
 
 
 def t95(df: int) -> float:
@@ -465,7 +553,9 @@ def parse_jsonl(text: str, required: Sequence[str], what: str) -> list[dict[str,
     return rows
 
 
-def pair_questions(questions: Sequence[dict], answers: Sequence[dict]) -> list[tuple[str, str, str]]:
+def pair_questions(
+    questions: Sequence[dict], answers: Sequence[dict]
+) -> list[tuple[str, str, str]]:
     """(id, question, answer) for each answer, matched to its question by id."""
     by_id = {}
     for q in questions:
@@ -482,9 +572,9 @@ def pair_questions(questions: Sequence[dict], answers: Sequence[dict]) -> list[t
     return pairs
 
 
-def judge_events(judge: Judge, pairs: Sequence[tuple[str, str, str]],
-                 stop_event: threading.Event | None = None
-                 ) -> Iterator[JudgeProgress | JudgeResult]:
+def judge_events(
+    judge: Judge, pairs: Sequence[tuple[str, str, str]], stop_event: threading.Event | None = None
+) -> Iterator[JudgeProgress | JudgeResult]:
     """Score each (id, question, answer); yields one progress event per item, then the result.
 
     A refused key stops the run (:class:`UserError`); a call that fails after its
@@ -502,8 +592,15 @@ def judge_events(judge: Judge, pairs: Sequence[tuple[str, str, str]],
             item = JudgedItem(item_id, None, "", exc.raw, question, answer, error=str(exc))
         else:
             score, reason = parse_judgement(raw)
-            item = JudgedItem(item_id, score, reason, raw, question, answer,
-                              error=None if score is not None else "the judge's answer holds no score 1-10")
+            item = JudgedItem(
+                item_id,
+                score,
+                reason,
+                raw,
+                question,
+                answer,
+                error=None if score is not None else "the judge's answer holds no score 1-10",
+            )
         items.append(item)
         yield JudgeProgress(i + 1, len(pairs), item)
     mean, ci = mean_ci([i.score for i in items if i.score is not None])
@@ -568,8 +665,12 @@ def _ask_pairwise(judge: Judge, prompt: str, first: str, second: str) -> tuple[s
 SWAPPED = {"a": "b", "b": "a", "tie": "tie"}
 
 
-def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event | None = None,
-                swap: bool = False) -> Iterator[PairDecision | Agreement]:
+def judge_pairs(
+    judge: Judge,
+    votes: Sequence[Any],
+    stop_event: threading.Event | None = None,
+    swap: bool = False,
+) -> Iterator[PairDecision | Agreement]:
     """The judge decides each voted pair (A, B or tie); yields each decision, then the agreement.
 
     LLM judges favour a position (often the first answer). With ``swap`` the judge also sees
@@ -593,9 +694,15 @@ def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event 
             if swapped is not None:
                 consistent = SWAPPED[swapped] == verdict
                 verdict = verdict if consistent else "tie"
-        decision = PairDecision(str(prompt), human, verdict, raw,
-                                str(_vote_field(vote, "model_a")), str(_vote_field(vote, "model_b")),
-                                consistent)
+        decision = PairDecision(
+            str(prompt),
+            human,
+            verdict,
+            raw,
+            str(_vote_field(vote, "model_a")),
+            str(_vote_field(vote, "model_b")),
+            consistent,
+        )
         decisions.append(decision)
         yield decision
     yield agreement(decisions)
@@ -603,5 +710,9 @@ def judge_pairs(judge: Judge, votes: Sequence[Any], stop_event: threading.Event 
 
 def agreement(decisions: Sequence[PairDecision]) -> Agreement:
     decided = [d for d in decisions if d.judge is not None]
-    return Agreement(n_pairs=len(decisions), n_decided=len(decided),
-                     n_agree=sum(1 for d in decided if d.agrees), decisions=tuple(decisions))
+    return Agreement(
+        n_pairs=len(decisions),
+        n_decided=len(decided),
+        n_agree=sum(1 for d in decided if d.agrees),
+        decisions=tuple(decisions),
+    )

@@ -28,12 +28,12 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_model, save_file, save_model
 
-from llm_playground.config import CONFIG_VERSION, TrainConfig
-from llm_playground.data import tokenizer_from_spec, tokenizer_spec
-from llm_playground.errors import UserError
-from llm_playground.model import GPT, build_model
-from llm_playground.paths import get_paths, package_data
-from llm_playground.tokenizers import bytes_to_unicode
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import get_paths, package_data
+from llm_playground.tokenization.tokenizer import bytes_to_unicode
+from llm_playground.training.config import CONFIG_VERSION, TrainConfig
+from llm_playground.training.corpus import tokenizer_from_spec, tokenizer_spec
+from llm_playground.training.model import GPT, build_model
 
 FORMAT = "llm-playground-checkpoint"
 CONFIG_FILE = "config.json"
@@ -46,14 +46,22 @@ RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    model = getattr(model, "module", model)          # DistributedDataParallel
-    return getattr(model, "_orig_mod", model)         # torch.compile
+    model = getattr(model, "module", model)  # DistributedDataParallel
+    return getattr(model, "_orig_mod", model)  # torch.compile
 
 
-def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: TrainConfig, tokenizer,
-                    step: int, train_loss: float | None = None, val_loss: float | None = None,
-                    optimizer: torch.optim.Optimizer | None = None,
-                    rng: dict[str, torch.Tensor] | None = None, export_hf: bool = True) -> Path:
+def save_checkpoint(
+    out_dir: str | Path,
+    model: torch.nn.Module,
+    config: TrainConfig,
+    tokenizer,
+    step: int,
+    train_loss: float | None = None,
+    val_loss: float | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+    rng: dict[str, torch.Tensor] | None = None,
+    export_hf: bool = True,
+) -> Path:
     """Write a checkpoint folder (see the module docstring); returns its path."""
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
@@ -64,10 +72,15 @@ def save_checkpoint(out_dir: str | Path, model: torch.nn.Module, config: TrainCo
         _write_json(out / TOKENIZER_FILE, spec["json"])
         tok_entry["file"] = TOKENIZER_FILE
     meta = {
-        "format": FORMAT, "version": CONFIG_VERSION, "step": int(step),
-        "train_loss": train_loss, "val_loss": val_loss,
+        "format": FORMAT,
+        "version": CONFIG_VERSION,
+        "step": int(step),
+        "train_loss": train_loss,
+        "val_loss": val_loss,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "model": model.config.to_dict(), "train": config.to_dict(), "tokenizer": tok_entry,
+        "model": model.config.to_dict(),
+        "train": config.to_dict(),
+        "tokenizer": tok_entry,
         "label": config.run_label,
     }
     save_model(model, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
@@ -133,16 +146,20 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu") ->
     model = build_model(model_config)
     missing, unexpected = load_model(model, str(ckpt / WEIGHTS_FILE), strict=False)
     if unexpected or [m for m in missing if m != "lm_head.weight"]:
-        raise UserError(f"{ckpt / WEIGHTS_FILE} does not match its config.json "
-                        f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise UserError(
+            f"{ckpt / WEIGHTS_FILE} does not match its config.json "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     model.to(device).eval()
     return LoadedCheckpoint(model, config, load_tokenizer_of(ckpt, meta), meta, ckpt)
 
 
 # --- optimiser and random-number state (for resuming) ----------------------------------------
 
-def save_training_state(path: Path, optimizer: torch.optim.Optimizer, step: int,
-                        rng: dict[str, torch.Tensor]) -> None:
+
+def save_training_state(
+    path: Path, optimizer: torch.optim.Optimizer, step: int, rng: dict[str, torch.Tensor]
+) -> None:
     sd = optimizer.state_dict()
     tensors: dict[str, torch.Tensor] = {}
     for pid, state in sd["state"].items():
@@ -151,7 +168,11 @@ def save_training_state(path: Path, optimizer: torch.optim.Optimizer, step: int,
                 tensors[f"optimizer.{pid}.{key}"] = value.detach().to("cpu").contiguous()
     for key, value in rng.items():
         tensors[f"rng.{key}"] = value.detach().to("cpu").contiguous()
-    metadata = {"format": FORMAT, "step": str(int(step)), "param_groups": json.dumps(sd["param_groups"])}
+    metadata = {
+        "format": FORMAT,
+        "step": str(int(step)),
+        "param_groups": json.dumps(sd["param_groups"]),
+    }
     save_file(tensors, str(path), metadata=metadata)
 
 
@@ -176,16 +197,29 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], int, dict[str, torc
 
 # --- Hugging Face export -------------------------------------------------------------------
 
+
 def hf_config(model: GPT):
     from transformers import GPT2Config
 
     c = model.config
     return GPT2Config(
-        vocab_size=c.vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
-        n_head=c.n_head, n_inner=4 * c.n_embd, activation_function="gelu_new",
-        resid_pdrop=c.dropout, embd_pdrop=c.dropout, attn_pdrop=c.dropout,
-        layer_norm_epsilon=1e-5, tie_word_embeddings=True, scale_attn_weights=True,
-        bos_token_id=None, eos_token_id=None, pad_token_id=None)
+        vocab_size=c.vocab_size,
+        n_positions=c.block_size,
+        n_embd=c.n_embd,
+        n_layer=c.n_layer,
+        n_head=c.n_head,
+        n_inner=4 * c.n_embd,
+        activation_function="gelu_new",
+        resid_pdrop=c.dropout,
+        embd_pdrop=c.dropout,
+        attn_pdrop=c.dropout,
+        layer_norm_epsilon=1e-5,
+        tie_word_embeddings=True,
+        scale_attn_weights=True,
+        bos_token_id=None,
+        eos_token_id=None,
+        pad_token_id=None,
+    )
 
 
 def hf_state_dict(model: GPT) -> dict[str, torch.Tensor]:
@@ -260,11 +294,15 @@ def hf_tokenizer(tokenizer):
 
     kind = getattr(tokenizer, "kind", "")
     if kind == "char":
-        return PreTrainedTokenizerFast(tokenizer_object=_char_tokenizer_object(list(tokenizer.chars)),
-                                       clean_up_tokenization_spaces=False)
+        return PreTrainedTokenizerFast(
+            tokenizer_object=_char_tokenizer_object(list(tokenizer.chars)),
+            clean_up_tokenization_spaces=False,
+        )
     if kind == "bpe":
-        return PreTrainedTokenizerFast(tokenizer_object=_bpe_tokenizer_object(tokenizer.bpe),
-                                       clean_up_tokenization_spaces=False)
+        return PreTrainedTokenizerFast(
+            tokenizer_object=_bpe_tokenizer_object(tokenizer.bpe),
+            clean_up_tokenization_spaces=False,
+        )
     if getattr(tokenizer, "name", "") == "gpt2":
         import tempfile
 
@@ -292,7 +330,7 @@ def _bpe_tokenizer_object(bpe):
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
 
-    from llm_playground.bpe import SPLIT_PATTERNS
+    from llm_playground.tokenization.bpe import SPLIT_PATTERNS
 
     alphabet = ByteLevel.alphabet()  # GPT-2's printable stand-ins for the 256 bytes
     byte_char = bytes_to_unicode()
@@ -311,9 +349,8 @@ def _bpe_tokenizer_object(bpe):
     return tok
 
 
-
-
 # --- runs for the other labs ---------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class RunInfo:
@@ -345,8 +382,11 @@ def read_metrics(ckpt_dir: str | Path) -> list[dict[str, Any]]:
 def describe(meta: dict[str, Any]) -> str:
     m = meta["model"]
     tok = meta["tokenizer"]["name"]
-    shape = ("bigram table" if m["kind"] == "bigram"
-             else f"GPT {m['n_layer']} layers x {m['n_head']} heads x {m['n_embd']} dims, block {m['block_size']}")
+    shape = (
+        "bigram table"
+        if m["kind"] == "bigram"
+        else f"GPT {m['n_layer']} layers x {m['n_head']} heads x {m['n_embd']} dims, block {m['block_size']}"
+    )
     return f"{meta['train'].get('preset', '')}: {shape}, {tok} tokenizer ({m['vocab_size']} tokens)"
 
 
@@ -366,19 +406,29 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
         metrics = read_metrics(folder)
         val = metrics[-1]["val_loss"] if metrics else meta.get("val_loss")
         hf = folder / HF_DIR
-        runs.append(RunInfo(name=folder.name, path=folder, kind=meta["model"]["kind"],
-                            summary=describe(meta), step=int(meta.get("step", 0)),
-                            val_loss=None if val is None else float(val), label=meta.get("label", ""),
-                            hf_path=hf if (hf / "config.json").is_file() else None,
-                            saved_at=meta.get("saved_at", "")))
+        runs.append(
+            RunInfo(
+                name=folder.name,
+                path=folder,
+                kind=meta["model"]["kind"],
+                summary=describe(meta),
+                step=int(meta.get("step", 0)),
+                val_loss=None if val is None else float(val),
+                label=meta.get("label", ""),
+                hf_path=hf if (hf / "config.json").is_file() else None,
+                saved_at=meta.get("saved_at", ""),
+            )
+        )
     return sorted(runs, key=lambda r: r.saved_at, reverse=True)
 
 
 def check_run_name(name: str) -> str:
     name = (name or "").strip()
     if not RUN_NAME.match(name):
-        raise UserError("a run name is 1 to 64 letters, digits, dots, dashes or underscores, "
-                        "starting with a letter or digit")
+        raise UserError(
+            "a run name is 1 to 64 letters, digits, dots, dashes or underscores, "
+            "starting with a letter or digit"
+        )
     return name
 
 

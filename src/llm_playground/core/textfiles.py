@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 
 def read_text_file(path: str | Path, what: str = "text file", allow_empty: bool = False) -> str:
@@ -16,7 +16,9 @@ def read_text_file(path: str | Path, what: str = "text file", allow_empty: bool 
     try:
         text = file.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{file} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first") from None
+        raise UserError(
+            f"{file} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first"
+        ) from None
     if not allow_empty and not text.strip():
         raise UserError(f"{file} is empty")
     return text

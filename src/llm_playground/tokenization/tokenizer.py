@@ -4,7 +4,7 @@ A tokenizer has a ``name``, a ``vocab_size``, ``encode(text) -> ids``,
 ``decode(ids) -> text`` and ``token_bytes(id) -> bytes``. Behind it:
 
 * the five tiktoken encodings ``gpt2``, ``r50k_base``, ``p50k_base``, ``cl100k_base``,
-  ``o200k_base`` (loaded offline from the playground's cache, see :mod:`llm_playground.assets`);
+  ``o200k_base`` (loaded offline from the playground's cache, see :mod:`llm_playground.tokenization.assets`);
 * ``char``: the character-level tokenizer Lab 2 trains on, one id per character of
   TinyShakespeare (:class:`CharTokenizer` builds one from any text);
 * the Hugging Face tokenizers of the offline models (``smollm2-135m-instruct``,
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from llm_playground.bpe import BPETokenizer, piece_text, read_tokenizer_json
-from llm_playground.errors import UserError
-from llm_playground.paths import Paths, get_paths, package_data
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import Paths, get_paths, package_data
+from llm_playground.tokenization.bpe import BPETokenizer, piece_text, read_tokenizer_json
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class TiktokenTokenizer(Tokenizer):
     def __init__(self, name: str) -> None:
         import tiktoken
 
-        from llm_playground.assets import (
+        from llm_playground.tokenization.assets import (
             configure_tiktoken,
             encoding_installed,
             install_tiktoken_assets,
@@ -118,8 +118,10 @@ class TiktokenTokenizer(Tokenizer):
         try:
             self.encoding = tiktoken.get_encoding(name)
         except Exception as exc:
-            raise UserError(f"tiktoken encoding {name} is not installed and could not be downloaded "
-                            f"({type(exc).__name__}); run `llm-playground assets install`") from None
+            raise UserError(
+                f"tiktoken encoding {name} is not installed and could not be downloaded "
+                f"({type(exc).__name__}); run `llm-playground assets install`"
+            ) from None
         self.name = name
         self.description = TIKTOKEN_ENCODINGS.get(name, "tiktoken encoding")
 
@@ -158,7 +160,9 @@ class CharTokenizer(Tokenizer):
     @classmethod
     def from_text(cls, text: str, name: str = CHAR, description: str = "") -> CharTokenizer:
         if not text:
-            raise UserError("a character tokenizer needs a non-empty text to take its characters from")
+            raise UserError(
+                "a character tokenizer needs a non-empty text to take its characters from"
+            )
         return cls(sorted(set(text)), name=name, description=description)
 
     @property
@@ -172,21 +176,30 @@ class CharTokenizer(Tokenizer):
         except KeyError:
             for pos, c in enumerate(text):
                 if c not in stoi:
-                    raise UserError(f"character {c!r} (U+{ord(c):04X}) at position {pos} is not in the "
-                                    f"{self.name} tokenizer's {len(self.chars)} characters") from None
+                    raise UserError(
+                        f"character {c!r} (U+{ord(c):04X}) at position {pos} is not in the "
+                        f"{self.name} tokenizer's {len(self.chars)} characters"
+                    ) from None
             raise
 
     def decode(self, ids: list[int]) -> str:
         try:
             return "".join(self.chars[i] for i in ids)
         except IndexError:
-            raise UserError(f"a token id is outside the {self.name} vocabulary of {len(self.chars)}") from None
+            raise UserError(
+                f"a token id is outside the {self.name} vocabulary of {len(self.chars)}"
+            ) from None
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.chars[token_id].encode("utf-8")
 
     def to_dict(self) -> dict:
-        return {"format": CHAR_FORMAT, "version": CHAR_VERSION, "name": self.name, "chars": self.chars}
+        return {
+            "format": CHAR_FORMAT,
+            "version": CHAR_VERSION,
+            "name": self.name,
+            "chars": self.chars,
+        }
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -201,8 +214,10 @@ class CharTokenizer(Tokenizer):
         if not isinstance(data.get("version"), int) or data["version"] > CHAR_VERSION:
             raise UserError(f"{source} has an unknown version {data.get('version')!r}")
         chars = data.get("chars")
-        if not isinstance(chars, list) or not all(isinstance(c, str) and len(c) == 1 for c in chars):
-            raise UserError(f"{source} is damaged: \"chars\" must be a list of single characters")
+        if not isinstance(chars, list) or not all(
+            isinstance(c, str) and len(c) == 1 for c in chars
+        ):
+            raise UserError(f'{source} is damaged: "chars" must be a list of single characters')
         return cls(chars, name=str(data.get("name") or CHAR))
 
     @classmethod
@@ -214,11 +229,13 @@ class CharTokenizer(Tokenizer):
 
 
 class BPEAdapter(Tokenizer):
-    """A trained :class:`~llm_playground.bpe.BPETokenizer` behind the common interface."""
+    """A trained :class:`~llm_playground.tokenization.bpe.BPETokenizer` behind the common interface."""
 
     kind = "bpe"
 
-    def __init__(self, bpe: BPETokenizer, name: str | None = None, path: Path | None = None) -> None:
+    def __init__(
+        self, bpe: BPETokenizer, name: str | None = None, path: Path | None = None
+    ) -> None:
         self.bpe = bpe
         self.name = name or f"{BPE_PREFIX}{bpe.name}"
         self.path = path
@@ -257,7 +274,11 @@ _HEX_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 @functools.lru_cache(maxsize=1)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible map from each byte to a printable character (byte-level BPE vocabularies)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    bs = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
     cs = bs[:]
     n = 0
     for b in range(256):
@@ -318,7 +339,10 @@ class HFTokenizer(Tokenizer):
 def _offline_tokenizer_json(name: str, paths: Paths, convert: bool = True) -> Path | None:
     """The tokenizer.json of an offline model: the converted model's, a cached one, or
     (for SmolLM2) one converted from the GGUF file now and cached."""
-    for candidate in (paths.models / name / "tokenizer.json", paths.models / "tokenizers" / name / "tokenizer.json"):
+    for candidate in (
+        paths.models / name / "tokenizer.json",
+        paths.models / "tokenizers" / name / "tokenizer.json",
+    ):
         if candidate.is_file():
             return candidate
     spec = OFFLINE_TOKENIZERS.get(name, {})
@@ -362,9 +386,11 @@ def load_tokenizer_file(path: str | Path) -> Tokenizer:
 
 def saved_tokenizer_path(name: str, paths: Paths | None = None) -> Path:
     """Where ``bpe:<name>`` lives: ``<home>/tokenizers/<name>.json``."""
-    stem = name[len(BPE_PREFIX):] if name.startswith(BPE_PREFIX) else name
+    stem = name[len(BPE_PREFIX) :] if name.startswith(BPE_PREFIX) else name
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}", stem):
-        raise UserError(f"tokenizer name {stem!r} must be letters, digits, '.', '_' or '-' (at most 81)")
+        raise UserError(
+            f"tokenizer name {stem!r} must be letters, digits, '.', '_' or '-' (at most 81)"
+        )
     return (paths or get_paths()).tokenizers / f"{stem}.json"
 
 
@@ -411,12 +437,17 @@ def _cached(name: str, cache_dir: str) -> Tokenizer:
         return TiktokenTokenizer(name)
     if name == CHAR:
         text = package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
-        return CharTokenizer.from_text(text, description="one token per character of TinyShakespeare "
-                                       "(65 characters; Lab 2's tokenizer)")
+        return CharTokenizer.from_text(
+            text,
+            description="one token per character of TinyShakespeare "
+            "(65 characters; Lab 2's tokenizer)",
+        )
     paths = get_paths()
     path = _offline_tokenizer_json(name, paths)
     if path is None:
-        raise UserError(f"the {name} tokenizer is not installed; run `llm-playground assets install`")
+        raise UserError(
+            f"the {name} tokenizer is not installed; run `llm-playground assets install`"
+        )
     return HFTokenizer(name, path, OFFLINE_TOKENIZERS[name]["description"])
 
 
@@ -438,7 +469,9 @@ def get_tokenizer(name_or_path: str) -> Tokenizer:
         path = Path(name).expanduser()
         if not (path.suffix == ".json" and path.is_file()):
             known = ", ".join(available_tokenizers())
-            raise UserError(f"unknown tokenizer {name!r}; choose one of: {known}, or the path of a saved .json")
+            raise UserError(
+                f"unknown tokenizer {name!r}; choose one of: {known}, or the path of a saved .json"
+            )
     path = path.resolve()
     return _cached_file(str(path), path.stat().st_mtime)
 

@@ -45,10 +45,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from llm_playground.data import tinyshakespeare_validation
-from llm_playground.errors import UserError
-from llm_playground.paths import package_data
-from llm_playground.textfiles import read_text_file
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import package_data
+from llm_playground.core.textfiles import read_text_file
+from llm_playground.training.corpus import tinyshakespeare_validation
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +62,12 @@ LOGIT_BUDGET = 64 * 1024 * 1024
 
 DATASETS: dict[str, str] = {
     "wikitext-2": "WikiText-2 test split (the shipped copy of the tokenized variant, with <unk> "
-                  "and @-@; Merity et al. 2016, CC BY-SA 3.0)",
+    "and @-@; Merity et al. 2016, CC BY-SA 3.0)",
     "wikitext-2-raw": "WikiText-2 raw test split from the Hugging Face hub (datasets' "
-                      "wikitext-2-raw-v1; needs a network), rows joined by blank lines as in the "
-                      "transformers perplexity guide",
+    "wikitext-2-raw-v1; needs a network), rows joined by blank lines as in the "
+    "transformers perplexity guide",
     "tinyshakespeare-val": "TinyShakespeare validation split: the last 10 % of the characters "
-                           "(the split Lab 2 trains against)",
+    "(the split Lab 2 trains against)",
 }
 
 
@@ -93,8 +93,10 @@ def load_eval_text(data: str) -> EvalText:
         return EvalText(data, tinyshakespeare_validation(), DATASETS[data])
     path = Path(data).expanduser()
     if not path.exists():
-        raise UserError(f"unknown data set '{data}': use wikitext-2, tinyshakespeare-val or a path "
-                        "to a text file")
+        raise UserError(
+            f"unknown data set '{data}': use wikitext-2, tinyshakespeare-val or a path "
+            "to a text file"
+        )
     return EvalText(f"file:{path.name}", read_text_file(path), f"the file {path}")
 
 
@@ -110,8 +112,10 @@ def _wikitext_raw_from_hub() -> str:
 
         rows = load_dataset("wikitext", "wikitext-2-raw-v1", split="test")
     except Exception as exc:  # no network, hub refused, offline mode
-        raise UserError("wikitext-2-raw needs the Hugging Face hub, which is not reachable here: "
-                        "use wikitext-2 (the shipped copy)") from exc
+        raise UserError(
+            "wikitext-2-raw needs the Hugging Face hub, which is not reachable here: "
+            "use wikitext-2 (the shipped copy)"
+        ) from exc
     return "\n\n".join(rows["text"])
 
 
@@ -131,7 +135,9 @@ class Window:
         return self.end - self.begin
 
 
-def sliding_windows(n_ids: int, max_length: int, stride: int, first_scored: int = 1) -> list[Window]:
+def sliding_windows(
+    n_ids: int, max_length: int, stride: int, first_scored: int = 1
+) -> list[Window]:
     """The windows of the transformers guide's loop over ``n_ids`` tokens.
 
     Window ``k`` starts at ``k * stride`` and scores the tokens after the previous
@@ -198,9 +204,15 @@ class PerplexityResult:
         return data
 
     def settings(self) -> dict[str, Any]:
-        return {"stride": self.stride, "max_length": self.max_length, "dtype": self.dtype,
-                "n_tokens": self.n_tokens, "n_words": self.n_words, "n_bytes": self.n_bytes,
-                "capped": self.capped}
+        return {
+            "stride": self.stride,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "n_tokens": self.n_tokens,
+            "n_words": self.n_words,
+            "n_bytes": self.n_bytes,
+            "capped": self.capped,
+        }
 
 
 @lru_cache(maxsize=1)
@@ -255,8 +267,10 @@ def _scored_text(tokenizer, text: str, ids: list[int], offsets, windows: Sequenc
     """The characters of the scored tokens: token ``i`` covers the text from the end of
     token ``i - 1`` to its own end (leading spaces included)."""
     if offsets:
-        return "".join(text[offsets[w.end - w.n_targets - 1][1]:offsets[w.end - 1][1]] for w in windows)
-    return "".join(tokenizer.decode(ids[w.end - w.n_targets:w.end]) for w in windows)
+        return "".join(
+            text[offsets[w.end - w.n_targets - 1][1] : offsets[w.end - 1][1]] for w in windows
+        )
+    return "".join(tokenizer.decode(ids[w.end - w.n_targets : w.end]) for w in windows)
 
 
 def _forward_logits(model, input_ids, n_keep: int):
@@ -271,11 +285,16 @@ def _forward_logits(model, input_ids, n_keep: int):
     return logits
 
 
-def perplexity_events(loaded, text: str, stride: int = DEFAULT_STRIDE,
-                      max_length: int | None = DEFAULT_MAX_LENGTH, max_tokens: int | None = None,
-                      batch_size: int = 8, dtype: str = "auto",
-                      stop_event: threading.Event | None = None
-                      ) -> Iterator[PerplexityProgress | PerplexityResult]:
+def perplexity_events(
+    loaded,
+    text: str,
+    stride: int = DEFAULT_STRIDE,
+    max_length: int | None = DEFAULT_MAX_LENGTH,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    dtype: str = "auto",
+    stop_event: threading.Event | None = None,
+) -> Iterator[PerplexityProgress | PerplexityResult]:
     """Score ``text`` with a loaded registry model; yields progress, then one result.
 
     ``max_tokens`` caps the tokens read (a quick run on the start of the text);
@@ -314,7 +333,11 @@ def perplexity_events(loaded, text: str, stride: int = DEFAULT_STRIDE,
     for w in windows:
         cap = max(1, min(batch_size, LOGIT_BUDGET // max(1, (w.n_targets + 1) * vocab)))
         last = groups[-1] if groups else None
-        if last and (last[0].length, last[0].n_targets) == (w.length, w.n_targets) and len(last) < cap:
+        if (
+            last
+            and (last[0].length, last[0].n_targets) == (w.length, w.n_targets)
+            and len(last) < cap
+        ):
             last.append(w)
         else:
             groups.append([w])
@@ -332,11 +355,12 @@ def perplexity_events(loaded, text: str, stride: int = DEFAULT_STRIDE,
                 stopped = True
                 break
             n_t = group[0].n_targets
-            batch = torch.stack([ids_t[w.begin:w.end] for w in group]).to(device)
+            batch = torch.stack([ids_t[w.begin : w.end] for w in group]).to(device)
             logits = _forward_logits(model, batch, n_t + 1)[:, :-1].float()
             targets = batch[:, -n_t:]
-            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                  reduction="sum")
+            nll = F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="sum"
+            )
             nll_sum += float(nll)
             done_tokens += n_t * len(group)
             done_windows += len(group)
@@ -351,13 +375,24 @@ def perplexity_events(loaded, text: str, stride: int = DEFAULT_STRIDE,
         token_perplexity=math.exp(nll_sum / done_tokens),
         word_perplexity=math.exp(nll_sum / n_words),
         bits_per_byte=nll_sum / LN2 / n_bytes,
-        n_tokens=done_tokens, nll_sum=nll_sum, n_words=n_words, n_bytes=n_bytes,
-        stride=stride, max_length=max_length, n_windows=done_windows, dtype=dtype,
-        batch_size=batch_size, time_s=elapsed, capped=capped, stopped=stopped)
+        n_tokens=done_tokens,
+        nll_sum=nll_sum,
+        n_words=n_words,
+        n_bytes=n_bytes,
+        stride=stride,
+        max_length=max_length,
+        n_windows=done_windows,
+        dtype=dtype,
+        batch_size=batch_size,
+        time_s=elapsed,
+        capped=capped,
+        stopped=stopped,
+    )
 
 
-def perplexity(loaded, text: str, progress: Callable[[PerplexityProgress], None] | None = None,
-               **kwargs: Any) -> PerplexityResult:
+def perplexity(
+    loaded, text: str, progress: Callable[[PerplexityProgress], None] | None = None, **kwargs: Any
+) -> PerplexityResult:
     """:func:`perplexity_events` run to the end; ``progress`` is called with each progress event."""
     result = None
     for event in perplexity_events(loaded, text, **kwargs):
@@ -395,10 +430,15 @@ class BleuResult:
     sentences: tuple[SentenceScore, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"bleu": self.bleu, "chrf": self.chrf, "signature": self.signature,
-                "chrf_signature": self.chrf_signature, "n_segments": self.n_segments,
-                "n_references": self.n_references,
-                "sentences": [asdict(s) for s in self.sentences]}
+        return {
+            "bleu": self.bleu,
+            "chrf": self.chrf,
+            "signature": self.signature,
+            "chrf_signature": self.chrf_signature,
+            "n_segments": self.n_segments,
+            "n_references": self.n_references,
+            "sentences": [asdict(s) for s in self.sentences],
+        }
 
 
 def _check_aligned(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
@@ -408,12 +448,18 @@ def _check_aligned(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
         raise UserError("no references given")
     for i, stream in enumerate(refs, 1):
         if len(stream) != len(hyps):
-            raise UserError(f"reference set {i} has {len(stream)} lines but the hypotheses have "
-                            f"{len(hyps)}: give one segment a line in each")
+            raise UserError(
+                f"reference set {i} has {len(stream)} lines but the hypotheses have "
+                f"{len(hyps)}: give one segment a line in each"
+            )
 
 
-def bleu_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize: str = "13a",
-              sentences: bool = True) -> BleuResult:
+def bleu_chrf(
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    tokenize: str = "13a",
+    sentences: bool = True,
+) -> BleuResult:
     """Corpus BLEU and chrF of ``hyps`` against one or more reference streams (sacrebleu).
 
     ``refs[k][i]`` is the ``k``-th reference of segment ``i``. Sentence-level scores use
@@ -431,12 +477,23 @@ def bleu_chrf(hyps: Sequence[str], refs: Sequence[Sequence[str]], tokenize: str 
     per = ()
     if sentences:
         sbleu = BLEU(tokenize=tokenize, effective_order=True)
-        per = tuple(SentenceScore(h, sbleu.sentence_score(h, [s[i] for s in refs]).score,
-                                  chrf.sentence_score(h, [s[i] for s in refs]).score)
-                    for i, h in enumerate(hyps))
-    return BleuResult(bleu=corpus_bleu.score, chrf=corpus_chrf.score,
-                      signature=str(bleu.get_signature()), chrf_signature=str(chrf.get_signature()),
-                      n_segments=len(hyps), n_references=len(refs), sentences=per)
+        per = tuple(
+            SentenceScore(
+                h,
+                sbleu.sentence_score(h, [s[i] for s in refs]).score,
+                chrf.sentence_score(h, [s[i] for s in refs]).score,
+            )
+            for i, h in enumerate(hyps)
+        )
+    return BleuResult(
+        bleu=corpus_bleu.score,
+        chrf=corpus_chrf.score,
+        signature=str(bleu.get_signature()),
+        chrf_signature=str(chrf.get_signature()),
+        n_segments=len(hyps),
+        n_references=len(refs),
+        sentences=per,
+    )
 
 
 def sentence_bleu_chrf(hyp: str, refs: Sequence[str]) -> SentenceScore:
@@ -456,8 +513,9 @@ def split_sentences(text: str) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def rouge(hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = False
-          ) -> dict[str, dict[str, float]]:
+def rouge(
+    hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = False
+) -> dict[str, dict[str, float]]:
     """ROUGE-1/2/L/Lsum precision, recall and F-measure, averaged over segments.
 
     rouge-score's scorer takes the target (reference) first; Lsum sees each segment
@@ -509,9 +567,13 @@ def load_reference_set(path: str | Path | None = None) -> list[ReferenceItem]:
             continue
         try:
             row = json.loads(line)
-            items.append(ReferenceItem(str(row.get("id", n)), str(row["prompt"]), str(row["reference"])))
+            items.append(
+                ReferenceItem(str(row.get("id", n)), str(row["prompt"]), str(row["reference"]))
+            )
         except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-            raise UserError(f"{file} line {n}: expected a JSON object with prompt and reference") from None
+            raise UserError(
+                f"{file} line {n}: expected a JSON object with prompt and reference"
+            ) from None
     if not items:
         raise UserError(f"{file} holds no items")
     return items
@@ -540,11 +602,15 @@ def clean_answer(text: str) -> str:
     return " ".join(text.split())
 
 
-def reference_set_events(loaded, config=None, items: Sequence[ReferenceItem] | None = None,
-                         limit: int | None = None, stop_event: threading.Event | None = None
-                         ) -> Iterator[ReferenceProgress | ReferenceResult]:
+def reference_set_events(
+    loaded,
+    config=None,
+    items: Sequence[ReferenceItem] | None = None,
+    limit: int | None = None,
+    stop_event: threading.Event | None = None,
+) -> Iterator[ReferenceProgress | ReferenceResult]:
     """Answer each prompt of the reference set with Lab 3's decoding, then score BLEU/chrF/ROUGE."""
-    from llm_playground.decoding import DecodingConfig, generate
+    from llm_playground.generation.decoding import DecodingConfig, generate
 
     config = config or DecodingConfig(strategy="greedy", max_new_tokens=48)
     items = list(items or load_reference_set())[: limit or None]
@@ -563,6 +629,11 @@ def reference_set_events(loaded, config=None, items: Sequence[ReferenceItem] | N
     refs = [it.reference for it in done]
     hyps = [a if a else "" for a in answers]
     settings = {"decoding": asdict(config), "n_items": len(done)}
-    yield ReferenceResult(bleu=bleu_chrf(hyps, [refs]), rouge=rouge(hyps, refs),
-                          answers=tuple(answers), items=tuple(done), settings=settings,
-                          stopped=stopped)
+    yield ReferenceResult(
+        bleu=bleu_chrf(hyps, [refs]),
+        rouge=rouge(hyps, refs),
+        answers=tuple(answers),
+        items=tuple(done),
+        settings=settings,
+        stopped=stopped,
+    )

@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from llm_playground.errors import UserError
-from llm_playground.paths import Paths, get_paths, package_data
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import Paths, get_paths, package_data
 
 log = logging.getLogger(__name__)
 
@@ -104,8 +104,12 @@ class ModelInfo:
 
     @property
     def label(self) -> str:
-        tag = {"offline": "offline", "checkpoint": "Lab 2 run", "adapter": "LoRA adapter",
-               "hub": "hub"}[self.kind]
+        tag = {
+            "offline": "offline",
+            "checkpoint": "Lab 2 run",
+            "adapter": "LoRA adapter",
+            "hub": "hub",
+        }[self.kind]
         return f"{self.name} ({tag})" if self.available else f"{self.name} ({tag}: {self.reason})"
 
 
@@ -146,8 +150,10 @@ def _gguf_source(spec: OfflineSpec, paths: Paths) -> Path:
     """The GGUF file of an offline model, reassembled from its parts when it ships in parts."""
     parts = [_package_file(spec.distribution, rel) for rel in spec.files]
     if any(p is None for p in parts):
-        raise UserError(f"model '{spec.name}' is not installed: run `make install` "
-                        f"(it needs the package {spec.distribution})")
+        raise UserError(
+            f"model '{spec.name}' is not installed: run `make install` "
+            f"(it needs the package {spec.distribution})"
+        )
     if len(parts) == 1:
         return parts[0]  # type: ignore[return-value]
     target = paths.downloads / spec.gguf_name
@@ -195,8 +201,9 @@ def convert_offline_model(name: str, paths: Paths | None = None, force: bool = F
         return target
     gguf = _gguf_source(spec, paths)
     log.info("converting %s from %s (one time)", name, gguf)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                 dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(
+        gguf.parent, gguf_file=gguf.name, dtype=torch.float32
+    )
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # A GGUF-loaded model refuses save_pretrained while it still looks quantized.
     model.config.quantization_config = None
@@ -207,14 +214,19 @@ def convert_offline_model(name: str, paths: Paths | None = None, force: bool = F
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    (tmp / CONVERTED_MARK).write_text(json.dumps(
-        {"version": 1, "name": name, "source": str(gguf), "licence": spec.licence}, indent=2))
+    (tmp / CONVERTED_MARK).write_text(
+        json.dumps(
+            {"version": 1, "name": name, "source": str(gguf), "licence": spec.licence}, indent=2
+        )
+    )
     shutil.rmtree(target, ignore_errors=True)
     tmp.replace(target)
     return target
 
 
-def prepare_offline_models(paths: Paths | None = None, names: Iterable[str] | None = None) -> list[Path]:
+def prepare_offline_models(
+    paths: Paths | None = None, names: Iterable[str] | None = None
+) -> list[Path]:
     """Convert every offline model that is installed and not yet converted (idempotent)."""
     done = []
     for name in names or OFFLINE_MODELS:
@@ -230,11 +242,18 @@ def prepare_offline_models(paths: Paths | None = None, names: Iterable[str] | No
 
 def _offline_info(spec: OfflineSpec, paths: Paths) -> ModelInfo:
     installed = is_converted(spec.name, paths) or all(
-        _package_file(spec.distribution, rel) for rel in spec.files)
-    return ModelInfo(name=spec.name, kind="offline", description=spec.description,
-                     path=offline_model_dir(spec.name, paths), chat=spec.chat, available=installed,
-                     reason="" if installed else "not downloaded: run `make install`",
-                     details={"licence": spec.licence})
+        _package_file(spec.distribution, rel) for rel in spec.files
+    )
+    return ModelInfo(
+        name=spec.name,
+        kind="offline",
+        description=spec.description,
+        path=offline_model_dir(spec.name, paths),
+        chat=spec.chat,
+        available=installed,
+        reason="" if installed else "not downloaded: run `make install`",
+        details={"licence": spec.licence},
+    )
 
 
 def _checkpoint_infos(paths: Paths) -> list[ModelInfo]:
@@ -251,11 +270,17 @@ def _checkpoint_infos(paths: Paths) -> list[ModelInfo]:
         except (OSError, json.JSONDecodeError):
             pass
         ok = (hf / "config.json").exists()
-        infos.append(ModelInfo(name=run.name, kind="checkpoint",
-                               description=f"Lab 2 run '{run.name}'", path=hf if ok else run,
-                               available=ok,
-                               reason="" if ok else "no Hugging Face export (bigram models have none)",
-                               details=details))
+        infos.append(
+            ModelInfo(
+                name=run.name,
+                kind="checkpoint",
+                description=f"Lab 2 run '{run.name}'",
+                path=hf if ok else run,
+                available=ok,
+                reason="" if ok else "no Hugging Face export (bigram models have none)",
+                details=details,
+            )
+        )
     return infos
 
 
@@ -277,7 +302,9 @@ def adapter_base(folder: Path) -> str | None:
         except (OSError, json.JSONDecodeError):
             return None
     try:
-        return json.loads((folder / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        return json.loads((folder / "adapter_config.json").read_text()).get(
+            "base_model_name_or_path"
+        )
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -293,12 +320,19 @@ def _adapter_infos(paths: Paths) -> list[ModelInfo]:
                 meta = {}
         base = adapter_base(folder)
         base_spec = OFFLINE_MODELS.get(base or "")
-        infos.append(ModelInfo(
-            name=folder.name, kind="adapter",
-            description=meta.get("description") or f"LoRA adapter on {base}",
-            path=folder, base=base, chat=bool(meta.get("chat", base_spec.chat if base_spec else False)),
-            available=base is not None, reason="" if base else "its base model is unknown",
-            details=meta))
+        infos.append(
+            ModelInfo(
+                name=folder.name,
+                kind="adapter",
+                description=meta.get("description") or f"LoRA adapter on {base}",
+                path=folder,
+                base=base,
+                chat=bool(meta.get("chat", base_spec.chat if base_spec else False)),
+                available=base is not None,
+                reason="" if base else "its base model is unknown",
+                details=meta,
+            )
+        )
     return infos
 
 
@@ -312,9 +346,15 @@ def list_models(paths: Paths | None = None, include_hub: bool = True) -> list[Mo
         online = hub_reachable()
         for hub_id in SUGGESTED_HUB_MODELS:
             cached = _in_hf_cache(hub_id)
-            infos.append(ModelInfo(name=hub_id, kind="hub", description=f"Hugging Face hub model {hub_id}",
-                                   available=cached or online,
-                                   reason="" if cached or online else "needs network"))
+            infos.append(
+                ModelInfo(
+                    name=hub_id,
+                    kind="hub",
+                    description=f"Hugging Face hub model {hub_id}",
+                    available=cached or online,
+                    reason="" if cached or online else "needs network",
+                )
+            )
     return infos
 
 
@@ -329,24 +369,46 @@ def resolve(name: str, paths: Paths | None = None) -> ModelInfo:
     if Path(name).is_dir():
         return info_for_dir(Path(name))
     cached = _in_hf_cache(name)
-    return ModelInfo(name=name, kind="hub", description=f"Hugging Face hub model {name}",
-                     available=True, reason="" if cached else "needs network")
+    return ModelInfo(
+        name=name,
+        kind="hub",
+        description=f"Hugging Face hub model {name}",
+        available=True,
+        reason="" if cached else "needs network",
+    )
 
 
 def info_for_dir(folder: Path) -> ModelInfo:
     """A model folder given by path: a Lab 2 run, its ``hf/`` export, a peft adapter or any HF model."""
     folder = folder.resolve()
     if (folder / "adapter_config.json").exists():
-        return ModelInfo(name=folder.name, kind="adapter", description=f"LoRA adapter in {folder}",
-                         path=folder, base=adapter_base(folder))
+        return ModelInfo(
+            name=folder.name,
+            kind="adapter",
+            description=f"LoRA adapter in {folder}",
+            path=folder,
+            base=adapter_base(folder),
+        )
     if (folder / "hf" / "config.json").exists():
-        return ModelInfo(name=folder.name, kind="checkpoint", description=f"Lab 2 run in {folder}",
-                         path=folder / "hf")
-    if (folder / "config.json").exists() and (folder / "model.safetensors").exists() and not (
-            folder / "tokenizer_config.json").exists() and not (folder / "tokenizer.json").exists():
-        raise UserError(f"{folder} holds no Hugging Face export (bigram runs cannot be loaded here)")
+        return ModelInfo(
+            name=folder.name,
+            kind="checkpoint",
+            description=f"Lab 2 run in {folder}",
+            path=folder / "hf",
+        )
+    if (
+        (folder / "config.json").exists()
+        and (folder / "model.safetensors").exists()
+        and not (folder / "tokenizer_config.json").exists()
+        and not (folder / "tokenizer.json").exists()
+    ):
+        raise UserError(
+            f"{folder} holds no Hugging Face export (bigram runs cannot be loaded here)"
+        )
     if (folder / "config.json").exists():
-        return ModelInfo(name=folder.name, kind="checkpoint", description=f"model in {folder}", path=folder)
+        return ModelInfo(
+            name=folder.name, kind="checkpoint", description=f"model in {folder}", path=folder
+        )
     raise UserError(f"{folder} is not a model folder (no config.json or adapter_config.json)")
 
 
@@ -380,8 +442,12 @@ def hub_reachable(timeout: float = 1.5) -> bool:
 # --- loading ----------------------------------------------------------------------------
 
 
-def load_model(name_or_info: str | ModelInfo, dtype: Any = None, device: str = "cpu",
-               paths: Paths | None = None) -> LoadedModel:
+def load_model(
+    name_or_info: str | ModelInfo,
+    dtype: Any = None,
+    device: str = "cpu",
+    paths: Paths | None = None,
+) -> LoadedModel:
     """Load a registry model with its tokenizer, in eval mode.
 
     Raises :class:`UserError` with the reason when it cannot load ("needs network",
@@ -406,8 +472,10 @@ def load_model(name_or_info: str | ModelInfo, dtype: Any = None, device: str = "
         return LoadedModel(info=info, model=model, tokenizer=base.tokenizer)
     if info.kind == "hub" and not _in_hf_cache(info.name) and not hub_reachable():
         # Fail at once rather than after the hub client's retries.
-        raise UserError(f"model '{info.name}' is not an offline model, a Lab 2 run or an adapter, "
-                        "and loading it from the Hugging Face hub needs network")
+        raise UserError(
+            f"model '{info.name}' is not an offline model, a Lab 2 run or an adapter, "
+            "and loading it from the Hugging Face hub needs network"
+        )
     if info.kind == "offline":
         folder = convert_offline_model(info.name, paths)
         source, kwargs = str(folder), {}

@@ -1,9 +1,10 @@
 """The training loop, as one generator of events.
 
 ``run_training(config, stop_event)`` loads and tokenizes the text, builds the model, and
-trains it with AdamW, yielding :mod:`llm_playground.events` as it goes: ``Started``, a
-``Step`` per optimiser step, an ``Eval`` every ``eval_interval`` steps, a ``Sample`` every
-``sample_interval`` steps, a ``Checkpoint`` when it saves, and finally ``Done`` or ``Error``.
+trains it with AdamW, yielding :mod:`llm_playground.training.events` as it goes:
+``TrainStarted``, a ``TrainStep`` per optimiser step, a ``TrainEval`` every ``eval_interval``
+steps, a ``Sample`` every ``sample_interval`` steps, ``Saved`` when it writes a checkpoint,
+and finally ``TrainDone`` or ``Error``.
 
 - Stop: the stop event is checked before and after every step and between evaluation
   batches, so a run ends within one step of being asked.
@@ -34,14 +35,16 @@ from pathlib import Path
 
 import torch
 
-from llm_playground import checkpoints
-from llm_playground.config import TrainConfig
-from llm_playground.data import Corpus, get_batch, load_corpus
-from llm_playground.errors import UserError
-from llm_playground.events import Checkpoint, Done, Error, Eval, Event, Sample, Started, Step
-from llm_playground.model import build_model, configure_optimizers, count_parameters
+from llm_playground.core.errors import UserError
+from llm_playground.core.events import Error, Sample, Saved
+from llm_playground.training import checkpoints
+from llm_playground.training.config import TrainConfig
+from llm_playground.training.corpus import Corpus, get_batch, load_corpus
+from llm_playground.training.events import TrainDone, TrainEval, TrainEvent, TrainStarted, TrainStep
+from llm_playground.training.model import build_model, configure_optimizers, count_parameters
 
 # --- hardware --------------------------------------------------------------------------------
+
 
 def resolve_device(device: str) -> str:
     if device == "auto":
@@ -54,7 +57,9 @@ def resolve_device(device: str) -> str:
 def cpu_has_bf16() -> bool:
     """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX tiles)."""
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(torch.cpu, probe, None) or getattr(getattr(torch._C, "_cpu", None), probe, None)
+        fn = getattr(torch.cpu, probe, None) or getattr(
+            getattr(torch._C, "_cpu", None), probe, None
+        )
         if fn is not None:
             with contextlib.suppress(Exception):
                 if fn():
@@ -68,7 +73,7 @@ def _probe_cpu_bf16(model_key: tuple, batch: int) -> tuple[bool, float, float]:
 
     Returns (bf16 is faster, fp32 seconds per pass, bf16 seconds per pass).
     """
-    from llm_playground.config import ModelConfig
+    from llm_playground.training.config import ModelConfig
 
     config = ModelConfig(*model_key)
     rng = torch.get_rng_state()
@@ -120,6 +125,7 @@ def autocast(device: str, dtype: torch.dtype):
 
 # --- distributed -----------------------------------------------------------------------------
 
+
 @dataclass
 class Dist:
     rank: int = 0
@@ -166,6 +172,7 @@ def _all_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:
 
 # --- the loop --------------------------------------------------------------------------------
 
+
 def _rng_state(train_gen: torch.Generator, device: str) -> dict[str, torch.Tensor]:
     state = {"torch": torch.get_rng_state(), "train": train_gen.get_state()}
     if device == "cuda":
@@ -181,8 +188,9 @@ def _encode_prompt(tokenizer, prompt: str) -> list[int]:
     return ids or [0]
 
 
-def run_training(config: TrainConfig, stop_event: threading.Event | None = None,
-                 corpus: Corpus | None = None) -> Iterator[Event]:
+def run_training(
+    config: TrainConfig, stop_event: threading.Event | None = None, corpus: Corpus | None = None
+) -> Iterator[TrainEvent]:
     """Train as ``config`` says, yielding events; never raises for bad settings (yields ``Error``)."""
     stop_event = stop_event or threading.Event()
     holder: list[Dist] = []
@@ -201,8 +209,9 @@ def run_training(config: TrainConfig, stop_event: threading.Event | None = None,
                 dist.destroy_process_group()
 
 
-def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
-           holder: list) -> Iterator[Event]:
+def _train(
+    config: TrainConfig, stop: threading.Event, corpus: Corpus | None, holder: list
+) -> Iterator[TrainEvent]:
     t_start = time.perf_counter()
     config.validate()
     resume_meta = checkpoints.read_meta(config.resume) if config.resume else None
@@ -212,10 +221,15 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
     if resume_meta is not None:
         saved_model = resume_meta["model"]
         ours = config.model.to_dict()
-        differs = [k for k in ("kind", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
-                   if saved_model.get(k) != ours.get(k)]
+        differs = [
+            k
+            for k in ("kind", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
+            if saved_model.get(k) != ours.get(k)
+        ]
         if differs:
-            raise UserError(f"cannot resume {config.resume}: its model differs in {', '.join(differs)}")
+            raise UserError(
+                f"cannot resume {config.resume}: its model differs in {', '.join(differs)}"
+            )
 
     device = resolve_device(config.device)
     d = setup_distributed(device)
@@ -224,15 +238,23 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
         device = f"cuda:{d.local_rank}"
     device_type = "cuda" if device.startswith("cuda") else "cpu"
     if config.batch_size % d.world_size:
-        raise UserError(f"batch size {config.batch_size} does not split evenly over {d.world_size} processes")
+        raise UserError(
+            f"batch size {config.batch_size} does not split evenly over {d.world_size} processes"
+        )
     dtype = resolve_dtype(config.dtype, device_type, config)
 
     torch.manual_seed(config.seed)
     train_gen = torch.Generator().manual_seed(config.seed)
     model = build_model(config.model).to(device)
     n_params = count_parameters(model)
-    optimizer = configure_optimizers(model, config.weight_decay, config.lr, (config.beta1, config.beta2),
-                                     device_type, fused=config.fused_adamw)
+    optimizer = configure_optimizers(
+        model,
+        config.weight_decay,
+        config.lr,
+        (config.beta1, config.beta2),
+        device_type,
+        fused=config.fused_adamw,
+    )
     start_step = 0
     metrics: list[dict] = []
     if config.resume:
@@ -250,7 +272,9 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
             torch.cuda.set_rng_state(rng["cuda"])
         metrics = [m for m in checkpoints.read_metrics(ckpt) if m.get("step", 0) <= start_step]
     if start_step >= config.max_iters:
-        raise UserError(f"the checkpoint is already at step {start_step}; raise max iterations above it")
+        raise UserError(
+            f"the checkpoint is already at step {start_step}; raise max iterations above it"
+        )
 
     out_dir = Path(config.out_dir).expanduser() if config.out_dir and d.main else None
     if out_dir:
@@ -270,9 +294,18 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
     rows = slice(d.rank * share, (d.rank + 1) * share) if d.enabled else None
     tokens_per_step = B * T
     prompt_ids = _encode_prompt(corpus.tokenizer, config.sample_prompt)
-    yield Started(label=config.run_label, device=device, dtype=str(dtype).replace("torch.", ""),
-                  parameters=n_params, vocab_size=config.model.vocab_size, max_iters=config.max_iters,
-                  start_step=start_step, world_size=d.world_size, tokens_per_step=tokens_per_step)
+    yield TrainStarted(
+        label=config.run_label,
+        device=device,
+        dtype=str(dtype).replace("torch.", ""),
+        parameters=n_params,
+        vocab_size=config.model.vocab_size,
+        max_iters=config.max_iters,
+        total=config.max_iters,
+        start_step=start_step,
+        world_size=d.world_size,
+        tokens_per_step=tokens_per_step,
+    )
 
     def evaluate(step: int) -> tuple[float, float] | None:
         model.eval()
@@ -298,7 +331,7 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
         idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
         with autocast(device_type, dtype):
             out = model.generate(idx, config.sample_tokens, temperature=1.0, generator=gen)
-        text = corpus.tokenizer.decode(out[0, len(prompt_ids):].tolist())
+        text = corpus.tokenizer.decode(out[0, len(prompt_ids) :].tolist())
         return Sample(step=step, text=text, prompt=config.sample_prompt)
 
     train_time = 0.0
@@ -311,15 +344,21 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
     step = start_step
     stopped = False
 
-    def do_eval(step: int) -> Iterator[Event]:
+    def do_eval(step: int) -> Iterator[TrainEvent]:
         nonlocal last_train, last_val, tokens_since_eval, time_since_eval
         result = evaluate(step)
         if result is None:
             return
         last_train, last_val = result
         tps = tokens_since_eval / time_since_eval if time_since_eval > 0 else 0.0
-        ev = Eval(step=step, train_loss=last_train, val_loss=last_val,
-                  elapsed_s=time.perf_counter() - t_start, tokens_per_s=tps, train_time_s=train_time)
+        ev = TrainEval(
+            step=step,
+            train_loss=last_train,
+            val_loss=last_val,
+            elapsed_s=time.perf_counter() - t_start,
+            tokens_per_s=tps,
+            train_time_s=train_time,
+        )
         tokens_since_eval, time_since_eval = 0, 0.0
         metrics.append(ev.metrics())
         if out_dir:
@@ -327,12 +366,21 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
                 f.write(json.dumps(ev.metrics()) + "\n")
         yield ev
 
-    def save(step: int) -> Iterator[Event]:
+    def save(step: int) -> Iterator[TrainEvent]:
         if out_dir is None:
             return
-        path = checkpoints.save_checkpoint(out_dir, model, config, corpus.tokenizer, step,
-                                           last_train, last_val, optimizer, _rng_state(train_gen, device_type))
-        yield Checkpoint(step=step, path=str(path))
+        path = checkpoints.save_checkpoint(
+            out_dir,
+            model,
+            config,
+            corpus.tokenizer,
+            step,
+            last_train,
+            last_val,
+            optimizer,
+            _rng_state(train_gen, device_type),
+        )
+        yield Saved(step=step, path=str(path))
 
     model.train()
     while step < config.max_iters:
@@ -363,16 +411,23 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
         dt = time.perf_counter() - t0
         step += 1
         if not math.isfinite(loss_value):
-            yield Error(f"the loss became {loss_value} at step {step}: training diverged; "
-                        f"lower the learning rate (now {config.lr:g})", step=step)
+            yield Error(
+                f"the loss became {loss_value} at step {step}: training diverged; "
+                f"lower the learning rate (now {config.lr:g})",
+                step=step,
+            )
             return
         train_time += dt
         tokens_since_eval += tokens_per_step
         time_since_eval += dt
         tps = tokens_per_step / dt if dt > 0 else 0.0
         ema_tps = tps if ema_tps == 0 else 0.9 * ema_tps + 0.1 * tps
-        yield Step(step=step, loss=loss_value, lr=lr, tokens_per_s=ema_tps)
-        if config.checkpoint_interval and step % config.checkpoint_interval == 0 and step < config.max_iters:
+        yield TrainStep(step=step, loss=loss_value, lr=lr, tokens_per_s=ema_tps)
+        if (
+            config.checkpoint_interval
+            and step % config.checkpoint_interval == 0
+            and step < config.max_iters
+        ):
             yield from save(step)
 
     if not stopped and not (metrics and metrics[-1].get("step") == step):
@@ -380,12 +435,16 @@ def _train(config: TrainConfig, stop: threading.Event, corpus: Corpus | None,
         if config.sample_tokens and d.main and step % config.sample_interval == 0:
             yield sample(step)
     yield from save(step)
-    yield Done(step=step, train_loss=last_train, val_loss=last_val,
-               elapsed_s=time.perf_counter() - t_start, stopped=stopped)
+    yield TrainDone(
+        step=step,
+        train_loss=last_train,
+        val_loss=last_val,
+        elapsed_s=time.perf_counter() - t_start,
+        stopped=stopped,
+    )
 
 
 def _write_metrics(out_dir: Path, metrics: list[dict]) -> None:
     with open(out_dir / checkpoints.METRICS_FILE, "w", encoding="utf-8") as f:
         for m in metrics:
             f.write(json.dumps(m) + "\n")
-

@@ -12,16 +12,22 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from llm_playground.errors import UserError
-from llm_playground.textfiles import read_text_file
+from llm_playground.core.errors import UserError
+from llm_playground.core.textfiles import read_text_file
 
 
 def _quoted(names: Sequence[str]) -> str:
     return ", ".join(repr(n) for n in names)
 
 
-def parse_jsonl(text: str, source: str, *, keys: Sequence[str] = (),
-                text_fields: Sequence[str] = (), nonblank: bool = False) -> list[tuple[int, dict[str, Any]]]:
+def parse_jsonl(
+    text: str,
+    source: str,
+    *,
+    keys: Sequence[str] = (),
+    text_fields: Sequence[str] = (),
+    nonblank: bool = False,
+) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for each non-blank line of ``text``.
 
     ``keys`` must be present (any JSON value); ``text_fields`` must be strings, and with
@@ -37,13 +43,18 @@ def parse_jsonl(text: str, source: str, *, keys: Sequence[str] = (),
             raise UserError(f"{source} line {number}: not valid JSON ({exc.msg})") from None
         if not isinstance(row, dict):
             wanted = _quoted([*keys, *text_fields])
-            raise UserError(f"{source} line {number}: expected a JSON object"
-                            + (f" with {wanted}" if wanted else ""))
+            raise UserError(
+                f"{source} line {number}: expected a JSON object"
+                + (f" with {wanted}" if wanted else "")
+            )
         missing = [k for k in keys if k not in row]
         if missing:
             raise UserError(f"{source} line {number}: missing field(s) {_quoted(missing)}")
-        bad = [k for k in text_fields
-               if not isinstance(row.get(k), str) or (nonblank and not row[k].strip())]
+        bad = [
+            k
+            for k in text_fields
+            if not isinstance(row.get(k), str) or (nonblank and not row[k].strip())
+        ]
         if bad:
             kind = "missing or empty text field(s)" if nonblank else "missing text field(s)"
             raise UserError(f"{source} line {number}: {kind} {_quoted(bad)}")
@@ -51,7 +62,9 @@ def parse_jsonl(text: str, source: str, *, keys: Sequence[str] = (),
     return rows
 
 
-def read_jsonl(path: str | Path, what: str = "file", **checks: Any) -> list[tuple[int, dict[str, Any]]]:
+def read_jsonl(
+    path: str | Path, what: str = "file", **checks: Any
+) -> list[tuple[int, dict[str, Any]]]:
     """Parse a UTF-8 JSONL file (see :func:`parse_jsonl`); ``what`` names it when it is missing."""
     file = Path(path).expanduser()
     text = read_text_file(file, what, allow_empty=True)

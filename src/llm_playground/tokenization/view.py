@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import html
 
-from llm_playground.tokenizers import Tokenized
+from llm_playground.tokenization.tokenizer import Tokenized
 
 MAX_PIECES = 2000
 
@@ -35,21 +35,33 @@ def esc(text: object) -> str:
 
 def visible(piece: str) -> str:
     """A piece as plain text with its spaces, tabs and line breaks made visible (␣ → ↵)."""
-    return piece.replace(" ", "\u2423").replace("\t", "\u2192").replace("\r", "\u240d").replace("\n", "\u21b5")
+    return (
+        piece.replace(" ", "\u2423")
+        .replace("\t", "\u2192")
+        .replace("\r", "\u240d")
+        .replace("\n", "\u21b5")
+    )
 
 
 def _shown(piece: str) -> str:
     """Escaped piece text, with line breaks and tabs made visible."""
     out = esc(piece)
     if "\n" in out or "\t" in out or "\r" in out:
-        out = (out.replace("\r", '<span class="lp-ctl">\u240d</span>')
-               .replace("\t", '<span class="lp-ctl">\u2192</span>\t')
-               .replace("\n", '<span class="lp-ctl">\u21b5</span>\n'))
+        out = (
+            out.replace("\r", '<span class="lp-ctl">\u240d</span>')
+            .replace("\t", '<span class="lp-ctl">\u2192</span>\t')
+            .replace("\n", '<span class="lp-ctl">\u21b5</span>\n')
+        )
     return out
 
 
-def render_tokens_html(result: Tokenized, max_pieces: int = MAX_PIECES, token_bytes=None,
-                       highlight: set[int] | None = None, include_style: bool = True) -> str:
+def render_tokens_html(
+    result: Tokenized,
+    max_pieces: int = MAX_PIECES,
+    token_bytes=None,
+    highlight: set[int] | None = None,
+    include_style: bool = True,
+) -> str:
     """The colour-coded fragment for ``result``.
 
     ``token_bytes(id) -> bytes`` gives the hover's bytes; without it they are read from
@@ -60,20 +72,35 @@ def render_tokens_html(result: Tokenized, max_pieces: int = MAX_PIECES, token_by
     n = len(result.ids)
     shown = min(n, max(0, max_pieces))
     parts = [f"<style>{STYLE}</style>"] if include_style else []
-    parts.append(f'<div class="lp-tokens" data-tokenizer="{esc(result.tokenizer)}" data-tokens="{n}">')
+    parts.append(
+        f'<div class="lp-tokens" data-tokenizer="{esc(result.tokenizer)}" data-tokens="{n}">'
+    )
     for i in range(shown):
         tid = result.ids[i]
         piece = result.pieces[i]
-        data = token_bytes(tid) if token_bytes else text_bytes[result.offsets[i]:result.offsets[i + 1]]
+        data = (
+            token_bytes(tid)
+            if token_bytes
+            else text_bytes[result.offsets[i] : result.offsets[i + 1]]
+        )
         hexes = " ".join(f"{b:02x}" for b in data)
         partial = "\\x" in piece and piece != data.decode("utf-8", errors="replace")
-        classes = "lp-tok" + (" lp-partial" if partial else "") + (
-            " lp-changed" if highlight and i in highlight else "")
-        title = f"id {tid} \u00b7 bytes {hexes}" + (" \u00b7 part of a multi-byte character" if partial else "")
-        parts.append(f'<span class="{classes}" style="background:{PALETTE[i % len(PALETTE)]}" '
-                     f'title="{esc(title)}">{_shown(piece)}</span>')
+        classes = (
+            "lp-tok"
+            + (" lp-partial" if partial else "")
+            + (" lp-changed" if highlight and i in highlight else "")
+        )
+        title = f"id {tid} \u00b7 bytes {hexes}" + (
+            " \u00b7 part of a multi-byte character" if partial else ""
+        )
+        parts.append(
+            f'<span class="{classes}" style="background:{PALETTE[i % len(PALETTE)]}" '
+            f'title="{esc(title)}">{_shown(piece)}</span>'
+        )
     parts.append("</div>")
     if shown < n:
-        parts.append(f'<p class="lp-notice">Showing the first {shown:,} of {n:,} tokens; '
-                     f"the counts and ids cover the whole text.</p>")
+        parts.append(
+            f'<p class="lp-notice">Showing the first {shown:,} of {n:,} tokens; '
+            f"the counts and ids cover the whole text.</p>"
+        )
     return "".join(parts)

@@ -60,8 +60,16 @@ class Paths:
         return self.home / "playground.sqlite"
 
     def ensure(self) -> Paths:
-        for folder in (self.home, self.cache, self.runs, self.adapters, self.models, self.tokenizers,
-                       self.tiktoken_cache, self.downloads):
+        for folder in (
+            self.home,
+            self.cache,
+            self.runs,
+            self.adapters,
+            self.models,
+            self.tokenizers,
+            self.tiktoken_cache,
+            self.downloads,
+        ):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 
@@ -85,4 +93,4 @@ def get_paths() -> Paths:
 
 def package_data(*parts: str) -> Path:
     """A file or folder shipped inside the package (``llm_playground/data``)."""
-    return Path(__file__).resolve().parent.joinpath("data", *parts)
+    return Path(__file__).resolve().parent.parent.joinpath("data", *parts)

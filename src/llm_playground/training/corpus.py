@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from llm_playground.errors import UserError
-from llm_playground.paths import package_data
-from llm_playground.textfiles import read_text_file
+from llm_playground.core.errors import UserError
+from llm_playground.core.paths import package_data
+from llm_playground.core.textfiles import read_text_file
 
 TRAIN_FRACTION = 0.9
 TOKENIZER_CHOICES = ("char", "gpt2")
@@ -29,10 +29,11 @@ def load_text(path: str | Path | None = None) -> str:
 def tinyshakespeare_validation() -> str:
     """The last 10 % of TinyShakespeare's characters: the validation split of the character model."""
     text = load_text()
-    return text[int(TRAIN_FRACTION * len(text)):]
+    return text[int(TRAIN_FRACTION * len(text)) :]
 
 
 # --- tokenizers --------------------------------------------------------------------------
+
 
 def load_tokenizer(spec: str, text: str | None = None):
     """The tokenizer a run names: ``char``, ``gpt2``, ``bpe:<name>`` or a saved tokenizer JSON file.
@@ -41,7 +42,7 @@ def load_tokenizer(spec: str, text: str | None = None):
     so TinyShakespeare gives the classic 65 characters and another text its own set.
     Every tokenizer returned has ``encode``, ``decode``, ``vocab_size``, ``name`` and ``kind``.
     """
-    from llm_playground.tokenizers import CharTokenizer, get_tokenizer
+    from llm_playground.tokenization.tokenizer import CharTokenizer, get_tokenizer
 
     spec = (spec or "char").strip()
     if spec == "char":
@@ -54,8 +55,10 @@ def load_tokenizer(spec: str, text: str | None = None):
         except UserError:  # tiktoken's cache not installed: read the files shipped in the package
             return _ShippedGPT2()
     if not spec.startswith("bpe:") and not Path(spec).expanduser().is_file():
-        raise UserError(f"unknown tokenizer {spec!r}: use char, gpt2, bpe:<name> or the path of a saved "
-                        "tokenizer JSON file")
+        raise UserError(
+            f"unknown tokenizer {spec!r}: use char, gpt2, bpe:<name> or the path of a saved "
+            "tokenizer JSON file"
+        )
     return get_tokenizer(spec)
 
 
@@ -69,11 +72,15 @@ class _ShippedGPT2:
         import tiktoken
         from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-        ranks = data_gym_to_mergeable_bpe_ranks(str(package_data("gpt2", "vocab.bpe")),
-                                                str(package_data("gpt2", "encoder.json")))
+        ranks = data_gym_to_mergeable_bpe_ranks(
+            str(package_data("gpt2", "vocab.bpe")), str(package_data("gpt2", "encoder.json"))
+        )
         self._enc = tiktoken.Encoding(
-            "gpt2", pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
-            mergeable_ranks=ranks, special_tokens={"<|endoftext|>": 50256})
+            "gpt2",
+            pat_str=r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+            mergeable_ranks=ranks,
+            special_tokens={"<|endoftext|>": 50256},
+        )
 
     @property
     def vocab_size(self) -> int:
@@ -98,19 +105,21 @@ def tokenizer_spec(tokenizer) -> dict:
 
 def tokenizer_from_spec(spec: dict):
     """The tokenizer :func:`tokenizer_spec` recorded."""
-    from llm_playground.bpe import BPETokenizer
-    from llm_playground.tokenizers import CHAR_FORMAT, BPEAdapter, CharTokenizer
+    from llm_playground.tokenization.bpe import BPETokenizer
+    from llm_playground.tokenization.tokenizer import CHAR_FORMAT, BPEAdapter, CharTokenizer
 
     if spec.get("type") == "name":
         return load_tokenizer(spec["name"])
     data = spec["json"]
     if isinstance(data, dict) and data.get("format") == CHAR_FORMAT:
         return CharTokenizer.from_dict(data, source="the checkpoint's tokenizer")
-    return BPEAdapter(BPETokenizer.from_dict(data, source="the checkpoint's tokenizer"),
-                      name=spec.get("name"))
+    return BPEAdapter(
+        BPETokenizer.from_dict(data, source="the checkpoint's tokenizer"), name=spec.get("name")
+    )
 
 
 # --- corpus and batches ------------------------------------------------------------------
+
 
 @dataclass
 class Corpus:
@@ -153,17 +162,25 @@ def load_corpus(data: str | None = None, tokenizer: str = "char") -> Corpus:
     return corpus
 
 
-def batch_starts(n_tokens: int, block_size: int, batch_size: int,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
+def batch_starts(
+    n_tokens: int, block_size: int, batch_size: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Random start offsets of ``batch_size`` blocks that fit in ``n_tokens`` tokens."""
     if n_tokens <= block_size:
-        raise UserError(f"block size {block_size} is larger than the data allows ({n_tokens} tokens)")
+        raise UserError(
+            f"block size {block_size} is larger than the data allows ({n_tokens} tokens)"
+        )
     return torch.randint(n_tokens - block_size, (batch_size,), generator=generator)
 
 
-def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
-              generator: torch.Generator | None = None, device: str | torch.device = "cpu",
-              rows: slice | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def get_batch(
+    data: torch.Tensor,
+    block_size: int,
+    batch_size: int,
+    generator: torch.Generator | None = None,
+    device: str | torch.device = "cpu",
+    rows: slice | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` blocks of ``block_size`` tokens and ``y`` the same blocks shifted by one token.
 
     ``rows`` keeps a share of the batch (distributed training: every process draws the same
@@ -172,10 +189,12 @@ def get_batch(data: torch.Tensor, block_size: int, batch_size: int,
     starts = batch_starts(len(data), block_size, batch_size, generator)
     if rows is not None:
         starts = starts[rows]
-    x = torch.stack([data[i:i + block_size] for i in starts.tolist()])
-    y = torch.stack([data[i + 1:i + 1 + block_size] for i in starts.tolist()])
+    x = torch.stack([data[i : i + block_size] for i in starts.tolist()])
+    y = torch.stack([data[i + 1 : i + 1 + block_size] for i in starts.tolist()])
     if torch.device(device).type == "cuda":
-        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(
+            device, non_blocking=True
+        )
     return x.to(device), y.to(device)
 
 
@@ -187,12 +206,20 @@ class DecodedRow:
     y_tokens: list[str]
 
 
-def decoded_batch(corpus: Corpus, block_size: int, batch_size: int, seed: int = 1337,
-                  split: str = "train") -> list[DecodedRow]:
+def decoded_batch(
+    corpus: Corpus, block_size: int, batch_size: int, seed: int = 1337, split: str = "train"
+) -> list[DecodedRow]:
     """One batch as the model sees it, with every token decoded on its own."""
     data = corpus.train if split == "train" else corpus.val
     gen = torch.Generator().manual_seed(seed)
     x, y = get_batch(data, block_size, batch_size, gen)
     dec = corpus.tokenizer.decode
-    return [DecodedRow(xr.tolist(), yr.tolist(), [dec([t]) for t in xr.tolist()],
-                       [dec([t]) for t in yr.tolist()]) for xr, yr in zip(x, y, strict=True)]
+    return [
+        DecodedRow(
+            xr.tolist(),
+            yr.tolist(),
+            [dec([t]) for t in xr.tolist()],
+            [dec([t]) for t in yr.tolist()],
+        )
+        for xr, yr in zip(x, y, strict=True)
+    ]

@@ -21,19 +21,61 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
-from llm_playground.errors import UserError
+from llm_playground.core.errors import UserError
 
 STEPS = ("html", "whitespace", "nfkc")
 
 # Tags whose content starts on a new line; paragraph-like ones are set apart by a blank line.
-LINE_TAGS = frozenset({
-    "address", "article", "aside", "body", "br", "caption", "dd", "details", "div", "dl", "dt",
-    "fieldset", "figcaption", "figure", "footer", "form", "head", "header", "html", "li", "main",
-    "nav", "section", "summary", "tbody", "thead", "tfoot", "tr",
-})
-PARAGRAPH_TAGS = frozenset({
-    "blockquote", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "ol", "p", "pre", "table", "title", "ul",
-})
+LINE_TAGS = frozenset(
+    {
+        "address",
+        "article",
+        "aside",
+        "body",
+        "br",
+        "caption",
+        "dd",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "fieldset",
+        "figcaption",
+        "figure",
+        "footer",
+        "form",
+        "head",
+        "header",
+        "html",
+        "li",
+        "main",
+        "nav",
+        "section",
+        "summary",
+        "tbody",
+        "thead",
+        "tfoot",
+        "tr",
+    }
+)
+PARAGRAPH_TAGS = frozenset(
+    {
+        "blockquote",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "ol",
+        "p",
+        "pre",
+        "table",
+        "title",
+        "ul",
+    }
+)
 BLOCK_TAGS = LINE_TAGS | PARAGRAPH_TAGS
 CELL_TAGS = frozenset({"td", "th"})
 DROPPED_TAGS = frozenset({"script", "style", "template", "noscript"})
@@ -187,4 +229,6 @@ def token_diff(before: list[int], after: list[int], limit: int | None = 20_000) 
     if truncated:
         before, after = before[:limit], after[:limit]
     matcher = difflib.SequenceMatcher(None, before, after, autojunk=False)
-    return TokenDiff(list(before), list(after), [tuple(op) for op in matcher.get_opcodes()], truncated)
+    return TokenDiff(
+        list(before), list(after), [tuple(op) for op in matcher.get_opcodes()], truncated
+    )
