@@ -3,7 +3,7 @@
 #   make test      install if needed, then run the default test suite
 #   make test-all  the default suite plus tests marked slow
 #   make bench     the benchmarks in bench/
-#   make lint      ruff
+#   make lint      ruff check and ruff format --check (CI runs the same)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -57,6 +57,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
