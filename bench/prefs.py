@@ -102,7 +102,9 @@ def bench_concurrent_writes(
         "SELECT count(*), count(DISTINCT uid) FROM votes WHERE session_id = ?", (tag,)
     )[0]
     expected = {f"{tag}-{w}-{i}" for w, n_ack, _, _ in reports for i in range(n_ack)}
-    stored_uids = {r[0] for r in store.db.read("SELECT uid FROM votes WHERE session_id = ?", (tag,))}
+    stored_uids = {
+        r[0] for r in store.db.read("SELECT uid FROM votes WHERE session_id = ?", (tag,))
+    }
     store.close()
     return {
         "writers": writers,
@@ -117,7 +119,6 @@ def bench_concurrent_writes(
         "seconds": round(seconds, 4),
         "votes_per_second": round(acknowledged / seconds, 1) if seconds and seconds > 0 else None,
     }
-
 
 
 def bench_threads(db: Path, writers: int, votes_per_writer: int) -> dict:

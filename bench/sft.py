@@ -46,7 +46,9 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
     if mode == "lora":
         model = add_adapter(
             loaded.model,
-            LoRAConfig(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")),
+            LoRAConfig(
+                r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")
+            ),
         )
     else:
         model = loaded.model
@@ -103,6 +105,7 @@ def measure(mode: str, base: str, steps: int, batch: int, seq_len: int) -> dict:
 def prefs_throughput() -> dict | None:
     """The vote store's concurrent-writer benchmark (bench/prefs.py)."""
     from prefs import bench_concurrent_writes  # bench/prefs.py, beside this script
+
     with tempfile.TemporaryDirectory() as tmp:
         return bench_concurrent_writes(
             os.path.join(tmp, "votes.sqlite"), writers=4, votes_per_writer=250

@@ -33,7 +33,9 @@ class OutputExists(UserError):
     def __init__(self, path: Path, what: str = "the output") -> None:
         self.path = Path(path)
         self.what = what
-        super().__init__(f"{what} {self.path} exists already; allow replacing it or pick a new name")
+        super().__init__(
+            f"{what} {self.path} exists already; allow replacing it or pick a new name"
+        )
 
 
 def home_file(name: str, folder: str, *, suffix: str = "", what: str = "name") -> Path:

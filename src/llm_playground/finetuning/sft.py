@@ -315,9 +315,13 @@ def _set_up(
     train_enc = encode_all(tokenizer, train, config.seq_len)
     held_enc = encode_all(tokenizer, list(heldout)[: config.heldout_max], config.seq_len)
     if not train_enc:
-        raise UserError(f"every training prompt is longer than the sequence length {config.seq_len}")
+        raise UserError(
+            f"every training prompt is longer than the sequence length {config.seq_len}"
+        )
     if not held_enc:
-        raise UserError(f"every held-out prompt is longer than the sequence length {config.seq_len}")
+        raise UserError(
+            f"every held-out prompt is longer than the sequence length {config.seq_len}"
+        )
     model = add_adapter(loaded.model, config.lora, seed=config.seed)
     trainable, total = count_trainable(model)
     return _Run(config, model, pad_id_of(tokenizer), train_enc, held_enc, dtype, trainable, total)

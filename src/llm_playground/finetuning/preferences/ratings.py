@@ -42,7 +42,6 @@ class Rating:
     n_votes: int
 
 
-
 def _none_if_nan(x: float | None, digits: int = 6) -> float | None:
     if x is None or not math.isfinite(x):
         return None
@@ -352,5 +351,3 @@ def compute_stats(
         },
         "elo": {"k": elo_k, "ratings": elo_ratings(votes, k=elo_k)},
     }
-
-
