@@ -207,3 +207,33 @@ def default_adapter_dir(name: str) -> Path:
     if not text or "/" in text or "\\" in text or text.startswith(".") or ".." in text:
         raise UserError(f"'{text}' is not a valid adapter name (no slashes, not empty)")
     return get_paths().ensure().adapters / text
+
+
+def heldout_figure(name: str, infos: dict[str, Any]) -> tuple[float | None, str]:
+    """The held-out loss recorded for a model, and where it comes from.
+
+    ``infos`` maps names to registry entries. An adapter has its own figure after
+    training (its ``playground.json``); a base model has the figure measured before
+    training for an adapter trained on it."""
+    info = infos.get(name)
+    if info is None:
+        return None, ""
+    meta = adapter_details(info)
+    if meta.get("heldout_loss_after") is not None:
+        return float(
+            meta["heldout_loss_after"]
+        ), f"after training, {meta.get('data') or 'its data'}"
+    for other in infos.values():
+        details = adapter_details(other)
+        if other.base == name and details.get("heldout_loss_before") is not None:
+            return float(details["heldout_loss_before"]), (
+                f"before training, measured for {other.name}"
+            )
+    return None, ""
+
+
+def adapter_details(info: Any) -> dict[str, Any]:
+    """The ``playground.json`` record of a registry entry that is an adapter ({} otherwise)."""
+    if info is None or getattr(info, "kind", None) != "adapter":
+        return {}
+    return dict(getattr(info, "details", None) or {})

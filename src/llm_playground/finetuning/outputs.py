@@ -69,7 +69,9 @@ def check_upload(data: bytes, name: str, limit: int = MAX_UPLOAD_BYTES) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first")
+        raise UserError(
+            f"{name} is not UTF-8 text (byte {exc.start}): save it as UTF-8 first"
+        ) from None
 
 
 def check_new_file(path: Path, force: bool, what: str = "the output file") -> Path:

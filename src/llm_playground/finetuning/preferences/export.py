@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TIES_MODES = ("drop", "separate", "label")
+#: The folder of the playground home where the app saves exports.
+EXPORTS_FOLDER = "exports"
 #: Labels of lines that carry no preference.
 NO_PREFERENCE = ("tie", "both-bad")
 PAIR_FIELDS = ("prompt", "chosen", "rejected")
@@ -331,3 +333,15 @@ def is_preference_export(path: str | os.PathLike, limit: int = 50_000_000) -> bo
         if not any(set(row) <= fields and len(row) >= 3 for fields in allowed):
             return False
     return True
+
+
+def saved_exports() -> list[Path]:
+    """Preference files saved in the playground home's exports folder (ties files left out)."""
+    from llm_playground.core.paths import get_paths
+
+    folder = get_paths().home / EXPORTS_FOLDER
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.glob("*.jsonl") if p.is_file() and not p.name.endswith(".ties.jsonl")
+    )
