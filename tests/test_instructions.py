@@ -18,11 +18,11 @@ from llm_playground.finetuning.instructions import (
     format_prompt,
     load_alpaca,
     load_examples,
+    load_offline,
+    offline_path,
     parse_instructions,
     prompt_for_model,
     read_instructions,
-    load_offline,
-    offline_path,
     save_jsonl,
     split_heldout,
 )
