@@ -138,16 +138,16 @@ def add_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _may_replace(path: Path, force: bool) -> None:
-    """An existing file is replaced with --force, or when it is an earlier preference
-    export (said on stderr); anything else that exists is refused."""
+def _may_replace(path: Path, force: bool) -> bool:
+    """True when ``path`` is an earlier preference export to replace; other existing
+    files are replaced only with --force."""
     from llm_playground.finetuning.preferences import is_preference_export
 
     if not path.exists() or path.is_dir() or force:
-        return
+        return False
     if not is_preference_export(path):
         raise UserError(f"{path} exists already and is not a preference export: add --force")
-    print(f"llm-playground: replacing the earlier export {path}", file=sys.stderr)
+    return True
 
 
 @one_line_errors
@@ -159,14 +159,18 @@ def export_command(args: argparse.Namespace) -> int:
     store = PreferenceStore(_db(args), create=False)
     out = Path(args.out).expanduser()
     targets = [out] + ([sibling_ties_path(out)] if args.ties == "separate" else [])
-    for path in targets:
-        check_export_path(store, path, force=True)  # not a folder, not the database
-        _may_replace(path, args.force)
-    force = True  # every existing target was checked above
+    replaced = []
     try:
+        for path in targets:
+            check_export_path(store, path, force=True)  # not a folder, not the database
+            if _may_replace(path, args.force):
+                replaced.append(path)
         if args.dataset:  # check the folder before anything is written
             check_dataset_dir(store, args.dataset, args.force)
-        result = store.export_jsonl(out, ties=args.ties, force=force)
+        # every existing target was checked above
+        result = store.export_jsonl(out, ties=args.ties, force=True)
+        for path in replaced:
+            print(f"llm-playground: replaced the earlier export {path}", file=sys.stderr)
         print(result.summary())
         if args.dataset:
             ds = store.export_dataset(args.dataset, ties=args.ties, force=args.force)
