@@ -7,6 +7,7 @@
 - :mod:`.ratings`  win rates, Bradley–Terry ratings with intervals, online Elo.
 """
 
+from llm_playground.core.db import APPLICATION_ID  # the one mark, defined in core.db
 from llm_playground.finetuning.preferences.export import (
     TIES_MODES,
     ExportResult,
@@ -38,6 +39,7 @@ from llm_playground.finetuning.preferences.store import (
 )
 
 __all__ = [
+    "APPLICATION_ID",
     "CHOICES",
     "ELO_SCALE",
     "SCHEMA_VERSION",

@@ -30,7 +30,6 @@ import secrets
 import sqlite3
 import urllib.parse
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from numbers import Integral
 from pathlib import Path
@@ -230,8 +229,8 @@ def _model_name(value: object, name: str) -> str | None:
 
 
 def vote_row(v: dict[str, Any]) -> tuple:
-    """The database row of one vote given as a dict of :meth:`PreferenceStore.add_vote`'s
-    arguments, validated."""
+    """The validated database row of one vote (a dict of :meth:`PreferenceStore.add_vote`'s
+    arguments)."""
     uid = v.get("uid") or uuid.uuid4().hex
     if not isinstance(uid, str) or len(uid) > 200:
         raise UserError("a vote uid must be a short non-empty text")
@@ -379,23 +378,6 @@ class PreferenceStore:
             ).fetchone()
 
         return Vote(*self.db.write(insert, refused="the vote table"))
-
-    def add_votes(self, votes: Iterable[dict]) -> int:
-        """Store many votes (dicts of :meth:`add_vote`'s arguments) in one transaction;
-        all or nothing. Returns how many were new."""
-        rows = []
-        for i, v in enumerate(votes, 1):
-            try:
-                rows.append(vote_row(v))
-            except UserError as exc:
-                raise UserError(f"vote {i}: {exc}") from None
-
-        def insert(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
-            conn.executemany(_INSERT, rows)
-            return conn.total_changes - before
-
-        return self.db.write(insert, refused="the vote table")
 
     def delete_vote(self, vote_id: int) -> bool:
         """Remove one vote (an undo); True when it existed."""
