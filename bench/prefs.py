@@ -11,6 +11,9 @@ Measured in this one run, each on a fresh database in a temporary folder:
 3. the command line, ``llm-playground prefs add`` run by 4 concurrent shells (each vote
    pays for starting a Python process).
 
+Rates are printed as ratios to the default path (processes, ``synchronous=NORMAL``)
+measured in the same run, with the CPU flags that matter.
+
 Run: ``python bench/prefs.py [--votes N] [--writers N] [--json]``.
 """
 
@@ -185,6 +188,20 @@ def bench_cli(db: Path, writers: int, votes_per_writer: int) -> dict:
     }
 
 
+def cpu_flags() -> dict[str, bool]:
+    """The CPU features worth knowing beside a timing (from /proc/cpuinfo, Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--votes", type=int, default=2500, help="votes per writer (library path)")
@@ -210,6 +227,7 @@ def main() -> int:
         )
         results["cli"] = bench_cli(tmp_path / "cli.sqlite", args.writers, args.cli_votes)
     results["cpu_count"] = {"value": os.cpu_count()}
+    results["cpu_flags"] = cpu_flags()
 
     if args.json:
         print(json.dumps(results, indent=2))
@@ -218,6 +236,7 @@ def main() -> int:
             f"prefs add throughput, {args.writers} concurrent writers "
             "(target: 1,000 votes/s, 0 lost)"
         )
+        baseline = results["processes_normal"]["votes_per_second"] or float("nan")
         for name, label in [
             ("processes_normal", "processes, synchronous=NORMAL (default)"),
             ("processes_full", "processes, synchronous=FULL"),
@@ -226,9 +245,12 @@ def main() -> int:
         ]:
             r = results[name]
             print(
-                f"  {label:<48} {r['votes_per_second']:>9,.1f} votes/s   "
+                f"  {label:<48} {r['votes_per_second']:>9,.1f} votes/s "
+                f"({r['votes_per_second'] / baseline:5.2f}x)   "
                 f"{r['stored']:>6} stored   lost {r['lost']}"
             )
+        flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in results["cpu_flags"].items())
+        print(f"  {os.cpu_count()} CPUs; {flags}")
     normal = results["processes_normal"]
     ok = (
         normal["lost"] == 0
