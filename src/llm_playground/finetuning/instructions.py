@@ -364,7 +364,7 @@ def load_alpaca(limit: int | None = None) -> list[Example]:
     except Exception as exc:  # offline: ConnectionError, OfflineModeIsEnabled, FileNotFoundError...
         raise UserError(
             f"the Alpaca data set ({ALPACA_ID}) needs network: "
-            f"use --data offline or a JSONL file ({type(exc).__name__})"
+            f"use the offline data or a JSONL file ({type(exc).__name__})"
         ) from exc
     out = []
     for row in ds:
