@@ -86,8 +86,8 @@ class SFTConfig:
             (self.seq_len >= 8, "the sequence length must be at least 8 tokens"),
             (self.batch_size >= 1, "the batch size must be at least 1"),
             (self.warmup_steps >= 0, "warm-up steps cannot be negative"),
-            (self.eval_every >= 0, "eval_every cannot be negative"),
-            (self.heldout_max >= 1, "heldout_max must be at least 1"),
+            (self.eval_every >= 0, "the interval between held-out evaluations cannot be negative"),
+            (self.heldout_max >= 1, "the number of held-out examples must be at least 1"),
             (0 <= self.seed < 2**32, "the seed must be between 0 and 2**32 - 1"),
             (
                 self.dtype in ("auto", "float32", "bfloat16"),
