@@ -11,6 +11,9 @@ Measured in this one run, each on a fresh database in a temporary folder:
 3. the command line, ``llm-playground prefs add`` run by 4 concurrent shells (each vote
    pays for starting a Python process).
 
+Rates are printed as ratios to the default path (processes, ``synchronous=NORMAL``)
+measured in the same run, with the CPU flags that matter.
+
 Run: ``python bench/prefs.py [--votes N] [--writers N] [--json]``.
 """
 
@@ -18,16 +21,107 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import queue
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from llm_playground.finetuning.preferences import PreferenceStore, bench_concurrent_writes
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.preferences import CHOICES, PreferenceStore
+
+
+def _bench_writer(
+    db_path: str, synchronous: str, writer: int, n: int, tag: str, start, results
+) -> None:
+    store = PreferenceStore(db_path, synchronous=synchronous)
+    start.wait()
+    t0 = time.time()
+    acknowledged = 0
+    for i in range(n):
+        store.add_vote(
+            f"prompt {i} from writer {writer}",
+            f"response a {i}",
+            f"response b {i}",
+            CHOICES[i % 4],
+            model_a=f"model-{writer % 3}",
+            model_b="model-x",
+            session_id=tag,
+            uid=f"{tag}-{writer}-{i}",
+        )
+        acknowledged += 1
+    results.put((writer, acknowledged, t0, time.time()))
+    store.close()
+
+
+def bench_concurrent_writes(
+    db_path: str | os.PathLike,
+    writers: int = 4,
+    votes_per_writer: int = 250,
+    synchronous: str = "NORMAL",
+) -> dict:
+    """``writers`` processes each store ``votes_per_writer`` votes (one transaction per
+    vote) into ``db_path`` at the same time; then count what arrived.
+
+    Returns votes/s (all acknowledged votes over the wall time from the common start to
+    the last writer's end), and lost and duplicated votes (both must be 0)."""
+    if writers < 1 or votes_per_writer < 1:
+        raise UserError("writers and votes_per_writer must be at least 1")
+    store = PreferenceStore(db_path, synchronous=synchronous)  # create and check once
+    tag = f"bench-{uuid.uuid4().hex[:12]}"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    results = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_bench_writer,
+            args=(str(store.path), store.synchronous, w, votes_per_writer, tag, start, results),
+        )
+        for w in range(writers)
+    ]
+    for p in procs:
+        p.start()
+    time.sleep(0.2)
+    start.set()
+    reports = []
+    while len(reports) < len(procs):
+        try:
+            reports.append(results.get(timeout=0.5))
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs) and results.empty():
+                break  # a writer died before reporting
+    for p in procs:
+        p.join(timeout=60)
+    failed = sum(1 for p in procs if p.exitcode != 0)
+    acknowledged = sum(r[1] for r in reports)
+    seconds = (max(r[3] for r in reports) - min(r[2] for r in reports)) if reports else float("nan")
+    rows = store.db.read(
+        "SELECT count(*), count(DISTINCT uid) FROM votes WHERE session_id = ?", (tag,)
+    )[0]
+    expected = {f"{tag}-{w}-{i}" for w, n_ack, _, _ in reports for i in range(n_ack)}
+    stored_uids = {
+        r[0] for r in store.db.read("SELECT uid FROM votes WHERE session_id = ?", (tag,))
+    }
+    store.close()
+    return {
+        "writers": writers,
+        "votes_per_writer": votes_per_writer,
+        "synchronous": store.synchronous,
+        "acknowledged": acknowledged,
+        "stored": int(rows[0]),
+        "distinct": int(rows[1]),
+        "lost": len(expected - stored_uids),
+        "duplicates": int(rows[0]) - int(rows[1]),
+        "failed_writers": failed,
+        "seconds": round(seconds, 4),
+        "votes_per_second": round(acknowledged / seconds, 1) if seconds and seconds > 0 else None,
+    }
 
 
 def bench_threads(db: Path, writers: int, votes_per_writer: int) -> dict:
@@ -94,6 +188,20 @@ def bench_cli(db: Path, writers: int, votes_per_writer: int) -> dict:
     }
 
 
+def cpu_flags() -> dict[str, bool]:
+    """The CPU features worth knowing beside a timing (from /proc/cpuinfo, Linux)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    flags = set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    return {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--votes", type=int, default=2500, help="votes per writer (library path)")
@@ -119,6 +227,7 @@ def main() -> int:
         )
         results["cli"] = bench_cli(tmp_path / "cli.sqlite", args.writers, args.cli_votes)
     results["cpu_count"] = {"value": os.cpu_count()}
+    results["cpu_flags"] = cpu_flags()
 
     if args.json:
         print(json.dumps(results, indent=2))
@@ -127,6 +236,7 @@ def main() -> int:
             f"prefs add throughput, {args.writers} concurrent writers "
             "(target: 1,000 votes/s, 0 lost)"
         )
+        baseline = results["processes_normal"]["votes_per_second"] or float("nan")
         for name, label in [
             ("processes_normal", "processes, synchronous=NORMAL (default)"),
             ("processes_full", "processes, synchronous=FULL"),
@@ -135,9 +245,12 @@ def main() -> int:
         ]:
             r = results[name]
             print(
-                f"  {label:<48} {r['votes_per_second']:>9,.1f} votes/s   "
+                f"  {label:<48} {r['votes_per_second']:>9,.1f} votes/s "
+                f"({r['votes_per_second'] / baseline:5.2f}x)   "
                 f"{r['stored']:>6} stored   lost {r['lost']}"
             )
+        flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in results["cpu_flags"].items())
+        print(f"  {os.cpu_count()} CPUs; {flags}")
     normal = results["processes_normal"]
     ok = (
         normal["lost"] == 0

@@ -33,14 +33,8 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
     import torch
 
     from llm_playground.finetuning.instructions import load_offline, split_heldout
-    from llm_playground.finetuning.sft import (
-        SFTConfig,
-        add_lora,
-        collate,
-        count_parameters,
-        encode_all,
-        response_loss,
-    )
+    from llm_playground.finetuning.lora import LoRAConfig, add_adapter, count_trainable
+    from llm_playground.finetuning.sft import collate, encode_all, response_loss
     from llm_playground.generation.registry import load_model
 
     torch.manual_seed(0)
@@ -50,20 +44,17 @@ def _run(mode: str, base: str, steps: int, batch: int, seq_len: int, queue) -> N
     enc = encode_all(loaded.tokenizer, train[: batch * (steps + 1)], seq_len)
     pad = loaded.tokenizer.pad_token_id or 0
     if mode == "lora":
-        model = add_lora(
+        model = add_adapter(
             loaded.model,
-            SFTConfig(
-                lora_r=8,
-                lora_alpha=16,
-                lora_dropout=0.0,
-                target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+            LoRAConfig(
+                r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj")
             ),
         )
     else:
         model = loaded.model
         for p in model.parameters():
             p.requires_grad_(True)
-    trainable, total = count_parameters(model)
+    trainable, total = count_trainable(model)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-5)
     model.train()
@@ -112,11 +103,9 @@ def measure(mode: str, base: str, steps: int, batch: int, seq_len: int) -> dict:
 
 
 def prefs_throughput() -> dict | None:
-    """The preference store's own concurrent-writer benchmark, when it exists."""
-    try:
-        from llm_playground.finetuning.preferences import bench_concurrent_writes
-    except ImportError:
-        return None
+    """The vote store's concurrent-writer benchmark (bench/prefs.py)."""
+    from prefs import bench_concurrent_writes  # bench/prefs.py, beside this script
+
     with tempfile.TemporaryDirectory() as tmp:
         return bench_concurrent_writes(
             os.path.join(tmp, "votes.sqlite"), writers=4, votes_per_writer=250

@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         if isinstance(ev, SFTStarted):
             tqdm.write(
-                f"trainable parameters: {ev.trainable:,} of {ev.total:,} ({ev.share:.3f} %); "
+                f"trainable parameters: {ev.trainable:,} of {ev.total_parameters:,} ({ev.share:.3f} %); "
                 f"{ev.n_train} train / {ev.n_heldout} held-out; {ev.dtype}"
             )
         elif isinstance(ev, SFTStep):
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             targets=", ".join(s.target_modules),
             trainable=done.trainable,
             share=done.share,
-            total=done.total,
+            total=done.total_parameters,
             steps=done.step,
             batch=s.batch_size,
             seq_len=s.seq_len,

@@ -18,9 +18,11 @@ from llm_playground.finetuning.instructions import (
     format_prompt,
     load_alpaca,
     load_examples,
-    load_jsonl,
     load_offline,
     offline_path,
+    parse_instructions,
+    prompt_for_model,
+    read_instructions,
     save_jsonl,
     split_heldout,
 )
@@ -103,7 +105,8 @@ def test_jsonl_round_trip(tmp_path):
     ]
     path = tmp_path / "data.jsonl"
     assert save_jsonl(examples, path) == 3
-    assert load_jsonl(path) == examples
+    assert read_instructions(path) == examples
+    assert parse_instructions(path.read_text(), "upload.jsonl") == examples
     assert load_examples(str(path)) == examples
 
 
@@ -124,9 +127,25 @@ def test_malformed_lines_are_named(tmp_path, lines, message):
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(UserError) as err:
-        load_jsonl(path)
+        read_instructions(path)
     assert message in str(err.value)
     assert "\n" not in str(err.value)
+    with pytest.raises(UserError) as err:  # the same text uploaded in the page
+        parse_instructions(path.read_text(), "upload.jsonl")
+    assert message in str(err.value) and "upload.jsonl" in str(err.value)
+
+
+def test_one_prompt_format_for_every_kind_of_model():
+    trained = {"prompt_format": {"name": PROMPT_FORMAT}}
+    wrapped = format_prompt("Upper.", "abc")
+    # an adapter trained on the playground's format always gets it, chat template or not
+    assert prompt_for_model("Upper.", "abc", adapter_meta=trained, chat=True) == (wrapped, False)
+    # a base model: the format when wrapping, the raw text otherwise
+    assert prompt_for_model("Upper.", "abc", wrap=True) == (wrapped, False)
+    assert prompt_for_model("Upper.", "abc", wrap=False) == ("Upper.\nabc", False)
+    assert prompt_for_model("Say hi.", "", wrap=False) == ("Say hi.", False)
+    # a chat model: its own template on the plain instruction
+    assert prompt_for_model("Upper.", "abc", chat=True) == ("Upper.\n\nabc", True)
 
 
 def test_unknown_data_and_missing_file_are_user_errors(tmp_path):

@@ -81,15 +81,40 @@ def test_training_tab_rejects_an_existing_name_and_bad_upload(tmp_path):
     assert any("choose a JSONL file" in e.value for e in at.error)
 
 
-def test_dpo_tab_names_the_bad_line(tmp_path):
-    bad = tmp_path / "prefs.jsonl"
-    bad.write_text('{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": 3}\n')
+def test_dpo_tab_reads_saved_exports_only_and_names_the_bad_line(playground_home):
     at = _page()
-    at.text_input(key="ft_dpo_prefs").set_value(str(bad))
-    at.run()
+    assert not [t for t in at.text_input if t.key == "ft_dpo_prefs"]  # no server paths
+    at.button(key="ft_dpo_start").click().run()
+    assert any("no saved export yet" in e.value for e in at.error)
+    exports = playground_home / "exports"
+    exports.mkdir()
+    (exports / "prefs.jsonl").write_text(
+        '{"prompt": "p", "chosen": "a", "rejected": "b"}\n{"prompt": 3}\n'
+    )
+    (exports / "prefs.ties.jsonl").write_text("")  # a ties file is not offered
+    at = _page()
+    assert at.selectbox(key="ft_dpo_saved").options == ["prefs.jsonl"]
     at.button(key="ft_dpo_start").click().run()
     assert not at.exception, at.exception
-    assert any("line 2" in e.value for e in at.error)
+    assert any("prefs.jsonl line 2" in e.value for e in at.error)
+
+
+def test_training_tab_refuses_paths_as_adapter_names(playground_home):
+    from llm_playground.ui.components import job_manager
+
+    taken = playground_home / "adapters" / "taken"
+    taken.mkdir(parents=True)
+    (taken / "adapter_config.json").write_text("{}")
+    at = _page()
+    at.text_input(key="ft_train_name").set_value("taken")
+    at.checkbox(key="ft_train_replace").check()
+    at.number_input(key="ft_train_steps").set_value(1)
+    at.run()
+    for bad in ("../taken", "/tmp/evil"):
+        at.text_input(key="ft_train_name").set_value(bad).run()
+        at.button(key="ft_train_start").click().run()
+        assert any("not a valid adapter name" in e.value for e in at.error), bad
+    assert job_manager().running("sft") is None
 
 
 @pytest.mark.browser
@@ -154,7 +179,7 @@ def test_training_starts_shows_its_share_and_stops(tmp_path):
     assert (
         metrics["Trainable parameters"] == "460,800" and metrics["Share of the model"] == "0.341 %"
     )
-    at.button(key="ft_sft_stop").click().run()
+    at.button(key="sft_stop").click().run()
     job_manager().wait(job.id, timeout=240)
     assert not job.running and job.error is None
     done = job.events[-1]

@@ -18,21 +18,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from llm_playground.core.db import APPLICATION_ID, META_TABLE
 from llm_playground.core.errors import UserError
+from llm_playground.finetuning.outputs import OutputExists
 from llm_playground.finetuning.preferences import (
-    APPLICATION_ID,
     ELO_SCALE,
     SCHEMA_VERSION,
     PreferenceStore,
     Rating,
     Vote,
-    bench_concurrent_writes,
     compute_stats,
     elo_ratings,
     fit_bradley_terry,
+    is_preference_export,
     make_pair,
     normalise_choice,
-    read_preferences_jsonl,
+    read_preference_pairs,
     sibling_ties_path,
     win_matrix,
 )
@@ -76,9 +77,8 @@ def test_new_database_has_versioned_schema_in_wal_mode(tmp_path):
         "created_at",
         "session_id",
     ]
-    meta = dict(conn.execute("SELECT key, value FROM prefs_meta"))
-    assert meta["schema_version"] == str(SCHEMA_VERSION)
-    assert meta["application"] == "llm-playground"
+    meta = dict(conn.execute(f"SELECT key, value FROM {META_TABLE}"))
+    assert meta["schema:votes"] == str(SCHEMA_VERSION)  # the one database's version table
     conn.close()
     # reopening keeps the votes and the schema
     add(store, "a")
@@ -88,11 +88,11 @@ def test_new_database_has_versioned_schema_in_wal_mode(tmp_path):
 
 def test_store_sets_busy_timeout_and_synchronous(tmp_path):
     store = PreferenceStore(tmp_path / "v.sqlite", synchronous="FULL")
-    conn = store._conn()
+    conn = store.db._conn()
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     normal = PreferenceStore(tmp_path / "w.sqlite")
-    assert normal._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    assert normal.db._conn().execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
     with pytest.raises(UserError, match="NORMAL or FULL"):
         PreferenceStore(tmp_path / "x.sqlite", synchronous="OFF")
 
@@ -205,12 +205,76 @@ def test_newer_schema_is_refused(tmp_path):
     PreferenceStore(path)
     conn = sqlite3.connect(path)
     conn.execute(
-        "UPDATE prefs_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),)
+        f"UPDATE {META_TABLE} SET value = ? WHERE key = 'schema:votes'", (str(SCHEMA_VERSION + 1),)
     )
     conn.commit()
     conn.close()
     with pytest.raises(UserError, match="newer"):
         PreferenceStore(path)
+
+
+# A vote database as the release before the shared database module wrote it.
+LEGACY_SCHEMA = """
+CREATE TABLE prefs_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE votes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, uid TEXT NOT NULL UNIQUE,
+    prompt TEXT NOT NULL CHECK (length(trim(prompt)) > 0), response_a TEXT NOT NULL,
+    response_b TEXT NOT NULL, model_a TEXT, model_b TEXT,
+    choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both-bad')),
+    comment TEXT NOT NULL DEFAULT '', created_at TEXT NOT NULL,
+    session_id TEXT NOT NULL DEFAULT '');
+CREATE INDEX votes_models ON votes (model_a, model_b);
+"""
+
+
+def legacy_database(path, version="1"):
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(LEGACY_SCHEMA)
+    conn.execute("INSERT INTO prefs_meta VALUES ('schema_version', ?)", (version,))
+    conn.execute("INSERT INTO prefs_meta VALUES ('application', 'llm-playground')")
+    conn.execute(
+        "INSERT INTO votes (uid, prompt, response_a, response_b, model_a, model_b, choice, "
+        "created_at) VALUES ('old-1', 'Old prompt', 'x', 'y', 'm1', 'm2', 'b', "
+        "'2026-01-01T00:00:00+00:00')"
+    )
+    conn.commit()
+    conn.close()
+
+
+def test_vote_database_of_the_earlier_release_keeps_opening(tmp_path):
+    path = tmp_path / "playground.sqlite"
+    legacy_database(path)
+    store = PreferenceStore(path)
+    [old] = store.list_votes()
+    assert (old.uid, old.prompt, old.choice, old.winner) == ("old-1", "Old prompt", "b", "m2")
+    add(store, "a")
+    assert store.count() == 2 and store.schema_version() == SCHEMA_VERSION
+    assert {r.model for r in store.ratings()} == {"m1", "m2"}
+    conn = sqlite3.connect(path)
+    assert conn.execute(f"SELECT value FROM {META_TABLE} WHERE key = 'schema:votes'").fetchone()
+    assert conn.execute("SELECT value FROM prefs_meta").fetchall()  # left for older releases
+    conn.close()
+    # opened again: nothing to migrate, nothing written
+    store.close()
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    before = sha256(path)
+    assert PreferenceStore(path).count() == 2
+    assert sha256(path) == before
+
+
+@pytest.mark.parametrize("version, message", [("2", "newer"), ("x", "no valid schema version")])
+def test_earlier_release_database_with_a_bad_version_is_refused_untouched(
+    tmp_path, version, message
+):
+    path = tmp_path / "playground.sqlite"
+    legacy_database(path, version)
+    sqlite3.connect(path).execute("PRAGMA wal_checkpoint(TRUNCATE)").close()
+    before = sha256(path)
+    with pytest.raises(UserError, match=message):
+        PreferenceStore(path)
+    assert sha256(path) == before
 
 
 def test_folder_as_database_path_is_refused(tmp_path):
@@ -325,14 +389,18 @@ def test_export_label(voted, tmp_path):
         '{"prompt": "P5 «ü»", "chosen": "ja ✓", "rejected": "nein", "label": "preferred"}',
     ]
     # reading it back for training keeps only real preferences
-    assert [r["prompt"] for r in read_preferences_jsonl(out)] == ["P1", "P2", "P5 «ü»"]
-    assert len(read_preferences_jsonl(out, keep_labels=True)) == 5
+    assert [r["prompt"] for r in read_preference_pairs(out)] == ["P1", "P2", "P5 «ü»"]
+    assert len(read_preference_pairs(out, keep_labels=True)) == 5
+    assert is_preference_export(out) and is_preference_export(sibling_ties_path(out)) is False
 
 
-def test_export_replaces_atomically_and_leaves_no_temp_files(voted, tmp_path):
+def test_export_replaces_only_when_allowed_atomically_and_leaves_no_temp_files(voted, tmp_path):
     out = tmp_path / "prefs.jsonl"
     out.write_text("old content\n")
-    voted.export_jsonl(out, ties="drop")
+    with pytest.raises(OutputExists):
+        voted.export_jsonl(out, ties="drop")
+    assert out.read_text() == "old content\n" and not is_preference_export(out)
+    voted.export_jsonl(out, ties="drop", force=True)
     assert lines(out)[0].startswith('{"prompt": "P1"')
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
@@ -366,8 +434,10 @@ def test_dataset_round_trip(voted, tmp_path):
     assert ds.column_names == ["prompt", "chosen", "rejected"]
     assert ds.to_list() == [json.loads(line) for line in voted_lines(voted, tmp_path)]
     assert result.n_pairs == 3
-    # saving again replaces the dataset; a folder with other files is not touched
-    voted.export_dataset(out, ties="label")
+    # saving again replaces the dataset when allowed; a folder with other files is not touched
+    with pytest.raises(OutputExists):
+        voted.export_dataset(out, ties="label")
+    voted.export_dataset(out, ties="label", force=True)
     assert load_from_disk(str(out))["label"] == [
         "preferred",
         "preferred",
@@ -393,18 +463,18 @@ def test_dataset_separate_mode_writes_ties_beside(voted, tmp_path):
 
 def voted_lines(store, tmp_path) -> list[str]:
     out = tmp_path / "check.jsonl"
-    store.export_jsonl(out, ties="drop")
+    store.export_jsonl(out, ties="drop", force=True)
     return lines(out)
 
 
-def test_read_preferences_jsonl_reports_the_bad_line(tmp_path):
+def test_read_preference_pairs_reports_the_bad_line(tmp_path):
     path = tmp_path / "p.jsonl"
     path.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n{"prompt": "p", \n')
     with pytest.raises(UserError, match="line 2"):
-        read_preferences_jsonl(path)
+        read_preference_pairs(path)
     path.write_text('{"prompt": "p", "chosen": "c"}\n')
     with pytest.raises(UserError, match=r"line 1: missing text field\(s\) 'rejected'"):
-        read_preferences_jsonl(path)
+        read_preference_pairs(path)
 
 
 # --- statistics and ratings ----------------------------------------------------------------
@@ -546,14 +616,31 @@ def test_list_votes_for_judge_agreement(voted):
 # --- concurrency and durability ---------------------------------------------------------
 
 
+WRITER = """
+import sys
+from llm_playground.finetuning.preferences import PreferenceStore
+store = PreferenceStore(sys.argv[1])
+for i in range(250):
+    store.add_vote(f"prompt {i}", "x", "y", "ab"[i % 2], model_a=f"m{sys.argv[2]}",
+                   model_b="m", uid=f"w{sys.argv[2]}-{i}")
+"""
+
+
 def test_four_processes_write_1000_votes_none_lost(tmp_path):
-    result = bench_concurrent_writes(tmp_path / "bench.sqlite", writers=4, votes_per_writer=250)
-    assert result["failed_writers"] == 0
-    assert result["acknowledged"] == 1000
-    assert result["stored"] == 1000 and result["distinct"] == 1000
-    assert result["lost"] == 0 and result["duplicates"] == 0
-    store = PreferenceStore(tmp_path / "bench.sqlite")
+    """Four writer processes at once (bench/prefs.py measures the rate of the same)."""
+    db = tmp_path / "bench.sqlite"
+    PreferenceStore(db)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(w)], stderr=subprocess.PIPE)
+        for w in range(4)
+    ]
+    errors = [p.communicate()[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
+    store = PreferenceStore(db)
     assert store.count() == 1000
+    assert {v.uid for v in store.list_votes()} == {
+        f"w{w}-{i}" for w in range(4) for i in range(250)
+    }
     assert sqlite3.connect(store.path).execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 

@@ -36,12 +36,12 @@ def stats_app(db_path: str):
     render_stats(db_path)
 
 
-def chooser_app(default: str):
+def chooser_app():
     import streamlit as st
 
     from llm_playground.ui.prefs_view import store_chooser
 
-    store = store_chooser(default)
+    store = store_chooser()
     st.session_state["chosen_db"] = str(store.path) if store else None
 
 
@@ -190,16 +190,20 @@ def test_foreign_database_is_shown_as_an_error(tmp_path):
     assert any("Choose a vote database" in i.value for i in at.info)
 
 
-def test_store_chooser_validates_and_accepts_a_folder(tmp_path):
-    at = app(chooser_app, str(tmp_path / "a.sqlite"))
-    assert at.session_state["chosen_db"] == str(tmp_path / "a.sqlite")
-    data = tmp_path / "data"
-    data.mkdir()
-    at.text_input(key="prefs_db_path").set_value(str(data)).run()
-    assert at.session_state["chosen_db"] == str(data / "playground.sqlite")
-    bad = tmp_path / "notes.txt"
+def test_store_chooser_takes_names_inside_the_home_only(tmp_path, playground_home):
+    at = app(chooser_app)
+    assert at.session_state["chosen_db"] == str(playground_home / "playground.sqlite")
+    at.text_input(key="prefs_db_name").set_value("class-votes").run()
+    assert at.session_state["chosen_db"] == str(playground_home / "class-votes.sqlite")
+    outside = tmp_path / "elsewhere.sqlite"
+    for typed in (str(outside), "../elsewhere.sqlite", "sub/dir.sqlite", "~/x.sqlite"):
+        at.text_input(key="prefs_db_name").set_value(typed).run()
+        assert at.session_state["chosen_db"] is None, typed
+        assert any("plain name" in e.value for e in at.error), typed
+    assert not outside.exists() and not (tmp_path / "elsewhere.sqlite").exists()
+    bad = playground_home / "notes.sqlite"
     bad.write_text("hello")
-    at.text_input(key="prefs_db_path").set_value(str(bad)).run()
+    at.text_input(key="prefs_db_name").set_value("notes.sqlite").run()
     assert at.session_state["chosen_db"] is None
     assert any("not a SQLite database" in e.value for e in at.error)
     assert bad.read_text() == "hello"
@@ -257,30 +261,39 @@ def test_stats_on_empty_database(tmp_path):
     assert any("No votes yet" in i.value for i in at.info)
 
 
-def test_export_buttons_write_jsonl_and_dataset(voted_db, tmp_path):
+def test_export_saves_in_the_home_and_replaces_only_when_confirmed(voted_db, playground_home):
     at = app(stats_app, str(voted_db))
-    out = tmp_path / "exports" / "prefs.jsonl"
+    assert not [t for t in at.text_input if t.key == "prefs_export_path"]  # no server paths
+    out = playground_home / "exports" / "prefs.jsonl"
     at.radio(key="prefs_export_ties").set_value("label").run()
-    at.text_input(key="prefs_export_path").set_value(str(out)).run()
+    at.text_input(key="prefs_export_name").set_value("prefs").run()
     at.button(key="prefs_export_jsonl").click().run()
     assert not at.exception
-    assert any("preference pair(s)" in s.value for s in at.success)
+    assert any("10 preference pair(s) saved as prefs.jsonl" in s.value for s in at.success)
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(records) == 12
     assert sorted({r["label"] for r in records}) == ["both-bad", "preferred", "tie"]
 
-    ds_dir = tmp_path / "exports" / "ds"
+    # the same name again: refused until the replacement is confirmed
     at.radio(key="prefs_export_ties").set_value("drop").run()
-    at.text_input(key="prefs_export_dataset_dir").set_value(str(ds_dir)).run()
+    at.button(key="prefs_export_jsonl").click().run()
+    assert any("exists already" in e.value for e in at.error)
+    assert len(out.read_text().splitlines()) == 12
+    at.checkbox(key="prefs_export_replace").check().run()
+    at.button(key="prefs_export_jsonl").click().run()
+    assert len(out.read_text().splitlines()) == 10
+
+    at.text_input(key="prefs_export_dataset_name").set_value("ds").run()
     at.button(key="prefs_export_dataset").click().run()
     assert not at.exception
     from datasets import load_from_disk
 
-    assert load_from_disk(str(ds_dir)).num_rows == 10
+    assert load_from_disk(str(playground_home / "exports" / "ds")).num_rows == 10
 
-    at.text_input(key="prefs_export_path").set_value(str(voted_db)).run()
-    at.button(key="prefs_export_jsonl").click().run()
-    assert any("database itself" in e.value for e in at.error)
+    for typed in ("../../etc/passwd", str(voted_db), "/tmp/x.jsonl"):
+        at.text_input(key="prefs_export_name").set_value(typed).run()
+        at.button(key="prefs_export_jsonl").click().run()
+        assert any("plain name" in e.value for e in at.error), typed
     assert PreferenceStore(voted_db).count() == 12
 
 

@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.events import Done, Metric, Progress, Started
 from llm_playground.finetuning.instructions import Example
+from llm_playground.finetuning.lora import (
+    LoRAConfig,
+    add_adapter,
+    check_adapter_dir,
+    count_trainable,
+    merge_and_save,
+)
+from llm_playground.finetuning.outputs import OutputExists
 from llm_playground.finetuning.sft import (
     IGNORE,
     SFTConfig,
@@ -18,11 +27,8 @@ from llm_playground.finetuning.sft import (
     SFTEval,
     SFTStarted,
     SFTStep,
-    add_lora,
     collate,
-    count_parameters,
     encode_all,
-    merge_and_save,
     response_loss,
     train_sft,
 )
@@ -63,8 +69,8 @@ def trained(tmp_path_factory):
 
 def test_lora_r8_on_q_and_v_of_smollm2_has_460800_trainable_parameters():
     loaded = load_model(BASE)
-    model = add_lora(loaded.model, SFTConfig(lora_r=8, target_modules=("q_proj", "v_proj")))
-    trainable, total = count_parameters(model)
+    model = add_adapter(loaded.model, LoRAConfig(r=8, target_modules=("q_proj", "v_proj")))
+    trainable, total = count_trainable(model)
     assert trainable == 460_800  # 30 layers x (q: 8*(576+576) + v: 8*(576+192))
     assert round(100 * trainable / total, 3) == 0.341
 
@@ -72,7 +78,7 @@ def test_lora_r8_on_q_and_v_of_smollm2_has_460800_trainable_parameters():
 def test_unknown_target_module_is_a_user_error():
     loaded = load_model(BASE)
     with pytest.raises(UserError, match="no module named attn_x"):
-        add_lora(loaded.model, SFTConfig(target_modules=("attn_x",)))
+        add_adapter(loaded.model, LoRAConfig(target_modules=("attn_x",)))
 
 
 def test_response_only_loss_matches_transformers_and_masks_the_prompt():
@@ -94,6 +100,10 @@ def test_events_and_a_few_steps_lower_the_loss(trained):
     config, _, events, out = trained
     started = events[0]
     assert isinstance(started, SFTStarted) and started.trainable == 460_800
+    assert started.total == config.max_steps and started.total_parameters > 134_000_000
+    assert all(isinstance(e, Progress) for e in events if isinstance(e, SFTStep))
+    assert all(isinstance(e, Metric) for e in events if isinstance(e, SFTEval))
+    assert isinstance(started, Started) and isinstance(events[-1], Done)
     assert [e.step for e in events if isinstance(e, SFTStep)] == [1, 2, 3, 4, 5, 6]
     evals = [e for e in events if isinstance(e, SFTEval)]
     done = events[-1]
@@ -109,6 +119,7 @@ def test_events_and_a_few_steps_lower_the_loss(trained):
         "v_proj",
     ]
     assert (out / "adapter_config.json").exists() and (out / "adapter_model.safetensors").exists()
+    assert [p.name for p in out.parent.iterdir()] == [out.name]  # no temporary folder left
 
 
 def test_saved_adapter_loads_with_plain_peft_and_gives_identical_logits(trained):
@@ -179,15 +190,32 @@ def test_a_stop_before_the_first_step_saves_nothing(tmp_path):
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"lora_r": 0}, "--lora-r"),
-        ({"lr": -1.0}, "--lr"),
-        ({"max_steps": 0}, "--max-steps"),
-        ({"seq_len": 2}, "--seq-len"),
-        ({"lora_dropout": 1.5}, "--lora-dropout"),
-        ({"target_modules": ()}, "--target-modules"),
+        ({"lora_r": 0}, "LoRA rank must be at least 1"),
+        ({"lr": -1.0}, "learning rate"),
+        ({"lr": float("nan")}, "learning rate"),
+        ({"max_steps": 0}, "number of steps"),
+        ({"seq_len": 2}, "sequence length"),
+        ({"lora_dropout": 1.5}, "LoRA dropout"),
+        ({"target_modules": ()}, "target modules"),
+        ({"seed": -1}, "seed"),
         ({"dtype": "fp8"}, "dtype"),
     ],
 )
-def test_bad_settings_are_user_errors(kwargs, message):
-    with pytest.raises(UserError, match=message):
+def test_bad_settings_are_user_errors_in_words_not_flags(kwargs, message):
+    with pytest.raises(UserError, match=message) as info:
         SFTConfig(**kwargs).validate()
+    assert "--" not in str(info.value)  # the library speaks of settings, the CLI of flags
+
+
+def test_an_existing_adapter_is_replaced_only_when_allowed(trained, tmp_path):
+    _, _, _, out = trained
+    with pytest.raises(OutputExists):
+        check_adapter_dir(out)
+    assert check_adapter_dir(out, force=True) == out
+    foreign = tmp_path / "photos"
+    foreign.mkdir()
+    (foreign / "a.jpg").write_bytes(b"x")
+    with pytest.raises(UserError, match="holds no adapter"):
+        check_adapter_dir(foreign, force=True)
+    with pytest.raises(OutputExists):  # refused before any model is loaded or trained
+        next(train_sft(SFTConfig(), TINY, TINY, out_dir=out))

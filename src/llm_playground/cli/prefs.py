@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from pathlib import Path
 
+from llm_playground.cli.finetune import MAX_SEED, one_line_errors
 from llm_playground.core.errors import UserError
 
 
@@ -47,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--session-id", default="cli", help="groups votes of one session (default: cli)"
     )
     add.add_argument("--json", action="store_true", help="print the stored vote as JSON")
-    add.set_defaults(func=_add)
+    add.set_defaults(func=add_command)
 
     export = sub.add_parser("export", help="write the votes as a TRL preference data set")
     export.add_argument("--db", help=db_help)
@@ -69,7 +72,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="also save a Hugging Face datasets Dataset (save_to_disk) to DIR",
     )
-    export.set_defaults(func=_export)
+    export.add_argument(
+        "--force",
+        action="store_true",
+        help="replace files (or a dataset) that are already there; an earlier preference "
+        "export at FILE is replaced without it",
+    )
+    export.set_defaults(func=export_command)
 
     stats = sub.add_parser("stats", help="votes per pair, win rates and ratings with intervals")
     stats.add_argument("--db", help=db_help)
@@ -82,12 +91,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="95%% intervals from N bootstrap resamples instead of the Hessian",
     )
     stats.add_argument("--seed", type=int, default=0, help="seed of the bootstrap")
-    stats.set_defaults(func=_stats)
+    stats.set_defaults(func=stats_command)
 
     parser.set_defaults(func=lambda args: parser.print_help() or 2)
 
 
-def _add(args: argparse.Namespace) -> int:
+@one_line_errors
+def add_command(args: argparse.Namespace) -> int:
     from llm_playground.finetuning.preferences import PreferenceStore, normalise_choice
 
     choice = normalise_choice(args.choice)  # before the database is touched
@@ -128,20 +138,49 @@ def _add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
-    from llm_playground.finetuning.preferences import PreferenceStore
+def _may_replace(path: Path, force: bool) -> bool:
+    """True when ``path`` is an earlier preference export to replace; other existing
+    files are replaced only with --force."""
+    from llm_playground.finetuning.preferences import is_preference_export
+
+    if not path.exists() or path.is_dir() or force:
+        return False
+    if not is_preference_export(path):
+        raise UserError(f"{path} exists already and is not a preference export: add --force")
+    return True
+
+
+@one_line_errors
+def export_command(args: argparse.Namespace) -> int:
+    from llm_playground.finetuning.outputs import OutputExists
+    from llm_playground.finetuning.preferences import PreferenceStore, sibling_ties_path
+    from llm_playground.finetuning.preferences.export import check_dataset_dir, check_export_path
 
     store = PreferenceStore(_db(args), create=False)
-    if args.dataset:  # check the folder before anything is written
-        store._check_out_dir(args.dataset)
-    result = store.export_jsonl(args.out, ties=args.ties)
-    print(result.summary())
-    if args.dataset:
-        ds = store.export_dataset(args.dataset, ties=args.ties)
-        print(
-            f"dataset ({ds.n_pairs + (ds.n_ties + ds.n_both_bad if args.ties == 'label' else 0)}"
-            f" rows) -> {ds.path}" + (f"; ties -> {ds.ties_path}" if ds.ties_path else "")
-        )
+    out = Path(args.out).expanduser()
+    targets = [out] + ([sibling_ties_path(out)] if args.ties == "separate" else [])
+    replaced = []
+    try:
+        for path in targets:
+            check_export_path(store, path, force=True)  # not a folder, not the database
+            if _may_replace(path, args.force):
+                replaced.append(path)
+        if args.dataset:  # check the folder before anything is written
+            check_dataset_dir(store, args.dataset, args.force)
+        # every existing target was checked above
+        result = store.export_jsonl(out, ties=args.ties, force=True)
+        for path in replaced:
+            print(f"llm-playground: replaced the earlier export {path}", file=sys.stderr)
+        print(result.summary())
+        if args.dataset:
+            ds = store.export_dataset(args.dataset, ties=args.ties, force=args.force)
+            rows = ds.n_pairs + (ds.n_ties + ds.n_both_bad if args.ties == "label" else 0)
+            print(
+                f"dataset ({rows} rows) -> {ds.path}"
+                + (f"; ties -> {ds.ties_path}" if ds.ties_path else "")
+            )
+    except OutputExists as exc:
+        raise UserError(f"{exc.path} exists already: add --force to replace it") from None
     return 0
 
 
@@ -153,11 +192,14 @@ def _fmt(x: object, digits: int = 0) -> str:
     return str(x)
 
 
-def _stats(args: argparse.Namespace) -> int:
+@one_line_errors
+def stats_command(args: argparse.Namespace) -> int:
     from llm_playground.finetuning.preferences import PreferenceStore
 
     if args.bootstrap < 0 or args.bootstrap > 100_000:
         raise UserError("--bootstrap must be between 0 and 100000")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise UserError(f"--seed must be between 0 and {MAX_SEED}")
     store = PreferenceStore(_db(args), create=False)
     stats = store.stats(bootstrap=args.bootstrap, seed=args.seed)
     if args.json:

@@ -56,6 +56,7 @@ class Wording:
     sample_line: Line | None = None  # None: samples are not shown
     saved_line: Line | None = None  # None: saved files are not shown
     unit: str | None = None  # overrides Started.unit
+    desc: str | None = None  # the bar's label (e.g. the command's name)
 
 
 def render(
@@ -91,6 +92,7 @@ def render(
                 if show:
                     bar = tqdm(
                         total=event.total,
+                        desc=wording.desc,
                         initial=getattr(event, "start_step", 0),
                         unit=wording.unit or event.unit,
                         file=stream,

@@ -66,6 +66,31 @@ def prompt_format_record() -> dict[str, str]:
     }
 
 
+def prompt_for_model(
+    instruction: str,
+    input: str = "",
+    *,
+    adapter_meta: dict | None = None,
+    chat: bool = False,
+    wrap: bool = True,
+) -> tuple[str, bool]:
+    """The text a model gets for an instruction, and whether to apply its chat template.
+
+    An adapter trained on the playground's format (its ``playground.json`` names it) always
+    gets that format. Otherwise a chat model (one with a chat template) gets the plain
+    instruction through its template, and a base model gets the playground's format when
+    ``wrap`` is on, the raw text when it is off.
+    """
+    fmt = (adapter_meta or {}).get("prompt_format")
+    name = fmt.get("name") if isinstance(fmt, dict) else None
+    if name == PROMPT_FORMAT or (not chat and wrap):
+        return format_prompt(instruction, input), False
+    extra = (input or "").strip()
+    if chat:
+        return (instruction if not extra else f"{instruction}\n\n{input}"), True
+    return (instruction if not extra else f"{instruction}\n{input}"), False
+
+
 # --- examples ---------------------------------------------------------------------------
 
 
@@ -103,16 +128,28 @@ def save_jsonl(examples: Iterable[Example], path: Path) -> int:
     return n
 
 
-def load_jsonl(path: str | Path) -> list[Example]:
-    """Read a user's instruction JSONL; a malformed line raises :class:`UserError` naming its number."""
+def parse_instructions(text: str, source: str) -> list[Example]:
+    """Examples from instruction JSONL text (``instruction``, ``output``, optional ``input``);
+    a malformed line raises :class:`UserError` naming ``source`` and the line number."""
+    from llm_playground.core.jsonl import parse_jsonl
+
+    rows = parse_jsonl(text, source, text_fields=("instruction", "output"), nonblank=True)
+    return _examples(rows, source)
+
+
+def read_instructions(path: str | Path) -> list[Example]:
+    """Read a user's instruction JSONL file (see :func:`parse_instructions`)."""
     path = Path(path)
+    rows = read_jsonl(path, "data file", text_fields=("instruction", "output"), nonblank=True)
+    return _examples(rows, path.name)
+
+
+def _examples(rows: list[tuple[int, dict]], source: str) -> list[Example]:
     examples = []
-    for number, row in read_jsonl(
-        path, "data file", text_fields=("instruction", "output"), nonblank=True
-    ):
+    for number, row in rows:
         extra = row.get("input") or ""
         if not isinstance(extra, str):
-            raise UserError(f"{path.name} line {number}: 'input' must be text")
+            raise UserError(f"{source} line {number}: 'input' must be text")
         examples.append(
             Example(
                 instruction=row["instruction"],
@@ -122,7 +159,7 @@ def load_jsonl(path: str | Path) -> list[Example]:
             )
         )
     if not examples:
-        raise UserError(f"{path.name} holds no examples")
+        raise UserError(f"{source} holds no examples")
     return examples
 
 
@@ -310,7 +347,7 @@ def load_offline() -> list[Example]:
     if not path.exists():
         log.info("no shipped offline set at %s; building it from chatterbot-corpus", path)
         return build_offline_set()
-    return load_jsonl(path)
+    return read_instructions(path)
 
 
 # --- Alpaca -----------------------------------------------------------------------------
@@ -327,7 +364,7 @@ def load_alpaca(limit: int | None = None) -> list[Example]:
     except Exception as exc:  # offline: ConnectionError, OfflineModeIsEnabled, FileNotFoundError...
         raise UserError(
             f"the Alpaca data set ({ALPACA_ID}) needs network: "
-            f"use --data offline or a JSONL file ({type(exc).__name__})"
+            f"use the offline data or a JSONL file ({type(exc).__name__})"
         ) from exc
     out = []
     for row in ds:
@@ -356,4 +393,4 @@ def load_examples(data: str) -> list[Example]:
     path = Path(data)
     if path.suffix.lower() not in (".jsonl", ".json") and not path.exists():
         raise UserError(f"unknown data '{data}': use alpaca, offline or a JSONL file")
-    return load_jsonl(path)
+    return read_instructions(path)

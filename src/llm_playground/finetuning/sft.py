@@ -1,8 +1,9 @@
 """Supervised fine-tuning with LoRA: train a small adapter on instruction data.
 
-:func:`train_sft` is a generator of events (:class:`SFTStarted`, :class:`SFTStep`,
-:class:`SFTEval`, :class:`SFTDone`) with a stop signal; the Lab 4 page runs it through the
-job manager, the CLI turns it into a progress bar, and the tests assert on it.
+:func:`train_sft` is a generator of run events (:class:`SFTStarted`, :class:`SFTStep`,
+:class:`SFTEval`, :class:`SFTDone`, subclasses of :mod:`llm_playground.core.events`) with a
+stop signal; the Lab 4 page runs it in its job panel, the CLI draws it with its one
+progress renderer, and the tests assert on it.
 
 The loop is a plain PyTorch loop on a ``peft`` LoRA model rather than ``trl``'s
 ``SFTTrainer``, for three reasons that matter on a CPU:
@@ -15,33 +16,38 @@ The loop is a plain PyTorch loop on a ``peft`` LoRA model rather than ``trl``'s
 * the number format is chosen by measuring the CPU at start (bfloat16 frozen weights where
   the CPU multiplies bfloat16 fast, float32 elsewhere); LoRA weights stay float32.
 
-Adapters are saved in the standard ``peft`` format (``adapter_config.json``,
-``adapter_model.safetensors``; plain ``PeftModel.from_pretrained`` loads them) with a
-``playground.json`` beside them that names the base model, the prompt format, the
-held-out loss before and after, the data and the settings.
+Adapters are added and saved by :mod:`llm_playground.finetuning.lora` (the standard
+``peft`` format, plus a ``playground.json`` that names the base model, the prompt format,
+the held-out loss before and after, the data and the settings).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import shutil
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from llm_playground.core.errors import UserError
+from llm_playground.finetuning.events import SFTDone, SFTEval, SFTStarted, SFTStep
 from llm_playground.finetuning.instructions import Example, prompt_format_record
+from llm_playground.finetuning.lora import (
+    DEFAULT_TARGETS,
+    META_VERSION,
+    LoRAConfig,
+    add_adapter,
+    check_adapter_dir,
+    count_trainable,
+    save_adapter,
+)
 
 log = logging.getLogger(__name__)
 
 IGNORE = -100
-META_VERSION = 1
-DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 @dataclass(frozen=True)
@@ -63,22 +69,26 @@ class SFTConfig:
     heldout_max: int = 64  # held-out examples used for the loss
     dtype: str = "auto"  # auto | float32 | bfloat16 (frozen weights)
 
+    @property
+    def lora(self) -> LoRAConfig:
+        return LoRAConfig(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=tuple(self.target_modules),
+        )
+
     def validate(self) -> SFTConfig:
+        self.lora.validate()
         checks = [
-            (self.lora_r >= 1, "--lora-r must be at least 1"),
-            (self.lora_alpha > 0, "--lora-alpha must be positive"),
-            (0 <= self.lora_dropout < 1, "--lora-dropout must be in [0, 1)"),
-            (
-                len(self.target_modules) > 0 and all(m.strip() for m in self.target_modules),
-                "--target-modules needs at least one module name",
-            ),
-            (self.lr > 0 and math.isfinite(self.lr), "--lr must be a positive number"),
-            (self.max_steps >= 1, "--max-steps must be at least 1"),
-            (self.seq_len >= 8, "--seq-len must be at least 8"),
+            (self.lr > 0 and math.isfinite(self.lr), "the learning rate must be a positive number"),
+            (self.max_steps >= 1, "the number of steps must be at least 1"),
+            (self.seq_len >= 8, "the sequence length must be at least 8 tokens"),
             (self.batch_size >= 1, "the batch size must be at least 1"),
             (self.warmup_steps >= 0, "warm-up steps cannot be negative"),
-            (self.eval_every >= 0, "eval_every cannot be negative"),
-            (self.heldout_max >= 1, "heldout_max must be at least 1"),
+            (self.eval_every >= 0, "the interval between held-out evaluations cannot be negative"),
+            (self.heldout_max >= 1, "the number of held-out examples must be at least 1"),
+            (0 <= self.seed < 2**32, "the seed must be between 0 and 2**32 - 1"),
             (
                 self.dtype in ("auto", "float32", "bfloat16"),
                 "dtype must be auto, float32 or bfloat16",
@@ -93,52 +103,6 @@ class SFTConfig:
         row = asdict(self)
         row["target_modules"] = list(self.target_modules)
         return row
-
-
-# --- events -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SFTStarted:
-    base: str
-    trainable: int
-    total: int
-    share: float  # trainable / total, in percent
-    n_train: int
-    n_heldout: int
-    dtype: str
-    max_steps: int
-
-
-@dataclass(frozen=True)
-class SFTStep:
-    step: int
-    loss: float
-    lr: float
-    tokens: int  # tokens in the batch (prompt and response, no padding)
-    s_per_step: float
-    tokens_per_s: float
-
-
-@dataclass(frozen=True)
-class SFTEval:
-    step: int
-    heldout_loss: float
-
-
-@dataclass(frozen=True)
-class SFTDone:
-    step: int
-    heldout_loss_before: float
-    heldout_loss_after: float
-    trainable: int
-    total: int
-    share: float
-    elapsed_s: float
-    s_per_step: float
-    out_dir: str | None = None
-    stopped: bool = False
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 SFTEvent = SFTStarted | SFTStep | SFTEval | SFTDone
@@ -288,44 +252,6 @@ def heldout_loss(
 # --- model set-up -----------------------------------------------------------------------
 
 
-def count_parameters(model: Any) -> tuple[int, int]:
-    """(trainable, total) parameters."""
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
-    return trainable, total
-
-
-def add_lora(model: Any, config: SFTConfig) -> Any:
-    """Wrap a causal LM with fresh LoRA weights (seeded); unknown target modules are a UserError."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-
-    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    unknown = [m for m in config.target_modules if m not in names]
-    if unknown:
-        linear = sorted(
-            {
-                name.rsplit(".", 1)[-1]
-                for name, mod in model.named_modules()
-                if isinstance(mod, torch.nn.Linear)
-            }
-        )
-        raise UserError(
-            f"no module named {', '.join(unknown)} in this model; "
-            f"its linear layers are: {', '.join(linear)}"
-        )
-    torch.manual_seed(config.seed)
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=list(config.target_modules),
-        task_type="CAUSAL_LM",
-        bias="none",
-    )
-    return get_peft_model(model, lora)
-
-
 def load_base(name: str, dtype: Any) -> Any:
     """The base model for training: registry offline models or Lab 2 runs (not adapters)."""
     from llm_playground.generation.registry import load_model, resolve
@@ -341,6 +267,12 @@ def load_base(name: str, dtype: Any) -> Any:
     return load_model(info, dtype=dtype)
 
 
+def pad_id_of(tokenizer: Any) -> int:
+    if tokenizer.pad_token_id is not None:
+        return tokenizer.pad_token_id
+    return tokenizer.eos_token_id or 0
+
+
 # --- training ---------------------------------------------------------------------------
 
 
@@ -354,6 +286,47 @@ def _lr_at(step: int, config: SFTConfig) -> float:
     return config.lr * (1.0 - 0.9 * frac)
 
 
+@dataclass
+class _Run:
+    """What a run needs between its set-up and its end."""
+
+    config: SFTConfig
+    model: Any
+    pad_id: int
+    train_enc: list[Encoded]
+    held_enc: list[Encoded]
+    dtype: Any
+    trainable: int
+    total: int
+
+
+def _set_up(
+    config: SFTConfig, train: Sequence[Example], heldout: Sequence[Example], loaded: Any
+) -> _Run:
+    """Load the base (unless given), encode the data, add the LoRA adapter."""
+    if not train:
+        raise UserError("no training examples")
+    if not heldout:
+        raise UserError("no held-out examples")
+    dtype = pick_dtype(config.dtype) if loaded is None else next(loaded.model.parameters()).dtype
+    if loaded is None:
+        loaded = load_base(config.base, dtype)
+    tokenizer = loaded.tokenizer
+    train_enc = encode_all(tokenizer, train, config.seq_len)
+    held_enc = encode_all(tokenizer, list(heldout)[: config.heldout_max], config.seq_len)
+    if not train_enc:
+        raise UserError(
+            f"every training prompt is longer than the sequence length {config.seq_len}"
+        )
+    if not held_enc:
+        raise UserError(
+            f"every held-out prompt is longer than the sequence length {config.seq_len}"
+        )
+    model = add_adapter(loaded.model, config.lora, seed=config.seed)
+    trainable, total = count_trainable(model)
+    return _Run(config, model, pad_id_of(tokenizer), train_enc, held_enc, dtype, trainable, total)
+
+
 def train_sft(
     config: SFTConfig,
     train: Sequence[Example],
@@ -364,130 +337,124 @@ def train_sft(
     description: str = "",
     data_name: str = "",
     extra_meta: dict[str, Any] | None = None,
+    force: bool = False,
 ) -> Iterator[SFTEvent]:
     """Fine-tune LoRA weights on ``train``; yield events; save to ``out_dir`` when given.
 
-    ``loaded`` may be a :class:`~llm_playground.generation.registry.LoadedModel` of the base (tests pass
-    one to avoid reloading; it is modified in place). Nothing is written before training
-    ends, and a stopped run saves what it has learnt so far.
+    ``loaded`` may be a :class:`~llm_playground.generation.registry.LoadedModel` of the base
+    (tests pass one to avoid reloading; it is modified in place). Nothing is written before
+    training ends, a stopped run saves what it has learnt so far, and an existing adapter
+    in ``out_dir`` is replaced only with ``force``.
     """
     import torch
 
     config.validate()
+    if out_dir is not None:
+        check_adapter_dir(out_dir, force)  # refuse before any work is done
     stop_event = stop_event or threading.Event()
-    if not train:
-        raise UserError("no training examples")
-    if not heldout:
-        raise UserError("no held-out examples")
-    dtype = pick_dtype(config.dtype) if loaded is None else next(loaded.model.parameters()).dtype
-    if loaded is None:
-        loaded = load_base(config.base, dtype)
-    tokenizer = loaded.tokenizer
-    pad_id = (
-        tokenizer.pad_token_id
-        if tokenizer.pad_token_id is not None
-        else (tokenizer.eos_token_id or 0)
-    )
-    train_enc = encode_all(tokenizer, train, config.seq_len)
-    held_enc = encode_all(tokenizer, list(heldout)[: config.heldout_max], config.seq_len)
-    if not train_enc:
-        raise UserError(f"every training prompt is longer than --seq-len {config.seq_len}")
-    if not held_enc:
-        raise UserError(f"every held-out prompt is longer than --seq-len {config.seq_len}")
-
-    model = add_lora(loaded.model, config)
-    trainable, total = count_parameters(model)
-    share = 100.0 * trainable / total
+    run = _set_up(config, train, heldout, loaded)
+    model, pad_id, train_enc = run.model, run.pad_id, run.train_enc
+    share = 100.0 * run.trainable / run.total
     yield SFTStarted(
+        label="sft",
+        total=config.max_steps,
         base=config.base,
-        trainable=trainable,
-        total=total,
+        trainable=run.trainable,
+        total_parameters=run.total,
         share=share,
         n_train=len(train_enc),
-        n_heldout=len(held_enc),
-        dtype=str(dtype).replace("torch.", ""),
+        n_heldout=len(run.held_enc),
+        dtype=str(run.dtype).replace("torch.", ""),
         max_steps=config.max_steps,
     )
 
-    before = heldout_loss(model, held_enc, pad_id, stop_event=stop_event)
+    # The held-out loss of the base model: the figure the adapter has to beat.
+    before = heldout_loss(model, run.held_enc, pad_id, stop_event=stop_event)
     yield SFTEval(step=0, heldout_loss=before)
 
+    # Only the LoRA weights train; AdamW keeps its two moments for them alone.
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
     order: list[int] = []
     model.train()
     start = time.perf_counter()
     train_time = 0.0
     step = 0
     while step < config.max_steps and not stop_event.is_set():
+        # 1. the next batch: a fresh shuffle of the examples whenever one runs out
         if len(order) < config.batch_size:
-            order += torch.randperm(len(train_enc), generator=gen).tolist()
+            order += torch.randperm(len(train_enc), generator=generator).tolist()
         picks, order = order[: config.batch_size], order[config.batch_size :]
         batch = collate([train_enc[i] for i in picks], pad_id)
+        # 2. the learning rate of this step (warm-up, then linear decay)
         lr = _lr_at(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
+        # 3. forward on the response tokens, backward, clip, update
         t0 = time.perf_counter()
-        loss_sum, n = response_loss(model, batch)
-        loss = loss_sum / max(n, 1)
+        loss_sum, n_tokens = response_loss(model, batch)
+        loss = loss_sum / max(n_tokens, 1)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
-        train_time += dt
+        seconds = time.perf_counter() - t0
+        train_time += seconds
         step += 1
         tokens = int(batch["attention_mask"].sum())
         yield SFTStep(
             step=step,
+            total=config.max_steps,
             loss=loss.detach().item(),
             lr=lr,
             tokens=tokens,
-            s_per_step=dt,
-            tokens_per_s=tokens / dt if dt > 0 else 0.0,
+            s_per_step=seconds,
+            tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
         )
+        # 4. now and then, the held-out loss
         if config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
-            yield SFTEval(step=step, heldout_loss=heldout_loss(model, held_enc, pad_id))
+            yield SFTEval(step=step, heldout_loss=heldout_loss(model, run.held_enc, pad_id))
 
-    after = heldout_loss(model, held_enc, pad_id) if step else before  # no step: same weights
+    after = heldout_loss(model, run.held_enc, pad_id) if step else before  # no step: same weights
     if step:
         yield SFTEval(step=step, heldout_loss=after)
     model.eval()
+    s_per_step = train_time / step if step else 0.0
     meta = adapter_meta(
         config,
         before,
         after,
-        trainable,
-        total,
+        run.trainable,
+        run.total,
         description=description,
         data_name=data_name,
         steps_done=step,
-        s_per_step=train_time / step if step else 0.0,
-        dtype=str(dtype),
+        s_per_step=s_per_step,
+        dtype=str(run.dtype),
         n_train=len(train_enc),
-        n_heldout=len(held_enc),
+        n_heldout=len(run.held_enc),
         extra=extra_meta,
     )
     saved = None
     if out_dir is not None and step > 0:
-        saved = str(save_adapter(model, out_dir, meta))
+        saved = str(save_adapter(model, out_dir, meta, force=force))
     yield SFTDone(
         step=step,
         heldout_loss_before=before,
         heldout_loss_after=after,
-        trainable=trainable,
-        total=total,
+        trainable=run.trainable,
+        total_parameters=run.total,
         share=share,
         elapsed_s=time.perf_counter() - start,
-        s_per_step=train_time / step if step else 0.0,
+        s_per_step=s_per_step,
         out_dir=saved,
         stopped=stop_event.is_set() and step < config.max_steps,
         meta=meta,
     )
 
 
-# --- saving -----------------------------------------------------------------------------
+# --- the adapter's record ---------------------------------------------------------------
 
 
 def adapter_meta(
@@ -535,67 +502,3 @@ def adapter_meta(
         meta["base_licence"] = spec.licence
     meta.update(extra or {})
     return meta
-
-
-def save_adapter(model: Any, out_dir: str | Path, meta: dict[str, Any]) -> Path:
-    """Write the peft files and ``playground.json`` to ``out_dir`` (through a temporary folder)."""
-    out = Path(out_dir).expanduser().resolve()
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
-    # Name the registry base, so that the playground finds it on any machine.
-    cfg_path = tmp / "adapter_config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["base_model_name_or_path"] = meta.get("base", cfg.get("base_model_name_or_path"))
-    cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True))
-    (tmp / "playground.json").write_text(json.dumps(meta, indent=2))
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
-    return out
-
-
-def read_meta(folder: str | Path) -> dict[str, Any]:
-    """An adapter's ``playground.json`` ({} when absent or unreadable)."""
-    path = Path(folder) / "playground.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return {}
-
-
-def merge_and_save(adapter: str | Path, out_dir: str | Path) -> Path:
-    """Merge an adapter into its base weights and save a full Hugging Face model with its tokenizer."""
-    import torch
-
-    from llm_playground.generation.registry import info_for_dir, load_model, resolve
-
-    folder = Path(adapter)
-    info = info_for_dir(folder) if folder.is_dir() else resolve(str(adapter))
-    if info.kind != "adapter":
-        raise UserError(f"'{adapter}' is not a LoRA adapter")
-    loaded = load_model(info, dtype=torch.float32)
-    merged = loaded.model.merge_and_unload()
-    out = Path(out_dir).expanduser().resolve()
-    tmp = out.with_name(out.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    merged.save_pretrained(str(tmp), safe_serialization=True)
-    loaded.tokenizer.save_pretrained(str(tmp))
-    meta = read_meta(info.path) if info.path else {}
-    (tmp / "playground.json").write_text(
-        json.dumps({**meta, "merged_from": str(info.path), "kind": "merged"}, indent=2)
-    )
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.replace(out)
-    return out
-
-
-def default_adapter_dir(name: str) -> Path:
-    """Where a named adapter is saved so that Labs 3–5 list it at once."""
-    from llm_playground.core.paths import get_paths
-
-    if not name or "/" in name or name.startswith("."):
-        raise UserError(f"'{name}' is not a valid adapter name (no slashes, not empty)")
-    return get_paths().ensure().adapters / name

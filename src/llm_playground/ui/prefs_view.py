@@ -5,7 +5,7 @@ The page supplies the models: :func:`render_voting` takes ``generate_pair(prompt
 returning ``((response_1, model_1), (response_2, model_2))``; this module never loads
 a model. Every widget key starts with ``prefs_``. A page uses them like this::
 
-    store = store_chooser()                      # validated database path (or None)
+    store = store_chooser()                      # a database named inside the home (or None)
     vote_tab, prefs_tab = st.tabs(["Vote", "Preferences"])
     with vote_tab:
         render_voting(store, generate_pair)      # generate_pair(prompt) -> ((r1, m1), (r2, m2))
@@ -23,15 +23,16 @@ from pathlib import Path
 import streamlit as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.finetuning.outputs import OutputExists, home_file
 from llm_playground.finetuning.preferences import (
     TIES_MODES,
     Pair,
     PreferenceStore,
     Vote,
     make_pair,
-    resolve_db_path,
     sibling_ties_path,
 )
+from llm_playground.finetuning.preferences.export import EXPORTS_FOLDER
 from llm_playground.ui.components import esc, show_user_error
 
 log = logging.getLogger(__name__)
@@ -76,27 +77,24 @@ def _as_store(store: PreferenceStore | str | Path | None) -> PreferenceStore | N
 
 
 def store_chooser(
-    default: str | Path | None = None, key: str = "prefs_db_path"
+    default: str = "playground.sqlite", key: str = "prefs_db_name"
 ) -> PreferenceStore | None:
-    """A text input for the vote database (a file, or a folder to keep it in), validated:
-    a foreign, corrupt or unreachable file is shown as an error and not used."""
-    if default is None:
-        from llm_playground.core.paths import get_paths
-
-        default = get_paths().db
-    text = st.text_input(
-        "Vote database (a .sqlite file, or a data folder)",
-        value=str(default),
+    """The vote database, named inside the playground home (no folders, no ``..``),
+    validated: a foreign, corrupt or unreachable file is shown as an error and not used."""
+    name = st.text_input(
+        "Vote database (a name in the playground home)",
+        value=default,
         key=key,
-        help="Votes are kept in a SQLite database in WAL mode. A file "
-        "that is not a playground database is refused, never overwritten.",
+        help="Votes are kept in a SQLite database in WAL mode, in the playground home "
+        "(playground.sqlite is the one the CLI and Lab 5 use). A file that is not a "
+        "playground database is refused, never overwritten.",
     )
     try:
-        store = PreferenceStore(resolve_db_path(text))
+        store = PreferenceStore(home_file(name, "", suffix=".sqlite", what="database name"))
     except UserError as exc:
         show_user_error(exc)
         return None
-    st.caption(f"Votes are stored in `{esc(store.path)}` ({store.count()} so far).")
+    st.caption(f"Votes are stored in `{esc(store.path.name)}` ({store.count()} so far).")
     return store
 
 
@@ -433,6 +431,26 @@ def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
     return stats
 
 
+def _save_in_home(store: PreferenceStore, ties: str, name: str, replace: bool) -> None:
+    path = home_file(name, EXPORTS_FOLDER, suffix=".jsonl", what="file name")
+    result = store.export_jsonl(path, ties=ties, force=replace)
+    extra = result.n_ties + result.n_both_bad
+    st.success(
+        f"{result.n_pairs} preference pair(s) saved as {path.name} in the playground home"
+        + (f" ({extra} tie/both-bad vote(s): {ties})" if extra else "")
+        + "; the DPO tab lists it under its saved exports."
+    )
+
+
+def _save_dataset_in_home(store: PreferenceStore, ties: str, name: str, replace: bool) -> None:
+    folder = home_file(name, EXPORTS_FOLDER, what="dataset name")
+    result = store.export_dataset(folder, ties=ties, force=replace)
+    st.success(
+        f"{result.n_pairs} preference pair(s) saved as the dataset {result.path.name} in the "
+        "playground home" + (f"; ties in {result.ties_path.name}" if result.ties_path else "")
+    )
+
+
 def _render_export(store: PreferenceStore) -> None:
     st.subheader("Export for DPO")
     ties = st.radio(
@@ -441,39 +459,12 @@ def _render_export(store: PreferenceStore) -> None:
         format_func=TIES_LABELS.get,
         key="prefs_export_ties",
     )
-    folder = store.path.parent
-    c1, c2 = st.columns(2)
-    with c1:
-        out = st.text_input(
-            "JSONL file", value=str(folder / "preferences.jsonl"), key="prefs_export_path"
-        )
-        if st.button("Write JSONL", key="prefs_export_jsonl"):
-            try:
-                result = store.export_jsonl(out, ties=ties)
-                st.success(result.summary())
-            except UserError as exc:
-                show_user_error(exc)
-    with c2:
-        out_dir = st.text_input(
-            "Dataset folder (datasets save_to_disk)",
-            value=str(folder / "preferences-dataset"),
-            key="prefs_export_dataset_dir",
-        )
-        if st.button("Save dataset", key="prefs_export_dataset"):
-            try:
-                result = store.export_dataset(out_dir, ties=ties)
-                st.success(
-                    f"{result.n_pairs} preference pair(s) saved to {result.path}"
-                    + (f"; ties in {result.ties_path}" if result.ties_path else "")
-                )
-            except UserError as exc:
-                show_user_error(exc)
     try:
         main, side = store.jsonl_text(ties)
     except UserError as exc:
         show_user_error(exc)
         return
-    name = Path(out or "preferences.jsonl").name or "preferences.jsonl"
+    name = "preferences.jsonl"
     d1, d2 = st.columns(2)
     d1.download_button(
         "Download JSONL",
@@ -494,3 +485,32 @@ def _render_export(store: PreferenceStore) -> None:
             on_click="ignore",
             disabled=not side,
         )
+    st.markdown("**Keep in the playground home** (for the DPO tab, or `datasets.load_from_disk`)")
+    replace = st.checkbox("Replace a file or dataset of the same name", key="prefs_export_replace")
+    c1, c2 = st.columns(2)
+    with c1:
+        file_name = st.text_input("File name", value=name, key="prefs_export_name")
+        if st.button("Save JSONL", key="prefs_export_jsonl"):
+            try:
+                _save_in_home(store, ties, file_name, replace)
+            except OutputExists as exc:
+                show_user_error(
+                    UserError(f"{exc.path.name} exists already: tick 'Replace' to overwrite it")
+                )
+            except UserError as exc:
+                show_user_error(exc)
+    with c2:
+        ds_name = st.text_input(
+            "Dataset name (datasets save_to_disk)",
+            value="preferences-dataset",
+            key="prefs_export_dataset_name",
+        )
+        if st.button("Save dataset", key="prefs_export_dataset"):
+            try:
+                _save_dataset_in_home(store, ties, ds_name, replace)
+            except OutputExists as exc:
+                show_user_error(
+                    UserError(f"{exc.path.name} exists already: tick 'Replace' to overwrite it")
+                )
+            except UserError as exc:
+                show_user_error(exc)

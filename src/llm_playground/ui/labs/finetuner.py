@@ -4,41 +4,51 @@ Layout and state only: training, data and decoding come from llm_playground.fine
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
-from llm_playground.core.paths import get_paths
-from llm_playground.finetuning.instructions import (
-    PROMPT_FORMAT,
-    format_prompt,
-    load_examples,
-    load_jsonl,
-    split_heldout,
-)
-from llm_playground.finetuning.sft import (
-    DEFAULT_TARGETS,
-    SFTConfig,
+from llm_playground.finetuning.dpo import DPOConfig, train_dpo
+from llm_playground.finetuning.events import (
+    DPODone,
+    DPOStarted,
+    DPOStep,
     SFTDone,
     SFTEval,
     SFTStarted,
     SFTStep,
-    default_adapter_dir,
-    train_sft,
 )
+from llm_playground.finetuning.instructions import (
+    load_examples,
+    parse_instructions,
+    prompt_for_model,
+    split_heldout,
+)
+from llm_playground.finetuning.lora import (
+    DEFAULT_TARGETS,
+    adapter_details,
+    check_adapter_dir,
+    default_adapter_dir,
+    heldout_figure,
+)
+from llm_playground.finetuning.outputs import MAX_UPLOAD_BYTES, OutputExists, check_upload
+from llm_playground.finetuning.preferences import parse_preference_pairs, read_preference_pairs
+from llm_playground.finetuning.preferences.export import saved_exports
+from llm_playground.finetuning.sft import SFTConfig, train_sft
 from llm_playground.generation.decoding import DecodingConfig, generate
 from llm_playground.generation.registry import list_models
 from llm_playground.ui.components import (
     cached_model,
+    current_job,
     esc,
-    job_manager,
+    job_panel,
+    machine_load_caption,
     page_header,
     show_user_error,
+    start_job,
 )
 
 DEFAULT_BASE = "gemma3-270m"
@@ -68,7 +78,6 @@ page_header(
 )
 
 state = st.session_state
-manager = job_manager()
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -76,45 +85,6 @@ manager = job_manager()
 
 def _models() -> dict:
     return {i.name: i for i in list_models(include_hub=False) if i.available}
-
-
-def _adapter_meta(info) -> dict:
-    return dict(info.details or {}) if info is not None and info.kind == "adapter" else {}
-
-
-def _heldout_loss(name: str, infos: dict) -> tuple[float | None, str]:
-    """The held-out loss of a model and where it comes from (an adapter's playground.json)."""
-    info = infos.get(name)
-    if info is None:
-        return None, ""
-    meta = _adapter_meta(info)
-    if meta.get("heldout_loss_after") is not None:
-        return float(
-            meta["heldout_loss_after"]
-        ), f"after training, {meta.get('data') or 'its data'}"
-    for other in infos.values():  # a base model: the 'before' figure of an adapter trained on it
-        m = _adapter_meta(other)
-        if other.base == name and m.get("heldout_loss_before") is not None:
-            return float(m["heldout_loss_before"]), f"before training, measured for {other.name}"
-    return None, ""
-
-
-def _prompt_for(info, loaded, instruction: str, extra: str, wrap: bool) -> tuple[str, bool | None]:
-    """The text a model gets, and whether to apply its chat template."""
-    meta = _adapter_meta(info)
-    fmt = (
-        (meta.get("prompt_format") or {}).get("name")
-        if isinstance(meta.get("prompt_format"), dict)
-        else None
-    )
-    chat = bool(getattr(loaded.tokenizer, "chat_template", None)) and bool(info.chat)
-    if fmt == PROMPT_FORMAT or (not chat and wrap):
-        return format_prompt(instruction, extra), False
-    if chat:
-        text = instruction if not extra.strip() else f"{instruction}\n\n{extra}"
-        return text, True
-    text = instruction if not extra.strip() else f"{instruction}\n{extra}"
-    return text, False
 
 
 def _decoding_settings(prefix: str) -> DecodingConfig | None:
@@ -155,7 +125,10 @@ def _answer(name: str, instruction: str, extra: str, wrap: bool, config: Decodin
     if info is None:
         raise UserError(f"model '{name}' is not available")
     loaded = cached_model(name)
-    prompt, chat = _prompt_for(info, loaded, instruction, extra, wrap)
+    has_template = bool(getattr(loaded.tokenizer, "chat_template", None)) and bool(info.chat)
+    prompt, chat = prompt_for_model(
+        instruction, extra, adapter_meta=adapter_details(info), chat=has_template, wrap=wrap
+    )
     result = generate(loaded, prompt, config, chat_template=chat)
     return {
         "name": name,
@@ -270,7 +243,7 @@ with tab_side:
                     )
                     st.markdown(f"**{esc(out['name'])}** · {kind}")
                     _output_box(out["text"].strip(), f"ft-output-{side}")
-                    loss, where = _heldout_loss(out["name"], infos)
+                    loss, where = heldout_figure(out["name"], infos)
                     m1, m2, m3 = st.columns(3)
                     m1.metric("Time", f"{out['time_s']:.2f} s")
                     m2.metric(
@@ -306,24 +279,19 @@ with tab_side:
 # --- training ----------------------------------------------------------------------------
 
 
-def _training_view(job_kind: str) -> None:
-    job = manager.running(job_kind) or manager.get(state.get(f"ft_{job_kind}_job"))
-    if job is None:
-        return
-    events = job.events_since(0)
+def _sft_draw(job, events: list) -> None:
+    """What the page shows of an SFT run: size, losses, the loss curve, the result."""
     started = next((e for e in events if isinstance(e, SFTStarted)), None)
     steps = [e for e in events if isinstance(e, SFTStep)]
     evals = [e for e in events if isinstance(e, SFTEval)]
     done = next((e for e in events if isinstance(e, SFTDone)), None)
-    st.markdown(f"**{esc(job.label)}**")
     if started:
         m1, m2, m3 = st.columns(3)
         m1.metric("Trainable parameters", f"{started.trainable:,}")
         m2.metric("Share of the model", f"{started.share:.3f} %")
         m3.metric("Held-out loss before", f"{evals[0].heldout_loss:.3f}" if evals else "measuring…")
-        st.progress(len(steps) / started.max_steps, text=f"step {len(steps)} / {started.max_steps}")
     elif job.running:
-        st.progress(0.0, text="loading the base model…")
+        st.caption("Loading the base model…")
     if steps:
         df = pd.DataFrame({"step": [s.step for s in steps], "loss": [s.loss for s in steps]})
         chart = (
@@ -336,11 +304,6 @@ def _training_view(job_kind: str) -> None:
         )
         st.altair_chart(chart, width="stretch")
         st.caption(f"{steps[-1].s_per_step:.2f} s/step, {steps[-1].tokens_per_s:.0f} tokens/s")
-    if job.running:
-        if st.button("Stop", key=f"ft_{job_kind}_stop"):
-            manager.stop(job.id)
-    if job.error:
-        st.error(f"Training failed: {job.error}")
     if done and done.step == 0:
         st.warning("Stopped before the first step: nothing was saved.")
     elif done:
@@ -354,6 +317,67 @@ def _training_view(job_kind: str) -> None:
             )
         else:
             st.warning(msg + " Nothing was saved.")
+
+
+def _uploaded_text(upload, what: str) -> str:
+    if upload is None:
+        raise UserError(f"choose a {what} to upload first")
+    if upload.size > MAX_UPLOAD_BYTES:
+        raise UserError(
+            f"{upload.name} is {upload.size / 1e6:.1f} MB; uploads are limited to "
+            f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+        )
+    return check_upload(upload.getvalue(), upload.name)
+
+
+def _adapter_out(name: str, replace: bool):
+    """The adapter folder for a name typed in the page; an existing one needs ``replace``."""
+    out = default_adapter_dir(name.strip())
+    try:
+        check_adapter_dir(out, force=replace)
+    except OutputExists:
+        raise UserError(
+            f"an adapter named '{name.strip()}' exists already: pick another name or tick "
+            "'Replace an existing adapter'"
+        ) from None
+    return out
+
+
+def _start_sft(form: dict) -> None:
+    config = SFTConfig(
+        base=form["base"],
+        lora_r=int(form["r"]),
+        lora_alpha=int(form["alpha"]),
+        lora_dropout=float(form["dropout"]),
+        target_modules=tuple(form["targets"]),
+        lr=float(form["lr"]),
+        max_steps=int(form["max_steps"]),
+        seq_len=int(form["seq_len"]),
+        batch_size=int(form["batch"]),
+    ).validate()
+    if form["data"] == "upload a JSONL file":
+        upload = form["upload"]
+        examples = parse_instructions(_uploaded_text(upload, "JSONL file"), upload.name)
+        data_name = upload.name
+    else:
+        examples = load_examples(form["data"])
+        data_name = form["data"]
+    train, heldout = split_heldout(examples)
+    out = _adapter_out(form["name"], form["replace"])
+    force = form["replace"]
+
+    def factory(stop):
+        return train_sft(
+            config, train, heldout, out_dir=out, stop_event=stop, data_name=data_name, force=force
+        )
+
+    start_job(
+        "sft",
+        f"LoRA r={config.lora_r} on {config.base}, {data_name} → {out.name}",
+        factory,
+        heavy=True,
+        params={"config": config.settings(), "out": str(out)},
+    )
 
 
 with tab_train:
@@ -381,13 +405,18 @@ with tab_train:
         upload = None
         if data_choice == "upload a JSONL file":
             upload = st.file_uploader(
-                "Instruction JSONL", type=["jsonl", "json"], key="ft_train_upload"
+                f"Instruction JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
+                type=["jsonl", "json"],
+                key="ft_train_upload",
             )
         state.setdefault("ft_train_name", f"my-adapter-{time.strftime('%H%M')}")
         name = st.text_input(
             "Adapter name",
             key="ft_train_name",
             help="Saved under the playground home's adapters/ folder.",
+        )
+        replace = st.checkbox(
+            "Replace an existing adapter of that name", key="ft_train_replace", value=False
         )
     with c2:
         r = st.slider("LoRA rank r", 1, 64, 8, key="ft_train_r")
@@ -408,65 +437,32 @@ with tab_train:
     max_steps = c4.number_input("Steps", 1, 10_000, 30, key="ft_train_steps")
     seq_len = c5.number_input("Sequence length", 16, 2048, 128, 16, key="ft_train_seq")
     batch = c6.number_input("Batch size", 1, 64, 4, key="ft_train_batch")
-    running = manager.running("sft")
-    if st.button("Train", key="ft_train_start", type="primary", disabled=running is not None):
+    sft_job = current_job("sft")
+    busy = sft_job is not None and sft_job.running
+    if st.button("Train", key="ft_train_start", type="primary", disabled=busy):
         try:
-            config = SFTConfig(
-                base=base,
-                lora_r=int(r),
-                lora_alpha=int(alpha),
-                lora_dropout=float(dropout),
-                target_modules=tuple(targets),
-                lr=float(lr),
-                max_steps=int(max_steps),
-                seq_len=int(seq_len),
-                batch_size=int(batch),
-            ).validate()
-            if data_choice == "upload a JSONL file":
-                if upload is None:
-                    raise UserError("choose a JSONL file to upload first")
-                with tempfile.NamedTemporaryFile("wb", suffix=".jsonl", delete=False) as f:
-                    f.write(upload.getvalue())
-                examples = load_jsonl(Path(f.name))
-                data_name = upload.name
-            else:
-                examples = load_examples(data_choice)
-                data_name = data_choice
-            train, heldout = split_heldout(examples)
-            out = default_adapter_dir(name.strip())
-            if out.exists():
-                raise UserError(
-                    f"an adapter named '{name.strip()}' exists already: pick another name"
-                )
-
-            def factory(
-                stop, config=config, train=train, heldout=heldout, out=out, data_name=data_name
-            ):
-                return train_sft(
-                    config, train, heldout, out_dir=out, stop_event=stop, data_name=data_name
-                )
-
-            job = manager.start(
-                "sft",
-                f"LoRA r={config.lora_r} on {base}, {data_name} → {out.name}",
-                factory,
-                {"config": config.settings(), "out": str(out)},
+            _start_sft(
+                {
+                    "base": base,
+                    "data": data_choice,
+                    "upload": upload,
+                    "name": name,
+                    "replace": replace,
+                    "r": r,
+                    "alpha": alpha,
+                    "dropout": dropout,
+                    "targets": targets,
+                    "lr": lr,
+                    "max_steps": max_steps,
+                    "seq_len": seq_len,
+                    "batch": batch,
+                }
             )
-            state["ft_sft_job"] = job.id
             st.rerun()
         except UserError as exc:
             show_user_error(exc)
-
-    @st.fragment(run_every=1.0 if running is not None else None)
-    def _sft_progress() -> None:
-        _training_view("sft")
-        job = manager.get(state.get("ft_sft_job"))
-        if state.get("ft_sft_was_running") and job is not None and not job.running:
-            state["ft_sft_was_running"] = False
-            st.rerun()
-        state["ft_sft_was_running"] = job is not None and job.running
-
-    _sft_progress()
+    machine_load_caption()
+    job_panel("sft", draw=_sft_draw)
     saved = [i for i in _models().values() if i.kind == "adapter"]
     if saved:
         st.markdown("**Saved adapters** (listed in Labs 3–5)")
@@ -536,37 +532,23 @@ with tab_prefs:
 # --- DPO ------------------------------------------------------------------------------------
 
 
-def _dpo_view() -> None:
-    from llm_playground.finetuning.dpo import DPODone, DPOStarted, DPOStep
-
-    job = manager.running("dpo") or manager.get(state.get("ft_dpo_job"))
-    if job is None:
-        return
-    events = job.events_since(0)
+def _dpo_draw(job, events: list) -> None:
+    """What the page shows of a DPO run: the pairs, the size, the loss curve, the result."""
     started = next((e for e in events if isinstance(e, DPOStarted)), None)
     steps = [e for e in events if isinstance(e, DPOStep)]
     done = next((e for e in events if isinstance(e, DPODone)), None)
-    st.markdown(f"**{esc(job.label)}**")
     if started:
         st.caption(
             f"{started.n_pairs} preference pairs · {started.trainable:,} trainable parameters "
             f"({started.share:.3f} %)"
         )
-        st.progress(
-            min(len(steps) / started.max_steps, 1.0),
-            text=f"step {len(steps)} / {started.max_steps}",
-        )
     elif job.running:
-        st.progress(0.0, text="loading the model and tokenizing the pairs…")
+        st.caption("Loading the model and tokenizing the pairs…")
     if steps:
         df = pd.DataFrame({"step": [s.step for s in steps], "DPO loss": [s.loss for s in steps]})
         st.altair_chart(
             alt.Chart(df).mark_line(point=True).encode(x="step:Q", y="DPO loss:Q"), width="stretch"
         )
-    if job.running and st.button("Stop", key="ft_dpo_stop_btn"):
-        manager.stop(job.id)
-    if job.error:
-        st.error(f"DPO failed: {job.error}")
     if done:
         st.success(
             f"DPO adapter saved to `{esc(done.out_dir)}` after {done.step} steps: it is listed "
@@ -576,13 +558,27 @@ def _dpo_view() -> None:
         )
 
 
-with tab_dpo:
-    from llm_playground.finetuning.dpo import DPOSettings, load_preferences, train_dpo
+SOURCE_SAVED = "a saved export"
+SOURCE_UPLOAD = "upload a JSONL file"
 
+
+def _dpo_pairs(source: str, saved: str | None, upload) -> tuple[list[dict], str]:
+    """The preference pairs chosen in the page, and a name for them."""
+    if source == SOURCE_UPLOAD:
+        rows = parse_preference_pairs(_uploaded_text(upload, "JSONL file"), upload.name)
+        return rows, upload.name
+    exports = {p.name: p for p in saved_exports()}
+    if not saved or saved not in exports:
+        raise UserError("there is no saved export yet: save one in Preferences, or upload a file")
+    return read_preference_pairs(exports[saved]), saved
+
+
+with tab_dpo:
     st.caption(
         "Direct preference optimisation: TRL's DPOTrainer makes the chosen answers more likely "
         "than the rejected ones, relative to the base model, by training a LoRA adapter. "
-        "Export your votes in **Preferences** (a JSONL of prompt, chosen, rejected), then train here."
+        "Save your votes in **Preferences → Export for DPO** (a JSONL of prompt, chosen, "
+        "rejected), or upload such a file, then train here."
     )
     infos = _models()
     bases = [n for n, i in infos.items() if i.kind in ("offline", "checkpoint")]
@@ -593,16 +589,28 @@ with tab_dpo:
         key="ft_dpo_base",
         index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
     )
-    state.setdefault(
-        "ft_dpo_prefs",
-        state.get("prefs_export_path") or str(get_paths().home / "preferences.jsonl"),
-    )
-    prefs_path = c2.text_input(
-        "Preference JSONL",
-        key="ft_dpo_prefs",
-        help="The file that **Preferences → Export for DPO** writes "
-        "(prompt, chosen, rejected on each line).",
-    )
+    with c2:
+        source = st.radio(
+            "Preference pairs", (SOURCE_SAVED, SOURCE_UPLOAD), key="ft_dpo_source", horizontal=True
+        )
+        saved_name = None
+        dpo_upload = None
+        if source == SOURCE_SAVED:
+            names = [p.name for p in saved_exports()]
+            saved_name = st.selectbox(
+                "Saved export (in the playground home)",
+                names,
+                key="ft_dpo_saved",
+                help="The files that **Preferences → Export for DPO** saves.",
+            )
+            if not names:
+                st.caption("No export saved yet.")
+        else:
+            dpo_upload = st.file_uploader(
+                f"Preference JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
+                type=["jsonl", "json"],
+                key="ft_dpo_upload",
+            )
     c3, c4, c5 = st.columns(3)
     dpo_steps = c3.number_input("Steps", 1, 1000, 10, key="ft_dpo_steps")
     dpo_beta = c4.number_input(
@@ -616,42 +624,33 @@ with tab_dpo:
     )
     state.setdefault("ft_dpo_name", f"dpo-{time.strftime('%H%M')}")
     dpo_name = c5.text_input("Adapter name", key="ft_dpo_name")
-    dpo_running = manager.running("dpo")
-    if st.button(
-        "Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_running is not None
-    ):
+    dpo_replace = c5.checkbox(
+        "Replace an existing adapter of that name", key="ft_dpo_replace", value=False
+    )
+    dpo_job = current_job("dpo")
+    dpo_busy = dpo_job is not None and dpo_job.running
+    if st.button("Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_busy):
         try:
-            settings = DPOSettings(
-                base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta)
-            ).validate()
-            rows = load_preferences(prefs_path)
-            out = default_adapter_dir(dpo_name.strip())
-            if out.exists():
-                raise UserError(
-                    f"an adapter named '{dpo_name.strip()}' exists already: pick another name"
+            config = DPOConfig(base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta))
+            config.validate()
+            rows, data_name = _dpo_pairs(source, saved_name, dpo_upload)
+            out = _adapter_out(dpo_name, dpo_replace)
+
+            def dpo_factory(
+                stop, config=config, rows=rows, out=out, data_name=data_name, force=dpo_replace
+            ):
+                return train_dpo(
+                    config, rows, out_dir=out, stop_event=stop, data_name=data_name, force=force
                 )
 
-            def dpo_factory(stop, settings=settings, rows=rows, out=out, prefs_path=prefs_path):
-                return train_dpo(settings, rows, out_dir=out, stop_event=stop, data_name=prefs_path)
-
-            job = manager.start(
+            start_job(
                 "dpo",
                 f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}",
                 dpo_factory,
-                {"out": str(out)},
+                heavy=True,
+                params={"out": str(out)},
             )
-            state["ft_dpo_job"] = job.id
             st.rerun()
         except UserError as exc:
             show_user_error(exc)
-
-    @st.fragment(run_every=1.0 if dpo_running is not None else None)
-    def _dpo_progress() -> None:
-        _dpo_view()
-        job = manager.get(state.get("ft_dpo_job"))
-        if state.get("ft_dpo_was_running") and job is not None and not job.running:
-            state["ft_dpo_was_running"] = False
-            st.rerun()
-        state["ft_dpo_was_running"] = job is not None and job.running
-
-    _dpo_progress()
+    job_panel("dpo", draw=_dpo_draw)
