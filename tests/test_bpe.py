@@ -12,12 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.events import Done, Progress, Started
 from llm_playground.core.paths import package_data
 from llm_playground.tokenization.bpe import (
     GPT4_SPLIT_PATTERN,
+    BPEDone,
+    BPEProgress,
     BPETokenizer,
-    Done,
-    Progress,
     merge_ids,
     train,
     train_events,
@@ -125,18 +126,20 @@ def test_replay_watches_pairs_fuse(shakespeare_512):
 
 
 def test_progress_events_and_stop():
+    assert issubclass(BPEProgress, Progress) and issubclass(BPEDone, Done)
     events = list(train_events("hello hello world " * 20, 270, name="h"))
-    progress = [e for e in events if isinstance(e, Progress)]
-    assert isinstance(events[-1], Done) and not events[-1].stopped
-    assert [p.merge for p in progress] == list(range(1, len(progress) + 1))
-    assert progress[0].total == 14 and progress[-1].fraction == pytest.approx(len(progress) / 14)
+    assert isinstance(events[0], Started) and events[0].total == 14 and events[0].unit == "merge"
+    progress = [e for e in events if isinstance(e, BPEProgress)]
+    assert isinstance(events[-1], BPEDone) and not events[-1].stopped
+    assert [p.step for p in progress] == list(range(1, len(progress) + 1))
+    assert progress[0].total == 14 and progress[-1].step == len(progress)
     stop = threading.Event()
     seen = []
     for event in train_events(SHAKESPEARE[:30_000], 400, stop=stop):
         seen.append(event)
-        if isinstance(event, Progress) and event.merge == 5:
+        if isinstance(event, BPEProgress) and event.step == 5:
             stop.set()
-    assert isinstance(seen[-1], Done) and seen[-1].stopped
+    assert isinstance(seen[-1], BPEDone) and seen[-1].stopped
     assert len(seen[-1].tokenizer.merges) == 5
 
 
@@ -183,7 +186,7 @@ def test_save_and_load_versioned_json(tmp_path, shakespeare_512):
         ),
         (
             '{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], "pattern": "(("}',
-            "does not compile",
+            "not one of the known patterns",
         ),
     ],
 )
