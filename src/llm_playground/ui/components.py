@@ -208,3 +208,40 @@ def model_picker(
     if missing:
         st.caption("Not available here: " + "; ".join(esc(i.label) for i in missing))
     return choice
+
+
+def uploaded_bytes(upload: Any, max_bytes: int, what: str = "file") -> bytes:
+    """An uploaded file's bytes, refused with the limit in the message when larger.
+
+    Pages read files from the browser only through an uploader and this cap, never
+    through a typed server path.
+    """
+    from llm_playground.core.textfiles import size_text
+
+    size = getattr(upload, "size", None)
+    if size is not None and size > max_bytes:
+        raise UserError(f"{upload.name} is larger than the {size_text(max_bytes)} a {what} may be")
+    data = upload.getvalue()
+    if len(data) > max_bytes:
+        raise UserError(f"{upload.name} is larger than the {size_text(max_bytes)} a {what} may be")
+    return data
+
+
+SAFE_NAME_CHARS = 80
+
+
+def safe_home_name(name: str, what: str = "name") -> str:
+    """A plain file name for something kept inside the playground home (no folders, no
+    ``..``, no absolute path): letters, digits, '.', '_' and '-', starting with a letter
+    or digit. Returns the name stripped of surrounding spaces, else raises UserError."""
+    import re
+
+    stripped = (name or "").strip()
+    if not re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{SAFE_NAME_CHARS - 1}}}", stripped) or (
+        ".." in stripped
+    ):
+        raise UserError(
+            f"{what} {stripped!r} must be letters, digits, '.', '_' or '-' "
+            f"(at most {SAFE_NAME_CHARS}), with no folders"
+        )
+    return stripped
