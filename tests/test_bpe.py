@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import threading
+import time
+import tracemalloc
+from pathlib import Path
 
 import pytest
 import regex
@@ -16,6 +19,9 @@ from llm_playground.core.events import Done, Progress, Started
 from llm_playground.core.paths import package_data
 from llm_playground.tokenization.bpe import (
     GPT4_SPLIT_PATTERN,
+    MAX_TOKEN_BYTES,
+    MAX_TOKENIZER_FILE_BYTES,
+    MAX_VOCAB_SIZE,
     BPEDone,
     BPEProgress,
     BPETokenizer,
@@ -203,3 +209,56 @@ def test_binary_or_missing_file(tmp_path):
         BPETokenizer.load(tmp_path / "b.json")
     with pytest.raises(UserError, match="no tokenizer file"):
         BPETokenizer.load(tmp_path / "absent.json")
+
+
+# --- hostile files: refused fast, with the limit in the message ---------------------------
+
+
+def _bpe_file(tmp_path, **fields) -> Path:
+    data = {"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], **fields}
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_merges_that_double_a_token_forty_times_are_refused_fast(tmp_path):
+    # a, aa, aaaa, ... : merge i fuses the newest token with itself, 2**41 bytes at the end
+    merges = [[97, 97]] + [[256 + i, 256 + i] for i in range(40)]
+    path = _bpe_file(tmp_path, merges=merges)
+    assert path.stat().st_size < 600
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=f"at most {MAX_TOKEN_BYTES} bytes"):
+        BPETokenizer.load(path)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 1.0 and peak < 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(\w|\w)*x", GPT4_SPLIT_PATTERN + "|x"])
+def test_split_patterns_come_only_from_the_named_list(tmp_path, pattern):
+    with pytest.raises(UserError, match="not one of the known patterns"):
+        BPETokenizer.load(_bpe_file(tmp_path, pattern=pattern))
+    # the exact text of a listed pattern is recognised by its name
+    loaded = BPETokenizer.load(_bpe_file(tmp_path, pattern=GPT4_SPLIT_PATTERN))
+    assert loaded.pattern == "gpt4"
+
+
+def test_too_many_merges_and_too_large_files_are_refused(tmp_path):
+    merges = [[97, 98]] * (MAX_VOCAB_SIZE - 255)
+    with pytest.raises(UserError, match=f"at most {MAX_VOCAB_SIZE - 256:,}"):
+        BPETokenizer.load(_bpe_file(tmp_path, merges=merges))
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:
+        f.truncate(MAX_TOKENIZER_FILE_BYTES + 1)
+    with pytest.raises(UserError, match="larger than the 16 MB"):
+        BPETokenizer.load(big)
+    with pytest.raises(UserError, match="at most 65,536"):
+        train("hello", MAX_VOCAB_SIZE + 1)
+
+
+def test_training_stops_before_a_token_grows_past_the_limit():
+    done = list(train_events("a" * 5000, 300, pattern="none"))[-1]
+    assert f"longer than {MAX_TOKEN_BYTES} bytes" in done.reason
+    assert max(len(t) for t in done.tokenizer.vocab) <= MAX_TOKEN_BYTES

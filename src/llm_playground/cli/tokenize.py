@@ -16,7 +16,12 @@ from pathlib import Path
 
 from llm_playground.cli import int_at_least
 from llm_playground.core.errors import UserError
-from llm_playground.core.textfiles import MAX_TEXT_BYTES, check_text_size, size_text
+from llm_playground.core.textfiles import (
+    MAX_TEXT_BYTES,
+    check_text_size,
+    read_stream_limited,
+    size_text,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -93,7 +98,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_stdin() -> bytes:
-    data = sys.stdin.buffer.read(MAX_TEXT_BYTES + 1)
+    data = read_stream_limited(sys.stdin.buffer, MAX_TEXT_BYTES)
     if len(data) > MAX_TEXT_BYTES:
         raise UserError(f"standard input is larger than the {size_text(MAX_TEXT_BYTES)} allowed")
     return data

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
 from llm_playground.core.errors import UserError
 
@@ -39,7 +40,7 @@ def read_bytes_limited(
         raise UserError(f"{what} not found: {file}")
     try:
         with file.open("rb") as handle:
-            data = handle.read(max_bytes + 1)
+            data = read_stream_limited(handle, max_bytes)
     except PermissionError:
         raise UserError(f"{file} cannot be read (permission denied)") from None
     except OSError as exc:
@@ -47,6 +48,19 @@ def read_bytes_limited(
     if len(data) > max_bytes:
         raise UserError(f"{file} is larger than the {size_text(max_bytes)} a {what} may hold")
     return data
+
+
+def read_stream_limited(stream: BinaryIO, max_bytes: int) -> bytes:
+    """Up to ``max_bytes + 1`` bytes of ``stream``, read in pieces (memory follows the data,
+    not the limit); more than ``max_bytes`` means the input is too large."""
+    pieces, total = [], 0
+    while total <= max_bytes:
+        piece = stream.read(min(1024 * 1024, max_bytes + 1 - total))
+        if not piece:
+            break
+        pieces.append(piece)
+        total += len(piece)
+    return b"".join(pieces)
 
 
 def decode_utf8(data: bytes, source: str) -> str:
