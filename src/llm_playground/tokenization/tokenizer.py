@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from llm_playground.core.errors import UserError
-from llm_playground.core.paths import Paths, get_paths, package_data
+from llm_playground.core.paths import Paths, get_paths, named_file, package_data
 from llm_playground.core.textfiles import write_text_atomic
 from llm_playground.tokenization.bpe import (
     MAX_VOCAB_SIZE,
@@ -396,13 +396,9 @@ def load_tokenizer_file(path: str | Path) -> Tokenizer:
 
 
 def saved_tokenizer_path(name: str, paths: Paths | None = None) -> Path:
-    """Where ``bpe:<name>`` lives: ``<home>/tokenizers/<name>.json``."""
+    """Where ``bpe:<name>`` lives: ``<home>/tokenizers/<name>.json`` (a plain name, never a path)."""
     stem = name[len(BPE_PREFIX) :] if name.startswith(BPE_PREFIX) else name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}", stem):
-        raise UserError(
-            f"tokenizer name {stem!r} must be letters, digits, '.', '_' or '-' (at most 81)"
-        )
-    return (paths or get_paths()).tokenizers / f"{stem}.json"
+    return named_file((paths or get_paths()).tokenizers, stem, ".json", what="tokenizer name")
 
 
 def save_bpe(

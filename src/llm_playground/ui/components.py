@@ -227,21 +227,10 @@ def uploaded_bytes(upload: Any, max_bytes: int, what: str = "file") -> bytes:
     return data
 
 
-SAFE_NAME_CHARS = 80
-
-
 def safe_home_name(name: str, what: str = "name") -> str:
     """A plain file name for something kept inside the playground home (no folders, no
-    ``..``, no absolute path): letters, digits, '.', '_' and '-', starting with a letter
-    or digit. Returns the name stripped of surrounding spaces, else raises UserError."""
-    import re
+    ``..``, no absolute path): see :func:`llm_playground.core.paths.check_name`. Returns the
+    name stripped of surrounding spaces, else raises UserError (show it beside the widget)."""
+    from llm_playground.core.paths import check_name
 
-    stripped = (name or "").strip()
-    if not re.fullmatch(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{SAFE_NAME_CHARS - 1}}}", stripped) or (
-        ".." in stripped
-    ):
-        raise UserError(
-            f"{what} {stripped!r} must be letters, digits, '.', '_' or '-' "
-            f"(at most {SAFE_NAME_CHARS}), with no folders"
-        )
-    return stripped
+    return check_name(name, what)
