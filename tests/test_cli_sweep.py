@@ -279,7 +279,20 @@ COMMANDS = {
 }
 
 # Cases of other labs' commands that still fail on this branch; their labs fix them.
-KNOWN_FAILING: set[str] = set()
+KNOWN_FAILING: set[str] = {
+    # training.engine yields Error(str(exc)) positionally: a TypeError traceback (Lab 2)
+    "train --preset bigram --out out --data missing",
+    "train --preset bigram --out out --data folder",
+    "train --preset bigram --out out --data latin1",
+    "train --preset bigram --out out --tokenizer missing.json",
+    "train --preset bigram --out out --resume missing",
+    # settings checked only after the model is loaded: its progress bar precedes the line (Lab 5)
+    "eval perplexity --model M --data text --no-record --stride -1",
+    "eval perplexity --model M --data text --no-record --max-length -1",
+    "eval perplexity --model M --data text --no-record --max-tokens -1",
+    "eval perplexity --model M --data text --no-record --batch-size 0",
+    "eval reference --model M --no-record --max-new-tokens -1",
+}
 
 
 def _marks(case: Case) -> list:
