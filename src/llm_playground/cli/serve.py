@@ -79,11 +79,24 @@ def streamlit_command(host: str, port: int) -> list[str]:
     ]
 
 
+def _lan_address() -> str:
+    """This machine's address on its network (no packet is sent), or its host name."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 1))
+            return probe.getsockname()[0]
+    except OSError:
+        return socket.gethostname()
+
+
 def _url(host: str, port: int) -> str:
+    """The URL to open (loopback) or to share with the class (any other address)."""
     shown = "localhost" if is_loopback(host) else host
     if shown in ("0.0.0.0", "::"):
-        shown = "THIS-MACHINE'S-ADDRESS"
-    elif ":" in shown:
+        shown = _lan_address()
+    if ":" in shown:
         shown = f"[{shown}]"
     return f"http://{shown}:{port}"
 
@@ -122,8 +135,11 @@ def serve_command(args: argparse.Namespace) -> int:
     if not APP.is_file():
         raise UserError(f"the app is missing from this installation ({APP})")
     url = _url(host, args.port)
-    gate = " (behind the access code)" if access_code() else ""
-    print(f"LLM Playground: {url}{gate}", flush=True)
+    if is_loopback(host):
+        gate = " (behind the access code)" if access_code() else ""
+        print(f"LLM Playground: {url}{gate}", flush=True)
+    else:
+        print(f"LLM Playground: share {url} and the access code with your class", flush=True)
     command = streamlit_command(host, args.port)
     if args.browser and is_loopback(host):
         _open_browser_later(url)
