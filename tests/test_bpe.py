@@ -262,3 +262,28 @@ def test_training_stops_before_a_token_grows_past_the_limit():
     done = list(train_events("a" * 5000, 300, pattern="none"))[-1]
     assert f"longer than {MAX_TOKEN_BYTES} bytes" in done.reason
     assert max(len(t) for t in done.tokenizer.vocab) <= MAX_TOKEN_BYTES
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(alphabet="abc d\n'!é", max_size=120), pattern=st.sampled_from(["gpt4", "none"]))
+def test_replay_of_changes_matches_applying_every_merge(text, pattern):
+    tok = train("abc abd abcd cab dab ab a b c d é!\n" * 5, 300, pattern=pattern)
+    every = tok.replay(text, only_changes=False)
+    changes = [s for s in every if s.step == 0 or s.fused]
+    fast = tok.replay(text)
+    assert [(s.step, s.pair, s.new_id, s.ids, s.fused) for s in fast] == [
+        (s.step, s.pair, s.new_id, s.ids, s.fused) for s in changes
+    ]
+    assert fast[-1].ids == tok.encode(text)
+    limited = tok.replay(text, max_steps=10)
+    assert all(s.step <= 10 for s in limited)
+    assert limited == [s for s in fast if s.step <= 10]
+
+
+def test_replay_cost_follows_the_text_not_the_merges():
+    # 60,000 merges, every one of them a distinct pair of bytes
+    tok = BPETokenizer(merges=[(a, b) for a in range(1, 256) for b in range(1, 256)][:60_000])
+    started = time.perf_counter()
+    states = tok.replay(SHAKESPEARE[:600])
+    assert time.perf_counter() - started < 2.0
+    assert states[-1].ids == tok.encode(SHAKESPEARE[:600]) and len(states) > 1
