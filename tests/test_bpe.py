@@ -3,6 +3,7 @@ versioned JSON with clear errors, progress events, and training speed."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -287,3 +288,33 @@ def test_replay_cost_follows_the_text_not_the_merges():
     states = tok.replay(SHAKESPEARE[:600])
     assert time.perf_counter() - started < 2.0
     assert states[-1].ids == tok.encode(SHAKESPEARE[:600]) and len(states) > 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet="aab c\n", min_size=0, max_size=400))
+def test_long_chunks_encode_exactly_like_the_simple_loop(text):
+    tok = _aab_tokenizer()
+    ids = list(text.encode("utf-8"))
+    assert tok._encode_long(list(ids)) == _simple_encode(tok, ids)
+
+
+@functools.cache
+def _aab_tokenizer() -> BPETokenizer:
+    return train("aab aab ab aaab c\nba a a b" * 30, 320, pattern="none")
+
+
+def _simple_encode(tok: BPETokenizer, ids: list[int]) -> list[int]:
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: tok.ranks.get(p, 1 << 62))  # noqa: B905
+        if pair not in tok.ranks:
+            break
+        ids = merge_ids(ids, pair, tok.ranks[pair])
+    return ids
+
+
+def test_a_long_text_without_pre_split_encodes_fast():
+    tok = train(SHAKESPEARE[:5_000], 300, pattern="none")
+    started = time.perf_counter()
+    ids = tok.encode(SHAKESPEARE[:100_000])  # one chunk: the simple loop would take minutes
+    assert time.perf_counter() - started < 10
+    assert tok.decode(ids) == SHAKESPEARE[:100_000] and len(ids) < 100_000

@@ -23,6 +23,7 @@ the named list ``SPLIT_PATTERNS`` (never a regex taken from the file).
 from __future__ import annotations
 
 import functools
+import heapq
 import json
 import threading
 import time
@@ -65,6 +66,7 @@ MAX_VOCAB_SIZE = 65_536  # 256 bytes + 65,280 merges
 MAX_TOKEN_BYTES = 512  # GPT-4's longest tokens are about 128 bytes
 MAX_TOKENIZER_FILE_BYTES = 16 * 1024 * 1024
 MAX_NAME_CHARS = 200
+LONG_CHUNK_BYTES = 256  # longer chunks are encoded with a heap instead of the simple loop
 
 
 def merge_ids(ids: list[int], pair: Pair, new_id: int) -> list[int]:
@@ -195,8 +197,11 @@ class BPETokenizer:
 
     def _encode_chunk(self, chunk: str) -> list[int]:
         ids = list(chunk.encode("utf-8"))
+        if len(ids) > LONG_CHUNK_BYTES:
+            return self._encode_long(ids)
         ranks = self.ranks
         inf = 1 << 62
+        # merge the pair that was learned first, again and again, until none is left
         while len(ids) >= 2:
             pair = min(pairwise(ids), key=lambda p: ranks.get(p, inf))
             new_id = ranks.get(pair)
@@ -204,6 +209,45 @@ class BPETokenizer:
                 break
             ids = merge_ids(ids, pair, new_id)
         return ids
+
+    def _encode_long(self, ids: list[int]) -> list[int]:
+        """The same merges as :meth:`_encode_chunk` in O(n log n), for long chunks (a text
+        split with pattern ``none`` is one chunk): a heap of the pairs by rank, then position.
+
+        A merge only creates pairs that hold its new token, and those rank after it, so
+        popping (rank, position) in order replays the simple loop exactly.
+        """
+        if len(ids) < 2:
+            return list(ids)
+        ranks = self.ranks
+        tokens: list[int | None] = list(ids)
+        following = list(range(1, len(ids) + 1))
+        following[-1] = -1
+        preceding = list(range(-1, len(ids) - 1))
+        heap = [
+            (ranks[pair], position) for position, pair in enumerate(pairwise(ids)) if pair in ranks
+        ]
+        heapq.heapify(heap)
+        while heap:
+            new_id, left = heapq.heappop(heap)
+            right = following[left]
+            if tokens[left] is None or right == -1:
+                continue
+            if ranks.get((tokens[left], tokens[right])) != new_id:  # stale: already merged
+                continue
+            # fuse the pair into its left place and unlink the right one
+            tokens[left], tokens[right] = new_id, None
+            after = following[right]
+            following[left] = after
+            if after != -1:
+                preceding[after] = left
+            # the new token's pairs with its neighbours may merge later
+            before = preceding[left]
+            if before != -1 and (rank := ranks.get((tokens[before], new_id))) is not None:
+                heapq.heappush(heap, (rank, before))
+            if after != -1 and (rank := ranks.get((new_id, tokens[after]))) is not None:
+                heapq.heappush(heap, (rank, left))
+        return [token for token in tokens if token is not None]
 
     def encode(self, text: str) -> list[int]:
         out: list[int] = []
