@@ -271,21 +271,28 @@ def test_tokenize_works_without_a_network():
         assert out["n_tokens"] == 10 and (ids is None or out["ids"] == ids)
 
 
-def test_bpe_train_outputs_are_checked_before_training(cli, tmp_path):
+def test_bpe_train_outputs_are_checked_before_training(tmp_path, capsys):
+    from llm_playground.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:  # in process: fast
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
     train = ("bpe", "train", "--vocab-size", "260", "--input", str(SHAKESPEARE), "--out")
     folder = tmp_path / "folder.json"
     folder.mkdir()
-    _one_line_error(cli(*train, str(folder)), "is a folder")
-    _one_line_error(cli(*train, "/proc/no-such-place/t.json"), "cannot be written")
+    _one_line_error(run(*train, str(folder)), "is a folder")
+    _one_line_error(run(*train, "/proc/no-such-place/t.json"), "cannot be written")
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    _one_line_error(cli(*train, str(blocker / "t.json")), "cannot be written")
+    _one_line_error(run(*train, str(blocker / "t.json")), "cannot be written")
     out = tmp_path / "t.json"
-    assert cli(*train, str(out)).returncode == 0
+    assert run(*train, str(out)).returncode == 0
     before = out.read_bytes()
-    _one_line_error(cli(*train, str(out)), "already exists; pass --force")
+    _one_line_error(run(*train, str(out)), "already exists; pass --force")
     assert out.read_bytes() == before
-    replaced = cli(*train[:2], "--vocab-size", "258", *train[4:], str(out), "--force")
+    replaced = run(*train[:2], "--vocab-size", "258", *train[4:], str(out), "--force")
     assert replaced.returncode == 0, replaced.stderr
     assert len(json.loads(out.read_text())["merges"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.json", "t.json"]
