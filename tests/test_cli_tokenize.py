@@ -269,3 +269,51 @@ def test_tokenize_works_without_a_network():
         assert proc.returncode == 0, proc.stderr
         out = json.loads(proc.stdout)
         assert out["n_tokens"] == 10 and (ids is None or out["ids"] == ids)
+
+
+def test_bpe_train_outputs_are_checked_before_training(tmp_path, capsys):
+    from llm_playground.cli import main
+
+    def run(*args: str) -> subprocess.CompletedProcess:  # in process: fast
+        code = main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    train = ("bpe", "train", "--vocab-size", "260", "--input", str(SHAKESPEARE), "--out")
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    _one_line_error(run(*train, str(folder)), "is a folder")
+    _one_line_error(run(*train, "/proc/no-such-place/t.json"), "cannot be written")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    _one_line_error(run(*train, str(blocker / "t.json")), "cannot be written")
+    out = tmp_path / "t.json"
+    assert run(*train, str(out)).returncode == 0
+    before = out.read_bytes()
+    _one_line_error(run(*train, str(out)), "already exists; pass --force")
+    assert out.read_bytes() == before
+    replaced = run(*train[:2], "--vocab-size", "258", *train[4:], str(out), "--force")
+    assert replaced.returncode == 0, replaced.stderr
+    assert len(json.loads(out.read_text())["merges"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.json", "t.json"]
+
+
+def test_hostile_tokenizer_file_is_one_line_and_fast(cli, tmp_path):
+    doubling = tmp_path / "doubling.json"
+    merges = [[97, 97]] + [[256 + i, 256 + i] for i in range(40)]
+    doubling.write_text(
+        json.dumps({"format": "llm-playground/bpe-tokenizer", "version": 1, "merges": merges})
+    )
+    _one_line_error(cli("tokenize", "-t", str(doubling), "aaaa"), "tokens may be at most 512 bytes")
+    regex_bomb = tmp_path / "regex.json"
+    regex_bomb.write_text(
+        json.dumps(
+            {
+                "format": "llm-playground/bpe-tokenizer",
+                "version": 1,
+                "merges": [],
+                "pattern": "(a+)+$",
+            }
+        )
+    )
+    _one_line_error(cli("tokenize", "-t", str(regex_bomb), "a" * 40 + "!"), "known patterns")

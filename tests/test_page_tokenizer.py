@@ -102,6 +102,15 @@ def test_train_replay_save_and_load_bpe(at, playground_home):
     assert any("Saved bpe:low-270" in s.value for s in at.success)
     assert "bpe:low-270" in available_tokenizers()
     assert "bpe:low-270" in at.multiselect(key="tok_names").options
+    at.button(key="bpe_save").click().run()  # the same name again: refused without the box
+    assert any("already saved" in e.value for e in at.error)
+    at.checkbox(key="bpe_save_replace").check().run()
+    at.button(key="bpe_save").click().run()
+    assert not any("already saved" in e.value for e in at.error)
+    at.text_input(key="bpe_save_name").set_value("../outside").run()
+    at.button(key="bpe_save").click().run()
+    assert any("must be letters" in e.value for e in at.error)
+    assert sorted(p.name for p in (playground_home / "tokenizers").iterdir()) == ["low-270.json"]
     at.selectbox(key="bpe_load_name").set_value("bpe:low-270").run()
     at.button(key="bpe_load").click().run()
     assert any("Loaded bpe:low-270" in s.value for s in at.success)

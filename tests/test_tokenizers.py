@@ -100,7 +100,7 @@ def test_tiktoken_round_trip(name, text):
 )
 @given(text=st.text())
 def test_own_bpe_round_trip(small_bpe, text):
-    tok = get_tokenizer(str(save_bpe(small_bpe, "roundtrip")))
+    tok = get_tokenizer(str(save_bpe(small_bpe, "roundtrip", overwrite=True)))
     assert tok.decode(tok.encode(text)) == text
 
 
@@ -216,6 +216,12 @@ def test_names_and_saved_tokenizers(small_bpe):
         get_tokenizer("bpe:absent")
     with pytest.raises(UserError, match="must be letters"):
         save_bpe(small_bpe, "../escape")
+    with pytest.raises(UserError, match="must be letters"):
+        save_bpe(small_bpe, "/etc/passwd")
+    with pytest.raises(UserError, match="already saved"):
+        save_bpe(small_bpe, "mine")
+    assert save_bpe(small_bpe, "mine", overwrite=True) == path
+    assert [p.name for p in path.parent.iterdir()] == ["mine.json"]  # no temporary file left
 
 
 def test_configure_tiktoken_respects_the_users_cache(monkeypatch, tmp_path):

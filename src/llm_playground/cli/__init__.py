@@ -1,10 +1,14 @@
 """The ``llm-playground`` command line.
 
 Each lab registers its sub-commands from its own module in this package
-(``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``): a module
-exposes ``register(subparsers)`` and sets ``func`` on each parser it adds. A
-:class:`~llm_playground.core.errors.UserError` raised by a command becomes a one-line message
-on standard error and exit status 2, never a traceback.
+(``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``, ``serve``): a
+module exposes ``register(subparsers)`` and sets ``func`` on each parser it adds.
+
+:func:`main` is the one place where failures become messages: a
+:class:`~llm_playground.core.errors.UserError`, a file-system error (``OSError``), a
+database error (``sqlite3.Error``), running out of memory or an interrupt each become one
+line on standard error and exit status 2, never a traceback. Anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,25 +16,78 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
+import sqlite3
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from llm_playground import __version__
 from llm_playground.core.errors import UserError
 
 # Sub-command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("assets", "tokenize", "train", "generate", "finetune", "prefs", "evaluate")
+COMMAND_MODULES = (
+    "assets",
+    "tokenize",
+    "train",
+    "generate",
+    "finetune",
+    "prefs",
+    "evaluate",
+    "serve",
+)
+PROG = "llm-playground"
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse exits with status 2 on usage errors; keep the message to one line."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {one_line(message)}\n")
+
+
+def one_line(text: object) -> str:
+    """A message squeezed onto one line (runs of whitespace, newlines included, become a space)."""
+    return " ".join(str(text).split())
+
+
+def _number(
+    kind: Callable[[str], float], low: float | None, strict: bool
+) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if low is not None and (value <= low if strict else value < low):
+            raise argparse.ArgumentTypeError(
+                f"{text} must be {'greater than' if strict else 'at least'} {low:g}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer ``>= low`` (``--port``, ``--limit``)."""
+    return _number(int, low, strict=False)  # type: ignore[return-value]
+
+
+def finite_float(low: float | None = None, strict: bool = False) -> Callable[[str], float]:
+    """An argparse ``type``: a finite float (no NaN, no inf), optionally bounded below."""
+    return _number(float, low, strict)
+
+
+def _os_error_line(exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    where = exc.filename if exc.filename is not None else ""
+    return f"{reason}: {where}" if where != "" else one_line(reason if exc.strerror else exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="llm-playground", description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -45,9 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {one_line(message)}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        return _fail("interrupted")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -58,13 +123,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as exc:
-        print(f"llm-playground: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except BrokenPipeError:  # e.g. `llm-playground tokenize ... | head`
         return 0
     except KeyboardInterrupt:
-        print("llm-playground: interrupted", file=sys.stderr)
-        return 130
+        return _fail("interrupted")
+    except UnicodeError as exc:  # text that is not UTF-8 where text was expected
+        return _fail(f"not UTF-8 text ({exc.reason})" if hasattr(exc, "reason") else str(exc))
+    except OSError as exc:  # a missing file, a folder where a file was expected, a full disk
+        return _fail(_os_error_line(exc))
+    except sqlite3.Error as exc:
+        return _fail(f"database error: {exc}")
+    except MemoryError:
+        return _fail("out of memory: try a smaller input or smaller settings")
+    except RecursionError:
+        return _fail("the input is nested too deeply")
 
 
 if __name__ == "__main__":

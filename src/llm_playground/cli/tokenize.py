@@ -2,22 +2,31 @@
 
 llm-playground tokenizers
 llm-playground tokenize --tokenizer NAME [--clean html,whitespace,nfkc] [--format json|html|text] [TEXT]
-llm-playground bpe train --vocab-size N --input FILE --out FILE.json
+llm-playground bpe train --vocab-size N --input FILE --out FILE.json [--force]
+llm-playground bpe merges FILE.json [--limit N]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from llm_playground.cli import int_at_least
 from llm_playground.core.errors import UserError
+from llm_playground.core.textfiles import (
+    MAX_TEXT_BYTES,
+    check_text_size,
+    read_stream_limited,
+    size_text,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tokenizers", help="list the available tokenizer names, one a line")
-    p.set_defaults(func=_tokenizers)
+    p.set_defaults(func=tokenizers_command)
 
     p = subparsers.add_parser(
         "tokenize",
@@ -47,13 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--max-pieces",
-        type=int,
+        type=int_at_least(0),
         default=None,
         metavar="N",
         help="html only: render at most N tokens (default: as many as the app shows)",
     )
     p.add_argument("text", nargs="?", default="-", metavar="TEXT")
-    p.set_defaults(func=_tokenize)
+    p.set_defaults(func=tokenize_command)
 
     p = subparsers.add_parser("bpe", help="train your own byte-level BPE tokenizer")
     sub = p.add_subparsers(dest="bpe_command", metavar="ACTION")
@@ -61,24 +70,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a byte-level BPE on a UTF-8 text file and save it as JSON"
     )
     t.add_argument(
-        "--vocab-size", type=int, required=True, metavar="N", help="target vocabulary (>= 256)"
+        "--vocab-size",
+        type=int,
+        required=True,
+        metavar="N",
+        help="target vocabulary (256 to 65,536)",
     )
     t.add_argument(
         "--input", required=True, metavar="FILE", help="UTF-8 text to train on ('-': stdin)"
     )
     t.add_argument("--out", required=True, metavar="FILE.json", help="where to save the tokenizer")
+    t.add_argument("--force", action="store_true", help="replace --out when it already exists")
     t.add_argument(
         "--pattern",
         choices=("gpt4", "gpt2", "none"),
         default="gpt4",
         help="how text is split before merging (default: GPT-4's regex)",
     )
-    t.set_defaults(func=_bpe_train)
+    t.set_defaults(func=bpe_train_command)
     m = sub.add_parser("merges", help="list a saved BPE tokenizer's merges in order")
     m.add_argument("file", metavar="FILE.json")
-    m.add_argument("--limit", type=int, default=None, metavar="N")
-    m.set_defaults(func=_bpe_merges)
+    m.add_argument(
+        "--limit", type=int_at_least(0), default=None, metavar="N", help="show the first N merges"
+    )
+    m.set_defaults(func=bpe_merges_command)
     p.set_defaults(func=lambda args: p.print_help() or 2)
+
+
+def _read_stdin() -> bytes:
+    data = read_stream_limited(sys.stdin.buffer, MAX_TEXT_BYTES)
+    if len(data) > MAX_TEXT_BYTES:
+        raise UserError(f"standard input is larger than the {size_text(MAX_TEXT_BYTES)} allowed")
+    return data
 
 
 def _decode_utf8(data: bytes, source: str) -> str:
@@ -92,7 +115,7 @@ def _decode_utf8(data: bytes, source: str) -> str:
 
 def _read_text_arg(text: str) -> str:
     if text == "-":
-        return _decode_utf8(sys.stdin.buffer.read(), "standard input")
+        return _decode_utf8(_read_stdin(), "standard input")
     try:  # bytes that were not UTF-8 reach argv as lone surrogates
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -102,16 +125,20 @@ def _read_text_arg(text: str) -> str:
 
 def _read_file(name: str) -> str:
     if name == "-":
-        return _decode_utf8(sys.stdin.buffer.read(), "standard input")
+        return _decode_utf8(_read_stdin(), "standard input")
     path = Path(name)
     if not path.exists():
         raise UserError(f"no such file: {name}")
     if path.is_dir():
         raise UserError(f"{name} is a folder, not a text file")
+    if not path.is_file():
+        raise UserError(f"{name} is not a regular file")
+    if path.stat().st_size > MAX_TEXT_BYTES:
+        raise UserError(f"{name} is larger than the {size_text(MAX_TEXT_BYTES)} allowed")
     return _decode_utf8(path.read_bytes(), name)
 
 
-def _tokenizers(args: argparse.Namespace) -> int:
+def tokenizers_command(args: argparse.Namespace) -> int:
     from llm_playground.tokenization.tokenizer import available_tokenizers
 
     for name in available_tokenizers():
@@ -127,7 +154,7 @@ def _show(piece: str) -> str:
     )
 
 
-def _tokenize(args: argparse.Namespace) -> int:
+def tokenize_command(args: argparse.Namespace) -> int:
     from llm_playground.tokenization.cleaning import clean, parse_steps
     from llm_playground.tokenization.tokenizer import get_tokenizer, tokenize_with_pieces
 
@@ -164,42 +191,48 @@ def _tokenize(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bpe_train(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _check_output(out: Path, force: bool) -> None:
+    """Refuse, before any training, an output that cannot or should not be written."""
+    if out.suffix != ".json":
+        raise UserError(f"--out must name a .json file, got {out}")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give the path of a .json file")
+    if out.exists() and not force:
+        raise UserError(f"--out {out} already exists; pass --force to replace it")
+    folder = out.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"--out {out} cannot be written: {folder} is not a writable folder")
 
-    from llm_playground.tokenization.bpe import Done, train_events
 
-    if args.vocab_size < 256:
+def bpe_train_command(args: argparse.Namespace) -> int:
+    from llm_playground.cli.progress import Wording, render
+    from llm_playground.tokenization.bpe import MAX_VOCAB_SIZE, BPEDone, train_events
+
+    if not 256 <= args.vocab_size <= MAX_VOCAB_SIZE:
         raise UserError(
-            f"--vocab-size must be at least 256 (the byte values), got {args.vocab_size}"
+            f"--vocab-size must be at least 256 (the byte values) and at most "
+            f"{MAX_VOCAB_SIZE:,}, got {args.vocab_size}"
         )
     out = Path(args.out)
-    if out.suffix != ".json":
-        raise UserError(f"--out must name a .json file, got {args.out}")
+    _check_output(out, args.force)
     text = _read_file(args.input)
     if not text:
         raise UserError(f"{args.input} is empty: there is nothing to train on")
+    check_text_size(text, args.input)
     source = "standard input" if args.input == "-" else Path(args.input).name
-    bar = tqdm(
-        total=args.vocab_size - 256,
-        unit="merge",
-        file=sys.stderr,
-        desc="BPE merges",
-        mininterval=0.2,
-    )
-    done = None
+    events = train_events(text, args.vocab_size, pattern=args.pattern, name=out.stem, source=source)
+    done = render(events, Wording(postfix=lambda event: {}))
+    assert isinstance(done, BPEDone)
     try:
-        for event in train_events(
-            text, args.vocab_size, pattern=args.pattern, name=out.stem, source=source
-        ):
-            if isinstance(event, Done):
-                done = event
-            else:
-                bar.update(1)
-    finally:
-        bar.close()
-    assert done is not None
-    path = done.tokenizer.save(out)
+        path = done.tokenizer.save(out, overwrite=args.force)
+    except UserError as exc:
+        if out.exists() and not args.force:  # someone wrote it while we trained
+            raise UserError(f"--out {out} already exists; pass --force to replace it") from None
+        raise exc
     note = f" (stopped early: {done.reason})" if done.reason else ""
     print(
         f"saved {path}: {done.tokenizer.vocab_size} tokens, {len(done.tokenizer.merges)} merges "
@@ -208,7 +241,7 @@ def _bpe_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bpe_merges(args: argparse.Namespace) -> int:
+def bpe_merges_command(args: argparse.Namespace) -> int:
     from llm_playground.tokenization.tokenizer import BPEAdapter, get_tokenizer
 
     tok = get_tokenizer(args.file)

@@ -2,7 +2,9 @@
 
 Instruction data (Lab 4), preference pairs (Lab 4, DPO) and judge questions and answers
 (Lab 5) all come as JSONL. A malformed line raises :class:`UserError` with the file and
-the line number, so a person can find and fix it; blank lines are skipped.
+the line number, so a person can find and fix it; blank lines are skipped. Files come
+from anyone, so they are bounded: at most ``MAX_JSONL_BYTES`` in all, ``MAX_LINE_BYTES``
+a line and ``MAX_ROWS`` objects, each limit named in its message.
 """
 
 from __future__ import annotations
@@ -13,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from llm_playground.core.errors import UserError
-from llm_playground.core.textfiles import read_text_file
+from llm_playground.core.textfiles import check_text_size, read_text_file, size_text
+
+MAX_JSONL_BYTES = 128 * 1024 * 1024
+MAX_LINE_BYTES = 4 * 1024 * 1024
+MAX_ROWS = 1_000_000
 
 
 def _quoted(names: Sequence[str]) -> str:
@@ -33,14 +39,23 @@ def parse_jsonl(
     ``keys`` must be present (any JSON value); ``text_fields`` must be strings, and with
     ``nonblank`` not only whitespace. ``source`` names the text in messages.
     """
+    check_text_size(text, source, MAX_JSONL_BYTES)
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_BYTES:
+            raise UserError(
+                f"{source} line {number}: longer than the {size_text(MAX_LINE_BYTES)} a line may hold"
+            )
+        if len(rows) >= MAX_ROWS:
+            raise UserError(f"{source}: more than {MAX_ROWS:,} lines of JSON objects")
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(f"{source} line {number}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise UserError(f"{source} line {number}: nested too deeply") from None
         if not isinstance(row, dict):
             wanted = _quoted([*keys, *text_fields])
             raise UserError(
@@ -67,5 +82,5 @@ def read_jsonl(
 ) -> list[tuple[int, dict[str, Any]]]:
     """Parse a UTF-8 JSONL file (see :func:`parse_jsonl`); ``what`` names it when it is missing."""
     file = Path(path).expanduser()
-    text = read_text_file(file, what, allow_empty=True)
+    text = read_text_file(file, what, allow_empty=True, max_bytes=MAX_JSONL_BYTES)
     return parse_jsonl(text, file.name, **checks)

@@ -94,3 +94,34 @@ def get_paths() -> Paths:
 def package_data(*parts: str) -> Path:
     """A file or folder shipped inside the package (``llm_playground/data``)."""
     return Path(__file__).resolve().parent.parent.joinpath("data", *parts)
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}"
+
+
+def check_name(name: str, what: str = "name") -> str:
+    """A plain name for a file kept inside the playground home: letters, digits, '.', '_'
+    or '-', starting with a letter or digit, at most 81 characters; so never a folder,
+    ``..`` or an absolute path. Returns the name without surrounding spaces."""
+    import re
+
+    from llm_playground.core.errors import UserError
+
+    stripped = (name or "").strip()
+    if not re.fullmatch(NAME_PATTERN, stripped) or ".." in stripped:
+        raise UserError(
+            f"{what} {stripped!r} must be letters, digits, '.', '_' or '-' (at most 81)"
+        )
+    return stripped
+
+
+def named_file(folder: Path, name: str, suffix: str = "", what: str = "name") -> Path:
+    """``folder/<name><suffix>`` for a checked ``name``, refused if it resolves (through a
+    link) to somewhere outside ``folder``."""
+    from llm_playground.core.errors import UserError
+
+    path = folder / f"{check_name(name, what)}{suffix}"
+    resolved, base = path.resolve(), folder.resolve()
+    if resolved != base and base not in resolved.parents:
+        raise UserError(f"{what} {name!r} points outside {folder}")
+    return path

@@ -13,11 +13,17 @@ would pick. Three merges on ``aaabdaaabac`` therefore encode it as
 ``[258, 100, 258, 97, 99]``.
 
 Tokenizers are saved as versioned JSON (never pickle) and loaded with clear errors on
-files that are not ours, too new, or damaged.
+files that are not ours, too new, or damaged. A tokenizer file may come from anyone, so
+what it may ask for is bounded: at most ``MAX_VOCAB_SIZE`` tokens, no token longer than
+``MAX_TOKEN_BYTES`` bytes (merges that double a token forty times are refused at the
+first merge past the limit, before any memory is spent), and a split pattern only from
+the named list ``SPLIT_PATTERNS`` (never a regex taken from the file).
 """
 
 from __future__ import annotations
 
+import functools
+import heapq
 import json
 import threading
 import time
@@ -25,12 +31,14 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from itertools import pairwise
+from itertools import groupby, pairwise
 from pathlib import Path
 
 import regex
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.events import Done, Progress, RunEvent, Started
+from llm_playground.core.textfiles import read_text_file, write_text_atomic
 
 FORMAT = "llm-playground/bpe-tokenizer"
 VERSION = 1
@@ -47,6 +55,18 @@ SPLIT_PATTERNS: dict[str, str | None] = {
 }
 
 Pair = tuple[int, int]
+
+
+class TooLarge(UserError):
+    """A tokenizer asks for more than the bounds below allow (the message names the limit)."""
+
+
+# Bounds on what a tokenizer (trained here or read from a file) may hold.
+MAX_VOCAB_SIZE = 65_536  # 256 bytes + 65,280 merges
+MAX_TOKEN_BYTES = 512  # GPT-4's longest tokens are about 128 bytes
+MAX_TOKENIZER_FILE_BYTES = 16 * 1024 * 1024
+MAX_NAME_CHARS = 200
+LONG_CHUNK_BYTES = 256  # longer chunks are encoded with a heap instead of the simple loop
 
 
 def merge_ids(ids: list[int], pair: Pair, new_id: int) -> list[int]:
@@ -70,10 +90,29 @@ def piece_text(data: bytes) -> str:
     return data.decode("utf-8", errors="backslashreplace")
 
 
-def _pattern_of(pattern: str | None) -> str | None:
+def split_pattern_name(pattern: str | None) -> str:
+    """The name of a split pattern from :data:`SPLIT_PATTERNS` (a name, None, or the exact
+    text of a listed regex); any other pattern is refused, since a regex can take
+    exponential time on a crafted text."""
     if pattern is None:
-        return None
-    return SPLIT_PATTERNS.get(pattern, pattern)
+        return "none"
+    if pattern in SPLIT_PATTERNS:
+        return pattern
+    for name, known in SPLIT_PATTERNS.items():
+        if known is not None and pattern == known:
+            return name
+    shown = pattern if len(pattern) <= 40 else pattern[:40] + "…"
+    raise UserError(
+        f"split pattern {shown!r} is not one of the known patterns ({', '.join(SPLIT_PATTERNS)})"
+    )
+
+
+@functools.lru_cache(maxsize=len(SPLIT_PATTERNS))
+def _compiled_split(name: str) -> Callable[[str], list[str]]:
+    pattern = SPLIT_PATTERNS[name]
+    if pattern is None:
+        return lambda text: [text] if text else []
+    return regex.compile(pattern).findall
 
 
 # --- the tokenizer ----------------------------------------------------------------------
@@ -102,19 +141,26 @@ class BPETokenizer:
         name: str = "my-bpe",
         meta: dict | None = None,
     ) -> None:
+        merges = list(merges or [])
+        if 256 + len(merges) > MAX_VOCAB_SIZE:
+            raise TooLarge(
+                f"{len(merges):,} merges make {256 + len(merges):,} tokens; a tokenizer may "
+                f"have at most {MAX_VOCAB_SIZE:,}"
+            )
         self.name = name
-        self.pattern = pattern
+        self.pattern = split_pattern_name(pattern) if pattern is not None else None
         self.meta = dict(meta or {})
         self.merges: list[Pair] = []
         self.vocab: list[bytes] = [bytes([b]) for b in range(256)]
         self.ranks: dict[Pair, int] = {}
-        for pair in merges or []:
+        for pair in merges:
             self.add_merge(pair)
-        compiled = _pattern_of(pattern)
-        self._split = (
-            regex.compile(compiled).findall if compiled else (lambda text: [text] if text else [])
-        )
+        self.split = _compiled_split(split_pattern_name(pattern))
         self._cache: dict[str, list[int]] = {}
+
+    def merged_length(self, pair: Pair) -> int:
+        """How many bytes the token made by merging ``pair`` would hold."""
+        return len(self.vocab[pair[0]]) + len(self.vocab[pair[1]])
 
     def add_merge(self, pair: Pair) -> int:
         a, b = int(pair[0]), int(pair[1])
@@ -122,6 +168,13 @@ class BPETokenizer:
         if not (0 <= a < new_id and 0 <= b < new_id):
             raise UserError(
                 f"merge {len(self.merges)} ({a}, {b}) refers to a token that does not exist yet"
+            )
+        if new_id >= MAX_VOCAB_SIZE:
+            raise TooLarge(f"a tokenizer may have at most {MAX_VOCAB_SIZE:,} tokens")
+        if self.merged_length((a, b)) > MAX_TOKEN_BYTES:
+            raise TooLarge(
+                f"merge {len(self.merges)} would make a token of {self.merged_length((a, b)):,} "
+                f"bytes; tokens may be at most {MAX_TOKEN_BYTES} bytes"
             )
         self.merges.append((a, b))
         self.ranks[(a, b)] = new_id
@@ -144,8 +197,11 @@ class BPETokenizer:
 
     def _encode_chunk(self, chunk: str) -> list[int]:
         ids = list(chunk.encode("utf-8"))
+        if len(ids) > LONG_CHUNK_BYTES:
+            return self._encode_long(ids)
         ranks = self.ranks
         inf = 1 << 62
+        # merge the pair that was learned first, again and again, until none is left
         while len(ids) >= 2:
             pair = min(pairwise(ids), key=lambda p: ranks.get(p, inf))
             new_id = ranks.get(pair)
@@ -154,15 +210,56 @@ class BPETokenizer:
             ids = merge_ids(ids, pair, new_id)
         return ids
 
+    def _encode_long(self, ids: list[int]) -> list[int]:
+        """The same merges as :meth:`_encode_chunk` in O(n log n), for long chunks (a text
+        split with pattern ``none`` is one chunk): a heap of the pairs by rank, then position.
+
+        A merge only creates pairs that hold its new token, and those rank after it, so
+        popping (rank, position) in order replays the simple loop exactly.
+        """
+        if len(ids) < 2:
+            return list(ids)
+        ranks = self.ranks
+        tokens: list[int | None] = list(ids)
+        following = list(range(1, len(ids) + 1))
+        following[-1] = -1
+        preceding = list(range(-1, len(ids) - 1))
+        heap = [
+            (ranks[pair], position) for position, pair in enumerate(pairwise(ids)) if pair in ranks
+        ]
+        heapq.heapify(heap)
+        while heap:
+            new_id, left = heapq.heappop(heap)
+            right = following[left]
+            if tokens[left] is None or right == -1:
+                continue
+            if ranks.get((tokens[left], tokens[right])) != new_id:  # stale: already merged
+                continue
+            # fuse the pair into its left place and unlink the right one
+            tokens[left], tokens[right] = new_id, None
+            after = following[right]
+            following[left] = after
+            if after != -1:
+                preceding[after] = left
+            # the new token's pairs with its neighbours may merge later
+            before = preceding[left]
+            if before != -1 and (rank := ranks.get((tokens[before], new_id))) is not None:
+                heapq.heappush(heap, (rank, before))
+            if after != -1 and (rank := ranks.get((new_id, tokens[after]))) is not None:
+                heapq.heappush(heap, (rank, left))
+        return [token for token in tokens if token is not None]
+
     def encode(self, text: str) -> list[int]:
         out: list[int] = []
         cache = self._cache
         if len(cache) > 200_000:
             cache.clear()
-        for chunk in self._split(text):
+        for chunk in self.split(text):
             ids = cache.get(chunk)
             if ids is None:
-                ids = cache[chunk] = self._encode_chunk(chunk)
+                ids = self._encode_chunk(chunk)
+                if len(chunk) <= 256:  # words repeat; long chunks rarely do
+                    cache[chunk] = ids
             out.extend(ids)
         return out
 
@@ -199,11 +296,16 @@ class BPETokenizer:
         """Apply the merges one at a time to ``text``: state ``i`` holds its ids after merge ``i``.
 
         Applying merge after merge in order gives exactly what :meth:`encode` gives. With
-        ``only_changes``, merges that do not occur in the text are left out.
+        ``only_changes``, merges that do not occur in the text are left out, and the cost
+        follows the text, not the number of merges (a tokenizer of 65,536 tokens replays
+        a short text as fast as one of 300).
         """
-        chunks = [list(c.encode("utf-8")) for c in self._split(text)]
+        chunks = [list(c.encode("utf-8")) for c in self.split(text)]
         states = [ReplayState(0, None, None, [i for c in chunks for i in c], 0)]
-        for step, pair in enumerate(self.merges[:max_steps], start=1):
+        limit = len(self.merges) if max_steps is None else min(max_steps, len(self.merges))
+        if only_changes:
+            return states + self._replay_changes(chunks, limit)
+        for step, pair in enumerate(self.merges[:limit], start=1):
             new_id = 255 + step
             fused = 0
             for k, chunk in enumerate(chunks):
@@ -211,10 +313,46 @@ class BPETokenizer:
                 if len(merged) != len(chunk):
                     fused += len(chunk) - len(merged)
                     chunks[k] = merged
-            if fused or not only_changes:
-                states.append(
-                    ReplayState(step, pair, new_id, [i for c in chunks for i in c], fused)
-                )
+            states.append(ReplayState(step, pair, new_id, [i for c in chunks for i in c], fused))
+        return states
+
+    def _chunk_changes(self, chunk: list[int], limit: int) -> list[tuple[int, list[int], int]]:
+        """The merges that change one chunk, in rank order: (rank, ids after it, times fused).
+
+        The lowest-ranked pair present is always the next merge that changes the chunk: a
+        merge creates only pairs that hold its new token, and those rank after it.
+        """
+        changes = []
+        ids = chunk
+        while len(ids) >= 2:
+            pair = min(pairwise(ids), key=lambda p: self.ranks.get(p, 1 << 62))
+            new_id = self.ranks.get(pair)
+            if new_id is None or new_id - 256 >= limit:
+                break
+            merged = merge_ids(ids, pair, new_id)
+            changes.append((new_id - 256, merged, len(ids) - len(merged)))
+            ids = merged
+        return changes
+
+    def _replay_changes(self, chunks: list[list[int]], limit: int) -> list[ReplayState]:
+        """The states after each merge that changes the text: each distinct chunk's own
+        changes, put back together in rank order."""
+        per_chunk: dict[tuple[int, ...], list[tuple[int, list[int], int]]] = {}
+        changes = []  # (rank, chunk index, ids after, fused)
+        for index, chunk in enumerate(chunks):
+            key = tuple(chunk)
+            if key not in per_chunk:
+                per_chunk[key] = self._chunk_changes(chunk, limit)
+            changes.extend((rank, index, ids, fused) for rank, ids, fused in per_chunk[key])
+        changes.sort(key=lambda change: (change[0], change[1]))
+        states = []
+        for rank, group in groupby(changes, key=lambda change: change[0]):
+            fused = 0
+            for _, index, ids, times in group:
+                chunks[index] = ids
+                fused += times
+            flat = [i for c in chunks for i in c]
+            states.append(ReplayState(rank + 1, self.merges[rank], 256 + rank, flat, fused))
         return states
 
     # --- persistence --------------------------------------------------------------------
@@ -231,13 +369,12 @@ class BPETokenizer:
             "meta": self.meta,
         }
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
-        tmp.replace(path)
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the JSON to a temporary name beside ``path``, then rename it into place;
+        without ``overwrite`` an existing file is refused."""
+        return write_text_atomic(
+            path, json.dumps(self.to_dict(), ensure_ascii=False), overwrite=overwrite
+        )
 
     @classmethod
     def from_dict(cls, data: object, source: str = "the data") -> BPETokenizer:
@@ -253,6 +390,11 @@ class BPETokenizer:
                 f"{source} was saved by a newer version (format {version}; this one reads {VERSION})"
             )
         merges = data.get("merges")
+        if isinstance(merges, list) and 256 + len(merges) > MAX_VOCAB_SIZE:
+            raise UserError(
+                f"{source} has {len(merges):,} merges; a tokenizer may have at most "
+                f"{MAX_VOCAB_SIZE - 256:,} ({MAX_VOCAB_SIZE:,} tokens)"
+            )
         if not isinstance(merges, list) or not all(
             isinstance(m, list)
             and len(m) == 2
@@ -263,19 +405,20 @@ class BPETokenizer:
         pattern = data.get("pattern")
         if pattern is not None and not isinstance(pattern, str):
             raise UserError(f'{source} is damaged: "pattern" must be a string or null')
+        meta = data.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise UserError(f'{source} is damaged: "meta" must be an object')
         try:
             tok = cls(
                 [(m[0], m[1]) for m in merges],
                 pattern=pattern,
-                name=str(data.get("name") or "my-bpe"),
-                meta=data.get("meta") or {},
+                name=str(data.get("name") or "my-bpe")[:MAX_NAME_CHARS],
+                meta=meta,
             )
+        except TooLarge as exc:
+            raise UserError(f"{source} is refused: {exc}") from None
         except UserError as exc:
             raise UserError(f"{source} is damaged: {exc}") from None
-        except regex.error as exc:
-            raise UserError(
-                f"{source} is damaged: its split pattern does not compile ({exc})"
-            ) from None
         if data.get("vocab_size") not in (None, tok.vocab_size):
             raise UserError(
                 f"{source} is damaged: vocab_size {data.get('vocab_size')} but "
@@ -290,51 +433,147 @@ class BPETokenizer:
 
 
 def read_tokenizer_json(path: Path, kind: str = "tokenizer") -> object:
-    """The JSON content of a saved tokenizer file, or a one-line :class:`UserError`."""
+    """The JSON content of a saved tokenizer file (at most ``MAX_TOKENIZER_FILE_BYTES``),
+    or a one-line :class:`UserError`."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a folder, not a {kind} JSON file")
+    if not path.exists():
+        raise UserError(f"no tokenizer file at {path}")
     try:
-        raw = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"no tokenizer file at {path}") from None
-    except (UnicodeDecodeError, IsADirectoryError):
-        raise UserError(f"{path} is not a {kind} JSON file") from None
+        raw = read_text_file(
+            path, f"{kind} file", allow_empty=True, max_bytes=MAX_TOKENIZER_FILE_BYTES
+        )
+    except UserError as exc:
+        if "not UTF-8" in str(exc):
+            raise UserError(f"{path} is not a {kind} JSON file") from None
+        raise
+    return parse_tokenizer_json(raw, str(path))
+
+
+def parse_tokenizer_json(raw: str | bytes, source: str) -> object:
+    """The JSON content of a tokenizer file's text (an upload, say), bounded in size."""
+    if len(raw) > MAX_TOKENIZER_FILE_BYTES:
+        raise UserError(
+            f"{source} is {len(raw):,} bytes; a tokenizer file may be at most "
+            f"{MAX_TOKENIZER_FILE_BYTES // (1024 * 1024)} MB"
+        )
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise UserError(f"{source} is not a JSON text file") from None
     try:
         return json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise UserError(f"{path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        raise UserError(f"{source} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+    except RecursionError:
+        raise UserError(f"{source} is nested too deeply to be a tokenizer file") from None
 
 
 # --- training ---------------------------------------------------------------------------
 
 
-@dataclass
-class Progress:
-    """One merge learned: ``merge`` of ``total``; ``pair`` became ``new_id`` (seen ``count`` times)."""
+@dataclass(frozen=True, kw_only=True)
+class BPEProgress(Progress):
+    """Merge ``step`` of ``total`` is learned: ``pair`` became ``new_id`` (seen ``count`` times)."""
 
-    merge: int
-    total: int
     pair: Pair
     new_id: int
     count: int
     elapsed: float
 
-    @property
-    def fraction(self) -> float:
-        return self.merge / self.total if self.total else 1.0
 
-
-@dataclass
-class Done:
-    """Training finished (or stopped early, or ran out of pairs): the tokenizer and why."""
+@dataclass(frozen=True, kw_only=True)
+class BPEDone(Done):
+    """Training ended (finished, stopped, or out of pairs): the tokenizer, and why it ended."""
 
     tokenizer: BPETokenizer
     elapsed: float
-    stopped: bool = False
     reason: str = ""
     stats: dict = field(default_factory=dict)
 
 
-def _pairs(word: list[int]) -> Counter:
-    return Counter(pairwise(word))
+class ChunkTable:
+    """The training text as token ids, kept so that one merge costs little.
+
+    The text is split into chunks (words with their leading space, numbers, punctuation),
+    and each distinct chunk is stored once with how often it occurs. For every adjacent
+    pair of tokens the table knows its count over the whole text and which chunks hold it,
+    so a merge rewrites and recounts only those chunks.
+    """
+
+    def __init__(self, chunk_texts: list[str]) -> None:
+        # count each distinct chunk once, in order of first appearance
+        counted = Counter(chunk_texts)
+        self.chunks: list[list[int]] = [list(chunk.encode("utf-8")) for chunk in counted]
+        self.chunk_counts: list[int] = list(counted.values())
+        self.pair_counts: dict[Pair, int] = {}
+        self.chunks_with_pair: dict[Pair, set[int]] = {}
+        for chunk_index, chunk in enumerate(self.chunks):
+            for pair in pairwise(chunk):
+                self._add(pair, self.chunk_counts[chunk_index], chunk_index)
+
+    def _add(self, pair: Pair, count: int, chunk_index: int) -> None:
+        self.pair_counts[pair] = self.pair_counts.get(pair, 0) + count
+        holders = self.chunks_with_pair.get(pair)
+        if holders is None:
+            self.chunks_with_pair[pair] = {chunk_index}
+        else:
+            holders.add(chunk_index)
+
+    def first_seen(self, pair: Pair) -> tuple[int, int]:
+        """Where ``pair`` first occurs in reading order: (chunk index, position)."""
+        chunk_index = min(self.chunks_with_pair[pair])
+        chunk = self.chunks[chunk_index]
+        position = next(
+            i for i in range(len(chunk) - 1) if chunk[i] == pair[0] and chunk[i + 1] == pair[1]
+        )
+        return chunk_index, position
+
+    def most_frequent_pair(self) -> tuple[Pair, int]:
+        """The most frequent pair and its count; a tie goes to the pair seen first."""
+        best_count = max(self.pair_counts.values())
+        tied = [pair for pair, count in self.pair_counts.items() if count == best_count]
+        best = tied[0] if len(tied) == 1 else min(tied, key=self.first_seen)
+        return best, best_count
+
+    def merge(self, pair: Pair, new_id: int) -> None:
+        """The merge step: replace ``pair`` by ``new_id`` in every chunk that holds it, and
+        move the pair counts of those chunks from their old tokens to their new ones."""
+        for chunk_index in list(self.chunks_with_pair[pair]):
+            old_chunk = self.chunks[chunk_index]
+            new_chunk = merge_ids(old_chunk, pair, new_id)
+            times = self.chunk_counts[chunk_index]
+            old_pairs, new_pairs = Counter(pairwise(old_chunk)), Counter(pairwise(new_chunk))
+            # take away the pairs the chunk held before the merge ...
+            for old_pair, n in old_pairs.items():
+                left = self.pair_counts[old_pair] - n * times
+                if left:
+                    self.pair_counts[old_pair] = left
+                else:
+                    del self.pair_counts[old_pair]
+            for gone in old_pairs.keys() - new_pairs.keys():
+                holders = self.chunks_with_pair[gone]
+                holders.discard(chunk_index)
+                if not holders:
+                    del self.chunks_with_pair[gone]
+            # ... and add the pairs it holds now
+            for new_pair, n in new_pairs.items():
+                self._add(new_pair, n * times, chunk_index)
+            self.chunks[chunk_index] = new_chunk
+
+    def stats(self) -> dict:
+        return {"chunks": sum(self.chunk_counts), "distinct_chunks": len(self.chunks)}
+
+
+def check_vocab_size(vocab_size: object) -> int:
+    """A trainable vocabulary size: 256 (the bytes) up to ``MAX_VOCAB_SIZE``."""
+    if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < 256:
+        raise UserError(f"vocabulary size must be at least 256 (the byte values), got {vocab_size}")
+    if vocab_size > MAX_VOCAB_SIZE:
+        raise UserError(f"vocabulary size must be at most {MAX_VOCAB_SIZE:,}, got {vocab_size:,}")
+    return vocab_size
 
 
 def train_events(
@@ -344,14 +583,13 @@ def train_events(
     name: str = "my-bpe",
     stop: threading.Event | None = None,
     source: str | None = None,
-) -> Iterator[Progress | Done]:
-    """Train a BPE tokenizer, yielding a :class:`Progress` per merge and a final :class:`Done`."""
-    if not isinstance(vocab_size, int) or vocab_size < 256:
-        raise UserError(f"vocabulary size must be at least 256 (the byte values), got {vocab_size}")
+) -> Iterator[RunEvent]:
+    """Train a BPE tokenizer: a ``Started``, a :class:`BPEProgress` per merge, a :class:`BPEDone`."""
+    check_vocab_size(vocab_size)
     if not text:
         raise UserError("the training text is empty")
     start = time.perf_counter()
-    tok = BPETokenizer(
+    tokenizer = BPETokenizer(
         pattern=pattern,
         name=name,
         meta={
@@ -359,76 +597,42 @@ def train_events(
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
     )
-    # Distinct chunks in order of first appearance, with how often each occurs.
-    chunk_counts = Counter(tok._split(text))
-    words: list[list[int]] = [list(c.encode("utf-8")) for c in chunk_counts]
-    freqs: list[int] = list(chunk_counts.values())
-    del chunk_counts
-    counts: dict[Pair, int] = {}
-    where: dict[Pair, set[int]] = {}
-    for wi, word in enumerate(words):
-        f = freqs[wi]
-        for pair in pairwise(word):
-            counts[pair] = counts.get(pair, 0) + f
-            s = where.get(pair)
-            if s is None:
-                where[pair] = {wi}
-            else:
-                s.add(wi)
-
-    def first_seen(pair: Pair) -> tuple[int, int]:
-        wi = min(where[pair])
-        word = words[wi]
-        return wi, next(
-            i for i in range(len(word) - 1) if word[i] == pair[0] and word[i + 1] == pair[1]
-        )
-
-    total = vocab_size - 256
+    num_merges = vocab_size - 256
+    # split the text into chunks and turn each distinct chunk into its bytes (ids 0-255)
+    table = ChunkTable(tokenizer.split(text))
+    yield Started(label=f"BPE {vocab_size}", total=num_merges, unit="merge")
     reason = ""
-    for step in range(total):
+    for step in range(1, num_merges + 1):
         if stop is not None and stop.is_set():
             reason = "stopped"
             break
-        if not counts:
+        if not table.pair_counts:
             reason = "no pair of tokens is left to merge"
             break
-        best_count = max(counts.values())
-        tied = [p for p, c in counts.items() if c == best_count]
-        best = tied[0] if len(tied) == 1 else min(tied, key=first_seen)
-        new_id = tok.add_merge(best)
-        for wi in list(where[best]):
-            old = words[wi]
-            new = merge_ids(old, best, new_id)
-            f = freqs[wi]
-            old_pairs, new_pairs = _pairs(old), _pairs(new)
-            for p, c in old_pairs.items():
-                left = counts[p] - c * f
-                if left:
-                    counts[p] = left
-                else:
-                    del counts[p]
-            for p, c in new_pairs.items():
-                counts[p] = counts.get(p, 0) + c * f
-            for p in old_pairs.keys() - new_pairs.keys():
-                s = where[p]
-                s.discard(wi)
-                if not s:
-                    del where[p]
-            for p in new_pairs.keys() - old_pairs.keys():
-                s = where.get(p)
-                if s is None:
-                    where[p] = {wi}
-                else:
-                    s.add(wi)
-            words[wi] = new
-        yield Progress(step + 1, total, best, new_id, best_count, time.perf_counter() - start)
-    tok.meta["vocab_size_requested"] = vocab_size
-    yield Done(
-        tok,
-        time.perf_counter() - start,
+        # find the pair of adjacent tokens that occurs most often
+        pair, count = table.most_frequent_pair()
+        if tokenizer.merged_length(pair) > MAX_TOKEN_BYTES:
+            reason = f"the next token would be longer than {MAX_TOKEN_BYTES} bytes"
+            break
+        # mint a new token for it: the next free id, standing for the two tokens' bytes
+        new_id = tokenizer.add_merge(pair)
+        # replace the pair by the new token everywhere in the text
+        table.merge(pair, new_id)
+        yield BPEProgress(
+            step=step,
+            total=num_merges,
+            pair=pair,
+            new_id=new_id,
+            count=count,
+            elapsed=time.perf_counter() - start,
+        )
+    tokenizer.meta["vocab_size_requested"] = vocab_size
+    yield BPEDone(
+        tokenizer=tokenizer,
+        elapsed=time.perf_counter() - start,
         stopped=reason == "stopped",
         reason=reason,
-        stats={"chunks": sum(freqs), "distinct_chunks": len(words)},
+        stats=table.stats(),
     )
 
 
@@ -437,7 +641,7 @@ def train(
     vocab_size: int,
     pattern: str | None = "gpt4",
     name: str = "my-bpe",
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[BPEProgress], None] | None = None,
     stop: threading.Event | None = None,
     source: str | None = None,
 ) -> BPETokenizer:
@@ -445,8 +649,8 @@ def train(
     for event in train_events(
         text, vocab_size, pattern=pattern, name=name, stop=stop, source=source
     ):
-        if isinstance(event, Done):
+        if isinstance(event, BPEDone):
             return event.tokenizer
-        if progress:
+        if progress and isinstance(event, BPEProgress):
             progress(event)
     raise AssertionError("training ended without a result")  # pragma: no cover

@@ -32,8 +32,14 @@ from pathlib import Path
 import numpy as np
 
 from llm_playground.core.errors import UserError
-from llm_playground.core.paths import Paths, get_paths, package_data
-from llm_playground.tokenization.bpe import BPETokenizer, piece_text, read_tokenizer_json
+from llm_playground.core.paths import Paths, get_paths, named_file, package_data
+from llm_playground.core.textfiles import write_text_atomic
+from llm_playground.tokenization.bpe import (
+    MAX_VOCAB_SIZE,
+    BPETokenizer,
+    piece_text,
+    read_tokenizer_json,
+)
 
 log = logging.getLogger(__name__)
 
@@ -201,11 +207,11 @@ class CharTokenizer(Tokenizer):
             "chars": self.chars,
         }
 
-    def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), ensure_ascii=False), encoding="utf-8")
-        return path
+    def save(self, path: str | Path, *, overwrite: bool = True) -> Path:
+        """Write the JSON through a temporary name and a rename (see ``write_text_atomic``)."""
+        return write_text_atomic(
+            path, json.dumps(self.to_dict(), ensure_ascii=False), overwrite=overwrite
+        )
 
     @classmethod
     def from_dict(cls, data: object, source: str = "the data") -> CharTokenizer:
@@ -214,6 +220,11 @@ class CharTokenizer(Tokenizer):
         if not isinstance(data.get("version"), int) or data["version"] > CHAR_VERSION:
             raise UserError(f"{source} has an unknown version {data.get('version')!r}")
         chars = data.get("chars")
+        if isinstance(chars, list) and len(chars) > MAX_VOCAB_SIZE:
+            raise UserError(
+                f"{source} has {len(chars):,} characters; a tokenizer may have at most "
+                f"{MAX_VOCAB_SIZE:,} tokens"
+            )
         if not isinstance(chars, list) or not all(
             isinstance(c, str) and len(c) == 1 for c in chars
         ):
@@ -385,20 +396,31 @@ def load_tokenizer_file(path: str | Path) -> Tokenizer:
 
 
 def saved_tokenizer_path(name: str, paths: Paths | None = None) -> Path:
-    """Where ``bpe:<name>`` lives: ``<home>/tokenizers/<name>.json``."""
+    """Where ``bpe:<name>`` lives: ``<home>/tokenizers/<name>.json`` (a plain name, never a path)."""
     stem = name[len(BPE_PREFIX) :] if name.startswith(BPE_PREFIX) else name
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,80}", stem):
-        raise UserError(
-            f"tokenizer name {stem!r} must be letters, digits, '.', '_' or '-' (at most 81)"
-        )
-    return (paths or get_paths()).tokenizers / f"{stem}.json"
+    return named_file((paths or get_paths()).tokenizers, stem, ".json", what="tokenizer name")
 
 
-def save_bpe(bpe: BPETokenizer, name: str | None = None, paths: Paths | None = None) -> Path:
-    """Save a trained BPE in the tokenizers folder, where every lab finds it as ``bpe:<name>``."""
+def save_bpe(
+    bpe: BPETokenizer,
+    name: str | None = None,
+    paths: Paths | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Save a trained BPE in the tokenizers folder, where every lab finds it as ``bpe:<name>``.
+
+    ``name`` is a plain name inside the playground home (never a path); a tokenizer already
+    saved under that name is replaced only with ``overwrite``.
+    """
     path = saved_tokenizer_path(name or bpe.name, paths)
+    if path.exists() and not overwrite:
+        raise UserError(
+            f"a tokenizer named {path.stem!r} is already saved; confirm to replace it, "
+            "or choose another name"
+        )
     bpe.name = path.stem
-    return bpe.save(path)
+    return bpe.save(path, overwrite=True)
 
 
 def saved_tokenizers(paths: Paths | None = None) -> list[str]:

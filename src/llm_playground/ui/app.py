@@ -1,9 +1,11 @@
-"""LLM Playground web app: ``streamlit run src/llm_playground/ui/app.py``.
+"""LLM Playground web app: ``llm-playground serve`` (or ``streamlit run src/llm_playground/ui/app.py``).
 
 ``st.navigation`` holds one page per lab; each page is a thin file in ``labs/`` that
 calls the library. (The folder is deliberately not called ``pages/``: Streamlit treats a
 ``pages/`` folder beside the main script as an old-style page list and shows file names
-in the sidebar instead of these titles.)
+in the sidebar instead of these titles.) When the server has an access code, the gate
+comes first: until this browser has typed the code, the script stops before any page or
+navigation exists.
 """
 
 from __future__ import annotations
@@ -12,10 +14,15 @@ from pathlib import Path
 
 import streamlit as st
 
+from llm_playground.ui.gate import require_access
+
 HERE = Path(__file__).resolve().parent
 PAGES = HERE / "labs"
 
 st.set_page_config(page_title="LLM Playground", page_icon="🧪", layout="wide")
+
+if not require_access():
+    st.stop()
 
 LABS = [
     ("tokenizer.py", "Lab 1 · Tokenizer", "🔤", "tokenizer"),

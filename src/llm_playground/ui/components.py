@@ -208,3 +208,29 @@ def model_picker(
     if missing:
         st.caption("Not available here: " + "; ".join(esc(i.label) for i in missing))
     return choice
+
+
+def uploaded_bytes(upload: Any, max_bytes: int, what: str = "file") -> bytes:
+    """An uploaded file's bytes, refused with the limit in the message when larger.
+
+    Pages read files from the browser only through an uploader and this cap, never
+    through a typed server path.
+    """
+    from llm_playground.core.textfiles import size_text
+
+    size = getattr(upload, "size", None)
+    if size is not None and size > max_bytes:
+        raise UserError(f"{upload.name} is larger than the {size_text(max_bytes)} a {what} may be")
+    data = upload.getvalue()
+    if len(data) > max_bytes:
+        raise UserError(f"{upload.name} is larger than the {size_text(max_bytes)} a {what} may be")
+    return data
+
+
+def safe_home_name(name: str, what: str = "name") -> str:
+    """A plain file name for something kept inside the playground home (no folders, no
+    ``..``, no absolute path): see :func:`llm_playground.core.paths.check_name`. Returns the
+    name stripped of surrounding spaces, else raises UserError (show it beside the widget)."""
+    from llm_playground.core.paths import check_name
+
+    return check_name(name, what)

@@ -10,7 +10,16 @@ import streamlit as st
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.paths import package_data
-from llm_playground.tokenization.bpe import BPETokenizer, Done, Progress, piece_text, train_events
+from llm_playground.tokenization.bpe import (
+    MAX_TOKENIZER_FILE_BYTES,
+    MAX_VOCAB_SIZE,
+    BPEDone,
+    BPEProgress,
+    BPETokenizer,
+    parse_tokenizer_json,
+    piece_text,
+    train_events,
+)
 from llm_playground.tokenization.cleaning import clean, token_diff
 from llm_playground.tokenization.tokenizer import (
     BPE_PREFIX,
@@ -24,7 +33,16 @@ from llm_playground.tokenization.tokenizer import (
     tokenize_with_pieces,
 )
 from llm_playground.tokenization.view import render_tokens_html, visible
-from llm_playground.ui.components import esc, job_manager, page_header, show_user_error
+from llm_playground.ui.components import (
+    current_job,
+    esc,
+    job_panel,
+    machine_load_caption,
+    page_header,
+    show_user_error,
+    start_job,
+    uploaded_bytes,
+)
 
 EXAMPLES = {
     "Prose": "The quick brown fox jumps over the lazy dog. Tokenizers split text into pieces "
@@ -47,6 +65,7 @@ DEFAULT_TOKENIZERS = ["gpt2", "cl100k_base", "o200k_base"]
 SESSION_BPE = "bpe (trained here, not saved)"
 PER_ROW = 3
 REPLAY_CHARS = 600
+MAX_TEXT_CHARS = 1_000_000  # the text box: a million characters is plenty to see tokens
 
 page_header(
     "🔤 Lab 1 · Tokenizer",
@@ -78,6 +97,7 @@ with left:
         "Text",
         key="tok_text",
         height=180,
+        max_chars=MAX_TEXT_CHARS,
         help="Ctrl+Enter (or clicking outside the box) updates the tokens.",
     )
 with right:
@@ -192,7 +212,12 @@ source = t1.radio(
     "Train on", ["TinyShakespeare", "The text box"], key="bpe_source", horizontal=True
 )
 vocab_size = t2.number_input(
-    "Target vocabulary size", min_value=257, max_value=20_000, value=512, step=64, key="bpe_vocab"
+    "Target vocabulary size",
+    min_value=257,
+    max_value=min(20_000, MAX_VOCAB_SIZE),
+    value=512,
+    step=64,
+    key="bpe_vocab",
 )
 pattern = t3.selectbox(
     "Pre-split",
@@ -205,73 +230,70 @@ pattern = t3.selectbox(
     }.get,
 )
 
-jobs = job_manager()
-
 
 def _start_training() -> None:
+    from_shakespeare = state["bpe_source"] == "TinyShakespeare"
     corpus = (
         package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
-        if state["bpe_source"] == "TinyShakespeare"
+        if from_shakespeare
         else state["tok_text"]
     )
     if not corpus:
         state["bpe_error"] = "the text box is empty: there is nothing to train on"
         return
-    label = "TinyShakespeare" if state["bpe_source"] == "TinyShakespeare" else "the text box"
+    label = "TinyShakespeare" if from_shakespeare else "the text box"
     size, split = int(state["bpe_vocab"]), state["bpe_pattern"]
-    job = jobs.start(
+    start_job(
         "bpe",
         f"BPE {size} on {label}",
         lambda stop: train_events(
             corpus, size, pattern=split, name="my-bpe", stop=stop, source=label
         ),
         params={"vocab_size": size},
-        exclusive=False,
     )
-    state["bpe_job"] = job.id
     state.pop("bpe_error", None)
 
 
+def _draw_training(job, events) -> None:
+    last = next((e for e in reversed(events) if isinstance(e, BPEProgress)), None)
+    if last is not None and job.running:
+        st.caption(
+            f"Merge {last.step:,} of {last.total:,}: {last.pair} → {last.new_id} "
+            f"(seen {last.count:,} times)"
+        )
+
+
+def _take_result(job) -> None:
+    """Once per finished job: its tokenizer becomes this session's BPE."""
+    if job is None or job.running or state.get("bpe_result_of") == job.id:
+        return
+    state["bpe_result_of"] = job.id
+    done = next((e for e in reversed(job.snapshot()) if isinstance(e, BPEDone)), None)
+    if done is None:
+        return
+    state["bpe_tok"] = BPEAdapter(done.tokenizer, name=SESSION_BPE)
+    state["bpe_done_note"] = (
+        f"Trained {done.tokenizer.vocab_size:,} tokens in {done.elapsed:.1f} s"
+        + (f" (stopped early: {done.reason})" if done.reason else "")
+        + "."
+    )
+    state["bpe_step"] = None
+
+
+running = current_job("bpe")
 b1, b2 = st.columns([1, 5])
-b1.button("Train", key="bpe_train", type="primary", on_click=_start_training)
+b1.button(
+    "Train",
+    key="bpe_train",
+    type="primary",
+    on_click=_start_training,
+    disabled=running is not None and running.running,
+)
+with b2:
+    machine_load_caption()
 if state.get("bpe_error"):
     st.error(state["bpe_error"], icon="⚠️")
-
-
-@st.fragment(run_every=0.5)
-def _training_progress() -> None:
-    job = jobs.get(state.get("bpe_job"))
-    if job is None:
-        return
-    events = job.events_since(0)
-    last = events[-1] if events else None
-    if job.error:
-        st.error(f"Training failed: {job.error}")
-        state["bpe_job"] = None
-        return
-    if isinstance(last, Done):
-        state["bpe_tok"] = BPEAdapter(last.tokenizer, name=SESSION_BPE)
-        state["bpe_job"] = None
-        state["bpe_done_note"] = (
-            f"Trained {last.tokenizer.vocab_size:,} tokens in {last.elapsed:.1f} s"
-            + (f" (stopped early: {last.reason})" if last.reason else "")
-            + "."
-        )
-        st.rerun(scope="app")
-    fraction = last.fraction if isinstance(last, Progress) else 0.0
-    text_note = (
-        f"merge {last.merge:,} of {last.total:,}: {last.pair} → {last.new_id} "
-        f"(seen {last.count:,} times)"
-        if isinstance(last, Progress)
-        else "reading the text…"
-    )
-    st.progress(min(1.0, fraction), text=text_note)
-    if st.button("Stop", key="bpe_stop"):
-        jobs.stop(job.id)
-
-
-if state.get("bpe_job"):
-    _training_progress()
+_take_result(job_panel("bpe", draw=_draw_training, stop_label="Stop"))
 
 with st.expander("Load a saved tokenizer"):
     l1, l2 = st.columns(2)
@@ -290,17 +312,21 @@ with st.expander("Load a saved tokenizer"):
             st.rerun()
         except (UserError, AttributeError) as exc:
             st.error(str(exc))
-    upload = l2.file_uploader("Or open a tokenizer JSON file", type=["json"], key="bpe_upload")
+    upload = l2.file_uploader(
+        "Or open a tokenizer JSON file",
+        type=["json"],
+        key="bpe_upload",
+        help=f"At most {MAX_TOKENIZER_FILE_BYTES // (1024 * 1024)} MB.",
+    )
     if upload is not None and l2.button("Open", key="bpe_open"):
         try:
-            data = json.loads(upload.getvalue().decode("utf-8"))
+            raw = uploaded_bytes(upload, MAX_TOKENIZER_FILE_BYTES, "tokenizer file")
+            data = parse_tokenizer_json(raw, upload.name)
             state["bpe_tok"] = BPEAdapter(
                 BPETokenizer.from_dict(data, source=upload.name), name=SESSION_BPE
             )
             state["bpe_done_note"] = f"Opened {upload.name}."
             st.rerun()
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            st.error(f"{upload.name} is not a JSON text file")
         except UserError as exc:
             show_user_error(exc)
 
@@ -387,12 +413,17 @@ if adapter is not None:
         "Save as",
         value=bpe.name if bpe.name != "my-bpe" else "my-bpe",
         key="bpe_save_name",
-        help="Letters, digits, '.', '_' or '-'. Saved tokenizers appear in the list above "
-        f"as {BPE_PREFIX}NAME and can be picked in Lab 2.",
+        max_chars=81,
+        help="Letters, digits, '.', '_' or '-': a name in your tokenizers folder, not a path. "
+        f"Saved tokenizers appear in the list above as {BPE_PREFIX}NAME and can be picked "
+        "in Lab 2.",
+    )
+    replace = s1.checkbox(
+        "Replace a saved tokenizer of the same name", key="bpe_save_replace", value=False
     )
     if s2.button("Save", key="bpe_save"):
         try:
-            path = save_bpe(bpe, name)
+            path = save_bpe(bpe, name, overwrite=replace)
         except UserError as exc:
             show_user_error(exc)
         else:  # rerun so that the tokenizer list at the top offers it at once
