@@ -108,7 +108,9 @@ def playground_lm(
             with torch.inference_mode():
                 for start in range(0, len(order), self.batch_size):
                     batch = order[start : start + self.batch_size]
-                    for i, result in zip(batch, self._score_batch([pairs[i] for i in batch])):
+                    for i, result in zip(
+                        batch, self._score_batch([pairs[i] for i in batch]), strict=True
+                    ):
                         out[i] = result
                         self._tick(len(pairs))
             return out  # type: ignore[return-value]
@@ -127,7 +129,7 @@ def playground_lm(
                 inputs[k, : len(ids)] = torch.tensor(ids)
             logprobs = torch.log_softmax(scorer.logits(inputs.to(scorer.device), width), dim=-1)
             results = []
-            for k, ((ids, n), (_, continuation_ids)) in enumerate(zip(rows, pairs)):
+            for k, ((ids, n), (_, continuation_ids)) in enumerate(zip(rows, pairs, strict=True)):
                 scored = logprobs[k, len(ids) - n : len(ids)]
                 target = torch.tensor(continuation_ids[-n:], device=scored.device)
                 total = float(scored.gather(1, target[:, None]).sum())
@@ -347,7 +349,9 @@ def _evaluate(lm, config: HarnessConfig, manager) -> dict[str, Any]:
             if offline
             else ""
         )
-        raise UserError(f"the harness could not run {', '.join(config.tasks)}: {text}{hint}")
+        raise UserError(
+            f"the harness could not run {', '.join(config.tasks)}: {text}{hint}"
+        ) from None
     if not out:
         raise UserError("the harness returned no results")
     return out

@@ -100,9 +100,7 @@ def build_last_word(text: str, n_items: int, seed: int = SEED) -> list[dict]:
             ):
                 sentences.append(words[:-1])  # the full stop is dropped: the word ends it
     rng.shuffle(sentences)
-    return [
-        {"context": " ".join(words[:-1]), "target": words[-1]} for words in sentences[:n_items]
-    ]
+    return [{"context": " ".join(words[:-1]), "target": words[-1]} for words in sentences[:n_items]]
 
 
 def build_task_files(folder: Path) -> list[Path]:
@@ -176,7 +174,7 @@ def write_task_yamls(folder: Path) -> Path:
         "output_type: loglikelihood\n"
         'doc_to_text: "{{context}}"\n'
         # the space before the word belongs to the continuation (as in the harness's LAMBADA)
-        'doc_to_target: "{{\' \' + target}}"\n'
+        "doc_to_target: \"{{' ' + target}}\"\n"
         "metric_list:\n"
         "  - metric: perplexity\n    aggregation: perplexity\n    higher_is_better: false\n"
         "  - metric: acc\n    aggregation: mean\n    higher_is_better: true\n",

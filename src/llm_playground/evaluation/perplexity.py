@@ -432,7 +432,9 @@ def _score_windows(scorer, seq, windows, config, stop_event, tally) -> Iterator[
         yield tally.add(float(nll), n_targets * len(group), len(group))
 
 
-def _score_cached(scorer, seq, config, max_length, stop_event, tally) -> Iterator[PerplexityProgress]:
+def _score_cached(
+    scorer, seq, config, max_length, stop_event, tally
+) -> Iterator[PerplexityProgress]:
     """Read ``seq`` ``stride`` tokens at a time through a key/value cache of the tokens before."""
     import torch
     import torch.nn.functional as F
@@ -498,9 +500,7 @@ def perplexity_events(
     check_window(max_length, stride)
     dtype = resolve_dtype(config.dtype)
     if config.mode == "cached" and not scorer.supports_cache:
-        raise UserError(
-            f"the cached mode is not available for {scorer.name}: use the windows mode"
-        )
+        raise UserError(f"the cached mode is not available for {scorer.name}: use the windows mode")
     t0 = time.perf_counter()
     seq, scored_text, capped = _prepared(scorer, text, config)
     if config.mode == "cached":

@@ -102,7 +102,9 @@ def reference_set_events(
         raise UserError("the number of items must be at least 1")
     answers: list[str] = []
     stopped = False
-    yield Started(label=f"answering the reference set with {loaded.name}", total=len(items), unit="item")
+    yield Started(
+        label=f"answering the reference set with {loaded.name}", total=len(items), unit="item"
+    )
     for i, item in enumerate(items):
         if stop_event is not None and stop_event.is_set():
             stopped = True
