@@ -172,7 +172,9 @@ def test_5xx_is_retried_with_exponential_backoff(server):
 
 
 def test_backoff_grows_exponentially_and_is_capped():
-    j = judge.OpenAICompatibleJudge("http://127.0.0.1:9/v1", "m", SECRET, backoff=1.0, max_backoff=5.0)
+    j = judge.OpenAICompatibleJudge(
+        "http://127.0.0.1:9/v1", "m", SECRET, backoff=1.0, max_backoff=5.0
+    )
     for attempt in range(6):
         delay = j._delay(attempt, None)
         assert min(5.0, 0.5 * 2**attempt) <= delay <= min(5.0, 1.5 * 2**attempt)

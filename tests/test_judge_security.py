@@ -28,9 +28,7 @@ class Recorder:
             def _any(self) -> None:
                 length = int(self.headers.get("Content-Length", 0) or 0)
                 self.rfile.read(length)
-                recorder.seen.append(
-                    {"path": self.path, "auth": self.headers.get("Authorization")}
-                )
+                recorder.seen.append({"path": self.path, "auth": self.headers.get("Authorization")})
                 status, headers, body = reply(self.path)
                 self.send_response(status)
                 for k, v in headers.items():

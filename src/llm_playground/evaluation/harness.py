@@ -306,10 +306,15 @@ def scores_from(out: dict[str, Any]) -> tuple[TaskScore, ...]:
     return tuple(scores)
 
 
-def _task_manager(include: Sequence[str]):
+def _task_manager(include: Sequence[str], tasks: Sequence[str]):
+    """The shipped and the learner's tasks alone when they name every task (indexing the
+    harness's thousands of task files takes a while), else all of them."""
     from lm_eval.tasks import TaskManager
 
-    return TaskManager(include_path=list(include), verbosity="ERROR")
+    own = TaskManager(include_path=list(include), include_defaults=False)
+    if all(t in set(own.all_tasks) for t in tasks):
+        return own
+    return TaskManager(include_path=list(include))
 
 
 def _check_names(manager, tasks: Sequence[str]) -> None:
@@ -377,7 +382,7 @@ def harness_events(
         if config.include_path:
             include.append(str(Path(config.include_path).expanduser().resolve()))
         with contextlib.redirect_stdout(None), _quiet():
-            manager = _task_manager(include)
+            manager = _task_manager(include, config.tasks)
         _check_names(manager, config.tasks)
         lm = playground_lm(
             scorer,

@@ -192,7 +192,11 @@ def write_task_yamls(folder: Path) -> Path:
         'doc_to_text: ""\n'
         'doc_to_target: "{{page}}"\n'
         "metric_list:\n"
-        "  - metric: word_perplexity\n  - metric: byte_perplexity\n  - metric: bits_per_byte\n",
+        "  - metric: word_perplexity\n    aggregation: weighted_perplexity\n"
+        "    higher_is_better: false\n"
+        "  - metric: byte_perplexity\n    aggregation: weighted_perplexity\n"
+        "    higher_is_better: false\n"
+        "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n",
         {"test": str(articles)},
     )
     for name, body in ((NEXT_LINE, next_line), (LAST_WORD, last_word), (WIKITEXT, wikitext)):
