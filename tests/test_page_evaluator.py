@@ -24,10 +24,10 @@ def _by_key(elements, key):
     return next(e for e in elements if e.key == key)
 
 
-def _wait_for_job(at: AppTest, state_key: str, timeout: float = 180) -> None:
+def _wait_for_job(at: AppTest, slot: str, timeout: float = 180) -> None:
     from llm_playground.ui.components import job_manager
 
-    job = job_manager().get(at.session_state[state_key])
+    job = job_manager().get(at.session_state[f"job:{slot}"], None)
     assert job is not None
     deadline = time.time() + timeout
     while job.running and time.time() < deadline:
@@ -121,7 +121,7 @@ def test_perplexity_run_on_pasted_text_reaches_the_leaderboard(app):
         _by_key(app.selectbox, "ev_ppl_dtype").set_value("float32")
         _by_key(app.button, "ev_ppl_run").click().run()
         assert not app.exception
-        _wait_for_job(app, "ev_ppl_job")
+        _wait_for_job(app, "evaluator-perplexity")
     finally:
         torch.set_num_threads(threads)
     shown = {m.label: m.value for m in app.metric}
@@ -146,7 +146,7 @@ def test_api_judge_without_key_explains_and_with_server_scores(app, monkeypatch)
         _by_key(app.text_input, "ev_judge_url").set_value(server.url("ok"))
         _by_key(app.text_input, "ev_judge_key").set_value(SECRET)
         _by_key(app.button, "ev_judge_run").click().run()
-        _wait_for_job(app, "ev_judge_job", timeout=30)
+        _wait_for_job(app, "evaluator-judge", timeout=30)
     shown = {m.label: m.value for m in app.metric}
     assert shown["Mean judge score"].startswith("8.00")
     table = next(d.value for d in app.dataframe if "reason" in d.value.columns)
