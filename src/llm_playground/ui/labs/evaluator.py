@@ -606,18 +606,14 @@ def _draw_harness(job, events) -> None:
     done = runs.last_done(events)
     if done is None:
         return
-    rows = [
-        {
-            "task": s.task,
-            "version": s.version,
-            "shots": s.num_fewshot,
-            "metric": s.metric,
-            "value": round(s.value, 4),
-            "stderr": None if s.stderr is None else round(s.stderr, 4),
-        }
-        for s in done.result.scores
-    ]
-    st.dataframe(rows, hide_index=True, key="ev_bench_result")
+    lines = []
+    for score in done.result.scores:
+        err = f" ± {score.stderr:.4f}" if score.stderr is not None else ""
+        lines.append(
+            f"- `{score.task}` v{score.version}, {score.num_fewshot}-shot: "
+            f"**{score.metric}** {score.value:.4f}{err}"
+        )
+    st.markdown("\n".join(lines))
     limit = done.result.limit
     st.caption(
         f"**{esc(done.result.model)}**"
