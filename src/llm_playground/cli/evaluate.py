@@ -71,8 +71,8 @@ def register(subparsers) -> None:
         choices=("windows", "cached"),
         default="windows",
         help="windows: the sliding windows, exactly (default); cached: each chunk of --stride "
-        "tokens reuses the key/value cache of the tokens before it (more context, faster, "
-        "a different number: recorded as such)",
+        "tokens reuses the key/value cache of the tokens before it (faster; a different "
+        "number from the windows', recorded as such)",
     )
     _common(p)
     p.set_defaults(func=perplexity_command)

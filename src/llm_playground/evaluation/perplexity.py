@@ -31,8 +31,10 @@ Two ways to run it:
   them: models rest attention on them), which were themselves computed with their own
   context: information from the whole text before flows in, as in the stride-1
   answer (on a text shorter than ``max_length`` it *is* the stride-1 answer), at about
-  the cost of reading the text once. Its perplexity is lower than the windows' and is
-  recorded under its own name.
+  the cost of reading the text once. Cached keys and values were computed once, with the
+  context their tokens had then, and are not recomputed as a window would: the number
+  is close to the windows' but not the same (SmolLM2 on 3,072 tokens of WikiText-2,
+  stride 512: 17.32 against 16.97), so it is recorded under its own name.
 """
 
 from __future__ import annotations

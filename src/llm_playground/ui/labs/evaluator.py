@@ -110,7 +110,11 @@ def _draw_perplexity(job, events) -> None:
     m2.metric("Word perplexity", f"{r.word_perplexity:.2f}", help="exp(NLL sum / words)")
     m3.metric("Bits per byte", f"{r.bits_per_byte:.4f}", help="NLL sum / ln 2 / UTF-8 bytes")
     scope = f"the first {r.n_tokens:,} tokens of " if r.capped else ""
-    mode = " Cached mode: more context than the windows give." if r.mode == "cached" else ""
+    mode = (
+        " Cached mode: keys and values reused across chunks, not the windows' number."
+        if r.mode == "cached"
+        else ""
+    )
     st.caption(
         f"**{esc(job.params.get('model'))}** on {scope}**{esc(job.params.get('data'))}**: "
         f"{r.n_tokens:,} scored tokens (the first after a beginning-of-text token, as "
@@ -197,7 +201,7 @@ def perplexity_tab() -> None:
             key="ev_ppl_mode",
             help="windows: the sliding windows, exactly. cached: each chunk of *stride* tokens "
             "reuses the key/value cache of the tokens before it: more context, about one pass "
-            "over the text, a different (lower) number.",
+            "over the text, a different number from the windows'.",
         )
     job = current_job("evaluator-perplexity")
     running = job is not None and job.running
