@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.paths import package_data
 from llm_playground.evaluation import metrics
 
 # The example of sacrebleu's README: three system segments, two reference streams.
@@ -233,7 +234,7 @@ def test_stop_before_start_and_bad_input(smollm):
 def test_eval_texts(tmp_path):
     wiki = metrics.load_eval_text("wikitext-2")
     assert wiki.text.lstrip().startswith("= Robert <unk> =") and "CC BY-SA" in wiki.description
-    full = metrics.package_data("tinyshakespeare.txt").read_text()
+    full = package_data("tinyshakespeare.txt").read_text()
     val = metrics.load_eval_text("tinyshakespeare-val").text
     assert full.endswith(val) and len(val) == len(full) - int(0.9 * len(full))
     f = tmp_path / "mine.txt"
