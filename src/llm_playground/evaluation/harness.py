@@ -24,6 +24,7 @@ import contextlib
 import logging
 import os
 import queue
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -381,7 +382,7 @@ def harness_events(
         include = [str(write_task_yamls(Path(folder)))]
         if config.include_path:
             include.append(str(Path(config.include_path).expanduser().resolve()))
-        with contextlib.redirect_stdout(None), _quiet():
+        with contextlib.redirect_stdout(sys.stderr), _quiet():
             manager = _task_manager(include, config.tasks)
         _check_names(manager, config.tasks)
         lm = playground_lm(
@@ -394,7 +395,8 @@ def harness_events(
 
         def work() -> None:
             try:
-                with _quiet():
+                # the harness prints progress notes: they must not mix into printed results
+                with contextlib.redirect_stdout(sys.stderr), _quiet():
                     outcome["out"] = _evaluate(lm, config, manager)
             except BaseException as exc:  # handed to the generator below
                 outcome["error"] = exc
