@@ -1,17 +1,19 @@
 """Lab 5 benchmark: perplexity throughput (scored tokens/s) on WikiText-2 with SmolLM2-135M.
 
-For strides 512 and 1024 (max length 1024), in this one run:
+For stride 512 (and 1024), max length 1024, in this one run, against the same tokens:
 
-1. the plain loop of the transformers perplexity guide: one window per forward pass,
-   full logits of every position, the loss through ``labels``, float32;
-2. the library (:func:`llm_playground.evaluation.metrics.perplexity`): windows of the same shape
-   batched, logits only for the scored positions, no gradients, bfloat16 autocast where
-   this CPU runs it faster (measured), and float32 batched as a control.
+1. the plain loop of the transformers perplexity guide (the baseline): one window per
+   forward pass, full logits of every position, the loss through ``labels``, float32;
+2. the library's windows mode (:func:`llm_playground.evaluation.perplexity.perplexity`):
+   the same windows batched, only the scored positions through the output layer, float32
+   (identical perplexity to rounding) and ``auto`` precision (bfloat16 where measured faster);
+3. the library's cached mode: each chunk of ``stride`` tokens reuses the key/value cache of
+   the tokens before it instead of recomputing them in a fresh window: a different
+   measurement, whose perplexity is printed beside the others.
 
-Target: the library at least 2x the plain loop. Both paths score the same tokens; their
-perplexities are printed side by side (float32 agrees to rounding; bfloat16 to ~1 %).
+Target: 2x the plain loop. The CPU flags that decide bfloat16 speed are printed.
 
-Run: ``python bench/eval.py [--max-tokens N] [--threads N] [--json]``.
+Run: ``python bench/eval.py [--max-tokens N] [--threads N] [--strides 512,1024] [--json]``.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ def plain_loop(loaded, ids: list[int], max_length: int, stride: int) -> tuple[fl
     return nll_sum, n_tokens, time.perf_counter() - t0
 
 
+def cpu_flags() -> dict[str, bool]:
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        text = ""
+    words = set(text.split())
+    return {f: f in words for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -57,24 +68,26 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
     )
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--strides", default="512,1024", help="strides to measure")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
 
     from llm_playground.evaluation import metrics
+    from llm_playground.evaluation.scoring import scorer_for
     from llm_playground.generation.registry import load_model
 
     if args.threads:
         torch.set_num_threads(args.threads)
     loaded = load_model("smollm2-135m-instruct")
     text = metrics.load_eval_text("wikitext-2").text
-    ids = loaded.tokenizer(text[: args.max_tokens * 8], verbose=False)["input_ids"][
-        : args.max_tokens
-    ]
+    scorer = scorer_for(loaded)
+    # The library scores the first token after a prefix token: give the guide's loop the same.
+    ids = [scorer.prefix_id, *scorer.encode(text[: args.max_tokens * 8])[0][: args.max_tokens]]
     bf16 = metrics.bf16_is_faster()
     rows = []
     # Warm-up: one small forward pass of each kind.
     metrics.perplexity(loaded, text[:2000], stride=128, max_length=256, dtype="auto")
-    for stride in (512, 1024):
+    for stride in [int(s) for s in args.strides.split(",")]:
         nll, n, secs = plain_loop(loaded, ids, 1024, stride)
         row = {
             "stride": stride,
@@ -83,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             "plain_tokens_per_s": n / secs,
             "plain_ppl": math.exp(nll / n),
         }
-        for dtype in ("float32", "auto"):
+        for key, dtype, mode in (
+            ("batched_fp32", "float32", "windows"),
+            ("library", "auto", "windows"),
+            ("cached_fp32", "float32", "cached"),
+        ):
             r = metrics.perplexity(
                 loaded,
                 text[: args.max_tokens * 8],
@@ -92,27 +109,30 @@ def main(argv: list[str] | None = None) -> int:
                 max_tokens=args.max_tokens,
                 batch_size=args.batch_size,
                 dtype=dtype,
+                mode=mode,
             )
             assert r.n_tokens == n, (r.n_tokens, n)
-            key = "batched_fp32" if dtype == "float32" else "library"
             row[f"{key}_tokens_per_s"] = r.tokens_per_s
             row[f"{key}_ppl"] = r.token_perplexity
             row[f"{key}_dtype"] = r.dtype
         row["speedup"] = row["library_tokens_per_s"] / row["plain_tokens_per_s"]
         row["speedup_fp32"] = row["batched_fp32_tokens_per_s"] / row["plain_tokens_per_s"]
+        row["speedup_cached"] = row["cached_fp32_tokens_per_s"] / row["plain_tokens_per_s"]
         rows.append(row)
     info = {
         "threads": torch.get_num_threads(),
         "cpu": torch.backends.cpu.get_cpu_capability(),
         "bf16_faster": bf16,
+        "cpu_flags": cpu_flags(),
         "rows": rows,
     }
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
+    flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["cpu_flags"].items())
     print(
         f"SmolLM2-135M on WikiText-2 (first {args.max_tokens} tokens), {info['threads']} threads, "
-        f"{info['cpu']}, bf16 faster here: {bf16}"
+        f"{info['cpu']} ({flags}), bf16 faster here: {bf16}"
     )
     for r in rows:
         print(
@@ -120,9 +140,13 @@ def main(argv: list[str] | None = None) -> int:
             f"batched fp32 {r['batched_fp32_tokens_per_s']:7.1f} tok/s ({r['speedup_fp32']:.2f}x, "
             f"ppl {r['batched_fp32_ppl']:.3f}) | library {r['library_dtype']} "
             f"{r['library_tokens_per_s']:7.1f} tok/s ({r['speedup']:.2f}x, ppl {r['library_ppl']:.3f})"
+            f" | cached mode fp32 {r['cached_fp32_tokens_per_s']:7.1f} tok/s "
+            f"({r['speedup_cached']:.2f}x, ppl {r['cached_fp32_ppl']:.3f}, a different measurement)"
         )
-    ok = all(r["speedup"] >= 2 for r in rows)
-    print("target >= 2x:", "met" if ok else "not met")
+    exact = all(r["speedup"] >= 2 for r in rows)
+    cached = all(r["speedup_cached"] >= 2 for r in rows)
+    print("target >= 2x, exact windows:", "met" if exact else "not met")
+    print("target >= 2x, cached mode (a different measurement):", "met" if cached else "not met")
     return 0
 
 

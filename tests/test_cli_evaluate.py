@@ -130,13 +130,13 @@ def test_perplexity_json(cli):
         "n_tokens",
         "nll_sum",
     ]
-    assert out["n_tokens"] == 39
+    assert out["n_tokens"] == 40  # every token, the first after a beginning-of-text token
     assert out["token_perplexity"] == pytest.approx(math.exp(out["nll_sum"] / out["n_tokens"]))
     assert out["bits_per_byte"] == pytest.approx(out["nll_sum"] / math.log(2) / out["n_bytes"])
     rows = json.loads(cli("leaderboard", "--json").stdout)["rows"]
     assert (
         rows[0]["perplexity_data"]
-        == f"tinyshakespeare-val (first 39 tokens, {out['n_bytes']} bytes)"
+        == f"tinyshakespeare-val (first 40 tokens, {out['n_bytes']} bytes)"
     )
     assert rows[0]["token_perplexity"] == pytest.approx(out["token_perplexity"])
 
@@ -276,3 +276,37 @@ def test_local_judge_without_base_url(cli, tmp_path):
 def test_help_says_results_are_recorded(cli):
     proc = cli("eval", "perplexity", "--help")
     assert proc.returncode == 0 and "recorded in the leaderboard" in " ".join(proc.stdout.split())
+
+
+def test_every_numeric_flag_is_checked_with_one_line(cli, files, tmp_path):
+    q = files("q.jsonl", ['{"id": "1", "question": "q"}'])
+    a = files("a.jsonl", ['{"id": "1", "answer": "a"}'])
+    judge = ["eval", "judge", "--judge-model", "m", "--base-url", "http://127.0.0.1:9/v1"]
+    judge += ["--questions", q, "--answers", a]
+    assert_one_line_error(cli(*judge, "--timeout", "-1"), "--timeout")
+    assert_one_line_error(cli(*judge, "--retries", "-3"), "--retries")
+    ppl = ["eval", "perplexity", "--model", "smollm2-135m-instruct", "--data", "wikitext-2"]
+    assert_one_line_error(cli(*ppl, "--stride", "0"), "--stride")
+    assert_one_line_error(cli(*ppl, "--max-tokens", "999999999"), "--max-tokens", "2,000,000")
+    ref = ["eval", "reference", "--model", "smollm2-135m-instruct"]
+    assert_one_line_error(cli(*ref, "--max-new-tokens", "0"), "--max-new-tokens")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flag,value",
+    [("--max-length", "1"), ("--max-tokens", "1"), ("--batch-size", "0"), ("--batch-size", "999")],
+)
+def test_perplexity_numeric_flags(cli, flag, value):
+    ppl = ["eval", "perplexity", "--model", "smollm2-135m-instruct", "--data", "wikitext-2"]
+    assert_one_line_error(cli(*ppl, flag, value), flag)
+
+
+def test_a_corrupt_database_keeps_the_score_and_says_so_in_one_line(cli, files, playground_home):
+    db = playground_home / "playground.sqlite"
+    db.write_bytes(b"SQLite format 3\x00" + b"\x00" * 84 + b"garbage" * 500)
+    before = db.read_bytes()
+    proc = cli("eval", "bleu", "--hyp", files("h.txt", SYS), "--ref", files("r.txt", REFS[0]))
+    assert proc.stdout.startswith("BLEU ")  # the computed score is printed first
+    assert_one_line_error(proc, "not recorded")
+    assert db.read_bytes() == before  # left as it was

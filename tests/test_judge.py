@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from llm_playground.core.errors import UserError
-from llm_playground.evaluation import judge as jm
+from llm_playground.core.events import Started
+from llm_playground.evaluation import judge
 
 SECRET = "sk-test-DO-NOT-LEAK-4c1b2f"
 
@@ -130,9 +131,9 @@ def server():
         yield s
 
 
-def api_judge(server: JudgeServer, scenario: str, **kwargs) -> jm.OpenAICompatibleJudge:
+def api_judge(server: JudgeServer, scenario: str, **kwargs) -> judge.OpenAICompatibleJudge:
     kwargs.setdefault("sleep", lambda s: None)
-    return jm.OpenAICompatibleJudge(server.url(scenario), "fake-judge", SECRET, **kwargs)
+    return judge.OpenAICompatibleJudge(server.url(scenario), "fake-judge", SECRET, **kwargs)
 
 
 PAIR = [("q1", "What is the capital of France?", "Paris is the capital of France.")]
@@ -142,7 +143,7 @@ PAIR = [("q1", "What is the capital of France?", "Paris is the capital of France
 
 
 def test_normal_answer_is_scored_and_the_request_is_a_chat_completion(server):
-    result = jm.judge_answers(api_judge(server, "ok"), PAIR)
+    result = judge.judge_answers(api_judge(server, "ok"), PAIR)
     item = result.items[0]
     assert (item.id, item.score, item.reason) == ("q1", 8, "Correct and clear.")
     assert result.mean_score == 8 and result.n_scored == 1
@@ -157,7 +158,7 @@ def test_normal_answer_is_scored_and_the_request_is_a_chat_completion(server):
 
 def test_429_then_200_is_retried_honouring_retry_after(server):
     waits: list[float] = []
-    result = jm.judge_answers(api_judge(server, "flaky", sleep=waits.append), PAIR)
+    result = judge.judge_answers(api_judge(server, "flaky", sleep=waits.append), PAIR)
     assert server.counts["flaky"] == 2
     assert waits == [0.0]  # Retry-After: 0
     assert result.items[0].score == 6
@@ -165,13 +166,15 @@ def test_429_then_200_is_retried_honouring_retry_after(server):
 
 def test_5xx_is_retried_with_exponential_backoff(server):
     waits: list[float] = []
-    result = jm.judge_answers(api_judge(server, "down", sleep=waits.append, backoff=0.5), PAIR)
+    result = judge.judge_answers(api_judge(server, "down", sleep=waits.append, backoff=0.5), PAIR)
     assert server.counts["down"] == 2 and result.items[0].score == 9
     assert len(waits) == 1 and 0.25 <= waits[0] < 0.75  # backoff x 2^0 x jitter in [0.5, 1.5)
 
 
 def test_backoff_grows_exponentially_and_is_capped():
-    j = jm.OpenAICompatibleJudge("http://127.0.0.1:9/v1", "m", SECRET, backoff=1.0, max_backoff=5.0)
+    j = judge.OpenAICompatibleJudge(
+        "http://127.0.0.1:9/v1", "m", SECRET, backoff=1.0, max_backoff=5.0
+    )
     for attempt in range(6):
         delay = j._delay(attempt, None)
         assert min(5.0, 0.5 * 2**attempt) <= delay <= min(5.0, 1.5 * 2**attempt)
@@ -179,7 +182,7 @@ def test_backoff_grows_exponentially_and_is_capped():
 
 
 def test_a_timeout_leaves_the_item_unscored_after_retries(server):
-    result = jm.judge_answers(api_judge(server, "slow", timeout=0.3, max_retries=1), PAIR)
+    result = judge.judge_answers(api_judge(server, "slow", timeout=0.3, max_retries=1), PAIR)
     item = result.items[0]
     assert item.score is None and "no answer within 0.3 s" in item.error
     assert server.counts["slow"] == 2
@@ -187,26 +190,26 @@ def test_a_timeout_leaves_the_item_unscored_after_retries(server):
 
 
 def test_garbage_is_unscored_with_the_raw_answer_kept_and_the_key_redacted(server):
-    item = jm.judge_answers(api_judge(server, "garbage"), PAIR).items[0]
-    assert item.score is None and "not a chat completion" in item.error
-    assert "upstream exploded" in item.raw
+    item = judge.judge_answers(api_judge(server, "garbage"), PAIR).items[0]
+    assert item.score is None and "not JSON" in item.error
+    assert "upstream exploded" in item.raw and len(item.raw) <= 201  # reported, not echoed
     assert SECRET not in item.raw
 
 
 def test_an_answer_without_a_score_is_unscored_with_raw_kept(server):
-    item = jm.judge_answers(api_judge(server, "rambling"), PAIR).items[0]
+    item = judge.judge_answers(api_judge(server, "rambling"), PAIR).items[0]
     assert item.score is None and item.raw == "What a lovely answer! I enjoyed reading it."
 
 
 def test_401_gives_a_clear_message_without_the_key(server):
     with pytest.raises(UserError, match=r"refused the key \(HTTP 401\)") as info:
-        jm.judge_answers(api_judge(server, "refused"), PAIR)
+        judge.judge_answers(api_judge(server, "refused"), PAIR)
     assert SECRET not in str(info.value)
     assert server.counts["refused"] == 1  # a refused key is not retried
 
 
 def test_wrong_path_gives_a_base_url_hint(server):
-    j = jm.OpenAICompatibleJudge(server.url("ok").removesuffix("/v1"), "m", SECRET)
+    j = judge.OpenAICompatibleJudge(server.url("ok").removesuffix("/v1"), "m", SECRET)
     with pytest.raises(UserError, match="check the base URL"):
         j.complete([{"role": "user", "content": "hi"}])
 
@@ -214,27 +217,27 @@ def test_wrong_path_gives_a_base_url_hint(server):
 def test_missing_key_message(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with pytest.raises(UserError, match="no API key: set OPENAI_API_KEY or type the key"):
-        jm.OpenAICompatibleJudge.from_settings("http://127.0.0.1:9/v1", "m", None)
+        judge.OpenAICompatibleJudge.from_settings("http://127.0.0.1:9/v1", "m", None)
     monkeypatch.setenv("OPENAI_API_KEY", "  ")
     with pytest.raises(UserError, match="no API key"):
-        jm.resolve_api_key("")
+        judge.resolve_api_key("")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
-    assert jm.resolve_api_key(None) == "sk-from-env"
-    assert jm.resolve_api_key("sk-typed") == "sk-typed"
+    assert judge.resolve_api_key(None) == "sk-from-env"
+    assert judge.resolve_api_key("sk-typed") == "sk-typed"
 
 
 def test_bad_base_url():
     with pytest.raises(UserError, match="http:// or https://"):
-        jm.OpenAICompatibleJudge("localhost:8000/v1", "m", SECRET)
+        judge.OpenAICompatibleJudge("localhost:8000/v1", "m", SECRET)
 
 
 def test_the_key_never_reaches_logs_repr_or_files(server, caplog, playground_home: Path, tmp_path):
     caplog.set_level(logging.DEBUG)
     for scenario in ("ok", "flaky", "down", "garbage", "rambling"):
-        jm.judge_answers(api_judge(server, scenario), PAIR)
+        judge.judge_answers(api_judge(server, scenario), PAIR)
     with pytest.raises(UserError):
-        jm.judge_answers(api_judge(server, "refused"), PAIR)
-    jm.judge_answers(api_judge(server, "slow", timeout=0.2, max_retries=0), PAIR)
+        judge.judge_answers(api_judge(server, "refused"), PAIR)
+    judge.judge_answers(api_judge(server, "slow", timeout=0.2, max_retries=0), PAIR)
     from llm_playground.evaluation.leaderboard import Leaderboard, record_judge
 
     record_judge(
@@ -278,11 +281,11 @@ def test_the_key_never_reaches_logs_repr_or_files(server, caplog, playground_hom
     ],
 )
 def test_parse_judgement(raw, score):
-    assert jm.parse_judgement(raw)[0] == score
+    assert judge.parse_judgement(raw)[0] == score
 
 
 def test_parse_judgement_keeps_the_reason():
-    assert jm.parse_judgement('{"score": 7, "reason": "Right, terse."}') == (7, "Right, terse.")
+    assert judge.parse_judgement('{"score": 7, "reason": "Right, terse."}') == (7, "Right, terse.")
 
 
 @pytest.mark.parametrize(
@@ -299,19 +302,19 @@ def test_parse_judgement_keeps_the_reason():
     ],
 )
 def test_parse_preference(raw, winner):
-    assert jm.parse_preference(raw)[0] == winner
+    assert judge.parse_preference(raw)[0] == winner
 
 
 # --- statistics and agreement -------------------------------------------------------------
 
 
 def test_mean_ci_is_the_t_interval():
-    mean, (lo, hi) = jm.mean_ci([1, 2, 3, 4, 5])
+    mean, (lo, hi) = judge.mean_ci([1, 2, 3, 4, 5])
     half = 2.776 * (2.5**0.5) / (5**0.5)  # t(0.975, 4) x s / sqrt(n)
     assert mean == 3 and lo == pytest.approx(3 - half) and hi == pytest.approx(3 + half)
-    assert jm.mean_ci([7]) == (7, None)
-    assert jm.mean_ci([]) == (None, None)
-    assert jm.mean_ci([6, 6, 6]) == (6, (6, 6))
+    assert judge.mean_ci([7]) == (7, None)
+    assert judge.mean_ci([]) == (None, None)
+    assert judge.mean_ci([6, 6, 6]) == (6, (6, 6))
 
 
 class FixedJudge:
@@ -359,11 +362,14 @@ def test_pairwise_agreement_with_human_votes():
             "choice": "a",
         },
     ]
-    judge = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "tie"}', "unreadable"])
-    events = list(jm.judge_pairs(judge, votes))
-    result = events[-1]
-    assert isinstance(result, jm.Agreement)
-    assert [d.judge for d in events[:-1]] == ["a", "a", "tie", None]
+    fixed = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "tie"}', "unreadable"])
+    events = list(judge.judge_pairs(fixed, votes))
+    assert isinstance(events[0], Started) and events[0].total == 4
+    assert isinstance(events[-1], judge.AgreementDone)
+    result = events[-1].agreement
+    assert isinstance(result, judge.Agreement)
+    assert [e.decision.judge for e in events[1:-1]] == ["a", "a", "tie", None]
+    assert [e.step for e in events[1:-1]] == [1, 2, 3, 4]
     assert (result.n_pairs, result.n_decided, result.n_agree) == (4, 3, 2)
     assert result.rate == pytest.approx(2 / 3)
 
@@ -377,7 +383,7 @@ def test_pairwise_through_the_api(server):
         "model_b": "m2",
         "choice": "a",
     }
-    result = list(jm.judge_pairs(api_judge(server, "pairwise"), [vote]))[-1]
+    result = list(judge.judge_pairs(api_judge(server, "pairwise"), [vote]))[-1].agreement
     assert result.rate == 1.0
     assert "Answer A:\nParis" in server.requests[0]["body"]["messages"][1]["content"]
 
@@ -387,25 +393,25 @@ def test_jsonl_inputs_and_pairing(tmp_path):
     q.write_text('{"id": 1, "question": "Q1"}\n\n{"id": "2", "question": "Q2"}\n')
     a = tmp_path / "a.jsonl"
     a.write_text('{"id": "2", "answer": "A2"}\n')
-    pairs = jm.pair_questions(
-        jm.load_jsonl(q, ("id", "question"), "questions"),
-        jm.load_jsonl(a, ("id", "answer"), "answers"),
+    pairs = judge.pair_questions(
+        judge.read_rows(q, ("id", "question"), "questions"),
+        judge.read_rows(a, ("id", "answer"), "answers"),
     )
     assert pairs == [("2", "Q2", "A2")]
     a.write_text('{"id": "3", "answer": "A3"}\n')
     with pytest.raises(UserError, match="answer id '3' has no question"):
-        jm.pair_questions(
-            jm.load_jsonl(q, ("id", "question"), "q"), jm.load_jsonl(a, ("id", "answer"), "a")
+        judge.pair_questions(
+            judge.read_rows(q, ("id", "question"), "q"), judge.read_rows(a, ("id", "answer"), "a")
         )
     a.write_text("not json\n")
     with pytest.raises(UserError, match="line 1: not valid JSON"):
-        jm.load_jsonl(a, ("id", "answer"), "answers")
+        judge.read_rows(a, ("id", "answer"), "answers")
     a.write_text('{"id": 1}\n')
     with pytest.raises(UserError, match=r"line 1: missing field\(s\) .answer."):
-        jm.load_jsonl(a, ("id", "answer"), "answers")
+        judge.read_rows(a, ("id", "answer"), "answers")
     a.write_text("\n")
     with pytest.raises(UserError, match="is empty"):
-        jm.load_jsonl(a, ("id", "answer"), "answers")
+        judge.read_rows(a, ("id", "answer"), "answers")
 
 
 # --- the local judge ----------------------------------------------------------------------
@@ -417,21 +423,21 @@ def test_local_judge_answers_in_the_rubric_form():
     from llm_playground.generation.registry import load_model
 
     try:
-        loaded = load_model(jm.DEFAULT_LOCAL_JUDGE)
+        loaded = load_model(judge.DEFAULT_LOCAL_JUDGE)
     except UserError as exc:
         pytest.skip(f"offline model not installed: {exc}")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        judge = jm.LocalJudge(loaded, max_new_tokens=24)
-        raw = judge.complete(jm.rubric_messages("What is 2 + 2?", "4"))
-        verdict = judge.complete(jm.pairwise_messages("What is 2 + 2?", "4", "5"))
+        local = judge.LocalJudge(loaded, max_new_tokens=24)
+        raw = local.complete(judge.rubric_messages("What is 2 + 2?", "4"))
+        verdict = local.complete(judge.pairwise_messages("What is 2 + 2?", "4", "5"))
     finally:
         torch.set_num_threads(threads)
     assert raw.startswith('{"score":')
-    score, _ = jm.parse_judgement(raw)
+    score, _ = judge.parse_judgement(raw)
     assert score is None or 1 <= score <= 10
-    assert jm.parse_preference(verdict)[0] in ("a", "b", "tie")
+    assert judge.parse_preference(verdict)[0] in ("a", "b", "tie")
 
 
 def test_swapping_positions_turns_a_position_bias_into_a_tie():
@@ -455,10 +461,11 @@ def test_swapping_positions_turns_a_position_bias_into_a_tie():
     ]
     # Pair 1: "A" both times, i.e. always the first answer shown: a position bias, so a tie.
     # Pair 2: "B", then "A" once swapped: the same answer (y) both times, so b.
-    judge = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "B"}', '{"winner": "A"}'])
-    events = list(jm.judge_pairs(judge, votes, swap=True))
-    decisions, result = events[:-1], events[-1]
+    fixed = FixedJudge(['{"winner": "A"}', '{"winner": "A"}', '{"winner": "B"}', '{"winner": "A"}'])
+    events = list(judge.judge_pairs(fixed, votes, swap=True))
+    decisions = [e.decision for e in events[1:-1]]
+    result = events[-1].agreement
     assert [(d.judge, d.consistent) for d in decisions] == [("tie", False), ("b", True)]
     assert "swapped" in decisions[0].raw
     assert (result.n_decided, result.n_agree) == (2, 1)
-    assert judge.answers == []  # four calls: each pair asked in both orders
+    assert fixed.answers == []  # four calls: each pair asked in both orders

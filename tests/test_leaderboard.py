@@ -9,6 +9,7 @@ import sqlite3
 
 import pytest
 
+from llm_playground.core.db import APPLICATION_ID
 from llm_playground.core.errors import UserError
 from llm_playground.evaluation import leaderboard as lb
 from llm_playground.evaluation.metrics import PerplexityResult, bleu_chrf, rouge
@@ -39,23 +40,39 @@ def test_schema_version_wal_and_the_shared_mark(playground_home):
     assert board.path == playground_home / "playground.sqlite"
     with sqlite3.connect(board.path) as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert (
-            con.execute("SELECT value FROM eval_meta WHERE key = 'schema_version'").fetchone()[0]
-            == "1"
+        version = con.execute(
+            "SELECT value FROM playground_meta WHERE key = 'schema:leaderboard'"
+        ).fetchone()[0]
+        assert version == str(lb.SCHEMA_VERSION)
+        assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+
+
+def test_a_leaderboard_file_of_the_previous_layout_is_read_and_kept(tmp_path):
+    """Files written before the one database module (eval_meta, schema 1) still open."""
+    old = tmp_path / "old.sqlite"
+    with sqlite3.connect(old) as con:
+        con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        con.executescript(
+            "CREATE TABLE eval_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+            "INSERT INTO eval_meta VALUES ('schema_version', '1');"
+            "CREATE TABLE eval_results (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT "
+            "NULL, model TEXT NOT NULL, kind TEXT NOT NULL, metric TEXT NOT NULL, value REAL NOT "
+            "NULL, ci_low REAL, ci_high REAL, n INTEGER, dataset TEXT NOT NULL, settings TEXT "
+            "NOT NULL, created_at TEXT NOT NULL);"
+            "INSERT INTO eval_results (run_id, model, kind, metric, value, dataset, settings, "
+            "created_at) VALUES ('r1', 'old-model', 'offline', 'bleu', 12.5, 'ref', '{}', "
+            "'2026-01-01T00:00:00+00:00');"
         )
-        assert con.execute("PRAGMA application_id").fetchone()[0] == lb.APPLICATION_ID
-
-
-def test_the_mark_is_lab_4s():
-    prefs = pytest.importorskip("llm_playground.finetuning.preferences")
-    assert prefs.APPLICATION_ID == lb.APPLICATION_ID
+    board = lb.Leaderboard(old)
+    assert [(r.model, r.value) for r in board.results()] == [("old-model", 12.5)]
+    assert board.benchmarks() == []
 
 
 def test_newer_schema_and_foreign_files_are_refused(tmp_path):
     board = lb.Leaderboard(tmp_path / "a.sqlite")
     with sqlite3.connect(board.path) as con:
-        con.execute("UPDATE eval_meta SET value = '99' WHERE key = 'schema_version'")
-    with pytest.raises(UserError, match="schema version 99"):
+        con.execute("UPDATE playground_meta SET value = '99' WHERE key = 'schema:leaderboard'")
+    with pytest.raises(UserError, match="schema 99"):
         lb.Leaderboard(board.path)
     foreign = tmp_path / "other.sqlite"
     with sqlite3.connect(foreign) as con:

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.paths import package_data
 from llm_playground.evaluation import metrics
 
 # The example of sacrebleu's README: three system segments, two reference streams.
@@ -50,6 +51,13 @@ def _ids(loaded, text):
     return loaded.tokenizer(text)["input_ids"]
 
 
+def _scored_sequence(loaded, text):
+    """The prefix token (beginning-of-text, else end-of-text), then the text's tokens."""
+    tok = loaded.tokenizer
+    prefix = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
+    return [prefix, *tok(text, add_special_tokens=False)["input_ids"]]
+
+
 # --- perplexity --------------------------------------------------------------------------
 
 
@@ -66,6 +74,14 @@ def test_windows_with_stride_equal_to_max_length_skip_each_window_start():
     assert [(w.begin, w.end, w.n_targets) for w in windows] == [(0, 4, 3), (4, 8, 3), (8, 10, 1)]
 
 
+def test_rolling_windows_score_every_token_after_the_prefix_with_full_inputs():
+    windows = metrics.rolling_windows(11, max_length=4)  # the prefix, then 10 tokens
+    assert [(w.begin, w.end, w.n_targets) for w in windows] == [(0, 5, 4), (4, 9, 4), (6, 11, 2)]
+    scored = [i for w in windows for i in range(w.end - w.n_targets, w.end)]
+    assert scored == list(range(1, 11))
+    assert all(w.length == 4 for w in windows)  # the last window reaches back
+
+
 @pytest.mark.parametrize("stride,max_length", [(0, 8), (9, 8)])
 def test_bad_stride_is_a_user_error(stride, max_length):
     with pytest.raises(UserError, match="stride"):
@@ -73,20 +89,21 @@ def test_bad_stride_is_a_user_error(stride, max_length):
 
 
 def test_perplexity_equals_direct_mean_nll_when_stride_is_max_length(smollm):
-    """Non-overlapping windows: the same tokens scored by plain full-logit log-softmax."""
+    """Rolling windows (the harness's): each feeds L tokens and scores the next L, plain
+    full-logit log-softmax; the last window reaches back for a full input."""
     L = 32
-    ids = _ids(smollm, TEXT)
-    nll, count = 0.0, 0
+    seq = _scored_sequence(smollm, TEXT)
+    nll, count, predicted = 0.0, 0, 0
     with torch.no_grad():
-        for start in range(0, len(ids), L):
-            chunk = torch.tensor([ids[start : start + L]])
-            if chunk.shape[1] < 2:
-                continue
-            logp = torch.log_softmax(smollm.model(chunk).logits[0, :-1].float(), dim=-1)
-            nll -= logp.gather(1, chunk[0, 1:, None]).sum().item()
-            count += chunk.shape[1] - 1
+        while predicted < len(seq) - 1:
+            n = min(L, len(seq) - 1 - predicted)
+            end = 1 + predicted + n
+            inputs = torch.tensor([seq[max(0, end - 1 - L) : end - 1]])
+            logp = torch.log_softmax(smollm.model(inputs).logits[0, -n:].float(), dim=-1)
+            nll -= logp.gather(1, torch.tensor(seq[end - n : end])[:, None]).sum().item()
+            count, predicted = count + n, predicted + n
     result = metrics.perplexity(smollm, TEXT, stride=L, max_length=L, dtype="float32", batch_size=3)
-    assert result.n_tokens == count
+    assert result.n_tokens == count == len(seq) - 1
     assert result.nll_sum == pytest.approx(nll, rel=1e-4)
     assert result.token_perplexity == pytest.approx(math.exp(nll / count), rel=1e-4)
 
@@ -94,7 +111,7 @@ def test_perplexity_equals_direct_mean_nll_when_stride_is_max_length(smollm):
 def test_sliding_window_matches_the_guides_loop(smollm):
     """The transformers guide's loop (labels with -100, loss times the scored-token count)."""
     max_length, stride = 48, 16
-    enc = torch.tensor([_ids(smollm, TEXT)])
+    enc = torch.tensor([_scored_sequence(smollm, TEXT)])
     seq_len = enc.size(1)
     nll_sum, n_tokens, prev_end = 0.0, 0, 0
     for begin in range(0, seq_len, stride):
@@ -128,10 +145,10 @@ def test_batched_windows_equal_one_window_at_a_time(smollm):
 def test_word_perplexity_and_bits_per_byte_identities(smollm):
     text = "The cat sat on the mat."
     r = metrics.perplexity(smollm, text, dtype="float32")
-    assert smollm.tokenizer.decode(_ids(smollm, text)[:1]) == "The"  # no beginning-of-text token
-    # The first token has no context: the scored text is " cat sat on the mat."
-    assert r.n_words == 5
-    assert r.n_bytes == len(b" cat sat on the mat.")
+    # Every token is scored (the first after the prefix token): the harness's counts.
+    assert r.n_tokens == len(_scored_sequence(smollm, text)) - 1
+    assert r.n_words == 6 == len(__import__("re").split(r"\s+", text))
+    assert r.n_bytes == len(text.encode("utf-8"))
     assert r.token_perplexity == pytest.approx(math.exp(r.nll_sum / r.n_tokens))
     assert r.word_perplexity == pytest.approx(math.exp(r.nll_sum / r.n_words))
     assert r.bits_per_byte == pytest.approx(r.nll_sum / math.log(2) / r.n_bytes)
@@ -142,9 +159,8 @@ def test_word_perplexity_and_bits_per_byte_identities(smollm):
 def test_bytes_count_non_ascii_text_in_utf8(smollm):
     text = "Café crème brûlée, s'il vous plaît."
     r = metrics.perplexity(smollm, text, dtype="float32")
-    first = smollm.tokenizer(text, return_offsets_mapping=True)["offset_mapping"][0][1]
-    assert r.n_bytes == len(text[first:].encode("utf-8"))
-    assert r.n_bytes > len(text[first:])
+    assert r.n_bytes == len(text.encode("utf-8"))
+    assert r.n_bytes > len(text)
 
 
 def test_max_tokens_caps_the_run_and_progress_reaches_the_end(smollm):
@@ -158,13 +174,40 @@ def test_max_tokens_caps_the_run_and_progress_reaches_the_end(smollm):
             dtype="float32",
         )
     )
-    result = events[-1]
+    assert isinstance(events[0], metrics.PerplexityStarted) and events[0].total == 64
+    assert isinstance(events[-1], metrics.PerplexityDone)
+    result = events[-1].result
     progress = [e for e in events if isinstance(e, metrics.PerplexityProgress)]
     assert isinstance(result, metrics.PerplexityResult)
-    assert result.capped and result.n_tokens == 63
+    assert result.capped and result.n_tokens == 64
     assert [p.tokens_done for p in progress] == sorted(p.tokens_done for p in progress)
-    assert progress[-1].tokens_done == progress[-1].tokens_total == 63
+    assert progress[-1].tokens_done == progress[-1].tokens_total == 64
     assert progress[-1].fraction == 1.0
+
+
+def test_perplexity_caps_name_their_limits(smollm):
+    with pytest.raises(UserError, match=f"{metrics.MAX_PERPLEXITY_TOKENS:,}"):
+        metrics.perplexity(smollm, TEXT, max_tokens=metrics.MAX_PERPLEXITY_TOKENS + 1)
+    with pytest.raises(UserError, match=f"{metrics.MAX_TEXT_CHARS:,}"):
+        metrics.pasted_text("a" * (metrics.MAX_TEXT_CHARS + 1))
+
+
+def test_cached_mode_equals_a_direct_stride_1_computation_on_a_short_text(smollm):
+    """Every token sees the whole text before it: one forward pass over the text."""
+    seq = _scored_sequence(smollm, TEXT)
+    with torch.no_grad():
+        logits = smollm.model(torch.tensor([seq[:-1]])).logits[0].float()
+    direct = torch.nn.functional.cross_entropy(logits, torch.tensor(seq[1:]), reduction="sum")
+    cached = metrics.perplexity(
+        smollm, TEXT, stride=8, max_length=len(seq) + 8, dtype="float32", mode="cached"
+    )
+    assert cached.mode == "cached" and cached.n_tokens == len(seq) - 1
+    assert cached.nll_sum == pytest.approx(float(direct), rel=1e-4)
+    windows = metrics.perplexity(smollm, TEXT, stride=8, max_length=24, dtype="float32")
+    longer = metrics.perplexity(
+        smollm, TEXT, stride=8, max_length=24, dtype="float32", mode="cached"
+    )
+    assert longer.nll_sum == pytest.approx(windows.nll_sum, rel=0.5)  # close, not the same
 
 
 def test_bfloat16_stays_close_to_float32(smollm):
@@ -183,14 +226,15 @@ def test_stop_before_start_and_bad_input(smollm):
         metrics.perplexity(smollm, "   ")
     with pytest.raises(UserError, match="dtype"):
         metrics.perplexity(smollm, TEXT, dtype="float16")
-    with pytest.raises(UserError, match="at least two tokens"):
-        metrics.perplexity(smollm, "Hi", dtype="float32")
+    with pytest.raises(UserError, match="mode"):
+        metrics.perplexity(smollm, TEXT, mode="fast")
+    assert metrics.perplexity(smollm, "Hi", dtype="float32").n_tokens == 1  # after the prefix
 
 
 def test_eval_texts(tmp_path):
     wiki = metrics.load_eval_text("wikitext-2")
     assert wiki.text.lstrip().startswith("= Robert <unk> =") and "CC BY-SA" in wiki.description
-    full = metrics.package_data("tinyshakespeare.txt").read_text()
+    full = package_data("tinyshakespeare.txt").read_text()
     val = metrics.load_eval_text("tinyshakespeare-val").text
     assert full.endswith(val) and len(val) == len(full) - int(0.9 * len(full))
     f = tmp_path / "mine.txt"
@@ -320,9 +364,10 @@ def test_reference_set_scoring_generates_and_scores(smollm):
             smollm, DecodingConfig(strategy="greedy", max_new_tokens=12), limit=2
         )
     )
-    result = events[-1]
+    assert isinstance(events[-1], metrics.ReferenceDone)
+    result = events[-1].result
     assert isinstance(result, metrics.ReferenceResult)
-    assert [e.done for e in events[:-1]] == [1, 2]
+    assert [e.done for e in events[1:-1]] == [1, 2]
     assert len(result.answers) == 2 and all(result.answers)
     direct = metrics.bleu_chrf(list(result.answers), [[i.reference for i in result.items]])
     assert result.bleu.bleu == pytest.approx(direct.bleu)

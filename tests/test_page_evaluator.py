@@ -24,10 +24,10 @@ def _by_key(elements, key):
     return next(e for e in elements if e.key == key)
 
 
-def _wait_for_job(at: AppTest, state_key: str, timeout: float = 180) -> None:
+def _wait_for_job(at: AppTest, slot: str, timeout: float = 180) -> None:
     from llm_playground.ui.components import job_manager
 
-    job = job_manager().get(at.session_state[state_key])
+    job = job_manager().get(at.session_state[f"job:{slot}"], None)
     assert job is not None
     deadline = time.time() + timeout
     while job.running and time.time() < deadline:
@@ -121,7 +121,7 @@ def test_perplexity_run_on_pasted_text_reaches_the_leaderboard(app):
         _by_key(app.selectbox, "ev_ppl_dtype").set_value("float32")
         _by_key(app.button, "ev_ppl_run").click().run()
         assert not app.exception
-        _wait_for_job(app, "ev_ppl_job")
+        _wait_for_job(app, "evaluator-perplexity")
     finally:
         torch.set_num_threads(threads)
     shown = {m.label: m.value for m in app.metric}
@@ -146,7 +146,7 @@ def test_api_judge_without_key_explains_and_with_server_scores(app, monkeypatch)
         _by_key(app.text_input, "ev_judge_url").set_value(server.url("ok"))
         _by_key(app.text_input, "ev_judge_key").set_value(SECRET)
         _by_key(app.button, "ev_judge_run").click().run()
-        _wait_for_job(app, "ev_judge_job", timeout=30)
+        _wait_for_job(app, "evaluator-judge", timeout=30)
     shown = {m.label: m.value for m in app.metric}
     assert shown["Mean judge score"].startswith("8.00")
     table = next(d.value for d in app.dataframe if "reason" in d.value.columns)
@@ -174,3 +174,52 @@ def test_browser_journey_perplexity_and_leaderboard(app_url, page):
     page.get_by_text("Click a column header to sort").wait_for()
     page.locator("[data-testid='stDataFrame']:visible").first.wait_for(timeout=30_000)
     page.locator("[data-testid='stVegaLiteChart']:visible").first.wait_for(timeout=30_000)
+
+
+def test_benchmarks_tab_shows_published_figures_and_the_reading_notes(app):
+    published = next(d.value for d in app.dataframe if "published %" in d.value.columns)
+    assert {"SmolLM2-135M", "Gemma 3 270M PT"} <= set(published["model"])
+    smol = published[(published["model"] == "SmolLM2-135M") & (published["benchmark"] == "PIQA")]
+    assert list(smol["published %"]) == [68.4] and list(smol["shots"]) == [0]
+    assert {e.label for e in app.expander} >= {
+        "Shots",
+        "acc vs acc_norm",
+        "Cloze vs multiple-choice",
+    }
+    assert "playground_next_line" in _by_key(app.multiselect, "ev_bench_tasks").value
+    _by_key(app.number_input, "ev_bench_shots").set_value(0)
+    _by_key(app.multiselect, "ev_bench_tasks").set_value([])
+    _by_key(app.button, "ev_bench_run").click().run()
+    assert any("no task given" in e.value for e in app.error)
+
+
+def test_the_page_takes_no_typed_server_path(app):
+    _by_key(app.radio, "ev_ppl_data").set_value("upload").run()
+    assert not app.exception
+    labels = [w.label.lower() for w in app.text_input]
+    assert not any("path" in label or "file" in label for label in labels)
+    _by_key(app.button, "ev_ppl_run").click().run()
+    assert any("upload first" in e.value for e in app.error)
+
+
+def test_a_typed_base_url_does_not_get_the_servers_key(app, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-server-only")
+    _by_key(app.radio, "ev_judge_kind").set_value("OpenAI-compatible API").run()
+    _by_key(app.text_input, "ev_judge_url").set_value("https://elsewhere.example/v1").run()
+    assert any("needs its own API key" in i.value for i in app.info)
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_benchmark_on_the_local_task_beside_the_published_figures(app_url, page):
+    page.goto(app_url + "/evaluator")
+    page.get_by_text("Lab 5 · Evaluator").first.wait_for()
+    page.get_by_role("tab", name="Benchmarks").click()
+    page.get_by_text("Published (model cards)").wait_for()
+    docs = page.get_by_role("spinbutton", name="Documents per task")
+    docs.fill("2")
+    docs.press("Enter")
+    page.get_by_role("button", name="Run the benchmark").click()
+    page.get_by_text("Recorded in the leaderboard with task version").wait_for(timeout=240_000)
+    page.get_by_text("v1.0, 0-shot: acc_norm").first.wait_for(timeout=30_000)
+    assert page.locator("[data-testid='stDataFrame']:visible").count() >= 2  # published, yours

@@ -66,8 +66,16 @@ def register(subparsers) -> None:
         default="auto",
         help="auto uses bfloat16 where this CPU runs it faster (default auto)",
     )
+    p.add_argument(
+        "--mode",
+        choices=("windows", "cached"),
+        default="windows",
+        help="windows: the sliding windows, exactly (default); cached: each chunk of --stride "
+        "tokens reuses the key/value cache of the tokens before it (faster; a different "
+        "number from the windows', recorded as such)",
+    )
     _common(p)
-    p.set_defaults(func=cmd_perplexity)
+    p.set_defaults(func=perplexity_command)
 
     b = sub.add_parser(
         "bleu",
@@ -88,7 +96,7 @@ def register(subparsers) -> None:
         "--label", help="name recorded in the leaderboard (default: the hypothesis file name)"
     )
     _common(b)
-    b.set_defaults(func=cmd_bleu)
+    b.set_defaults(func=bleu_command)
 
     r = sub.add_parser(
         "rouge",
@@ -103,7 +111,7 @@ def register(subparsers) -> None:
         "--label", help="name recorded in the leaderboard (default: the hypothesis file name)"
     )
     _common(r)
-    r.set_defaults(func=cmd_rouge)
+    r.set_defaults(func=rouge_command)
 
     s = sub.add_parser(
         "reference",
@@ -117,7 +125,7 @@ def register(subparsers) -> None:
     s.add_argument("--limit", type=int, default=None, help="only the first N items")
     s.add_argument("--max-new-tokens", type=int, default=48, help="tokens per answer (default 48)")
     _common(s)
-    s.set_defaults(func=cmd_reference)
+    s.set_defaults(func=reference_command)
 
     j = sub.add_parser(
         "judge",
@@ -151,7 +159,30 @@ def register(subparsers) -> None:
         "--label", help="name recorded in the leaderboard (default: the answers file name)"
     )
     _common(j)
-    j.set_defaults(func=cmd_judge)
+    j.set_defaults(func=judge_command)
+
+    h = sub.add_parser(
+        "harness",
+        help="standard benchmarks through lm-evaluation-harness (offline: the shipped tasks)",
+        description="Run lm-evaluation-harness tasks on a playground model. Offline, the "
+        "shipped tasks: playground_next_line (multiple choice), playground_last_word "
+        "(cloze), playground_wikitext2 (rolling perplexity); with a network, the harness's "
+        "own tasks by name (hellaswag, arc_easy, piqa, winogrande, ...). " + RECORD_NOTE,
+    )
+    which = h.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="a registry model name")
+    which.add_argument(
+        "--checkpoint",
+        metavar="DIR",
+        help="a Lab 2 run (with or without a Hugging Face export), HF model or adapter folder",
+    )
+    h.add_argument("--tasks", required=True, metavar="T1,T2", help="task names, comma-separated")
+    h.add_argument("--num-fewshot", type=int, default=None, metavar="N", help="examples shown")
+    h.add_argument("--limit", type=int, default=None, metavar="N", help="documents per task")
+    h.add_argument("--include-path", metavar="DIR", help="a folder of task YAML files of your own")
+    h.add_argument("--batch-size", type=int, default=8, help="requests per forward pass")
+    _common(h)
+    h.set_defaults(func=harness_command)
 
     lb = subparsers.add_parser(
         "leaderboard",
@@ -163,7 +194,7 @@ def register(subparsers) -> None:
     fmt.add_argument("--json", action="store_true", help="print JSON")
     fmt.add_argument("--csv", action="store_true", help="print CSV")
     lb.add_argument("--data", help="only perplexities measured on this data set")
-    lb.set_defaults(func=cmd_leaderboard)
+    lb.set_defaults(func=leaderboard_command)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -220,44 +251,82 @@ def _board():
     return Leaderboard()
 
 
-class _Progress:
-    """A one-line progress display on standard error when it is a terminal."""
+def _at_least(value: int | None, low: int, flag: str, high: int | None = None) -> None:
+    """Every numeric flag is checked before any work: one line, exit 2."""
+    if value is None:
+        return
+    if value < low:
+        raise UserError(f"{flag} must be at least {low}")
+    if high is not None and value > high:
+        raise UserError(f"{flag} must be at most {high:,}")
 
-    def __init__(self, label: str):
+
+def _scorer(args):
+    """The model of --model or --checkpoint; a Lab 2 run without a Hugging Face export is read
+    with the playground's own model code."""
+    from llm_playground.evaluation.scoring import is_lab2_checkpoint, load_lab2_scorer
+
+    folder = Path(args.checkpoint).expanduser() if getattr(args, "checkpoint", None) else None
+    if folder and is_lab2_checkpoint(folder) and not (folder / "hf" / "config.json").exists():
+        return load_lab2_scorer(folder)
+    from llm_playground.evaluation.scoring import scorer_for
+
+    return scorer_for(_load(args))
+
+
+class _Run:
+    """Draw a run's events with the one CLI renderer; keep its leaderboard outcome."""
+
+    def __init__(self, args, label: str, unit: str) -> None:
+        from llm_playground.cli.progress import Wording
+
+        self.show = sys.stderr.isatty() and not args.json
+        self.wording = Wording(postfix=lambda event: {}, unit=unit)
         self.label = label
-        self.live = sys.stderr.isatty()
+        self.recorded = None
 
-    def __call__(self, done: int, total: int) -> None:
-        if self.live:
-            print(f"\r{self.label}: {done:,}/{total:,}", end="", file=sys.stderr, flush=True)
+    def __call__(self, events):
+        from llm_playground.cli.progress import render
+        from llm_playground.evaluation.runs import Recorded
 
-    def close(self) -> None:
-        if self.live:
-            print(file=sys.stderr)
+        def tap():
+            for event in events:
+                if isinstance(event, Recorded):
+                    self.recorded = event
+                yield event
+
+        done = render(tap(), self.wording, show=self.show)
+        if done is None:
+            raise UserError(f"{self.label} ended without a result")
+        return done
+
+    def finish(self, code: int) -> int:
+        """After the result is printed: a refused recording is one line on stderr, exit 2."""
+        if self.recorded is not None and self.recorded.error:
+            raise UserError(self.recorded.error)
+        return code
 
 
-def cmd_perplexity(args) -> int:
-    from llm_playground.evaluation import metrics
-    from llm_playground.evaluation.leaderboard import record_perplexity
+def perplexity_command(args) -> int:
+    from llm_playground.evaluation import perplexity as ppl
+    from llm_playground.evaluation.runs import perplexity_run
 
-    data = metrics.load_eval_text(args.data)
-    loaded = _load(args)
-    bar = _Progress(f"perplexity of {loaded.name} on {data.name} (tokens)")
-    try:
-        result = metrics.perplexity(
-            loaded,
-            data.text,
-            progress=lambda e: bar(e.tokens_done, e.tokens_total),
-            stride=args.stride,
-            max_length=args.max_length,
-            max_tokens=args.max_tokens,
-            batch_size=args.batch_size,
-            dtype=args.dtype,
-        )
-    finally:
-        bar.close()
-    if not args.no_record:
-        record_perplexity(_board(), loaded.name, loaded.info.kind, result, data.name)
+    _at_least(args.stride, 1, "--stride")
+    _at_least(args.max_length, 2, "--max-length")
+    _at_least(args.max_tokens, 2, "--max-tokens", ppl.MAX_PERPLEXITY_TOKENS)
+    _at_least(args.batch_size, 1, "--batch-size", 256)
+    data = ppl.load_eval_text(args.data)
+    config = ppl.PerplexityConfig(
+        stride=args.stride,
+        max_length=args.max_length,
+        max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        mode=args.mode,
+    )
+    scorer = _scorer(args)
+    run = _Run(args, f"perplexity of {scorer.name}", "token")
+    result = run(perplexity_run(scorer, data, config, record=not args.no_record)).result
     out = {
         "token_perplexity": result.token_perplexity,
         "word_perplexity": result.word_perplexity,
@@ -266,49 +335,55 @@ def cmd_perplexity(args) -> int:
         "nll_sum": result.nll_sum,
         "n_words": result.n_words,
         "n_bytes": result.n_bytes,
-        "model": loaded.name,
+        "model": scorer.name,
         "data": data.name,
         "stride": result.stride,
         "max_length": result.max_length,
         "dtype": result.dtype,
+        "mode": result.mode,
         "capped": result.capped,
         "tokens_per_s": result.tokens_per_s,
     }
-    return _emit(
+    cached = ", cached mode" if result.mode == "cached" else ""
+    code = _emit(
         args,
         out,
         [
-            f"{loaded.name} on {data.name}"
+            f"{scorer.name} on {data.name}"
             + (f" (first {result.n_tokens:,} tokens)" if result.capped else ""),
             f"  token perplexity  {result.token_perplexity:.3f}  over {result.n_tokens:,} tokens",
             f"  word perplexity   {result.word_perplexity:.3f}  over {result.n_words:,} words",
             f"  bits per byte     {result.bits_per_byte:.4f}  over {result.n_bytes:,} bytes",
-            f"  stride {result.stride}, max length {result.max_length}, {result.dtype}, "
+            f"  stride {result.stride}, max length {result.max_length}, {result.dtype}{cached}, "
             f"{result.tokens_per_s:,.0f} tokens/s",
         ],
     )
+    return run.finish(code)
 
 
-def cmd_bleu(args) -> int:
-    from llm_playground.evaluation import metrics
+def _overlap_record(args, label: str, kind: str, dataset: str, store) -> None:
+    """Record BLEU or ROUGE; a refusal is one line after the printed scores."""
+    from llm_playground.evaluation.runs import record_safely
+
+    if args.no_record:
+        return
+    outcome = record_safely(lambda: store(_board(), label, kind, dataset))
+    if outcome.error:
+        raise UserError(outcome.error)
+
+
+def bleu_command(args) -> int:
+    from llm_playground.evaluation import overlap
     from llm_playground.evaluation.leaderboard import record_bleu
 
-    hyps = metrics.read_segments(args.hyp, "hypothesis file")
-    refs = [metrics.read_segments(r, "reference file") for r in args.ref]
+    hyps = overlap.read_segments(args.hyp, "hypothesis file")
+    refs = [overlap.read_segments(r, "reference file") for r in args.ref]
     try:
-        result = metrics.bleu_chrf(hyps, refs, tokenize=args.tokenize, sentences=False)
+        result = overlap.bleu_chrf(hyps, refs, tokenize=args.tokenize, sentences=False)
     except (KeyError, ValueError, RuntimeError) as exc:
         if isinstance(exc, UserError):
             raise
         raise UserError(f"sacrebleu refused the input: {_one_line(exc)}") from None
-    if not args.no_record:
-        record_bleu(
-            _board(),
-            args.label or f"file:{Path(args.hyp).name}",
-            "file",
-            result,
-            dataset=", ".join(Path(r).name for r in args.ref),
-        )
     out = {
         "bleu": result.bleu,
         "chrf": result.chrf,
@@ -317,7 +392,7 @@ def cmd_bleu(args) -> int:
         "n_segments": result.n_segments,
         "n_references": result.n_references,
     }
-    return _emit(
+    _emit(
         args,
         out,
         [
@@ -325,63 +400,54 @@ def cmd_bleu(args) -> int:
             f"chrF {result.chrf:.2f}  ({result.chrf_signature})",
         ],
     )
+    _overlap_record(
+        args,
+        args.label or f"file:{Path(args.hyp).name}",
+        "file",
+        ", ".join(Path(r).name for r in args.ref),
+        lambda board, label, kind, dataset: record_bleu(board, label, kind, result, dataset),
+    )
+    return 0
 
 
-def cmd_rouge(args) -> int:
-    from llm_playground.evaluation import metrics
+def rouge_command(args) -> int:
+    from llm_playground.evaluation import overlap
     from llm_playground.evaluation.leaderboard import record_rouge
 
-    hyps = metrics.read_segments(args.hyp, "hypothesis file")
-    refs = metrics.read_segments(args.ref, "reference file")
-    scores = metrics.rouge(hyps, refs, use_stemmer=args.stemmer)
-    if not args.no_record:
-        record_rouge(
-            _board(),
-            args.label or f"file:{Path(args.hyp).name}",
-            "file",
-            scores,
-            dataset=Path(args.ref).name,
-            n=len(hyps),
-            settings={"stemmer": args.stemmer},
-        )
+    hyps = overlap.read_segments(args.hyp, "hypothesis file")
+    refs = overlap.read_segments(args.ref, "reference file")
+    scores = overlap.rouge(hyps, refs, use_stemmer=args.stemmer)
     lines = [
         f"{t:<10} P {v['precision']:.4f}  R {v['recall']:.4f}  F {v['fmeasure']:.4f}"
         for t, v in scores.items()
     ]
-    return _emit(args, dict(scores), lines + [f"averaged over {len(hyps)} lines"])
+    _emit(args, dict(scores), lines + [f"averaged over {len(hyps)} lines"])
+    _overlap_record(
+        args,
+        args.label or f"file:{Path(args.hyp).name}",
+        "file",
+        Path(args.ref).name,
+        lambda board, label, kind, dataset: record_rouge(
+            board, label, kind, scores, dataset, n=len(hyps), settings={"stemmer": args.stemmer}
+        ),
+    )
+    return 0
 
 
-def cmd_reference(args) -> int:
-    from llm_playground.evaluation import metrics
-    from llm_playground.evaluation.leaderboard import record_bleu, record_rouge
+def reference_command(args) -> int:
+    from llm_playground.evaluation.reference_set import load_reference_set
+    from llm_playground.evaluation.runs import reference_dataset_name, reference_run
     from llm_playground.generation.decoding import DecodingConfig
 
     if args.limit is not None and args.limit < 1:
         raise UserError("--limit must be at least 1")
+    _at_least(args.limit, 1, "--limit", len(load_reference_set()))
+    _at_least(args.max_new_tokens, 1, "--max-new-tokens", 1024)
     loaded = _load(args)
     config = DecodingConfig(strategy="greedy", max_new_tokens=args.max_new_tokens)
-    bar = _Progress(f"answering the reference set with {loaded.name}")
-    result = None
-    for event in metrics.reference_set_events(loaded, config, limit=args.limit):
-        if isinstance(event, metrics.ReferenceProgress):
-            bar(event.done, event.total)
-        else:
-            result = event
-    bar.close()
-    assert result is not None
-    dataset = "reference set" + (f" (first {len(result.items)})" if args.limit else "")
-    if not args.no_record:
-        board = _board()
-        record_bleu(board, loaded.name, loaded.info.kind, result.bleu, dataset, result.settings)
-        record_rouge(
-            board,
-            loaded.name,
-            loaded.info.kind,
-            result.rouge,
-            dataset,
-            len(result.items),
-            result.settings,
-        )
+    run = _Run(args, f"answering the reference set with {loaded.name}", "item")
+    result = run(reference_run(loaded, config, args.limit, record=not args.no_record)).result
+    dataset = reference_dataset_name(len(result.items), args.limit)
     out = {
         "bleu": result.bleu.bleu,
         "chrf": result.bleu.chrf,
@@ -392,7 +458,7 @@ def cmd_reference(args) -> int:
             for it, a in zip(result.items, result.answers, strict=True)
         ],
     }
-    return _emit(
+    code = _emit(
         args,
         out,
         [
@@ -401,56 +467,54 @@ def cmd_reference(args) -> int:
             *(f"  {t} F {v['fmeasure']:.4f}" for t, v in result.rouge.items()),
         ],
     )
+    return run.finish(code)
 
 
-def cmd_judge(args) -> int:
-    from llm_playground.evaluation import judge as jm
-    from llm_playground.evaluation.leaderboard import record_judge
+def _judge_from_args(args):
+    from llm_playground.evaluation import judge
 
-    questions = jm.load_jsonl(args.questions, ("id", "question"), "questions")
-    answers = jm.load_jsonl(args.answers, ("id", "answer"), "answers")
-    pairs = jm.pair_questions(questions, answers)
     if args.base_url:
-        judge = jm.OpenAICompatibleJudge.from_settings(
+        return judge.OpenAICompatibleJudge.from_settings(
             args.base_url, args.judge_model, None, timeout=args.timeout, max_retries=args.retries
         )
-    else:
-        from llm_playground.generation import registry
+    from llm_playground.generation import registry
 
-        info = registry.resolve(args.judge_model)
-        if info.kind == "hub" and (not info.available or info.reason):
-            raise UserError(
-                f"judge model '{args.judge_model}' is not a local model here "
-                f"({info.reason or 'unknown'}); give --base-url for an API judge"
-            )
-        try:
-            judge = jm.LocalJudge(registry.load_model(info))
-        except UserError:
-            raise
-        except Exception as exc:
-            raise UserError(
-                f"judge model '{args.judge_model}' cannot be loaded: {_one_line(exc)}"
-            ) from exc
-    bar = _Progress(f"judging with {judge.name}")
-    result = None
-    for event in jm.judge_events(judge, pairs):
-        if isinstance(event, jm.JudgeProgress):
-            bar(event.done, event.total)
-        else:
-            result = event
-    bar.close()
-    assert result is not None
-    if not args.no_record and result.mean_score is not None:
-        record_judge(
-            _board(),
-            args.label or f"answers:{Path(args.answers).name}",
-            "answers",
-            result.mean_score,
-            result.ci,
-            result.n_scored,
-            dataset=Path(args.questions).name,
-            settings={"judge": judge.name, "n_items": len(result.items)},
+    info = registry.resolve(args.judge_model)
+    if info.kind == "hub" and (not info.available or info.reason):
+        raise UserError(
+            f"judge model '{args.judge_model}' is not a local model here "
+            f"({info.reason or 'unknown'}); give --base-url for an API judge"
         )
+    try:
+        return judge.LocalJudge(registry.load_model(info))
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(
+            f"judge model '{args.judge_model}' cannot be loaded: {_one_line(exc)}"
+        ) from exc
+
+
+def judge_command(args) -> int:
+    from llm_playground.evaluation import judge
+    from llm_playground.evaluation.runs import judge_run
+
+    if not (args.timeout > 0 and args.timeout <= judge.MAX_TIMEOUT_S):
+        raise UserError(f"--timeout must be above 0 and at most {judge.MAX_TIMEOUT_S:g} seconds")
+    _at_least(args.retries, 0, "--retries", judge.MAX_RETRIES)
+    questions = judge.read_rows(args.questions, ("id", "question"), "questions")
+    answers = judge.read_rows(args.answers, ("id", "answer"), "answers")
+    pairs = judge.pair_questions(questions, answers)
+    the_judge = _judge_from_args(args)
+    run = _Run(args, f"judging with {the_judge.name}", "answer")
+    events = judge_run(
+        the_judge,
+        pairs,
+        args.label or f"answers:{Path(args.answers).name}",
+        Path(args.questions).name,
+        record=not args.no_record,
+    )
+    result = run(events).result
     out = result.to_json()
     lines = [
         f"{i.id}: {i.score if i.score is not None else 'unscored'}  {i.reason or i.error or ''}"
@@ -460,11 +524,50 @@ def cmd_judge(args) -> int:
     mean = (
         f"{result.mean_score:.2f}{ci}" if result.mean_score is not None else "none (nothing scored)"
     )
-    lines.append(f"mean score {mean}, {result.n_scored}/{len(result.items)} scored by {judge.name}")
-    return _emit(args, out, lines)
+    lines.append(
+        f"mean score {mean}, {result.n_scored}/{len(result.items)} scored by {the_judge.name}"
+    )
+    return run.finish(_emit(args, out, lines))
 
 
-def cmd_leaderboard(args) -> int:
+def harness_command(args) -> int:
+    from llm_playground.evaluation.harness import (
+        MAX_FEWSHOT,
+        MAX_LIMIT,
+        HarnessConfig,
+        parse_tasks,
+    )
+    from llm_playground.evaluation.runs import harness_run
+
+    _at_least(args.num_fewshot, 0, "--num-fewshot", MAX_FEWSHOT)
+    _at_least(args.limit, 1, "--limit", MAX_LIMIT)
+    _at_least(args.batch_size, 1, "--batch-size", 256)
+    config = HarnessConfig(
+        tasks=parse_tasks(args.tasks),
+        num_fewshot=args.num_fewshot,
+        limit=args.limit,
+        include_path=args.include_path,
+        batch_size=args.batch_size,
+    )
+    config.check()
+    scorer = _scorer(args)
+    run = _Run(args, f"{args.tasks} with {scorer.name}", "request")
+    result = run(harness_run(scorer, config, record=not args.no_record)).result
+    lines = [
+        f"{scorer.name}: {', '.join(result.tasks)}"
+        f" ({'default' if result.num_fewshot is None else result.num_fewshot} shots"
+        + (f", first {result.limit} documents" if result.limit else "")
+        + ")"
+    ]
+    for s in result.scores:
+        err = f" ± {s.stderr:.4f}" if s.stderr is not None else ""
+        lines.append(
+            f"  {s.task} (v{s.version}, {s.num_fewshot}-shot)  {s.metric} {s.value:.4f}{err}"
+        )
+    return run.finish(_emit(args, result.to_json(), lines))
+
+
+def leaderboard_command(args) -> int:
     board = _board()
     rows = board.leaderboard(perplexity_data=args.data)
     if args.json:
@@ -472,12 +575,26 @@ def cmd_leaderboard(args) -> int:
     elif args.csv:
         sys.stdout.write(board.to_csv(rows))
     else:
-        if not rows:
+        benchmarks = board.benchmarks()
+        if not rows and not benchmarks:
             print("The leaderboard is empty: run `llm-playground eval ...` first.")
             return 0
         for row in rows:
             print(format_row(row))
+        if benchmarks:
+            print("benchmarks (lm-evaluation-harness):")
+            for b in benchmarks:
+                print(format_benchmark(b))
     return 0
+
+
+def format_benchmark(row: dict[str, Any]) -> str:
+    err = f" ± {row['stderr']:.4f}" if row.get("stderr") is not None else ""
+    limit = f", first {row['limit']} documents" if row.get("limit") else ""
+    return (
+        f"  {row['model']}: {row['task']} v{row['task_version']}, {row['num_fewshot']}-shot"
+        f"{limit}: {row['metric']} {row['value']:.4f}{err}"
+    )
 
 
 def format_row(row: dict[str, Any]) -> str:

@@ -22,29 +22,35 @@ Answers that cannot be parsed leave the item unscored, with the judge's raw answ
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import json
 import logging
 import math
 import os
 import random
 import re
-import socket
 import threading
 import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.events import Done, Progress, Started
 from llm_playground.core.jsonl import parse_jsonl as _parse_jsonl
 from llm_playground.core.jsonl import read_jsonl
 
 log = logging.getLogger(__name__)
 
 ENV_KEY = "OPENAI_API_KEY"
+ENV_BASE_URL = "OPENAI_BASE_URL"
+OPENAI_BASE_URL = "https://api.openai.com/v1"
+#: The most bytes read from one API answer.
+MAX_RESPONSE_BYTES = 1_000_000
+MAX_TIMEOUT_S = 600.0
+MAX_RETRIES = 10
 DEFAULT_LOCAL_JUDGE = "smollm2-135m-instruct"
 
 RUBRIC = """You are a strict, fair grader. Read the question and the answer, then grade the answer.
@@ -202,6 +208,71 @@ def resolve_api_key(key: str | None = None) -> str:
     return key
 
 
+def server_base_url() -> str:
+    """The base URL configured on this machine: ``$OPENAI_BASE_URL``, else OpenAI's."""
+    return os.environ.get(ENV_BASE_URL, "").strip() or OPENAI_BASE_URL
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_base_url(base_url: str) -> urllib.parse.SplitResult:
+    """A base URL the judge may call: https, or http on this machine; no credentials in it."""
+    url = (base_url or "").strip()
+    if not re.match(r"https?://", url, re.I):
+        raise UserError(f"the base URL must start with http:// or https://, got '{url[:100]}'")
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise UserError("the base URL has no host")
+    if parts.username or parts.password:
+        raise UserError("the base URL must not hold a user name or password: use the key field")
+    if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
+        raise UserError(
+            f"the judge API at {parts.hostname} must use https:// (plain http is allowed on "
+            "this machine only, e.g. http://localhost:11434/v1)"
+        )
+    return parts
+
+
+def host_of(base_url: str) -> str:
+    """The host (and port) of a base URL, without path, query or credentials."""
+    parts = urllib.parse.urlsplit(base_url.strip())
+    host = parts.hostname or "?"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+def page_judge(
+    base_url: str | None, model: str, typed_key: str | None, **kwargs: Any
+) -> OpenAICompatibleJudge:
+    """A judge set up from a web page: the server's key only with the server's base URL.
+
+    A base URL typed in the page needs a key typed in the page (kept in that session only);
+    the empty base URL means the one configured on the server.
+    """
+    base = (base_url or "").strip() or server_base_url()
+    key = (typed_key or "").strip()
+    if not key:
+        if not _same_endpoint(base, server_base_url()):
+            raise UserError(
+                "a base URL typed here needs its own API key: the server's key is used only "
+                f"with the server's base URL ({host_of(server_base_url())})"
+            )
+        key = os.environ.get(ENV_KEY, "").strip()
+        if not key:
+            raise UserError(f"no API key: type one, or ask the server's owner to set {ENV_KEY}")
+    return OpenAICompatibleJudge(base_url=base, model=model.strip(), api_key=key, **kwargs)
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -214,6 +285,33 @@ def _retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
+
+
+class _Timeout(Exception):
+    """The overall deadline of a request passed."""
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except (json.JSONDecodeError, ValueError):
+        return False
+    return True
+
+
+def _short(text: str, limit: int = 200) -> str:
+    """A one-line excerpt of an answer (printable characters only)."""
+    clean = " ".join("".join(c if c.isprintable() else " " for c in text).split())
+    return clean[:limit] + ("…" if len(clean) > limit else "")
+
+
+def check_call_settings(timeout: float, max_retries: int) -> None:
+    if not (isinstance(timeout, int | float) and math.isfinite(timeout)):
+        raise UserError("the timeout must be a number of seconds")
+    if not 0 < timeout <= MAX_TIMEOUT_S:
+        raise UserError(f"the timeout must be above 0 and at most {MAX_TIMEOUT_S:g} seconds")
+    if not 0 <= max_retries <= MAX_RETRIES:
+        raise UserError(f"the number of retries must be between 0 and {MAX_RETRIES}")
 
 
 @dataclass(frozen=True)
@@ -234,14 +332,12 @@ class OpenAICompatibleJudge:
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not self.base_url or not re.match(r"https?://", self.base_url.strip()):
-            raise UserError(
-                f"the base URL must start with http:// or https://, got '{self.base_url}'"
-            )
+        check_base_url(self.base_url)
         if not self.model or not self.model.strip():
             raise UserError("no judge model name given")
         if not self.api_key or not self.api_key.strip():
             raise UserError(f"no API key: set {ENV_KEY} or type the key in the key field")
+        check_call_settings(self.timeout, self.max_retries)
 
     @classmethod
     def from_settings(
@@ -256,7 +352,8 @@ class OpenAICompatibleJudge:
 
     @property
     def name(self) -> str:
-        return f"{self.model} @ {self.base_url}"
+        """The model and the API's host only (no path, query or credentials)."""
+        return f"{self.model} @ {host_of(self.base_url)}"
 
     @property
     def url(self) -> str:
@@ -272,76 +369,105 @@ class OpenAICompatibleJudge:
         return min(self.max_backoff, base * (0.5 + random.random()))  # jitter in [0.5, 1.5)
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str:
-        body = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "temperature": self.temperature,
-                "max_tokens": max_tokens,
-            }
-        ).encode("utf-8")
-        headers = {
-            "Content-Type": "application/json",
-            "Authorization": f"Bearer {self.api_key}",
-            "Accept": "application/json",
+        """POST the chat to the API; retries 429, 5xx and timeouts within one overall deadline."""
+        import httpx2
+
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": self.temperature,
+            "max_tokens": max_tokens,
         }
+        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
+        deadline = time.monotonic() + self.timeout * (self.max_retries + 1)
         last = "no attempt"
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                log.info("judge call retry %d/%d", attempt, self.max_retries)
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            retry_after = None
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    text = response.read().decode("utf-8", errors="replace")
-                return self._content(text)
-            except urllib.error.HTTPError as exc:
-                status = exc.code
+        # Redirects are never followed: Authorization must not travel to another address.
+        with httpx2.Client(follow_redirects=False, trust_env=False) as client:
+            for attempt in range(self.max_retries + 1):
+                if attempt:
+                    log.info("judge call retry %d/%d", attempt, self.max_retries)
+                left = min(self.timeout, deadline - time.monotonic())
+                if left <= 0:
+                    break
+                retry_after = None
                 try:
-                    detail = exc.read().decode("utf-8", errors="replace")
-                except Exception:  # a body that cannot be read
-                    detail = ""
-                if status in (401, 403):
-                    raise UserError(
-                        f"the judge API refused the key (HTTP {status}): check the key and "
-                        "that it may use this model"
-                    ) from None
-                if status == 404:
-                    raise UserError(
-                        f"the judge API answered 404 for {self.url}: check the base URL "
-                        "(it usually ends in /v1) and the model name"
-                    ) from None
-                if status != 429 and status < 500:
-                    raise UserError(
-                        f"the judge API rejected the request (HTTP {status}): "
-                        f"{self._redact(detail)[:200]}"
-                    ) from None
-                retry_after = _retry_after(exc.headers.get("Retry-After") if exc.headers else None)
-                last = f"HTTP {status}"
-                log.warning("judge API answered HTTP %d (attempt %d)", status, attempt + 1)
-            except TimeoutError as exc:
-                last = f"no answer within {self.timeout:g} s"
-                log.warning("judge API timed out (attempt %d): %s", attempt + 1, type(exc).__name__)
-            except urllib.error.URLError as exc:
-                if isinstance(exc.reason, (TimeoutError, socket.timeout)):
+                    status, response_headers, text = self._post(
+                        client, body, headers, time.monotonic() + left
+                    )
+                except _Timeout:
                     last = f"no answer within {self.timeout:g} s"
+                    log.warning("judge API timed out (attempt %d)", attempt + 1)
+                except httpx2.TransportError as exc:
+                    last = f"cannot reach {host_of(self.base_url)}: {type(exc).__name__}"
+                    log.warning("judge API unreachable (attempt %d): %s", attempt + 1, last)
                 else:
-                    last = f"cannot reach {self.base_url}: {exc.reason}"
-                log.warning("judge API unreachable (attempt %d): %s", attempt + 1, last)
-            except (ConnectionError, OSError) as exc:
-                last = f"connection failed: {type(exc).__name__}"
-                log.warning("judge API connection failed (attempt %d)", attempt + 1)
-            if attempt < self.max_retries:
-                self.sleep(self._delay(attempt, retry_after))
-        raise JudgeCallFailed(f"judge API failed after {self.max_retries + 1} attempts: {last}")
+                    if status == 200:
+                        return self._content(text)
+                    self._refuse(status, response_headers, text)
+                    retry_after = _retry_after(response_headers.get("Retry-After"))
+                    last = f"HTTP {status}"
+                    log.warning("judge API answered HTTP %d (attempt %d)", status, attempt + 1)
+                if attempt < self.max_retries:
+                    self.sleep(
+                        min(
+                            self._delay(attempt, retry_after), max(0.0, deadline - time.monotonic())
+                        )
+                    )
+        raise JudgeCallFailed(f"judge API failed after {attempt + 1} attempt(s): {last}")
+
+    def _post(self, client, body, headers, deadline: float) -> tuple[int, Any, str]:
+        """One request, its body read up to :data:`MAX_RESPONSE_BYTES` before ``deadline``."""
+        import httpx2
+
+        timeout = httpx2.Timeout(max(0.01, deadline - time.monotonic()))
+        try:
+            with client.stream("POST", self.url, json=body, headers=headers, timeout=timeout) as r:
+                chunks, size = [], 0
+                for chunk in r.iter_bytes():
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise JudgeCallFailed(
+                            f"the judge API's answer is larger than {MAX_RESPONSE_BYTES:,} bytes"
+                        )
+                    if time.monotonic() > deadline:
+                        raise _Timeout
+                    chunks.append(chunk)
+                return r.status_code, r.headers, b"".join(chunks).decode("utf-8", "replace")
+        except httpx2.TimeoutException:
+            raise _Timeout from None
+
+    def _refuse(self, status: int, response_headers, text: str) -> None:
+        """Raise for answers that retrying cannot fix (keys, addresses, redirects, 4xx)."""
+        if status in (401, 403):
+            raise UserError(
+                f"the judge API refused the key (HTTP {status}): check the key and "
+                "that it may use this model"
+            )
+        if status == 404:
+            raise UserError(
+                f"the judge API answered 404 for {host_of(self.base_url)}: check the base URL "
+                "(it usually ends in /v1) and the model name"
+            )
+        if 300 <= status < 400:
+            target = host_of(str(response_headers.get("Location", "")) or "?")
+            raise UserError(
+                f"the judge API answered with a redirect (HTTP {status}) to {target}; "
+                "redirects are not followed: give the final address as the base URL"
+            )
+        if status != 429 and status < 500:
+            raise UserError(
+                f"the judge API rejected the request (HTTP {status}): {_short(self._redact(text))}"
+            )
 
     def _content(self, text: str) -> str:
         try:
             data = json.loads(text)
             content = data["choices"][0]["message"]["content"]
         except (json.JSONDecodeError, KeyError, IndexError, TypeError):
+            what = "not JSON" if not _is_json(text) else "not a chat completion"
             raise JudgeCallFailed(
-                "the judge API's answer is not a chat completion", raw=self._redact(text)[:2000]
+                f"the judge API's answer is {what} ({len(text):,} characters)",
+                raw=_short(self._redact(text)),
             ) from None
         if isinstance(content, list):  # content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
@@ -407,26 +533,6 @@ class LocalJudge:
         return options[best]
 
 
-def load_judge(
-    judge_model: str,
-    base_url: str | None = None,
-    api_key: str | None = None,
-    timeout: float = 60.0,
-    max_retries: int = 4,
-    loaded=None,
-) -> Judge:
-    """An API judge when ``base_url`` is given, otherwise a local registry model."""
-    if base_url:
-        return OpenAICompatibleJudge.from_settings(
-            base_url, judge_model, api_key, timeout=timeout, max_retries=max_retries
-        )
-    if loaded is None:
-        from llm_playground.generation.registry import load_model
-
-        loaded = load_model(judge_model or DEFAULT_LOCAL_JUDGE)
-    return LocalJudge(loaded)
-
-
 # --- judging answers ----------------------------------------------------------------------
 
 
@@ -470,11 +576,20 @@ class JudgeResult:
         }
 
 
-@dataclass(frozen=True)
-class JudgeProgress:
-    done: int
-    total: int
+@dataclass(frozen=True, kw_only=True)
+class JudgeProgress(Progress):
+    """``step`` of ``total`` answers judged; the last one."""
+
     item: JudgedItem
+
+    @property
+    def done(self) -> int:
+        return self.step
+
+
+@dataclass(frozen=True, kw_only=True)
+class JudgeDone(Done):
+    result: JudgeResult
 
 
 # Two-sided 95 % quantiles of Student's t by degrees of freedom (then the normal 1.96).
@@ -537,7 +652,7 @@ def mean_ci(scores: Sequence[float]) -> tuple[float | None, tuple[float, float] 
     return mean, (mean - half, mean + half)
 
 
-def load_jsonl(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, Any]]:
+def read_rows(path: str | Path, required: Sequence[str], what: str) -> list[dict[str, Any]]:
     """Rows of a JSONL file, each with the ``required`` keys; a one-line error otherwise."""
     rows = [row for _, row in read_jsonl(path, f"{what} file", keys=required)]
     if not rows:
@@ -545,7 +660,7 @@ def load_jsonl(path: str | Path, required: Sequence[str], what: str) -> list[dic
     return rows
 
 
-def parse_jsonl(text: str, required: Sequence[str], what: str) -> list[dict[str, Any]]:
+def parse_rows(text: str, required: Sequence[str], what: str) -> list[dict[str, Any]]:
     """Rows of pasted JSONL text, each with the ``required`` keys."""
     rows = [row for _, row in _parse_jsonl(text, what, keys=required)]
     if not rows:
@@ -574,7 +689,7 @@ def pair_questions(
 
 def judge_events(
     judge: Judge, pairs: Sequence[tuple[str, str, str]], stop_event: threading.Event | None = None
-) -> Iterator[JudgeProgress | JudgeResult]:
+) -> Iterator[Started | JudgeProgress | JudgeDone]:
     """Score each (id, question, answer); yields one progress event per item, then the result.
 
     A refused key stops the run (:class:`UserError`); a call that fails after its
@@ -582,6 +697,7 @@ def judge_events(
     """
     items: list[JudgedItem] = []
     stopped = False
+    yield Started(label=f"judging with {judge.name}", total=len(pairs), unit="answer")
     for i, (item_id, question, answer) in enumerate(pairs):
         if stop_event is not None and stop_event.is_set():
             stopped = True
@@ -602,18 +718,18 @@ def judge_events(
                 error=None if score is not None else "the judge's answer holds no score 1-10",
             )
         items.append(item)
-        yield JudgeProgress(i + 1, len(pairs), item)
+        yield JudgeProgress(step=i + 1, total=len(pairs), item=item)
     mean, ci = mean_ci([i.score for i in items if i.score is not None])
-    yield JudgeResult(tuple(items), judge.name, mean, ci, stopped)
+    yield JudgeDone(
+        result=JudgeResult(tuple(items), judge.name, mean, ci, stopped), stopped=stopped
+    )
 
 
 def judge_answers(judge: Judge, pairs: Sequence[tuple[str, str, str]]) -> JudgeResult:
-    result = None
     for event in judge_events(judge, pairs):
-        if isinstance(event, JudgeResult):
-            result = event
-    assert result is not None
-    return result
+        if isinstance(event, JudgeDone):
+            return event.result
+    raise AssertionError("a judge run ends with its result")
 
 
 # --- judge against people (Lab 4 votes) ---------------------------------------------------
@@ -670,7 +786,7 @@ def judge_pairs(
     votes: Sequence[Any],
     stop_event: threading.Event | None = None,
     swap: bool = False,
-) -> Iterator[PairDecision | Agreement]:
+) -> Iterator[Started | PairJudged | AgreementDone]:
     """The judge decides each voted pair (A, B or tie); yields each decision, then the agreement.
 
     LLM judges favour a position (often the first answer). With ``swap`` the judge also sees
@@ -678,8 +794,11 @@ def judge_pairs(
     and the decision records that it was inconsistent.
     """
     decisions: list[PairDecision] = []
+    stopped = False
+    yield Started(label=f"judge vs people with {judge.name}", total=len(votes), unit="pair")
     for vote in votes:
         if stop_event is not None and stop_event.is_set():
+            stopped = True
             break
         human = HUMAN_TO_PAIRWISE.get(str(_vote_field(vote, "choice")).lower())
         if human is None:
@@ -704,8 +823,20 @@ def judge_pairs(
             consistent,
         )
         decisions.append(decision)
-        yield decision
-    yield agreement(decisions)
+        yield PairJudged(step=len(decisions), total=len(votes), decision=decision)
+    yield AgreementDone(agreement=agreement(decisions), stopped=stopped)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairJudged(Progress):
+    """``step`` of ``total`` voted pairs decided; the last decision."""
+
+    decision: PairDecision
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgreementDone(Done):
+    agreement: Agreement
 
 
 def agreement(decisions: Sequence[PairDecision]) -> Agreement:

@@ -1,10 +1,11 @@
 """The leaderboard: every evaluation result, kept in SQLite, and one row per model.
 
-Results live in the playground database (``paths.db``, the same file as the Lab 4
-votes, in WAL mode) in two tables of their own: ``eval_results`` holds one row per
-number (model, kind, metric, value, confidence interval, data set, settings as JSON,
-date, and the id of the evaluation run it came from) and ``eval_meta`` the schema
-version. A number is never stored without what it was measured on.
+Results live in the playground database (:mod:`llm_playground.core.db`, the same file
+as the Lab 4 votes) in tables of their own: ``eval_results`` holds one row per number
+(model, kind, metric, value, confidence interval, data set, settings as JSON, date, and
+the id of the evaluation run it came from) and ``eval_benchmarks`` one row per
+lm-evaluation-harness metric (task and version, shots, limit, value, standard error).
+A number is never stored without what it was measured on.
 
 :func:`leaderboard` pivots the latest run of each metric family per model into one
 row: perplexity (token, word, bits per byte, with the data set), BLEU/chrF/ROUGE on the
@@ -18,24 +19,19 @@ import csv
 import io
 import json
 import logging
-import sqlite3
 import uuid
 from collections.abc import Iterable, Mapping
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from llm_playground.core.db import Database, TableSet
 from llm_playground.core.errors import UserError
-from llm_playground.core.paths import get_paths
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-# The playground database's mark (``PRAGMA application_id``), shared with Lab 4's vote store.
-APPLICATION_ID = 0x4C4C4D50
-OWN_TABLES = {"eval_meta", "eval_results"}
+SCHEMA_VERSION = 2  # 2: the eval_benchmarks table (lm-evaluation-harness results)
 
 # Metric families: all the metrics of one family come from the same evaluation run.
 FAMILIES: dict[str, tuple[str, ...]] = {
@@ -80,8 +76,11 @@ COLUMNS = (
     "updated",
 )
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS eval_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+TABLES = TableSet(
+    name="leaderboard",
+    version=SCHEMA_VERSION,
+    marker_table="eval_results",
+    schema="""
 CREATE TABLE IF NOT EXISTS eval_results (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     run_id TEXT NOT NULL,
@@ -97,7 +96,37 @@ CREATE TABLE IF NOT EXISTS eval_results (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS eval_results_model_metric ON eval_results (model, metric, created_at);
-"""
+CREATE TABLE IF NOT EXISTS eval_benchmarks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT NOT NULL,
+    task_version TEXT NOT NULL,
+    num_fewshot INTEGER NOT NULL,
+    doc_limit INTEGER,
+    metric TEXT NOT NULL,
+    value REAL NOT NULL,
+    stderr REAL,
+    n INTEGER,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS eval_benchmarks_model ON eval_benchmarks (model, task, created_at)
+""",
+)
+BENCHMARK_COLUMNS = (
+    "model",
+    "kind",
+    "task",
+    "task_version",
+    "num_fewshot",
+    "limit",
+    "metric",
+    "value",
+    "stderr",
+    "n",
+    "created_at",
+)
 
 
 @dataclass(frozen=True)
@@ -118,66 +147,12 @@ class Result:
 
 
 class Leaderboard:
-    """The results table in one SQLite file (``paths.db`` by default)."""
+    """The results tables in the playground database (``paths.db`` by default)."""
 
     def __init__(self, db_path: str | Path | None = None):
-        self.path = Path(db_path).expanduser() if db_path else get_paths().db
-        if self.path.is_dir():
-            raise UserError(f"{self.path} is a folder; give the path of a database file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._check_file()
-        with closing(self._connect()) as con, con:
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            con.executescript(_SCHEMA)
-            row = con.execute("SELECT value FROM eval_meta WHERE key = 'schema_version'").fetchone()
-            if row is None:
-                con.execute(
-                    "INSERT INTO eval_meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-            elif int(row[0]) > SCHEMA_VERSION:
-                raise UserError(
-                    f"{self.path} holds leaderboard schema version {row[0]}, newer than "
-                    f"this version of LLM Playground reads ({SCHEMA_VERSION})"
-                )
-
-    def _check_file(self) -> None:
-        """Refuse a file that is not this playground's database (never writes to it)."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return
-        with self.path.open("rb") as fh:
-            header = fh.read(100)
-        if not header.startswith(b"SQLite format 3\x00"):
-            raise UserError(
-                f"{self.path} is not a SQLite database; refusing to use or overwrite it"
-            )
-        app_id = int.from_bytes(header[68:72], "big")
-        if app_id not in (0, APPLICATION_ID):
-            raise UserError(
-                f"{self.path} is a SQLite database of another application; refusing to use it"
-            )
-        if app_id == 0:
-            try:
-                with closing(sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)) as con:
-                    tables = {
-                        r[0]
-                        for r in con.execute(
-                            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-                        )
-                    }
-            except sqlite3.DatabaseError as exc:
-                raise UserError(f"{self.path} is not a usable SQLite database ({exc})") from None
-            if tables - OWN_TABLES:
-                raise UserError(
-                    f"{self.path} is a SQLite database of another application (tables: "
-                    f"{', '.join(sorted(tables)[:5])}); refusing to use it"
-                )
-
-    def _connect(self) -> sqlite3.Connection:
-        con = sqlite3.connect(self.path, timeout=30)
-        con.execute("PRAGMA journal_mode=WAL")
-        con.execute("PRAGMA busy_timeout=30000")
-        return con
+        self.db = Database(db_path)
+        self.db.ensure(TABLES)
+        self.path = self.db.path
 
     # --- writing ------------------------------------------------------------------------
 
@@ -208,18 +183,69 @@ class Leaderboard:
             rows.append((run_id, model, kind, metric, float(value), lo, hi, n, dataset, blob, when))
         if not rows:
             raise UserError("nothing to record: no metric has a value")
-        with closing(self._connect()) as con, con:
-            con.executemany(
+        self.db.write(
+            lambda con: con.executemany(
                 "INSERT INTO eval_results (run_id, model, kind, metric, value, ci_low, ci_high, n, "
                 "dataset, settings, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
+        )
         log.info("recorded %d results for %s on %s", len(rows), model, dataset)
         return run_id
 
+    def record_benchmarks(self, result, created_at: str | None = None) -> str:
+        """Store every metric of a harness run (:class:`~.harness.HarnessResult`): task and
+        version, shots, limit, metric, value and standard error."""
+        run_id = uuid.uuid4().hex[:12]
+        when = created_at or datetime.now(UTC).isoformat(timespec="seconds")
+        rows = [
+            (
+                run_id,
+                result.model,
+                result.kind,
+                s.task,
+                s.version,
+                s.num_fewshot,
+                result.limit,
+                s.metric,
+                float(s.value),
+                s.stderr,
+                result.n_samples.get(s.task),
+                when,
+            )
+            for s in result.scores
+        ]
+        if not rows:
+            raise UserError("nothing to record: the harness returned no metric")
+        self.db.write(
+            lambda con: con.executemany(
+                "INSERT INTO eval_benchmarks (run_id, model, kind, task, task_version, "
+                "num_fewshot, doc_limit, metric, value, stderr, n, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+        )
+        return run_id
+
+    def benchmarks(self, model: str | None = None) -> list[dict[str, Any]]:
+        """Every stored benchmark number, newest first, with task version, shots and limit."""
+        query = (
+            "SELECT model, kind, task, task_version, num_fewshot, doc_limit, metric, value, "
+            "stderr, n, created_at FROM eval_benchmarks"
+        )
+        args: tuple = ()
+        if model:
+            query += " WHERE model = ?"
+            args = (model,)
+        rows = self.db.read(query + " ORDER BY created_at DESC, id DESC", args)
+        return [dict(zip(BENCHMARK_COLUMNS, r, strict=True)) for r in rows]
+
     def delete_model(self, model: str) -> int:
-        with closing(self._connect()) as con, con:
-            return con.execute("DELETE FROM eval_results WHERE model = ?", (model,)).rowcount
+        def work(con) -> int:
+            n = con.execute("DELETE FROM eval_results WHERE model = ?", (model,)).rowcount
+            return n + con.execute("DELETE FROM eval_benchmarks WHERE model = ?", (model,)).rowcount
+
+        return self.db.write(work)
 
     # --- reading ------------------------------------------------------------------------
 
@@ -239,8 +265,7 @@ class Leaderboard:
         if where:
             query += " WHERE " + " AND ".join(where)
         query += " ORDER BY created_at DESC, id DESC"
-        with closing(self._connect()) as con:
-            rows = con.execute(query, args).fetchall()
+        rows = self.db.read(query, args)
         return [
             Result(
                 r[0],
@@ -311,13 +336,9 @@ class Leaderboard:
 
     def has_votes(self) -> bool:
         """Whether Lab 4's vote tables are in this database."""
-        with closing(self._connect()) as con:
-            return (
-                con.execute(
-                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'votes'"
-                ).fetchone()
-                is not None
-            )
+        return bool(
+            self.db.read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'votes'")
+        )
 
     def _human_ratings(self) -> list:
         if not self.has_votes():
@@ -345,9 +366,11 @@ class Leaderboard:
 
     def to_json(self, rows: list[dict[str, Any]] | None = None) -> str:
         rows = self.leaderboard() if rows is None else rows
-        return json.dumps(
-            {"version": SCHEMA_VERSION, "columns": list(COLUMNS), "rows": rows}, indent=2
-        )
+        data = {"version": SCHEMA_VERSION, "columns": list(COLUMNS), "rows": rows}
+        benchmarks = self.benchmarks()
+        if benchmarks:
+            data["benchmarks"] = benchmarks
+        return json.dumps(data, indent=2)
 
 
 # --- recording helpers for each kind of evaluation ----------------------------------------

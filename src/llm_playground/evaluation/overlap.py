@@ -1,0 +1,162 @@
+"""Overlap metrics: BLEU and chrF (sacrebleu), ROUGE (rouge-score).
+
+BLEU and chrF
+    Through ``sacrebleu`` at corpus level (one hypothesis a line, one or more reference
+    streams) and at sentence level, with the signature that makes a score reproducible.
+
+ROUGE
+    Through ``rouge-score`` (target first), ROUGE-1/2/L per line, averaged over lines;
+    ROUGE-Lsum splits each segment into sentences on newlines, as the library expects.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from llm_playground.core.errors import UserError
+from llm_playground.core.textfiles import read_text_file
+
+# --- BLEU and chrF -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SentenceScore:
+    hypothesis: str
+    bleu: float
+    chrf: float
+
+    @property
+    def bleu_zero_on_short(self) -> bool:
+        """Sentence BLEU of 0 on a short string: no 4-gram matched; chrF says more."""
+        return self.bleu == 0.0 and len(self.hypothesis.split()) < 4
+
+
+@dataclass(frozen=True)
+class BleuResult:
+    bleu: float
+    chrf: float
+    signature: str
+    chrf_signature: str
+    n_segments: int
+    n_references: int
+    sentences: tuple[SentenceScore, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "bleu": self.bleu,
+            "chrf": self.chrf,
+            "signature": self.signature,
+            "chrf_signature": self.chrf_signature,
+            "n_segments": self.n_segments,
+            "n_references": self.n_references,
+            "sentences": [asdict(s) for s in self.sentences],
+        }
+
+
+def _check_aligned(hyps: Sequence[str], refs: Sequence[Sequence[str]]) -> None:
+    if not hyps:
+        raise UserError("no hypotheses to score")
+    if not refs:
+        raise UserError("no references given")
+    for i, stream in enumerate(refs, 1):
+        if len(stream) != len(hyps):
+            raise UserError(
+                f"reference set {i} has {len(stream)} lines but the hypotheses have "
+                f"{len(hyps)}: give one segment a line in each"
+            )
+
+
+def bleu_chrf(
+    hyps: Sequence[str],
+    refs: Sequence[Sequence[str]],
+    tokenize: str = "13a",
+    sentences: bool = True,
+) -> BleuResult:
+    """Corpus BLEU and chrF of ``hyps`` against one or more reference streams (sacrebleu).
+
+    ``refs[k][i]`` is the ``k``-th reference of segment ``i``. Sentence-level scores use
+    sacrebleu's ``effective_order`` for BLEU, as its documentation recommends.
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    hyps = [str(h) for h in hyps]
+    refs = [[str(r) for r in stream] for stream in refs]
+    _check_aligned(hyps, refs)
+    bleu = BLEU(tokenize=tokenize)
+    chrf = CHRF()
+    corpus_bleu = bleu.corpus_score(hyps, refs)
+    corpus_chrf = chrf.corpus_score(hyps, refs)
+    per = ()
+    if sentences:
+        sbleu = BLEU(tokenize=tokenize, effective_order=True)
+        per = tuple(
+            SentenceScore(
+                h,
+                sbleu.sentence_score(h, [s[i] for s in refs]).score,
+                chrf.sentence_score(h, [s[i] for s in refs]).score,
+            )
+            for i, h in enumerate(hyps)
+        )
+    return BleuResult(
+        bleu=corpus_bleu.score,
+        chrf=corpus_chrf.score,
+        signature=str(bleu.get_signature()),
+        chrf_signature=str(chrf.get_signature()),
+        n_segments=len(hyps),
+        n_references=len(refs),
+        sentences=per,
+    )
+
+
+def sentence_bleu_chrf(hyp: str, refs: Sequence[str]) -> SentenceScore:
+    result = bleu_chrf([hyp], [[r] for r in refs])
+    return result.sentences[0]
+
+
+# --- ROUGE -------------------------------------------------------------------------------
+
+ROUGE_TYPES = ("rouge1", "rouge2", "rougeL", "rougeLsum")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def split_sentences(text: str) -> str:
+    """One sentence a line, the form ``rougeLsum`` expects (it splits on newlines)."""
+    parts = [p.strip() for line in text.splitlines() for p in _SENTENCE_END.split(line)]
+    return "\n".join(p for p in parts if p)
+
+
+def rouge(
+    hyps: Sequence[str], refs: Sequence[str], use_stemmer: bool = False
+) -> dict[str, dict[str, float]]:
+    """ROUGE-1/2/L/Lsum precision, recall and F-measure, averaged over segments.
+
+    rouge-score's scorer takes the target (reference) first; Lsum sees each segment
+    split into sentences on newlines.
+    """
+    from rouge_score import rouge_scorer
+
+    hyps = [str(h) for h in hyps]
+    refs = [str(r) for r in refs]
+    _check_aligned(hyps, [refs])
+    scorer = rouge_scorer.RougeScorer(list(ROUGE_TYPES), use_stemmer=use_stemmer)
+    sums = {t: {"precision": 0.0, "recall": 0.0, "fmeasure": 0.0} for t in ROUGE_TYPES}
+    for hyp, ref in zip(hyps, refs, strict=True):
+        plain = scorer.score(ref, hyp)
+        lsum = scorer.score(split_sentences(ref), split_sentences(hyp))["rougeLsum"]
+        for t in ROUGE_TYPES:
+            s = lsum if t == "rougeLsum" else plain[t]
+            sums[t]["precision"] += s.precision
+            sums[t]["recall"] += s.recall
+            sums[t]["fmeasure"] += s.fmeasure
+    n = len(hyps)
+    return {t: {k: v / n for k, v in d.items()} for t, d in sums.items()}
+
+
+def read_segments(path: str | Path, what: str = "file") -> list[str]:
+    """One segment a line of a UTF-8 file (a trailing newline does not add a segment)."""
+    text = read_text_file(path, what)
+    return text.rstrip("\n").split("\n")
