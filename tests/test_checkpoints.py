@@ -22,7 +22,8 @@ from llm_playground.training.checkpoints import (
 )
 from llm_playground.training.config import ModelConfig, preset
 from llm_playground.training.corpus import load_corpus, load_tokenizer
-from llm_playground.training.model import GPT, build_model, configure_optimizers
+from llm_playground.training.model import GPT, build_model
+from llm_playground.training.optim import configure_optimizers
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 

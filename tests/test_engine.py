@@ -7,7 +7,7 @@ import torch
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
-from llm_playground.training import engine
+from llm_playground.core import hardware
 from llm_playground.training.config import preset
 from llm_playground.training.engine import resolve_device, resolve_dtype, run_training
 from llm_playground.training.events import TrainDone, TrainEval, TrainStarted, TrainStep
@@ -182,10 +182,11 @@ def test_device_and_dtype_choices():
             resolve_device("cuda")
     assert resolve_dtype("float32", "cpu") == torch.float32
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
-    auto = resolve_dtype("auto", "cpu", tiny())
-    if not engine.cpu_has_bf16():
-        assert auto == torch.float32  # never bf16 on a CPU without bf16 instructions
-    assert auto in (torch.float32, torch.bfloat16)
+    auto = resolve_dtype("auto", "cpu")
+    probe = hardware.probe_cpu_bf16()
+    assert auto == (torch.bfloat16 if probe.speedup >= hardware.BF16_MIN_SPEEDUP else torch.float32)
+    if not hardware.cpu_flags()["avx512_bf16"] and not hardware.cpu_flags()["amx_bf16"]:
+        assert auto == torch.float32  # emulated bf16 is never fast
 
 
 def test_bf16_autocast_trains():

@@ -62,6 +62,19 @@ class TrainEval(Metric):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TargetReached(Metric):
+    """The validation loss first reached ``target`` (at or below) at this evaluation."""
+
+    target: float
+    val_loss: float
+    elapsed_s: float  # wall-clock seconds since the run started
+    train_time_s: float  # seconds spent in training steps only
+
+    def metrics(self) -> dict[str, Any]:
+        return as_record(self)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainDone(Done):
     """The run ended after ``step`` steps with these last losses."""
 
@@ -69,6 +82,9 @@ class TrainDone(Done):
     train_loss: float | None
     val_loss: float | None
     elapsed_s: float
+    target_reached_s: float | None = None  # when a target was set and reached
 
 
-TrainEvent = TrainStarted | TrainStep | TrainEval | Sample | Saved | TrainDone | Error
+TrainEvent = (
+    TrainStarted | TrainStep | TrainEval | TargetReached | Sample | Saved | TrainDone | Error
+)
