@@ -5,9 +5,9 @@ import threading
 import pytest
 import torch
 
+from llm_playground.core import hardware
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
-from llm_playground.core import hardware
 from llm_playground.training.config import preset
 from llm_playground.training.engine import resolve_device, resolve_dtype, run_training
 from llm_playground.training.events import TrainDone, TrainEval, TrainStarted, TrainStep
