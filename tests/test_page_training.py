@@ -9,6 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from llm_playground.ui.components import job_manager
 
+SOURCE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/training.py"
+
 PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/training.py"
 
 
@@ -43,7 +45,14 @@ def test_page_shows_settings_batch_and_summary_before_training():
     text = text_of(at)
     assert "y: the same text shifted by one token" in text and "vocabulary 65" in text
     assert 'class="x"' in text and 'class="y"' in text
-    assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
+    assert not at.button(key="train_start").disabled
+    assert not [b for b in at.button if b.key == "train_stop"]  # no Stop before a run
+
+
+def test_the_page_lays_out_widgets_only():
+    source = SOURCE.read_text()
+    assert "import torch" not in source and "build_model" not in source
+    assert "job_manager" not in source and "st.fragment" not in source
 
 
 def test_impossible_settings_are_explained_and_block_start():
@@ -52,6 +61,24 @@ def test_impossible_settings_are_explained_and_block_start():
     assert not at.exception
     assert any("not divisible by the number of heads 3" in e.value for e in at.error)
     assert at.button(key="train_start").disabled
+
+
+def test_the_speedrun_preset_sets_every_switch_and_explains_the_export():
+    at = app()
+    at.selectbox(key="train_preset").set_value("speedrun").run()
+    assert not at.exception
+    assert at.selectbox(key="train_optimizer").value == "muon"
+    assert at.selectbox(key="train_pos").value == "rope"
+    assert at.selectbox(key="train_mlp").value == "relu2"
+    assert at.checkbox(key="train_qk_norm").value and not at.checkbox(key="train_tied_head").value
+    assert "no Hugging Face GPT-2 export" in text_of(at)
+    params = int({m.label: m.value for m in at.metric}["Parameters"].replace(",", ""))
+    assert abs(params - 809_856) / 809_856 < 0.25
+    at.selectbox(key="train_pos").set_value("learned").run()
+    assert (
+        int({m.label: m.value for m in at.metric}["Parameters"].replace(",", ""))
+        == params + 64 * 128
+    )
 
 
 def test_a_preset_sets_the_sliders():
@@ -96,17 +123,18 @@ def test_a_tiny_run_starts_survives_a_second_tab_and_stops():
     assert not at.exception
     jm = job_manager()
     job = jm.running("train")
-    assert job is not None and at.session_state["train_job"] == job.id
+    assert job is not None and at.session_state["job:train"] == job.id
     _wait_for_steps(job, 3)
 
     # a rerun and a second tab find the same run: no duplicate, Start disabled, Stop enabled
     at.run()
     other = app()
     assert len([j for j in jm.jobs("train") if j.running]) == 1
-    assert other.session_state["train_job"] == job.id
+    assert other.session_state["job:train"] == job.id
     assert other.button(key="train_start").disabled and not other.button(key="train_stop").disabled
     # a start that sneaks through (a double click) gets the running job back
-    assert jm.start("train", "again", lambda stop: iter(())) is job and len(jm.jobs("train")) == 1
+    again = jm.start("train", "again", lambda stop: iter(()), owner=job.owner)
+    assert again is job and len(jm.jobs("train")) == 1
 
     at.button(key="train_stop").click().run()
     assert jm.wait(job.id, 60)

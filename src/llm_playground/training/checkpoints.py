@@ -485,6 +485,32 @@ def check_run_name(name: str) -> str:
     return name
 
 
+class OutputExists(UserError):
+    """The output folder of a run holds something already."""
+
+
+def prepare_output(out_dir: str | Path, replace: bool = False) -> None:
+    """Make sure a new run may write to ``out_dir``.
+
+    An absent or empty folder is fine. A folder holding a run is refused unless
+    ``replace`` (then the old run is removed); anything else is never deleted.
+    """
+    out = Path(out_dir).expanduser()
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out_dir} is a file, not a folder: choose another output folder")
+    if not any(out.iterdir()):
+        return
+    if not (out / CONFIG_FILE).is_file() and not (out / METRICS_FILE).is_file():
+        raise UserError(
+            f"{out_dir} is not empty and holds no training run: choose another output folder"
+        )
+    if not replace:
+        raise OutputExists(f"{out_dir} already holds a training run")
+    shutil.rmtree(out)
+
+
 def save_run_as(src_dir: str | Path, name: str, overwrite: bool = False) -> Path:
     """Copy a finished run folder to ``runs/<name>/`` so the other labs list it."""
     name = check_run_name(name)

@@ -197,8 +197,12 @@ class TrainConfig:
         _positive_int("sample interval", self.sample_interval)
         if not isinstance(self.warmup_iters, int) or self.warmup_iters < 0:
             raise UserError(f"warm-up iterations must be 0 or more, not {self.warmup_iters}")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
-            raise UserError(f"seed must be a whole number, not {self.seed!r}")
+        if (
+            not isinstance(self.seed, int)
+            or isinstance(self.seed, bool)
+            or not 0 <= self.seed < 2**63
+        ):
+            raise UserError(f"seed must be a whole number from 0 to 2^63 - 1, not {self.seed!r}")
         for name, value in (("learning rate", self.lr), ("final learning rate", self.final_lr)):
             if not _finite(value):
                 raise UserError(f"{name} must be a finite number, not {value}")
@@ -236,7 +240,7 @@ class TrainConfig:
             raise UserError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
             raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
-        if self.sample_tokens < 0:
+        if not isinstance(self.sample_tokens, int) or self.sample_tokens < 0:
             raise UserError(f"sample length must be 0 or more, not {self.sample_tokens}")
         if n_train_tokens is not None and n_val_tokens is not None:
             smallest = min(n_train_tokens, n_val_tokens)
@@ -442,6 +446,37 @@ def without_trick(config: TrainConfig, trick: str) -> TrainConfig:
     if trick == "muon":  # AdamW alone on every weight: baby-gpt's optimiser settings
         changed = changed.replace(lr=1e-3, min_lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.1)
     return changed.replace(label=f"{config.preset} without {entry['title']}")
+
+
+#: Settings that only a GPT has (a bigram preset ignores them).
+GPT_ONLY = ("n_layer", "n_head", "n_embd", "pos", "qk_norm", "mlp", "zero_init", "tied_head")
+GPT_ONLY += ("logit_softcap",)
+
+
+def config_from_settings(name: str, *, interactive: bool = False, **settings: Any) -> TrainConfig:
+    """The config a person asked for: a preset with the settings they changed (None: unchanged).
+
+    The CLI and the Training ground page both build their runs here. A new peak learning
+    rate moves the final one with it (same ratio as the preset) unless that is set too.
+    ``interactive`` shortens evaluation for the page's live runs: about ten evaluations
+    per run of at most ten batches each, and a warm-up of at most a tenth of the steps.
+    """
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    base = PRESETS[name]
+    settings = {k: v for k, v in settings.items() if v is not None}
+    if base.model.kind == "bigram":
+        settings = {k: v for k, v in settings.items() if k not in GPT_ONLY}
+    lr = settings.get("lr")
+    if lr is not None and "min_lr" not in settings and _finite(lr) and lr > 0:
+        settings["min_lr"] = lr * (base.final_lr / base.lr)
+    if interactive:
+        max_iters = settings.get("max_iters", base.max_iters)
+        if isinstance(max_iters, int) and max_iters > 0:
+            settings.setdefault("eval_interval", min(base.eval_interval, max(20, max_iters // 10)))
+            settings.setdefault("warmup_iters", min(base.warmup_iters, max_iters // 10))
+        settings.setdefault("eval_iters", min(base.eval_iters, 10))
+    return base.replace(**settings)
 
 
 def preset(name: str, **overrides: Any) -> TrainConfig:

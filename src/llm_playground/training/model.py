@@ -371,3 +371,10 @@ def summarize(model: nn.Module, batch_size: int = 12) -> ModelSummary:
     total = count_parameters(model)
     memory = training_memory(config, total, batch_size)
     return ModelSummary(rows, total, flops_per_token(config, total), sum(memory.values()), memory)
+
+
+def model_summary(config: ModelConfig, batch_size: int = 12) -> ModelSummary:
+    """The summary of the model ``config`` describes, built without allocating its weights."""
+    with torch.device("meta"):
+        model = build_model(config)
+    return summarize(model, batch_size)
