@@ -33,7 +33,7 @@ BF16_MIN_SPEEDUP = 1.25
 #: The CPU instruction-set flags that decide how fast training runs.
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 #: Shape of the probe's matrix product (rows, inner, columns): a small GPT's MLP layer.
-PROBE_SHAPE = (256, 256, 1024)
+PROBE_SHAPE = (128, 256, 512)
 
 
 @dataclass(frozen=True)

@@ -117,6 +117,23 @@ NO_HF_EXPORT = (
 )
 
 
+def runs_own_forward_pass(folder: str | Path) -> bool:
+    """Whether ``folder`` is a Lab 2 GPT run without a GPT-2 export (the speedrun's
+    architectures): Labs 3 and 5 load it through :mod:`llm_playground.training.causal_lm`."""
+    folder = Path(folder)
+    if (folder / HF_DIR / CONFIG_FILE).exists():
+        return False
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("format") == FORMAT
+        and meta.get("model", {}).get("kind") == "gpt"
+    )
+
+
 def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     """``write(tmp)`` to a temporary name beside ``path``, then rename it into place."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
