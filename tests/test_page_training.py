@@ -173,3 +173,96 @@ def test_training_in_chromium(app_url, page):
     page.get_by_text(re.compile(r"Sample at step [\d,]+")).first.wait_for()
     page.get_by_role("button", name="Stop").click()
     page.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=60_000)
+
+
+@pytest.fixture(scope="module")
+def capped_app_url(tmp_path_factory):
+    """The real app with one heavy run at a time (LLM_PLAYGROUND_MAX_JOBS=1), as a class server."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import ROOT, _free_port
+
+    home = tmp_path_factory.mktemp("capped-home")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LLM_PLAYGROUND_HOME": str(home),
+        "LLM_PLAYGROUND_MAX_JOBS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    log = open(home / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "src/llm_playground/ui/app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("the app did not start: " + (home / "streamlit.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_two_people_each_see_only_their_own_run_and_the_second_waits(capped_app_url, browser):
+    people = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    try:
+        first, second = (context.new_page() for context in people)
+        for tab in (first, second):
+            tab.set_default_timeout(60_000)
+            tab.goto(capped_app_url + "/training")
+            tab.get_by_text("One batch, as the model sees it").wait_for(timeout=120_000)
+        progress = re.compile(r"step [\d,]+ of 2,000")
+        first.get_by_role("button", name="Start training").click()
+        first.get_by_text(progress).first.wait_for(timeout=120_000)
+        second.get_by_role("button", name="Start training").click()
+        second.get_by_text(re.compile("you are number 1 in the queue")).wait_for()
+        # each person sees one Stop button, their own; nobody sees another's progress
+        assert first.get_by_role("button", name="Stop", exact=True).count() == 1
+        assert second.get_by_role("button", name="Stop", exact=True).count() == 1
+        assert second.get_by_text(progress).count() == 0
+        assert first.get_by_text(re.compile("in the queue")).count() == 0
+        # the first run ends: the second starts
+        first.get_by_role("button", name="Stop", exact=True).click()
+        first.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=120_000)
+        second.get_by_text(progress).first.wait_for(timeout=120_000)
+        assert first.get_by_text(progress).count() == 0
+        second.get_by_role("button", name="Stop", exact=True).click()
+        second.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=120_000)
+    finally:
+        for context in people:
+            context.close()
