@@ -183,10 +183,13 @@ def test_device_and_dtype_choices():
     assert resolve_dtype("float32", "cpu") == torch.float32
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
     auto = resolve_dtype("auto", "cpu")
-    probe = hardware.probe_cpu_bf16()
-    assert auto == (torch.bfloat16 if probe.speedup >= hardware.BF16_MIN_SPEEDUP else torch.float32)
-    if not hardware.cpu_flags()["avx512_bf16"] and not hardware.cpu_flags()["amx_bf16"]:
-        assert auto == torch.float32  # emulated bf16 is never fast
+    assert auto == (torch.bfloat16 if hardware.bf16_is_fast("cpu") else torch.float32)
+    if hardware.has_bf16_instructions() is False:
+        assert auto == torch.float32  # emulated bf16 is never chosen, however the probe ran
+    no_bf16 = {"avx2": True, "avx512f": True, "avx512_bf16": False, "amx_bf16": False}
+    if hardware.has_bf16_instructions(no_bf16) is not None:  # an x86 machine
+        assert hardware.has_bf16_instructions(no_bf16) is False
+        assert hardware.has_bf16_instructions({**no_bf16, "amx_bf16": True}) is True
 
 
 def test_bf16_autocast_trains():

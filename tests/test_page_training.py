@@ -246,7 +246,12 @@ def test_two_people_each_see_only_their_own_run_and_the_second_waits(capped_app_
             tab.set_default_timeout(60_000)
             tab.goto(capped_app_url + "/training")
             tab.get_by_text("One batch, as the model sees it").wait_for(timeout=120_000)
-        progress = re.compile(r"step [\d,]+ of 2,000")
+        for tab in (first, second):  # the bigram: the cheapest run there is
+            tab.get_by_test_id("stSelectbox").first.click()
+            tab.get_by_role("option", name="bigram").click()
+            tab.get_by_text("Parameters").first.wait_for()
+            tab.get_by_text("4,225").first.wait_for()
+        progress = re.compile(r"step [\d,]+ of 3,000")
         first.get_by_role("button", name="Start training").click()
         first.get_by_text(progress).first.wait_for(timeout=120_000)
         second.get_by_role("button", name="Start training").click()
@@ -263,6 +268,13 @@ def test_two_people_each_see_only_their_own_run_and_the_second_waits(capped_app_
         assert first.get_by_text(progress).count() == 0
         second.get_by_role("button", name="Stop", exact=True).click()
         second.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=120_000)
+    except Exception:
+        from conftest import ARTIFACTS
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        for n, context in enumerate(people):
+            context.pages[0].screenshot(path=str(ARTIFACTS / f"two-people-{n}.png"), full_page=True)
+        raise
     finally:
         for context in people:
             context.close()

@@ -4,10 +4,11 @@
 - :func:`bf16_is_fast`: the one rule for bfloat16. On a GPU, bf16 when the GPU supports
   it. On a CPU, one short measured probe (cached for the process): a matrix product in
   fp32 and in bf16; bf16 counts as fast when it runs at least :data:`BF16_MIN_SPEEDUP`
-  times as fast as fp32. CPUs with AMX or AVX-512 BF16 pass easily (2-10x); CPUs without
-  them emulate bf16 and run it one to two orders of magnitude slower, so they never do.
-  Instruction flags alone are not trusted: a flag says an instruction exists, not that
-  PyTorch's kernels use it for these shapes.
+  times as fast as fp32. CPUs with AMX or AVX-512 BF16 pass easily (2-10x). An x86 CPU
+  without those instructions emulates bf16 (one to two orders of magnitude slower), so
+  it is never chosen there, whatever a timing on a busy machine says. The flags are a
+  necessary condition, not a sufficient one: a flag says an instruction exists, not
+  that PyTorch's kernels use it for these shapes, so the probe still decides.
 - :func:`pick_dtype`: ``auto`` / ``float32`` / ``bfloat16`` to a ``torch.dtype`` by that rule;
   training, fine-tuning and perplexity all ask here.
 - :func:`newton_schulz_dtype`: the number format of Muon's Newton-Schulz iteration
@@ -121,29 +122,39 @@ class Bf16Probe:
 
 @functools.lru_cache(maxsize=1)
 def probe_cpu_bf16() -> Bf16Probe:
-    """Time :data:`PROBE_SHAPE` matrix products in fp32 and bf16 on the CPU (once per process)."""
+    """Time :data:`PROBE_SHAPE` matrix products in fp32 and bf16 on the CPU (once per process).
+
+    The two are timed in turns, five rounds, keeping each one's fastest: a busy machine
+    slows single timings, and taking the best of interleaved rounds keeps a burst of
+    load on one side from deciding the answer.
+    """
     import torch
 
     rows, inner, cols = PROBE_SHAPE
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(rows, inner, generator=generator)
     b = torch.randn(inner, cols, generator=generator)
-
-    def best_time(x: torch.Tensor, y: torch.Tensor) -> float:
-        x @ y  # warm up
-        best = float("inf")
-        for _ in range(3):
-            start = time.perf_counter()
-            x @ y
-            best = min(best, time.perf_counter() - start)
-        return best
-
-    fp32 = best_time(a, b)
+    pairs = {"fp32": (a, b), "bf16": (a.bfloat16(), b.bfloat16())}
+    best = {name: float("inf") for name in pairs}
     try:
-        bf16 = best_time(a.bfloat16(), b.bfloat16())
+        for x, y in pairs.values():
+            x @ y  # warm up
+        for _ in range(5):
+            for name, (x, y) in pairs.items():
+                start = time.perf_counter()
+                x @ y
+                best[name] = min(best[name], time.perf_counter() - start)
     except RuntimeError:  # no bf16 kernels at all
-        bf16 = float("inf")
-    return Bf16Probe(fp32_s=fp32, bf16_s=bf16)
+        best["bf16"] = float("inf")
+    return Bf16Probe(fp32_s=best["fp32"], bf16_s=best["bf16"])
+
+
+def has_bf16_instructions(flags: dict[str, bool] | None = None) -> bool | None:
+    """On x86: whether the CPU has native bf16 (AVX-512 BF16 or AMX); None elsewhere."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+        return None
+    flags = flags if flags is not None else cpu_flags()
+    return flags["avx512_bf16"] or flags["amx_bf16"]
 
 
 def bf16_is_fast(device: str = "cpu") -> bool:
@@ -152,6 +163,8 @@ def bf16_is_fast(device: str = "cpu") -> bool:
 
     if device.startswith("cuda"):
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    if has_bf16_instructions() is False:
+        return False  # an x86 CPU without bf16 instructions emulates it: never fast
     return probe_cpu_bf16().fast
 
 

@@ -523,10 +523,12 @@ def training_tab() -> None:
                 "tokens_per_step": run_config.batch_size * run_config.model.block_size,
             },
         )
+        st.rerun()  # Start turns disabled, the panel starts polling
     if b2.button("Clear chart", key="train_clear", help="forget finished runs on the chart"):
         st.session_state["train_history"] = []
     machine_load_caption()
-    if job_panel(SLOT, draw=draw_run, on_finish=remember_run) is None:
+    # a chart per poll is heavy: poll every 2 s so that clicks (Stop) are never crowded out
+    if job_panel(SLOT, draw=draw_run, on_finish=remember_run, run_every=2.0) is None:
         st.info(
             "Press **Start training** to train with these settings. Runs stay on the chart, so "
             "a second run with another learning rate lands next to the first."
@@ -656,7 +658,8 @@ def race_tab() -> None:
             ),
             params={"target": goal, "recipes": recipes},
         )
-    job_panel(RACE_SLOT, draw=draw_race, stop_label="Stop the race")
+        st.rerun()
+    job_panel(RACE_SLOT, draw=draw_race, stop_label="Stop the race", run_every=2.0)
     st.subheader("Records on this machine and others")
     try:
         rows = records()
