@@ -369,6 +369,32 @@ class Trainer:
         )
         yield Saved(step=self.step, path=str(path))
 
+    def started_event(self) -> TrainStarted:
+        config = self.config
+        return TrainStarted(
+            label=config.run_label,
+            device=self.device,
+            dtype=str(self.dtype).replace("torch.", ""),
+            parameters=count_parameters(self.model),
+            vocab_size=config.model.vocab_size,
+            max_iters=config.max_iters,
+            total=config.max_iters,
+            start_step=self.step,
+            world_size=self.dist.world_size,
+            tokens_per_step=self.tokens_per_step,
+        )
+
+    def count_time(self, seconds: float) -> None:
+        """Add one step's time: training time, tokens since the last evaluation, smoothed speed."""
+        self.train_time += seconds
+        self.tokens_since_eval += self.tokens_per_step
+        self.time_since_eval += seconds
+        tokens_per_s = self.tokens_per_step / seconds if seconds > 0 else 0.0
+        previous = self.smoothed_tokens_per_s
+        self.smoothed_tokens_per_s = (
+            tokens_per_s if previous == 0 else 0.9 * previous + 0.1 * tokens_per_s
+        )
+
     def _evaluated_now(self) -> bool:
         return bool(self.metrics) and self.metrics[-1].get("step") == self.step
 
@@ -388,18 +414,7 @@ class Trainer:
         if self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             _write_metrics(self.out_dir, self.metrics)
-        yield TrainStarted(
-            label=config.run_label,
-            device=self.device,
-            dtype=str(self.dtype).replace("torch.", ""),
-            parameters=count_parameters(self.model),
-            vocab_size=config.model.vocab_size,
-            max_iters=config.max_iters,
-            total=config.max_iters,
-            start_step=self.step,
-            world_size=self.dist.world_size,
-            tokens_per_step=self.tokens_per_step,
-        )
+        yield self.started_event()
         self.model.train()
         stopped = False
         while self.step < config.max_iters and self.reached is None:
@@ -425,16 +440,8 @@ class Trainer:
                 )
                 return
 
-            # bookkeeping: time, tokens per second (smoothed), and the step's event
-            self.train_time += seconds
-            self.tokens_since_eval += self.tokens_per_step
-            self.time_since_eval += seconds
-            tokens_per_s = self.tokens_per_step / seconds if seconds > 0 else 0.0
-            self.smoothed_tokens_per_s = (
-                tokens_per_s
-                if self.smoothed_tokens_per_s == 0
-                else 0.9 * self.smoothed_tokens_per_s + 0.1 * tokens_per_s
-            )
+            # bookkeeping: time and tokens per second, then the step's event
+            self.count_time(seconds)
             yield TrainStep(
                 step=self.step, loss=loss, lr=lr, tokens_per_s=self.smoothed_tokens_per_s
             )
