@@ -22,7 +22,8 @@ from llm_playground.training.checkpoints import (
 )
 from llm_playground.training.config import ModelConfig, preset
 from llm_playground.training.corpus import load_corpus, load_tokenizer
-from llm_playground.training.model import GPT, build_model, configure_optimizers
+from llm_playground.training.model import GPT, build_model
+from llm_playground.training.optim import configure_optimizers
 
 TEXT = "First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n"
 
@@ -202,3 +203,64 @@ def test_bpe_checkpoint_stores_its_merges(tmp_path):
     model = trained_gpt(vocab=tok.vocab_size, n_layer=1)
     save_checkpoint(tmp_path, model, preset("baby-gpt"), tok, 1)
     assert load_checkpoint(tmp_path).tokenizer.encode(TEXT) == tok.encode(TEXT)
+
+
+KILLED_MID_SAVE = r"""
+import sys, time
+import torch
+from llm_playground.training import checkpoints
+from llm_playground.training.config import ModelConfig, preset
+from llm_playground.training.corpus import load_tokenizer
+from llm_playground.training.model import build_model
+
+out = sys.argv[1]
+config = preset("baby-gpt", n_layer=1, n_head=2, n_embd=32, block_size=16, vocab_size=65)
+torch.manual_seed(0)
+model = build_model(config.model)
+tok = load_tokenizer("char")
+checkpoints.save_checkpoint(out, model, config, tok, step=1, export_hf=False)
+
+real = checkpoints.save_model
+def slow_save(model, path, metadata=None):
+    with open(path, "wb") as f:  # half a file, then hang: the kill comes now
+        f.write(b"\0" * 1000)
+        f.flush()
+    print("MID-SAVE", flush=True)
+    time.sleep(120)
+checkpoints.save_model = slow_save
+with torch.no_grad():
+    for p in model.parameters():
+        p.add_(1.0)
+checkpoints.save_checkpoint(out, model, config, tok, step=2, export_hf=False)
+"""
+
+
+def test_a_kill_during_a_save_leaves_the_previous_checkpoint_loadable(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "ck"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_MID_SAVE, str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ},
+    )
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "MID-SAVE", proc.stderr.read()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not list(out.glob("*.tmp")) or (out / "model.safetensors").stat().st_size > 1000
+    loaded = load_checkpoint(out)  # the step-1 checkpoint, whole
+    assert loaded.step == 1
+    torch.manual_seed(0)
+    first = build_model(loaded.config.model)
+    for saved, original in zip(loaded.model.parameters(), first.parameters(), strict=True):
+        assert torch.equal(saved, original)

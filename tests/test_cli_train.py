@@ -250,3 +250,91 @@ def test_resume_from_the_command_line(cli, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 5, 10]
+
+
+def test_an_existing_run_is_refused_unless_forced(cli, tmp_path):
+    out = tmp_path / "run"
+    args = ["train", "--preset", "bigram", "--max-iters", "2", "--eval-iters", "1"]
+    assert cli(*args, "--out", str(out)).returncode == 0
+    before = (out / "model.safetensors").read_bytes()
+    r = cli(*args, "--seed", "5", "--out", str(out))
+    assert r.returncode == 2 and "already holds a training run" in r.stderr
+    assert "--force" in r.stderr and "Traceback" not in r.stderr
+    assert (out / "model.safetensors").read_bytes() == before  # untouched
+    r = cli(*args, "--seed", "5", "--out", str(out), "--force")
+    assert r.returncode == 0, r.stderr
+    assert json.loads((out / "config.json").read_text())["train"]["seed"] == 5
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("keep me")
+    r = cli(*args, "--out", str(other), "--force")
+    assert r.returncode == 2 and "holds no training run" in r.stderr
+    assert (other / "mine.txt").read_text() == "keep me"
+
+
+def test_speedrun_switches_and_a_target_from_the_command_line(cli, tmp_path):
+    out = tmp_path / "fast"
+    r = cli(
+        "train",
+        "--preset",
+        "speedrun",
+        *TINY,
+        "--max-iters",
+        "60",
+        "--eval-interval",
+        "5",
+        "--target-val-loss",
+        "3.7",
+        "--no-qk-norm",
+        "--head",
+        "tied",
+        "--schedule",
+        "cosine",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stderr
+    assert "reached val loss 3.7 at step" in r.stderr and "reached val loss 3.7 in" in r.stdout
+    config = json.loads((out / "config.json").read_text())
+    model, train = config["model"], config["train"]
+    assert (model["pos"], model["qk_norm"], model["tied_head"]) == ("rope", False, True)
+    assert (train["optimizer"], train["schedule"], train["target_val_loss"]) == (
+        "muon",
+        "cosine",
+        3.7,
+    )
+    assert config["step"] < 60 and config["hf_export"] is None and not (out / "hf").exists()
+    assert "no Hugging Face GPT-2 export" in config["hf_export_note"]
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert rows[-1]["val_loss"] <= 3.7 and rows[-1]["target_reached_s"] > 0
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--max-iters", "-1"], "max iterations must be a positive whole number"),
+        (["--eval-interval", "0"], "eval interval must be a positive whole number"),
+        (["--eval-iters", "0"], "eval iterations must be a positive whole number"),
+        (["--sample-interval", "0"], "sample interval must be a positive whole number"),
+        (["--batch-size", "-4"], "batch size must be a positive whole number"),
+        (["--n-layer", "0"], "number of layers must be a positive whole number"),
+        (["--n-embd", "-8"], "embedding size must be a positive whole number"),
+        (["--min-lr", "inf"], "final learning rate must be a finite number"),
+        (["--dropout", "nan"], "dropout must be at least 0 and below 1"),
+        (["--seed", "-1"], "seed must be a whole number from 0"),
+        (["--seed", str(2**70)], "seed must be a whole number from 0"),
+        (["--target-val-loss", "-1"], "target validation loss must be a positive number"),
+        (["--target-val-loss", "nan"], "target validation loss must be a positive number"),
+        (["--checkpoint-interval", "-2"], "checkpoint interval must be 0 or a positive"),
+        (["--muon-lr", "0"], "Muon learning rate must be positive"),
+        (["--warmup-iters", "-3"], "warm-up iterations must be 0 or more"),
+        (["--decay-frac", "1.5"], "decay fraction must be above 0 and at most 1"),
+        (["--logit-softcap", "-1"], "logit soft-cap must be 0 (off) or more"),
+        (["--n-head", "8", "--n-embd", "24"], "rotary embeddings need an even head size"),
+    ],
+)
+def test_every_numeric_flag_is_checked_in_one_line(cli, tmp_path, args, message):
+    r = cli("train", "--preset", "speedrun", *args, "--out", str(tmp_path / "x"))
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1

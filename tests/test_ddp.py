@@ -42,8 +42,19 @@ def metrics(folder):
 
 @pytest.mark.timeout(300)
 def test_two_processes_match_one_process_for_the_same_global_batch(cli, tmp_path):
+    check_ddp_matches_one_process(cli, tmp_path, ARGS)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_speedrun_preset_with_muon_matches_one_process_too(cli, tmp_path):
+    args = [a if a != "baby-gpt" else "speedrun" for a in ARGS]
+    check_ddp_matches_one_process(cli, tmp_path, args)
+
+
+def check_ddp_matches_one_process(cli, tmp_path, args):
     single = tmp_path / "single"
-    r = cli(*ARGS, "--out", str(single))
+    r = cli(*args, "--out", str(single))
     assert r.returncode == 0, r.stderr
     ddp = tmp_path / "ddp"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
@@ -57,7 +68,7 @@ def test_two_processes_match_one_process_for_the_same_global_batch(cli, tmp_path
             "2",
             "-m",
             "llm_playground",
-            *ARGS,
+            *args,
             "--out",
             str(ddp),
         ],

@@ -5,9 +5,9 @@ import threading
 import pytest
 import torch
 
+from llm_playground.core import hardware
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
-from llm_playground.training import engine
 from llm_playground.training.config import preset
 from llm_playground.training.engine import resolve_device, resolve_dtype, run_training
 from llm_playground.training.events import TrainDone, TrainEval, TrainStarted, TrainStep
@@ -182,10 +182,14 @@ def test_device_and_dtype_choices():
             resolve_device("cuda")
     assert resolve_dtype("float32", "cpu") == torch.float32
     assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
-    auto = resolve_dtype("auto", "cpu", tiny())
-    if not engine.cpu_has_bf16():
-        assert auto == torch.float32  # never bf16 on a CPU without bf16 instructions
-    assert auto in (torch.float32, torch.bfloat16)
+    auto = resolve_dtype("auto", "cpu")
+    assert auto == (torch.bfloat16 if hardware.bf16_is_fast("cpu") else torch.float32)
+    if hardware.has_bf16_instructions() is False:
+        assert auto == torch.float32  # emulated bf16 is never chosen, however the probe ran
+    no_bf16 = {"avx2": True, "avx512f": True, "avx512_bf16": False, "amx_bf16": False}
+    if hardware.has_bf16_instructions(no_bf16) is not None:  # an x86 machine
+        assert hardware.has_bf16_instructions(no_bf16) is False
+        assert hardware.has_bf16_instructions({**no_bf16, "amx_bf16": True}) is True
 
 
 def test_bf16_autocast_trains():

@@ -11,11 +11,11 @@ from llm_playground.training.model import (
     GPT,
     BigramLanguageModel,
     build_model,
-    configure_optimizers,
     count_parameters,
     flops_per_token,
     summarize,
 )
+from llm_playground.training.optim import configure_optimizers
 
 TINY = ModelConfig(kind="gpt", vocab_size=65, n_layer=2, n_head=2, n_embd=32, block_size=16)
 

@@ -9,6 +9,8 @@ from streamlit.testing.v1 import AppTest
 
 from llm_playground.ui.components import job_manager
 
+SOURCE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/training.py"
+
 PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/training.py"
 
 
@@ -43,7 +45,14 @@ def test_page_shows_settings_batch_and_summary_before_training():
     text = text_of(at)
     assert "y: the same text shifted by one token" in text and "vocabulary 65" in text
     assert 'class="x"' in text and 'class="y"' in text
-    assert not at.button(key="train_start").disabled and at.button(key="train_stop").disabled
+    assert not at.button(key="train_start").disabled
+    assert not [b for b in at.button if b.key == "train_stop"]  # no Stop before a run
+
+
+def test_the_page_lays_out_widgets_only():
+    source = SOURCE.read_text()
+    assert "import torch" not in source and "build_model" not in source
+    assert "job_manager" not in source and "st.fragment" not in source
 
 
 def test_impossible_settings_are_explained_and_block_start():
@@ -52,6 +61,24 @@ def test_impossible_settings_are_explained_and_block_start():
     assert not at.exception
     assert any("not divisible by the number of heads 3" in e.value for e in at.error)
     assert at.button(key="train_start").disabled
+
+
+def test_the_speedrun_preset_sets_every_switch_and_explains_the_export():
+    at = app()
+    at.selectbox(key="train_preset").set_value("speedrun").run()
+    assert not at.exception
+    assert at.selectbox(key="train_optimizer").value == "muon"
+    assert at.selectbox(key="train_pos").value == "rope"
+    assert at.selectbox(key="train_mlp").value == "relu2"
+    assert at.checkbox(key="train_qk_norm").value and not at.checkbox(key="train_tied_head").value
+    assert "no Hugging Face GPT-2 export" in text_of(at)
+    params = int({m.label: m.value for m in at.metric}["Parameters"].replace(",", ""))
+    assert abs(params - 809_856) / 809_856 < 0.25
+    at.selectbox(key="train_pos").set_value("learned").run()
+    assert (
+        int({m.label: m.value for m in at.metric}["Parameters"].replace(",", ""))
+        == params + 64 * 128
+    )
 
 
 def test_a_preset_sets_the_sliders():
@@ -96,17 +123,18 @@ def test_a_tiny_run_starts_survives_a_second_tab_and_stops():
     assert not at.exception
     jm = job_manager()
     job = jm.running("train")
-    assert job is not None and at.session_state["train_job"] == job.id
+    assert job is not None and at.session_state["job:train"] == job.id
     _wait_for_steps(job, 3)
 
     # a rerun and a second tab find the same run: no duplicate, Start disabled, Stop enabled
     at.run()
     other = app()
     assert len([j for j in jm.jobs("train") if j.running]) == 1
-    assert other.session_state["train_job"] == job.id
+    assert other.session_state["job:train"] == job.id
     assert other.button(key="train_start").disabled and not other.button(key="train_stop").disabled
     # a start that sneaks through (a double click) gets the running job back
-    assert jm.start("train", "again", lambda stop: iter(())) is job and len(jm.jobs("train")) == 1
+    again = jm.start("train", "again", lambda stop: iter(()), owner=job.owner)
+    assert again is job and len(jm.jobs("train")) == 1
 
     at.button(key="train_stop").click().run()
     assert jm.wait(job.id, 60)
@@ -145,3 +173,132 @@ def test_training_in_chromium(app_url, page):
     page.get_by_text(re.compile(r"Sample at step [\d,]+")).first.wait_for()
     page.get_by_role("button", name="Stop").click()
     page.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=60_000)
+
+
+@pytest.fixture(scope="module")
+def capped_app_url(tmp_path_factory):
+    """The real app with one heavy run at a time (LLM_PLAYGROUND_MAX_JOBS=1), as a class server."""
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from conftest import ROOT, _free_port
+
+    home = tmp_path_factory.mktemp("capped-home")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "LLM_PLAYGROUND_HOME": str(home),
+        "LLM_PLAYGROUND_MAX_JOBS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
+    log = open(home / "streamlit.log", "w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(ROOT / "src/llm_playground/ui/app.py"),
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                break
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        pytest.fail("the app did not start: " + (home / "streamlit.log").read_text()[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_two_people_each_see_only_their_own_run_and_the_second_waits(capped_app_url, browser):
+    people = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
+    try:
+        first, second = (context.new_page() for context in people)
+        for tab in (first, second):
+            tab.set_default_timeout(60_000)
+            tab.goto(capped_app_url + "/training")
+            tab.get_by_text("One batch, as the model sees it").wait_for(timeout=120_000)
+        for tab in (first, second):  # the bigram: the cheapest run there is
+            tab.get_by_test_id("stSelectbox").first.click()
+            tab.get_by_role("option", name="bigram").click()
+            tab.get_by_text("Parameters").first.wait_for()
+            tab.get_by_text("4,225").first.wait_for()
+        progress = re.compile(r"step [\d,]+ of 3,000")
+        first.get_by_role("button", name="Start training").click()
+        first.get_by_text(progress).first.wait_for(timeout=120_000)
+        second.get_by_role("button", name="Start training").click()
+        second.get_by_text(re.compile("you are number 1 in the queue")).wait_for()
+        # each person sees one Stop button, their own; nobody sees another's progress
+        assert first.get_by_role("button", name="Stop", exact=True).count() == 1
+        assert second.get_by_role("button", name="Stop", exact=True).count() == 1
+        assert second.get_by_text(progress).count() == 0
+        assert first.get_by_text(re.compile("in the queue")).count() == 0
+        # the first run ends: the second starts
+        first.get_by_role("button", name="Stop", exact=True).click()
+        first.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=120_000)
+        second.get_by_text(progress).first.wait_for(timeout=120_000)
+        assert first.get_by_text(progress).count() == 0
+        second.get_by_role("button", name="Stop", exact=True).click()
+        second.get_by_text(re.compile(r"stopped after [\d,]+ steps")).wait_for(timeout=120_000)
+    except Exception:
+        from conftest import ARTIFACTS
+
+        ARTIFACTS.mkdir(exist_ok=True)
+        for n, context in enumerate(people):
+            context.pages[0].screenshot(path=str(ARTIFACTS / f"two-people-{n}.png"), full_page=True)
+        raise
+    finally:
+        for context in people:
+            context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_race_in_chromium_overlays_two_recipes_and_adds_records(app_url, page):
+    page.goto(app_url + "/training")
+    page.get_by_text("One batch, as the model sees it").wait_for(timeout=120_000)
+    page.get_by_role("tab", name="Race recipes").click()
+    steps = page.get_by_label("Steps each")
+    steps.fill("20")
+    steps.press("Enter")
+    page.get_by_role("button", name="Start the race").click()
+    results = page.locator("[data-testid='stDataFrame']").first
+    page.get_by_text("No records yet").wait_for(timeout=60_000)
+    deadline = time.time() + 1500  # two full-size recipes, one after the other
+    while time.time() < deadline and page.get_by_text("No records yet").count():
+        time.sleep(2)
+    assert page.get_by_text("No records yet").count() == 0  # the records table has rows
+    results.wait_for()
+    chart = page.locator("[data-testid='stVegaLiteChart'], .vega-embed")
+    assert chart.count() >= 1
+    # both recipes are on the chart's legend and in the records
+    for recipe in ("baby-gpt", "speedrun"):
+        assert page.get_by_text(recipe, exact=True).count() >= 1

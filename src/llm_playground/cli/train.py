@@ -12,9 +12,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
+from pathlib import Path
 
 from llm_playground.core.errors import UserError
-from llm_playground.training.config import DEVICES, DTYPES, PRESETS, preset
+from llm_playground.training.config import (
+    DEVICES,
+    DTYPES,
+    MLPS,
+    OPTIMIZERS,
+    POSITIONS,
+    PRESETS,
+    SCHEDULES,
+    config_from_settings,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -60,6 +70,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--resume", metavar="DIR", help="continue from a checkpoint folder")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
+    p.add_argument("--force", action="store_true", help="replace the run already in --out (if any)")
+    p.add_argument(
+        "--target-val-loss",
+        type=float,
+        metavar="X",
+        help="stop at the first evaluation with validation loss at or below X",
+    )
+    p.add_argument("--checkpoint-interval", type=int, metavar="N", help="also save every N steps")
+    recipe = p.add_argument_group(
+        "recipe switches", "each ingredient of the speedrun preset, to add or remove one at a time"
+    )
+    recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="muon: Muon on hidden matrices")
+    recipe.add_argument("--muon-lr", type=float, metavar="X", help="Muon's learning rate")
+    recipe.add_argument("--pos", choices=POSITIONS, help="position embedding table or rotary")
+    recipe.add_argument(
+        "--qk-norm", action=argparse.BooleanOptionalAction, help="RMS-normalise queries and keys"
+    )
+    recipe.add_argument("--mlp", choices=MLPS, help="MLP activation: GELU or ReLU squared")
+    recipe.add_argument(
+        "--zero-init",
+        action=argparse.BooleanOptionalAction,
+        help="start every block's output projection at zero",
+    )
+    recipe.add_argument(
+        "--head", choices=("tied", "untied"), help="share the output layer with the embedding"
+    )
+    recipe.add_argument(
+        "--logit-softcap", type=float, metavar="X", help="bound logits to +-X (0: off)"
+    )
+    recipe.add_argument(
+        "--bias", action=argparse.BooleanOptionalAction, help="biases in linear layers and norms"
+    )
+    recipe.add_argument(
+        "--schedule", choices=SCHEDULES, help="cosine, constant, or wsd (warm-up/stable/decay)"
+    )
+    recipe.add_argument("--warmup-iters", type=int, metavar="N", help="warm-up steps")
+    recipe.add_argument(
+        "--decay-frac", type=float, metavar="X", help="wsd: fraction of the steps that decay"
+    )
     p.set_defaults(func=train_command)
 
     s = subparsers.add_parser(
@@ -83,41 +132,81 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace):
-    overrides = {
-        "n_layer": args.n_layer,
-        "n_head": args.n_head,
-        "n_embd": args.n_embd,
-        "block_size": args.block_size,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "min_lr": args.min_lr,
-        "max_iters": args.max_iters,
-        "eval_interval": args.eval_interval,
-        "eval_iters": args.eval_iters,
-        "sample_interval": args.sample_interval,
-        "dropout": args.dropout,
-        "seed": args.seed,
-        "tokenizer": args.tokenizer,
-        "data": args.data,
-        "device": args.device,
-        "dtype": args.dtype,
-        "resume": args.resume,
-        "out_dir": args.out,
-    }
-    if args.compile:
-        overrides["compile"] = True
-    if args.lr is not None and args.min_lr is None and math.isfinite(args.lr) and args.lr > 0:
-        base = PRESETS[args.preset]
-        overrides["min_lr"] = args.lr * (base.final_lr / base.lr)
-    config = preset(args.preset, **overrides)
+    """The run's config, built by the library from the flags given (absent flags: preset)."""
+    config = config_from_settings(
+        args.preset,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        block_size=args.block_size,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        min_lr=args.min_lr,
+        max_iters=args.max_iters,
+        eval_interval=args.eval_interval,
+        eval_iters=args.eval_iters,
+        sample_interval=args.sample_interval,
+        dropout=args.dropout,
+        seed=args.seed,
+        tokenizer=args.tokenizer,
+        data=args.data,
+        device=args.device,
+        dtype=args.dtype,
+        resume=args.resume,
+        out_dir=args.out,
+        compile=True if args.compile else None,
+        target_val_loss=args.target_val_loss,
+        checkpoint_interval=args.checkpoint_interval,
+        optimizer=args.optimizer,
+        muon_lr=args.muon_lr,
+        pos=args.pos,
+        qk_norm=args.qk_norm,
+        mlp=args.mlp,
+        zero_init=args.zero_init,
+        tied_head=None if args.head is None else args.head == "tied",
+        logit_softcap=args.logit_softcap,
+        bias=args.bias,
+        schedule=args.schedule,
+        warmup_iters=args.warmup_iters,
+        decay_frac=args.decay_frac,
+    )
     return config.validate()
+
+
+def _check_output(args: argparse.Namespace) -> None:
+    """``--out`` may not hold a run already, unless it is resumed there or ``--force`` is given."""
+    from llm_playground.training.checkpoints import OutputExists, prepare_output
+
+    same = (
+        args.resume
+        and Path(args.resume).expanduser().resolve() == Path(args.out).expanduser().resolve()
+    )
+    if same or int(os.environ.get("RANK", "0")) != 0:
+        return
+    try:
+        prepare_output(args.out, replace=args.force)
+    except OutputExists as exc:
+        raise UserError(
+            f"{exc}: pass --force to replace it, or --resume {args.out} to continue it"
+        ) from None
 
 
 def train_command(args: argparse.Namespace) -> int:
     from llm_playground.cli.progress import Wording, render
     from llm_playground.training.engine import run_training
+    from llm_playground.training.events import TrainEval
 
     config = build_config(args)
+    _check_output(args)
+
+    def metric_line(e) -> str:
+        if isinstance(e, TrainEval):
+            return f"step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}"
+        return (
+            f"reached val loss {e.target:g} at step {e.step} "
+            f"({e.val_loss:.4f}, {e.elapsed_s:.1f} s)"
+        )
+
     wording = Wording(
         headline=lambda e: (
             f"training {e.label}: {e.parameters:,} parameters, vocabulary "
@@ -125,9 +214,7 @@ def train_command(args: argparse.Namespace) -> int:
             + (f", {e.world_size} processes" if e.world_size > 1 else "")
         ),
         postfix=lambda e: {"loss": f"{e.loss:.4f}", "tok_s": f"{e.tokens_per_s:,.0f}"},
-        metric_line=lambda e: (
-            f"step {e.step}: train loss {e.train_loss:.4f}, val loss {e.val_loss:.4f}"
-        ),
+        metric_line=metric_line,
         sample_line=(lambda e: f"--- sample at step {e.step} ---\n{e.text}")
         if args.verbose
         else None,
@@ -140,6 +227,13 @@ def train_command(args: argparse.Namespace) -> int:
             f"saved {config.out_dir} after {done.step} steps (val loss {val}, "
             f"{done.elapsed_s:.1f} s)"
         )
+        if config.target_val_loss is not None:
+            if done.target_reached_s is not None:
+                print(
+                    f"reached val loss {config.target_val_loss:g} in {done.target_reached_s:.1f} s"
+                )
+            else:
+                print(f"did not reach val loss {config.target_val_loss:g}")
     return 0
 
 
@@ -154,6 +248,8 @@ def sample_command(args: argparse.Namespace) -> int:
         raise UserError(f"--temperature must be 0 (greedy) or more, not {args.temperature}")
     if args.top_k is not None and args.top_k <= 0:
         raise UserError(f"--top-k must be positive, not {args.top_k}")
+    if not 0 <= args.seed < 2**63:
+        raise UserError(f"--seed must be from 0 to 2^63 - 1, not {args.seed}")
     ckpt = load_checkpoint(args.checkpoint)
     ids = list(ckpt.tokenizer.encode(args.prompt))
     if not ids:

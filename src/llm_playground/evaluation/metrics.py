@@ -9,8 +9,6 @@ shipped prompt/reference pairs); this module names them together for callers tha
 from __future__ import annotations
 
 import logging
-import time
-from functools import lru_cache
 
 from llm_playground.core.errors import UserError
 from llm_playground.evaluation.overlap import (  # noqa: F401
@@ -61,34 +59,11 @@ from llm_playground.evaluation.reference_set import (  # noqa: F401
 log = logging.getLogger(__name__)
 
 
-@lru_cache(maxsize=1)
 def bf16_is_faster() -> bool:
-    """Measure once whether bfloat16 matrix products beat float32 on this CPU.
+    """Whether bfloat16 is fast on this CPU (the one measured rule of core.hardware)."""
+    from llm_playground.core.hardware import bf16_is_fast
 
-    CPUs with AMX or AVX-512 BF16 run them 2-3x faster; others emulate them and run
-    orders of magnitude slower, so the choice is measured, not assumed.
-    """
-    import torch
-
-    a = torch.randn(256, 576)
-    b = torch.randn(576, 1536)
-
-    def best(x, y) -> float:
-        times = []
-        for _ in range(5):
-            t0 = time.perf_counter()
-            for _ in range(4):
-                x @ y
-            times.append(time.perf_counter() - t0)
-        return min(times)
-
-    try:
-        fp32 = best(a, b)
-        bf16 = best(a.bfloat16(), b.bfloat16())
-    except RuntimeError:
-        return False
-    log.info("matmul fp32 %.4fs, bf16 %.4fs", fp32, bf16)
-    return bf16 < 0.75 * fp32
+    return bf16_is_fast("cpu")
 
 
 def resolve_dtype(dtype: str) -> str:

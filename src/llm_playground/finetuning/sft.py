@@ -112,33 +112,11 @@ SFTEvent = SFTStarted | SFTStep | SFTEval | SFTDone
 
 
 def pick_dtype(requested: str = "auto") -> Any:
-    """float32, or bfloat16 where this CPU multiplies bfloat16 at least 1.5x faster (measured)."""
-    import torch
+    """float32, or bfloat16 where it is fast here (the one rule of core.hardware)."""
+    from llm_playground.core.hardware import pick_dtype as hardware_pick_dtype
+    from llm_playground.core.hardware import resolve_device
 
-    if requested == "float32":
-        return torch.float32
-    if requested == "bfloat16":
-        return torch.bfloat16
-    if torch.cuda.is_available():
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    rates = {}
-    for dt in (torch.float32, torch.bfloat16):
-        a = torch.randn(256, 640).to(dt)
-        b = torch.randn(640, 1024).to(dt)
-        a @ b
-        t = time.perf_counter()
-        for _ in range(5):
-            a @ b
-        rates[dt] = 1 / max(time.perf_counter() - t, 1e-9)
-    choice = (
-        torch.bfloat16 if rates[torch.bfloat16] >= 1.5 * rates[torch.float32] else torch.float32
-    )
-    log.info(
-        "number format: %s (bf16/fp32 matmul speed ratio %.2f)",
-        choice,
-        rates[torch.bfloat16] / rates[torch.float32],
-    )
-    return choice
+    return hardware_pick_dtype(requested, resolve_device("auto"))
 
 
 # --- tokenisation -----------------------------------------------------------------------

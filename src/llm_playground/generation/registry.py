@@ -256,6 +256,13 @@ def _offline_info(spec: OfflineSpec, paths: Paths) -> ModelInfo:
     )
 
 
+def _runs_own_forward_pass(folder: Path) -> bool:
+    """A Lab 2 GPT without a GPT-2 export (the speedrun's architectures)."""
+    from llm_playground.training.checkpoints import runs_own_forward_pass
+
+    return runs_own_forward_pass(folder)
+
+
 def _checkpoint_infos(paths: Paths) -> list[ModelInfo]:
     infos = []
     if not paths.runs.is_dir():
@@ -270,14 +277,15 @@ def _checkpoint_infos(paths: Paths) -> list[ModelInfo]:
         except (OSError, json.JSONDecodeError):
             pass
         ok = (hf / "config.json").exists()
+        own = not ok and _runs_own_forward_pass(run)  # a GPT with the speedrun's switches
         infos.append(
             ModelInfo(
                 name=run.name,
                 kind="checkpoint",
                 description=f"Lab 2 run '{run.name}'",
                 path=hf if ok else run,
-                available=ok,
-                reason="" if ok else "no Hugging Face export (bigram models have none)",
+                available=ok or own,
+                reason="" if ok or own else "no Hugging Face export (bigram models have none)",
                 details=details,
             )
         )
@@ -396,6 +404,10 @@ def info_for_dir(folder: Path) -> ModelInfo:
             description=f"Lab 2 run in {folder}",
             path=folder / "hf",
         )
+    if _runs_own_forward_pass(folder):
+        return ModelInfo(
+            name=folder.name, kind="checkpoint", description=f"Lab 2 run in {folder}", path=folder
+        )
     if (
         (folder / "config.json").exists()
         and (folder / "model.safetensors").exists()
@@ -480,6 +492,11 @@ def load_model(
         folder = convert_offline_model(info.name, paths)
         source, kwargs = str(folder), {}
     elif info.kind == "checkpoint":
+        if _runs_own_forward_pass(info.path):
+            from llm_playground.training.causal_lm import load_causal_lm
+
+            model, tokenizer = load_causal_lm(info.path, dtype, device)
+            return LoadedModel(info=info, model=model, tokenizer=tokenizer)
         source, kwargs = str(info.path), {}
     else:
         source, kwargs = info.name, {}

@@ -17,9 +17,11 @@ Runs saved from the page and the CLI live under ``get_paths().runs/<name>/``;
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,8 +63,13 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     rng: dict[str, torch.Tensor] | None = None,
     export_hf: bool = True,
+    target: dict[str, Any] | None = None,
 ) -> Path:
-    """Write a checkpoint folder (see the module docstring); returns its path."""
+    """Write a checkpoint folder (see the module docstring); returns its path.
+
+    Every file is written to a temporary name and renamed into place, the settings last,
+    so a crash or a kill in the middle of a save leaves the previous checkpoint loadable.
+    """
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     model = _unwrap(model)
@@ -71,6 +78,7 @@ def save_checkpoint(
     if spec["type"] == "json":
         _write_json(out / TOKENIZER_FILE, spec["json"])
         tok_entry["file"] = TOKENIZER_FILE
+    classic = isinstance(model, GPT) and model.config.classic
     meta = {
         "format": FORMAT,
         "version": CONFIG_VERSION,
@@ -82,20 +90,82 @@ def save_checkpoint(
         "train": config.to_dict(),
         "tokenizer": tok_entry,
         "label": config.run_label,
+        "hf_export": HF_DIR if classic and export_hf else None,
     }
-    save_model(model, str(out / WEIGHTS_FILE), metadata={"format": FORMAT})
+    if isinstance(model, GPT) and not classic:
+        meta["hf_export_note"] = NO_HF_EXPORT
+    if target is not None:
+        meta["target"] = target
+    write_atomically(
+        out / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp), metadata={"format": FORMAT})
+    )
     if optimizer is not None:
-        save_training_state(out / STATE_FILE, optimizer, step, rng or {})
+        write_atomically(
+            out / STATE_FILE, lambda tmp: save_training_state(tmp, optimizer, step, rng or {})
+        )
     _write_json(out / CONFIG_FILE, meta)
-    if export_hf and isinstance(model, GPT):
-        export_hf_model(model, tokenizer, out / HF_DIR)
+    if export_hf and classic:
+        _replace_folder(out / HF_DIR, lambda tmp: export_hf_model(model, tokenizer, tmp))
     return out
 
 
+#: Why a GPT with any of the speedrun's architecture switches has no ``hf/`` folder.
+NO_HF_EXPORT = (
+    "no Hugging Face GPT-2 export: this model uses switches GPT-2 does not have (rotary "
+    "positions, QK-norm, ReLU², an untied head or a logit soft-cap); the playground's "
+    "own forward pass loads it in Labs 3 and 5"
+)
+
+
+def runs_own_forward_pass(folder: str | Path) -> bool:
+    """Whether ``folder`` is a Lab 2 GPT run without a GPT-2 export (the speedrun's
+    architectures): Labs 3 and 5 load it through :mod:`llm_playground.training.causal_lm`."""
+    folder = Path(folder)
+    if (folder / HF_DIR / CONFIG_FILE).exists():
+        return False
+    try:
+        meta = json.loads((folder / CONFIG_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(meta, dict)
+        and meta.get("format") == FORMAT
+        and meta.get("model", {}).get("kind") == "gpt"
+    )
+
+
+def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` to a temporary name beside ``path``, then rename it into place."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _replace_folder(path: Path, write: Callable[[Path], Any]) -> None:
+    """Write a folder under a temporary name, then swap it in for the old one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    old = path.with_name(f".{path.name}.{os.getpid()}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write(tmp)
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
+    write_atomically(
+        path,
+        lambda tmp: tmp.write_text(
+            json.dumps(data, indent=2, ensure_ascii=False), encoding="utf-8"
+        ),
+    )
 
 
 def read_meta(ckpt_dir: str | Path) -> dict[str, Any]:
@@ -432,6 +502,32 @@ def check_run_name(name: str) -> str:
     return name
 
 
+class OutputExists(UserError):
+    """The output folder of a run holds something already."""
+
+
+def prepare_output(out_dir: str | Path, replace: bool = False) -> None:
+    """Make sure a new run may write to ``out_dir``.
+
+    An absent or empty folder is fine. A folder holding a run is refused unless
+    ``replace`` (then the old run is removed); anything else is never deleted.
+    """
+    out = Path(out_dir).expanduser()
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise UserError(f"{out_dir} is a file, not a folder: choose another output folder")
+    if not any(out.iterdir()):
+        return
+    if not (out / CONFIG_FILE).is_file() and not (out / METRICS_FILE).is_file():
+        raise UserError(
+            f"{out_dir} is not empty and holds no training run: choose another output folder"
+        )
+    if not replace:
+        raise OutputExists(f"{out_dir} already holds a training run")
+    shutil.rmtree(out)
+
+
 def save_run_as(src_dir: str | Path, name: str, overwrite: bool = False) -> Path:
     """Copy a finished run folder to ``runs/<name>/`` so the other labs list it."""
     name = check_run_name(name)
@@ -440,5 +536,5 @@ def save_run_as(src_dir: str | Path, name: str, overwrite: bool = False) -> Path
         if not overwrite:
             raise UserError(f"a run named {name!r} already exists: pick another name")
         shutil.rmtree(dest)
-    shutil.copytree(Path(src_dir), dest, ignore=shutil.ignore_patterns("*.tmp"))
+    shutil.copytree(Path(src_dir), dest, ignore=shutil.ignore_patterns("*.tmp", "*.old"))
     return dest

@@ -1,10 +1,15 @@
 """The training loop, as one generator of events.
 
 ``run_training(config, stop_event)`` loads and tokenizes the text, builds the model, and
-trains it with AdamW, yielding :mod:`llm_playground.training.events` as it goes:
-``TrainStarted``, a ``TrainStep`` per optimiser step, a ``TrainEval`` every ``eval_interval``
-steps, a ``Sample`` every ``sample_interval`` steps, ``Saved`` when it writes a checkpoint,
-and finally ``TrainDone`` or ``Error``.
+trains it, yielding :mod:`llm_playground.training.events` as it goes: ``TrainStarted``, a
+``TrainStep`` per optimiser step, a ``TrainEval`` every ``eval_interval`` steps, a
+``Sample`` every ``sample_interval`` steps, ``TargetReached`` when the validation loss
+first reaches ``target_val_loss`` (the run then ends there), ``Saved`` when it writes a
+checkpoint, and finally ``TrainDone`` or ``Error``.
+
+It is written in three parts: :func:`prepare` checks the settings and the data,
+:class:`Trainer` holds one run's model, optimiser and counters (set up, resumed from a
+checkpoint, and stepped), and :meth:`Trainer.events` is the loop itself.
 
 - Stop: the stop event is checked before and after every step and between evaluation
   batches, so a run ends within one step of being asked.
@@ -12,9 +17,8 @@ and finally ``TrainDone`` or ``Error``.
   evaluation and sampling from disturbing the training stream.
 - Resumable: a checkpoint keeps the optimiser moments, the step and every random-number
   state, so a resumed run continues the same loss curve.
-- Hardware: ``device=auto`` takes a GPU when there is one; ``dtype=auto`` uses bf16 autocast
-  on a GPU that supports it, and on a CPU only when a short measured probe shows bf16 is
-  faster there (some CPUs run bf16 matrix products a hundred times slower than fp32).
+- Hardware: :mod:`llm_playground.core.hardware` picks the device and decides by
+  measurement whether bf16 autocast is fast here.
 - Distributed: launched by ``torchrun`` (``RANK``/``WORLD_SIZE`` set), every process draws the
   same global batch and trains on its own slice; gradients are averaged by
   ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); only rank 0 writes files.
@@ -23,7 +27,6 @@ and finally ``TrainDone`` or ``Error``.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import math
 import os
@@ -32,89 +35,41 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from llm_playground.core import hardware
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
 from llm_playground.training import checkpoints
 from llm_playground.training.config import TrainConfig
 from llm_playground.training.corpus import Corpus, get_batch, load_corpus
-from llm_playground.training.events import TrainDone, TrainEval, TrainEvent, TrainStarted, TrainStep
-from llm_playground.training.model import build_model, configure_optimizers, count_parameters
+from llm_playground.training.events import (
+    TargetReached,
+    TrainDone,
+    TrainEval,
+    TrainEvent,
+    TrainStarted,
+    TrainStep,
+)
+from llm_playground.training.model import build_model, count_parameters
+from llm_playground.training.optim import build_optimizer, set_lr_factor
+
+RESUMABLE_FIELDS = ("kind", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
+RESUMABLE_FIELDS += ("pos", "qk_norm", "mlp", "tied_head", "logit_softcap")
 
 # --- hardware --------------------------------------------------------------------------------
 
 
 def resolve_device(device: str) -> str:
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but PyTorch sees no CUDA GPU here")
-    return device
+    """``auto``, ``cpu`` or ``cuda`` to the device a run uses (see core.hardware)."""
+    return hardware.resolve_device(device)
 
 
-def cpu_has_bf16() -> bool:
-    """Whether the CPU has native bf16 instructions (AVX-512 BF16 or AMX tiles)."""
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        fn = getattr(torch.cpu, probe, None) or getattr(
-            getattr(torch._C, "_cpu", None), probe, None
-        )
-        if fn is not None:
-            with contextlib.suppress(Exception):
-                if fn():
-                    return True
-    return False
-
-
-@functools.lru_cache(maxsize=16)
-def _probe_cpu_bf16(model_key: tuple, batch: int) -> tuple[bool, float, float]:
-    """Time a few forward/backward passes of the model in fp32 and in bf16 autocast.
-
-    Returns (bf16 is faster, fp32 seconds per pass, bf16 seconds per pass).
-    """
-    from llm_playground.training.config import ModelConfig
-
-    config = ModelConfig(*model_key)
-    rng = torch.get_rng_state()
-    try:
-        model = build_model(config)
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randint(config.vocab_size, (batch, config.block_size), generator=gen)
-
-        def timed(dtype: torch.dtype) -> float:
-            best = math.inf
-            for i in range(4):
-                t0 = time.perf_counter()
-                with autocast("cpu", dtype):
-                    _, loss = model(x, x)
-                loss.backward()
-                model.zero_grad(set_to_none=True)
-                if i:  # the first pass warms up
-                    best = min(best, time.perf_counter() - t0)
-            return best
-
-        fp32 = timed(torch.float32)
-        bf16 = timed(torch.bfloat16)
-        return bf16 < 0.85 * fp32, fp32, bf16
-    finally:
-        torch.set_rng_state(rng)
-
-
-def resolve_dtype(dtype: str, device: str, config: TrainConfig | None = None) -> torch.dtype:
-    """The compute dtype: float32 or bfloat16 (autocast). ``auto`` decides by the hardware."""
-    if dtype == "float32":
-        return torch.float32
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    if device == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-    if not cpu_has_bf16() or config is None:
-        return torch.float32
-    m = config.model
-    key = (m.kind, m.vocab_size, m.n_layer, m.n_head, m.n_embd, m.block_size, 0.0, m.bias)
-    faster, _, _ = _probe_cpu_bf16(key, max(1, min(config.batch_size, 8)))
-    return torch.bfloat16 if faster else torch.float32
+def resolve_dtype(dtype: str, device: str) -> torch.dtype:
+    """The compute dtype: float32 or bfloat16 (autocast); ``auto`` asks core.hardware."""
+    return hardware.pick_dtype(dtype, device)
 
 
 def autocast(device: str, dtype: torch.dtype):
@@ -131,7 +86,6 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
-    owned: bool = False  # this run created the process group and must destroy it
 
     @property
     def enabled(self) -> bool:
@@ -141,43 +95,65 @@ class Dist:
     def main(self) -> bool:
         return self.rank == 0
 
-
-def setup_distributed(device: str) -> Dist:
-    """Join the process group ``torchrun`` describes in the environment (or stay single)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    import torch.distributed as dist
-
-    rank = int(os.environ["RANK"])
-    local = int(os.environ.get("LOCAL_RANK", rank))
-    owned = False
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
-        owned = True
-    if device == "cuda":
-        torch.cuda.set_device(local)
-    return Dist(rank=rank, world_size=world, local_rank=local, owned=owned)
-
-
-def _all_mean(value: torch.Tensor, d: Dist) -> torch.Tensor:
-    if d.enabled:
+    def mean(self, value: torch.Tensor) -> torch.Tensor:
+        """The average of ``value`` over all processes (itself when alone)."""
+        if not self.enabled:
+            return value
         import torch.distributed as dist
 
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= d.world_size
-    return value
+        return value / self.world_size
 
 
-# --- the loop --------------------------------------------------------------------------------
+@contextlib.contextmanager
+def distributed(device: str) -> Iterator[Dist]:
+    """Join the process group ``torchrun`` describes in the environment, or stay single.
+
+    A group this run created is destroyed on the way out, whatever happens inside.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield Dist()
+        return
+    import torch.distributed as dist
+
+    rank = int(os.environ["RANK"])
+    local = int(os.environ.get("LOCAL_RANK", rank))
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group(backend="nccl" if device == "cuda" else "gloo")
+    try:
+        if device == "cuda":
+            torch.cuda.set_device(local)
+        yield Dist(rank=rank, world_size=world, local_rank=local)
+    finally:
+        if owned:
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()
 
 
-def _rng_state(train_gen: torch.Generator, device: str) -> dict[str, torch.Tensor]:
-    state = {"torch": torch.get_rng_state(), "train": train_gen.get_state()}
-    if device == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
+# --- preparing a run -------------------------------------------------------------------------
+
+
+def prepare(config: TrainConfig, corpus: Corpus | None = None) -> tuple[TrainConfig, Corpus]:
+    """Check the settings, read the text, and check a checkpoint to resume fits the model."""
+    config.validate()
+    resume_meta = checkpoints.read_meta(config.resume) if config.resume else None
+    corpus = corpus or load_corpus(config.data, config.tokenizer)
+    config = config.replace(vocab_size=corpus.vocab_size)
+    config.validate(len(corpus.train), len(corpus.val))
+    if resume_meta is not None:
+        saved, ours = resume_meta["model"], config.model.to_dict()
+        defaults = type(config.model)().to_dict()
+        differs = [
+            name for name in RESUMABLE_FIELDS if saved.get(name, defaults[name]) != ours.get(name)
+        ]
+        if differs:
+            raise UserError(
+                f"cannot resume {config.resume}: its model differs in {', '.join(differs)}"
+            )
+    return config, corpus
 
 
 def _encode_prompt(tokenizer, prompt: str) -> list[int]:
@@ -188,260 +164,328 @@ def _encode_prompt(tokenizer, prompt: str) -> list[int]:
     return ids or [0]
 
 
+# --- one run ---------------------------------------------------------------------------------
+
+
+class Trainer:
+    """One training run: the model, its optimiser, the data stream and the counters."""
+
+    def __init__(
+        self, config: TrainConfig, corpus: Corpus, dist: Dist, stop: threading.Event
+    ) -> None:
+        self.config, self.corpus, self.dist, self.stop = config, corpus, dist, stop
+        self.started_at = time.perf_counter()
+        device = resolve_device(config.device)
+        if dist.enabled and device == "cuda":
+            device = f"cuda:{dist.local_rank}"
+        self.device = device
+        self.device_type = "cuda" if device.startswith("cuda") else "cpu"
+        if config.batch_size % dist.world_size:
+            raise UserError(
+                f"batch size {config.batch_size} does not split evenly over "
+                f"{dist.world_size} processes"
+            )
+        self.dtype = resolve_dtype(config.dtype, self.device_type)
+
+        # one seed for the initial weights and one generator for the batches
+        torch.manual_seed(config.seed)
+        self.batch_generator = torch.Generator().manual_seed(config.seed)
+        self.model = build_model(config.model).to(device)
+        self.optimizer = build_optimizer(self.model, config, self.device_type)
+        self.train_model = torch.compile(self.model) if config.compile else self.model
+        if dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [dist.local_rank] if self.device_type == "cuda" else None
+            self.train_model = DistributedDataParallel(self.train_model, device_ids=ids)
+
+        # counters
+        self.step = 0
+        self.metrics: list[dict[str, Any]] = []  # one row per evaluation, as metrics.jsonl
+        self.train_time = 0.0  # seconds in training steps only
+        self.tokens_since_eval = 0
+        self.time_since_eval = 0.0
+        self.smoothed_tokens_per_s = 0.0
+        self.last_train_loss: float | None = None
+        self.last_val_loss: float | None = None
+        self.reached: TargetReached | None = None
+
+        # this process's rows of every global batch
+        share = config.batch_size // dist.world_size
+        self.rows = slice(dist.rank * share, (dist.rank + 1) * share) if dist.enabled else None
+        self.tokens_per_step = config.batch_size * config.model.block_size
+        self.prompt_ids = _encode_prompt(corpus.tokenizer, config.sample_prompt)
+        self.out_dir = Path(config.out_dir).expanduser() if config.out_dir and dist.main else None
+
+    # --- resuming ---------------------------------------------------------------------
+
+    def resume(self, folder: str) -> None:
+        """Continue from a checkpoint: weights, optimiser moments, step, random states, metrics."""
+        from safetensors.torch import load_model
+
+        ckpt = Path(folder).expanduser()
+        load_model(
+            self.model, str(ckpt / checkpoints.WEIGHTS_FILE), strict=False, device=str(self.device)
+        )
+        opt_state, self.step, rng = checkpoints.load_training_state(ckpt / checkpoints.STATE_FILE)
+        self.optimizer.load_state_dict(opt_state)
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "train" in rng:
+            self.batch_generator.set_state(rng["train"])
+        if "cuda" in rng and self.device_type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"])
+        self.metrics = [m for m in checkpoints.read_metrics(ckpt) if m.get("step", 0) <= self.step]
+        if self.metrics:
+            self.last_train_loss = self.metrics[-1].get("train_loss")
+            self.last_val_loss = self.metrics[-1].get("val_loss")
+        if self.step >= self.config.max_iters:
+            raise UserError(
+                f"the checkpoint is already at step {self.step}; raise max iterations above it"
+            )
+
+    def rng_state(self) -> dict[str, torch.Tensor]:
+        state = {"torch": torch.get_rng_state(), "train": self.batch_generator.get_state()}
+        if self.device_type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state()
+        return state
+
+    # --- the pieces of the loop -------------------------------------------------------
+
+    def train_step(self) -> tuple[float, float, float]:
+        """One optimiser step; returns (loss averaged over processes, learning rate, seconds)."""
+        config = self.config
+        started = time.perf_counter()
+        # 1. the learning rate of this step, from the schedule
+        factor = config.lr_factor(self.step)
+        set_lr_factor(self.optimizer, factor)
+        # 2. a batch of blocks: x, and y = x shifted by one token
+        x, y = get_batch(
+            self.corpus.train,
+            config.model.block_size,
+            config.batch_size,
+            self.batch_generator,
+            self.device,
+            self.rows,
+        )
+        # 3. forward: the mean cross-entropy of every next-token prediction
+        with autocast(self.device_type, self.dtype):
+            _, loss = self.train_model(x, y)
+        # 4. backward: the gradient of the loss for every weight
+        loss.backward()
+        # 5. clip the gradient's overall length, then let the optimiser update the weights
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_value = self.dist.mean(loss.detach().float()).item()
+        return loss_value, config.lr * factor, time.perf_counter() - started
+
+    def estimate_losses(self) -> tuple[float, float] | None:
+        """Mean loss over ``eval_iters`` batches of each split; None when stopped meanwhile."""
+        config, block, batch = self.config, self.config.model.block_size, self.config.batch_size
+        results = []
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                for split in (self.corpus.train, self.corpus.val):
+                    # the same batches for a given step, whatever happened before
+                    generator = torch.Generator().manual_seed(config.seed + 7919 * (self.step + 1))
+                    total = torch.zeros((), device=self.device)
+                    for _ in range(config.eval_iters):
+                        if self.stop.is_set():
+                            return None
+                        x, y = get_batch(split, block, batch, generator, self.device, self.rows)
+                        with autocast(self.device_type, self.dtype):
+                            _, loss = self.model(x, y)
+                        total += loss.float()
+                    results.append(self.dist.mean(total / config.eval_iters).item())
+        finally:
+            self.model.train()
+        return results[0], results[1]
+
+    def evaluate(self) -> Iterator[TrainEvent]:
+        """Estimate both losses, record them, and note the target when it is first reached."""
+        losses = self.estimate_losses()
+        if losses is None:
+            return
+        self.last_train_loss, self.last_val_loss = losses
+        elapsed = time.perf_counter() - self.started_at
+        seconds = self.time_since_eval
+        event = TrainEval(
+            step=self.step,
+            train_loss=self.last_train_loss,
+            val_loss=self.last_val_loss,
+            elapsed_s=elapsed,
+            tokens_per_s=self.tokens_since_eval / seconds if seconds > 0 else 0.0,
+            train_time_s=self.train_time,
+        )
+        self.tokens_since_eval, self.time_since_eval = 0, 0.0
+        row = event.metrics()
+        target = self.config.target_val_loss
+        if target is not None and self.reached is None and self.last_val_loss <= target:
+            self.reached = TargetReached(
+                step=self.step,
+                target=target,
+                val_loss=self.last_val_loss,
+                elapsed_s=elapsed,
+                train_time_s=self.train_time,
+            )
+            row.update(target_val_loss=target, target_reached_s=round(elapsed, 6))
+        self.metrics.append(row)
+        if self.out_dir:
+            with open(self.out_dir / checkpoints.METRICS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+        yield event
+        if self.reached is not None and self.reached.step == self.step:
+            yield self.reached
+
+    def sample(self) -> Sample:
+        """The model's continuation of the sample prompt (its own generator: no effect on training)."""
+        generator = torch.Generator(device=self.device).manual_seed(self.config.seed + self.step)
+        idx = torch.tensor([self.prompt_ids], dtype=torch.long, device=self.device)
+        with autocast(self.device_type, self.dtype):
+            out = self.model.generate(
+                idx, self.config.sample_tokens, temperature=1.0, generator=generator
+            )
+        text = self.corpus.tokenizer.decode(out[0, len(self.prompt_ids) :].tolist())
+        return Sample(step=self.step, text=text, prompt=self.config.sample_prompt)
+
+    def save(self) -> Iterator[TrainEvent]:
+        """Write a checkpoint (rank 0 with an output folder only)."""
+        if self.out_dir is None:
+            return
+        path = checkpoints.save_checkpoint(
+            self.out_dir,
+            self.model,
+            self.config,
+            self.corpus.tokenizer,
+            self.step,
+            self.last_train_loss,
+            self.last_val_loss,
+            self.optimizer,
+            self.rng_state(),
+            target=self.reached.metrics() if self.reached else None,
+        )
+        yield Saved(step=self.step, path=str(path))
+
+    def started_event(self) -> TrainStarted:
+        config = self.config
+        return TrainStarted(
+            label=config.run_label,
+            device=self.device,
+            dtype=str(self.dtype).replace("torch.", ""),
+            parameters=count_parameters(self.model),
+            vocab_size=config.model.vocab_size,
+            max_iters=config.max_iters,
+            total=config.max_iters,
+            start_step=self.step,
+            world_size=self.dist.world_size,
+            tokens_per_step=self.tokens_per_step,
+        )
+
+    def count_time(self, seconds: float) -> None:
+        """Add one step's time: training time, tokens since the last evaluation, smoothed speed."""
+        self.train_time += seconds
+        self.tokens_since_eval += self.tokens_per_step
+        self.time_since_eval += seconds
+        tokens_per_s = self.tokens_per_step / seconds if seconds > 0 else 0.0
+        previous = self.smoothed_tokens_per_s
+        self.smoothed_tokens_per_s = (
+            tokens_per_s if previous == 0 else 0.9 * previous + 0.1 * tokens_per_s
+        )
+
+    def _evaluated_now(self) -> bool:
+        return bool(self.metrics) and self.metrics[-1].get("step") == self.step
+
+    def _sample_due(self) -> bool:
+        config = self.config
+        return (
+            bool(config.sample_tokens)
+            and self.dist.main
+            and self.step % config.sample_interval == 0
+        )
+
+    # --- the loop ---------------------------------------------------------------------
+
+    def events(self) -> Iterator[TrainEvent]:
+        """Train until ``max_iters``, a stop, or the target: the whole run as events."""
+        config = self.config
+        if self.out_dir:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            _write_metrics(self.out_dir, self.metrics)
+        yield self.started_event()
+        self.model.train()
+        stopped = False
+        while self.step < config.max_iters and self.reached is None:
+            # evaluate and sample on schedule (before the step, so step 0 is measured too)
+            if self.step % config.eval_interval == 0 and not self._evaluated_now():
+                yield from self.evaluate()
+                if self.reached is not None:
+                    break
+            if self._sample_due():
+                yield self.sample()
+            if self.stop.is_set():
+                stopped = True
+                break
+
+            # one optimiser step
+            loss, lr, seconds = self.train_step()
+            self.step += 1
+            if not math.isfinite(loss):
+                yield Error(
+                    message=f"the loss became {loss} at step {self.step}: training diverged; "
+                    f"lower the learning rate (now {config.lr:g})",
+                    step=self.step,
+                )
+                return
+
+            # bookkeeping: time and tokens per second, then the step's event
+            self.count_time(seconds)
+            yield TrainStep(
+                step=self.step, loss=loss, lr=lr, tokens_per_s=self.smoothed_tokens_per_s
+            )
+            if (
+                config.checkpoint_interval
+                and self.step % config.checkpoint_interval == 0
+                and self.step < config.max_iters
+            ):
+                yield from self.save()
+
+        # a last evaluation and sample at the final step, unless stopped
+        if not stopped and self.reached is None and not self._evaluated_now():
+            yield from self.evaluate()
+            if self._sample_due():
+                yield self.sample()
+        yield from self.save()
+        yield TrainDone(
+            step=self.step,
+            train_loss=self.last_train_loss,
+            val_loss=self.last_val_loss,
+            elapsed_s=time.perf_counter() - self.started_at,
+            stopped=stopped,
+            target_reached_s=self.reached.elapsed_s if self.reached else None,
+        )
+
+
 def run_training(
     config: TrainConfig, stop_event: threading.Event | None = None, corpus: Corpus | None = None
 ) -> Iterator[TrainEvent]:
     """Train as ``config`` says, yielding events; never raises for bad settings (yields ``Error``)."""
     stop_event = stop_event or threading.Event()
-    holder: list[Dist] = []
     try:
-        yield from _train(config, stop_event, corpus, holder)
+        started_at = time.perf_counter()
+        config, corpus = prepare(config, corpus)
+        with distributed(resolve_device(config.device)) as dist:
+            trainer = Trainer(config, corpus, dist, stop_event)
+            trainer.started_at = started_at  # wall time counts reading the text too
+            if config.resume:
+                trainer.resume(config.resume)
+            yield from trainer.events()
     except UserError as exc:
-        yield Error(str(exc))
+        yield Error(message=str(exc))
     except (torch.OutOfMemoryError, MemoryError):
-        yield Error("out of memory: lower the batch size, the block size or the model size")
-    finally:
-        dist_state = holder[0] if holder else None
-        if dist_state is not None and dist_state.owned:
-            import torch.distributed as dist
-
-            with contextlib.suppress(Exception):
-                dist.destroy_process_group()
-
-
-def _train(
-    config: TrainConfig, stop: threading.Event, corpus: Corpus | None, holder: list
-) -> Iterator[TrainEvent]:
-    t_start = time.perf_counter()
-    config.validate()
-    resume_meta = checkpoints.read_meta(config.resume) if config.resume else None
-    corpus = corpus or load_corpus(config.data, config.tokenizer)
-    config = config.replace(vocab_size=corpus.vocab_size)
-    config.validate(len(corpus.train), len(corpus.val))
-    if resume_meta is not None:
-        saved_model = resume_meta["model"]
-        ours = config.model.to_dict()
-        differs = [
-            k
-            for k in ("kind", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
-            if saved_model.get(k) != ours.get(k)
-        ]
-        if differs:
-            raise UserError(
-                f"cannot resume {config.resume}: its model differs in {', '.join(differs)}"
-            )
-
-    device = resolve_device(config.device)
-    d = setup_distributed(device)
-    holder.append(d)
-    if d.enabled and device == "cuda":
-        device = f"cuda:{d.local_rank}"
-    device_type = "cuda" if device.startswith("cuda") else "cpu"
-    if config.batch_size % d.world_size:
-        raise UserError(
-            f"batch size {config.batch_size} does not split evenly over {d.world_size} processes"
-        )
-    dtype = resolve_dtype(config.dtype, device_type, config)
-
-    torch.manual_seed(config.seed)
-    train_gen = torch.Generator().manual_seed(config.seed)
-    model = build_model(config.model).to(device)
-    n_params = count_parameters(model)
-    optimizer = configure_optimizers(
-        model,
-        config.weight_decay,
-        config.lr,
-        (config.beta1, config.beta2),
-        device_type,
-        fused=config.fused_adamw,
-    )
-    start_step = 0
-    metrics: list[dict] = []
-    if config.resume:
-        from safetensors.torch import load_model
-
-        ckpt = Path(config.resume).expanduser()
-        load_model(model, str(ckpt / checkpoints.WEIGHTS_FILE), strict=False, device=str(device))
-        opt_state, start_step, rng = checkpoints.load_training_state(ckpt / checkpoints.STATE_FILE)
-        optimizer.load_state_dict(opt_state)
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "train" in rng:
-            train_gen.set_state(rng["train"])
-        if "cuda" in rng and device_type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"])
-        metrics = [m for m in checkpoints.read_metrics(ckpt) if m.get("step", 0) <= start_step]
-    if start_step >= config.max_iters:
-        raise UserError(
-            f"the checkpoint is already at step {start_step}; raise max iterations above it"
-        )
-
-    out_dir = Path(config.out_dir).expanduser() if config.out_dir and d.main else None
-    if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        _write_metrics(out_dir, metrics)
-
-    train_model = model
-    if config.compile:
-        train_model = torch.compile(model)
-    if d.enabled:
-        from torch.nn.parallel import DistributedDataParallel as DDP
-
-        train_model = DDP(train_model, device_ids=[d.local_rank] if device_type == "cuda" else None)
-
-    B, T = config.batch_size, config.model.block_size
-    share = B // d.world_size
-    rows = slice(d.rank * share, (d.rank + 1) * share) if d.enabled else None
-    tokens_per_step = B * T
-    prompt_ids = _encode_prompt(corpus.tokenizer, config.sample_prompt)
-    yield TrainStarted(
-        label=config.run_label,
-        device=device,
-        dtype=str(dtype).replace("torch.", ""),
-        parameters=n_params,
-        vocab_size=config.model.vocab_size,
-        max_iters=config.max_iters,
-        total=config.max_iters,
-        start_step=start_step,
-        world_size=d.world_size,
-        tokens_per_step=tokens_per_step,
-    )
-
-    def evaluate(step: int) -> tuple[float, float] | None:
-        model.eval()
-        out = []
-        with torch.no_grad():
-            for split in (corpus.train, corpus.val):
-                gen = torch.Generator().manual_seed(config.seed + 7919 * (step + 1))
-                total = torch.zeros((), device=device)
-                for _ in range(config.eval_iters):
-                    if stop.is_set():
-                        model.train()
-                        return None
-                    x, y = get_batch(split, T, B, gen, device, rows)
-                    with autocast(device_type, dtype):
-                        _, loss = model(x, y)
-                    total += loss.float()
-                out.append(_all_mean(total / config.eval_iters, d).item())
-        model.train()
-        return out[0], out[1]
-
-    def sample(step: int) -> Sample:
-        gen = torch.Generator(device=device).manual_seed(config.seed + step)
-        idx = torch.tensor([prompt_ids], dtype=torch.long, device=device)
-        with autocast(device_type, dtype):
-            out = model.generate(idx, config.sample_tokens, temperature=1.0, generator=gen)
-        text = corpus.tokenizer.decode(out[0, len(prompt_ids) :].tolist())
-        return Sample(step=step, text=text, prompt=config.sample_prompt)
-
-    train_time = 0.0
-    tokens_since_eval = 0
-    time_since_eval = 0.0
-    last_train = last_val = None
-    if metrics:
-        last_train, last_val = metrics[-1].get("train_loss"), metrics[-1].get("val_loss")
-    ema_tps = 0.0
-    step = start_step
-    stopped = False
-
-    def do_eval(step: int) -> Iterator[TrainEvent]:
-        nonlocal last_train, last_val, tokens_since_eval, time_since_eval
-        result = evaluate(step)
-        if result is None:
-            return
-        last_train, last_val = result
-        tps = tokens_since_eval / time_since_eval if time_since_eval > 0 else 0.0
-        ev = TrainEval(
-            step=step,
-            train_loss=last_train,
-            val_loss=last_val,
-            elapsed_s=time.perf_counter() - t_start,
-            tokens_per_s=tps,
-            train_time_s=train_time,
-        )
-        tokens_since_eval, time_since_eval = 0, 0.0
-        metrics.append(ev.metrics())
-        if out_dir:
-            with open(out_dir / checkpoints.METRICS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(ev.metrics()) + "\n")
-        yield ev
-
-    def save(step: int) -> Iterator[TrainEvent]:
-        if out_dir is None:
-            return
-        path = checkpoints.save_checkpoint(
-            out_dir,
-            model,
-            config,
-            corpus.tokenizer,
-            step,
-            last_train,
-            last_val,
-            optimizer,
-            _rng_state(train_gen, device_type),
-        )
-        yield Saved(step=step, path=str(path))
-
-    model.train()
-    while step < config.max_iters:
-        if stop.is_set():
-            stopped = True
-            break
-        if step % config.eval_interval == 0 and not (metrics and metrics[-1].get("step") == step):
-            yield from do_eval(step)
-        if step % config.sample_interval == 0 and config.sample_tokens and d.main:
-            yield sample(step)
-        if stop.is_set():
-            stopped = True
-            break
-
-        t0 = time.perf_counter()
-        lr = config.lr_at(step)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        x, y = get_batch(corpus.train, T, B, train_gen, device, rows)
-        with autocast(device_type, dtype):
-            _, loss = train_model(x, y)
-        loss.backward()
-        if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        loss_value = _all_mean(loss.detach().float(), d).item()
-        dt = time.perf_counter() - t0
-        step += 1
-        if not math.isfinite(loss_value):
-            yield Error(
-                f"the loss became {loss_value} at step {step}: training diverged; "
-                f"lower the learning rate (now {config.lr:g})",
-                step=step,
-            )
-            return
-        train_time += dt
-        tokens_since_eval += tokens_per_step
-        time_since_eval += dt
-        tps = tokens_per_step / dt if dt > 0 else 0.0
-        ema_tps = tps if ema_tps == 0 else 0.9 * ema_tps + 0.1 * tps
-        yield TrainStep(step=step, loss=loss_value, lr=lr, tokens_per_s=ema_tps)
-        if (
-            config.checkpoint_interval
-            and step % config.checkpoint_interval == 0
-            and step < config.max_iters
-        ):
-            yield from save(step)
-
-    if not stopped and not (metrics and metrics[-1].get("step") == step):
-        yield from do_eval(step)
-        if config.sample_tokens and d.main and step % config.sample_interval == 0:
-            yield sample(step)
-    yield from save(step)
-    yield TrainDone(
-        step=step,
-        train_loss=last_train,
-        val_loss=last_val,
-        elapsed_s=time.perf_counter() - t_start,
-        stopped=stopped,
-    )
+        yield Error(message="out of memory: lower the batch size, the block size or the model size")
 
 
 def _write_metrics(out_dir: Path, metrics: list[dict]) -> None:

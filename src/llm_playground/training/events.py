@@ -62,6 +62,19 @@ class TrainEval(Metric):
 
 
 @dataclass(frozen=True, kw_only=True)
+class TargetReached(Metric):
+    """The validation loss first reached ``target`` (at or below) at this evaluation."""
+
+    target: float
+    val_loss: float
+    elapsed_s: float  # wall-clock seconds since the run started
+    train_time_s: float  # seconds spent in training steps only
+
+    def metrics(self) -> dict[str, Any]:
+        return as_record(self)
+
+
+@dataclass(frozen=True, kw_only=True)
 class TrainDone(Done):
     """The run ended after ``step`` steps with these last losses."""
 
@@ -69,6 +82,49 @@ class TrainDone(Done):
     train_loss: float | None
     val_loss: float | None
     elapsed_s: float
+    target_reached_s: float | None = None  # when a target was set and reached
 
 
-TrainEvent = TrainStarted | TrainStep | TrainEval | Sample | Saved | TrainDone | Error
+# --- races (training.records) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeStarted(Started):
+    """A recipe of the race begins (``index`` of ``count``)."""
+
+    recipe: str
+    index: int
+    count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeEval(Metric):
+    """One evaluation of one recipe: its losses at ``step`` and ``elapsed_s`` seconds."""
+
+    recipe: str
+    train_loss: float
+    val_loss: float
+    elapsed_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeDone(Done):
+    """A recipe finished: its final loss and, when reached, the time to the target."""
+
+    recipe: str
+    steps: int
+    final_val_loss: float | None
+    seconds: float
+    time_to_target_s: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RaceDone(Done):
+    """Every recipe ran (or the race was stopped)."""
+
+    recipes: tuple[str, ...] = ()
+
+
+TrainEvent = (
+    TrainStarted | TrainStep | TrainEval | TargetReached | Sample | Saved | TrainDone | Error
+)

@@ -8,11 +8,16 @@ MLP, each wrapped in a residual connection), a final LayerNorm, and an output la
 shares its weights with the token embedding. Layer names follow GPT-2's (``c_attn``,
 ``c_proj``, ``c_fc``, ``ln_1``...), so a checkpoint maps one to one onto Hugging Face's
 ``GPT2LMHeadModel`` (see :mod:`llm_playground.training.checkpoints`).
+
+The speedrun's switches of :class:`~llm_playground.training.config.ModelConfig` change
+the GPT in place: ``pos="rope"`` drops the position table and rotates queries and keys
+(:class:`Rotary`), ``qk_norm`` RMS-normalises them per head, ``mlp="relu2"`` squares a
+ReLU, ``zero_init`` starts every block's output projection at zero, ``tied_head=False``
+gives the output layer its own weights, and ``logit_softcap`` bounds the logits.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 
@@ -56,6 +61,33 @@ class BigramLanguageModel(nn.Module):
         return _generate(self, idx, max_new_tokens, temperature, top_k, generator, context=1)
 
 
+class Rotary(nn.Module):
+    """Rotary position embeddings: rotate each pair of a head's dimensions by an angle that
+    grows with the position, so that a query-key product depends only on their distance."""
+
+    def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
+        super().__init__()
+        half = head_size // 2
+        frequencies = base ** (-torch.arange(half, dtype=torch.float32) / half)
+        angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), frequencies)
+        # buffers, not parameters, and not saved: they are recomputed from the config
+        self.register_buffer("cos", angles.cos(), persistent=False)
+        self.register_buffer("sin", angles.sin(), persistent=False)
+
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Rotate ``x`` (batch, heads, T, head size) as if its first position were ``offset``."""
+        T = x.size(-2)
+        cos = self.cos[offset : offset + T].to(x.dtype)
+        sin = self.sin[offset : offset + T].to(x.dtype)
+        first, second = x.chunk(2, dim=-1)
+        return torch.cat((first * cos + second * sin, second * cos - first * sin), dim=-1)
+
+
+def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """Scale the last dimension to a root mean square of 1 (no learned gain)."""
+    return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
@@ -64,18 +96,34 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         self.dropout = config.dropout
+        self.qk_norm = config.qk_norm
         # queries, keys and values of all heads in one matrix multiplication
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
         self.resid_dropout = nn.Dropout(config.dropout)
+        self.rotary = (
+            Rotary(config.n_embd // config.n_head, config.block_size)
+            if config.pos == "rope"
+            else None
+        )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def queries_keys_values(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """q, k, v of every head, (batch, heads, T, head size), as attention will use them."""
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)
         # (B, T, C) -> (B, heads, T, head size)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+        if self.qk_norm:  # every query and key gets the same length
+            q, k = rms_norm(q), rms_norm(k)
+        if self.rotary is not None:  # positions enter as rotations of q and k
+            q, k = self.rotary(q), self.rotary(k)
+        return q, k, v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.shape
+        q, k, v = self.queries_keys_values(x)
         y = F.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )
@@ -83,13 +131,21 @@ class CausalSelfAttention(nn.Module):
         return self.resid_dropout(self.c_proj(y))
 
 
+class ReLUSquared(nn.Module):
+    """relu(x)², the speedrun's activation."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(x).square()
+
+
 class MLP(nn.Module):
-    """Position-wise feed-forward network: widen 4x, GELU (tanh form, as GPT-2), narrow back."""
+    """Position-wise feed-forward network: widen 4x, GELU (tanh form, as GPT-2) or ReLU²,
+    narrow back."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = nn.GELU(approximate="tanh")
+        self.gelu = ReLUSquared() if config.mlp == "relu2" else nn.GELU(approximate="tanh")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
@@ -113,23 +169,29 @@ class TransformerBlock(nn.Module):
 
 
 class GPT(nn.Module):
-    """A GPT-2-shaped decoder-only transformer with tied input and output embeddings."""
+    """A GPT-2-shaped decoder-only transformer (tied input and output embeddings by default)."""
 
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.config = config
         self.wte = nn.Embedding(config.vocab_size, config.n_embd)
-        self.wpe = nn.Embedding(config.block_size, config.n_embd)
+        # with rotary embeddings, positions live inside attention: no table here
+        self.wpe = (
+            nn.Embedding(config.block_size, config.n_embd) if config.pos == "learned" else None
+        )
         self.drop = nn.Dropout(config.dropout)
         self.h = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd, eps=LN_EPS, bias=config.bias)
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.lm_head.weight = self.wte.weight  # weight tying
+        if config.tied_head:
+            self.lm_head.weight = self.wte.weight  # weight tying
         self.apply(self._init_weights)
-        # GPT-2: scale the residual projections by 1/sqrt(2 * layers)
         for name, p in self.named_parameters():
             if name.endswith("c_proj.weight"):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+                if config.zero_init:  # every block starts as the identity
+                    nn.init.zeros_(p)
+                else:  # GPT-2: scale the residual projections by 1/sqrt(2 * layers)
+                    nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -146,11 +208,16 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {T} tokens is longer than the block size {self.config.block_size}"
             )
-        pos = torch.arange(T, dtype=torch.long, device=idx.device)
-        x = self.drop(self.wte(idx) + self.wpe(pos))
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe(torch.arange(T, dtype=torch.long, device=idx.device))
+        x = self.drop(x)
         for block in self.h:
             x = block(x)
         logits = self.lm_head(self.ln_f(x))
+        if self.config.logit_softcap:
+            cap = self.config.logit_softcap
+            logits = cap * torch.tanh(logits / cap)
         return logits, _next_token_loss(logits, targets)
 
     @torch.no_grad()
@@ -209,37 +276,6 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def configure_optimizers(
-    model: nn.Module,
-    weight_decay: float,
-    lr: float,
-    betas: tuple[float, float] = (0.9, 0.99),
-    device_type: str = "cpu",
-    fused: bool = True,
-) -> torch.optim.AdamW:
-    """AdamW where matrices and embeddings decay and biases and LayerNorm gains do not.
-
-    ``fused`` uses the single-kernel AdamW when this PyTorch build offers it for the device.
-    """
-    params = [p for p in model.parameters() if p.requires_grad]
-    groups = [
-        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-    ]
-    groups = [g for g in groups if g["params"]]
-    kwargs = {}
-    if (
-        fused
-        and "fused" in inspect.signature(torch.optim.AdamW).parameters
-        and device_type in ("cpu", "cuda")
-    ):
-        kwargs["fused"] = True
-    try:
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
-    except (RuntimeError, ValueError):  # fused not available for this device or dtype
-        return torch.optim.AdamW(groups, lr=lr, betas=betas)
-
-
 # --- summary ---------------------------------------------------------------------------------
 
 
@@ -276,7 +312,10 @@ def flops_per_token(config: ModelConfig, n_params: int) -> float:
     """
     if config.kind == "bigram":
         return 6.0 * config.vocab_size  # one row read, one softmax over the vocabulary
-    matmul_params = n_params - config.block_size * config.n_embd
+    lookups = config.block_size * config.n_embd if config.pos == "learned" else 0
+    if not config.tied_head:  # the input embedding is a lookup; the untied head multiplies
+        lookups += config.vocab_size * config.n_embd
+    matmul_params = n_params - lookups
     return 6.0 * matmul_params + 12.0 * config.n_layer * config.block_size * config.n_embd
 
 
@@ -322,7 +361,8 @@ def summarize(model: nn.Module, batch_size: int = 12) -> ModelSummary:
         add("token_embedding_table", model.token_embedding_table)
     else:
         add("wte", model.wte)
-        add("wpe", model.wpe)
+        if model.wpe is not None:
+            add("wpe", model.wpe)
         for i, block in enumerate(model.h):
             for part in ("ln_1", "attn.c_attn", "attn.c_proj", "ln_2", "mlp.c_fc", "mlp.c_proj"):
                 add(f"h.{i}.{part}", block.get_submodule(part))
@@ -333,8 +373,8 @@ def summarize(model: nn.Module, batch_size: int = 12) -> ModelSummary:
     return ModelSummary(rows, total, flops_per_token(config, total), sum(memory.values()), memory)
 
 
-def estimate_mfu(
-    config: ModelConfig, n_params: int, tokens_per_s: float, peak_flops: float
-) -> float:
-    """Model FLOPs utilisation: achieved training FLOP/s over the hardware's peak."""
-    return flops_per_token(config, n_params) * tokens_per_s / peak_flops
+def model_summary(config: ModelConfig, batch_size: int = 12) -> ModelSummary:
+    """The summary of the model ``config`` describes, built without allocating its weights."""
+    with torch.device("meta"):
+        model = build_model(config)
+    return summarize(model, batch_size)

@@ -1,4 +1,5 @@
-"""Lab 2 · Training ground: train a bigram model or a baby GPT live and watch it learn."""
+"""Lab 2 · Training ground: train a bigram model or a baby GPT live and watch it learn,
+then race recipes (baby-gpt against the speedrun and its ablations)."""
 
 from __future__ import annotations
 
@@ -7,35 +8,57 @@ import time
 import altair as alt
 import pandas as pd
 import streamlit as st
-import torch
 
 from llm_playground.core.errors import UserError
-from llm_playground.core.events import Error, Sample
+from llm_playground.core.events import Sample
 from llm_playground.core.paths import get_paths
 from llm_playground.training.checkpoints import list_runs, save_run_as
-from llm_playground.training.config import PRESETS, preset
+from llm_playground.training.config import (
+    MLPS,
+    OPTIMIZERS,
+    POSITIONS,
+    PRESETS,
+    SCHEDULES,
+    TRICKS,
+    config_from_settings,
+)
 from llm_playground.training.corpus import decoded_batch, load_corpus
 from llm_playground.training.engine import run_training
-from llm_playground.training.events import TrainDone, TrainEval, TrainStarted, TrainStep
-from llm_playground.training.model import build_model, summarize
-from llm_playground.ui.components import esc, job_manager, page_header, show_user_error
+from llm_playground.training.events import (
+    RecipeDone,
+    RecipeEval,
+    TargetReached,
+    TrainDone,
+    TrainEval,
+    TrainStarted,
+    TrainStep,
+)
+from llm_playground.training.model import model_summary
+from llm_playground.training.records import (
+    BASELINE,
+    DEFAULT_TARGET,
+    SPEEDRUN,
+    race_recipes,
+    records,
+    run_race,
+    trick_table,
+)
+from llm_playground.ui.components import (
+    current_job,
+    esc,
+    job_panel,
+    machine_load_caption,
+    page_header,
+    show_user_error,
+    start_job,
+)
 
-KIND = "train"
+SLOT = "train"
+RACE_SLOT = "train_race"
 BATCHES = "batches (smoothed)"
-LRS = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 1e-2]
+LRS = [1e-4, 2e-4, 3e-4, 5e-4, 1e-3, 2e-3, 3e-3, 5e-3, 6e-3, 1e-2]
 EMBD = [16, 32, 48, 64, 96, 128, 192, 256, 384]
 BLOCKS = [4, 8, 16, 32, 64, 128, 256]
-FIELDS = (
-    "lr",
-    "max_iters",
-    "n_embd",
-    "n_layer",
-    "n_head",
-    "block_size",
-    "batch_size",
-    "dropout",
-    "seed",
-)
 
 
 def _nearest(options: list, value):
@@ -43,7 +66,7 @@ def _nearest(options: list, value):
 
 
 def _apply_preset() -> None:
-    """Put the chosen preset's values into the sliders."""
+    """Put the chosen preset's values into the sliders and the recipe switches."""
     p = PRESETS[st.session_state["train_preset"]]
     ss = st.session_state
     ss["train_lr"] = _nearest(LRS, p.lr)
@@ -55,6 +78,14 @@ def _apply_preset() -> None:
     ss["train_batch_size"] = p.batch_size
     ss["train_dropout"] = p.model.dropout
     ss["train_seed"] = p.seed
+    ss["train_optimizer"] = p.optimizer
+    ss["train_pos"] = p.model.pos
+    ss["train_qk_norm"] = p.model.qk_norm
+    ss["train_mlp"] = p.model.mlp
+    ss["train_zero_init"] = p.model.zero_init
+    ss["train_tied_head"] = p.model.tied_head
+    ss["train_softcap"] = p.model.logit_softcap > 0
+    ss["train_schedule"] = p.schedule
 
 
 def _init_state() -> None:
@@ -63,10 +94,10 @@ def _init_state() -> None:
         ss["train_preset"] = "baby-gpt"
         _apply_preset()
     ss.setdefault("train_tokenizer", "char")
-    ss.setdefault("train_data", "")
     ss.setdefault("train_device", "auto")
     ss.setdefault("train_dtype", "auto")
-    ss.setdefault("train_hidden", [])
+    ss.setdefault("train_target", 0.0)
+    ss.setdefault("train_history", [])  # chart rows of this browser's finished runs
 
 
 def _tokenizer_choices() -> list[str]:
@@ -80,33 +111,35 @@ def _tokenizer_choices() -> list[str]:
 
 
 def _build_config():
+    """The run the widgets describe, built by the library (as the CLI builds it from flags)."""
     ss = st.session_state
     name = ss["train_preset"]
-    base = PRESETS[name]
-    max_iters = int(ss["train_max_iters"])
-    overrides = dict(
+    softcap = PRESETS["speedrun"].model.logit_softcap
+    config = config_from_settings(
+        name,
+        interactive=True,
         lr=float(ss["train_lr"]),
-        max_iters=max_iters,
+        max_iters=int(ss["train_max_iters"]),
         block_size=int(ss["train_block_size"]),
         batch_size=int(ss["train_batch_size"]),
         dropout=float(ss["train_dropout"]),
         seed=int(ss["train_seed"]),
         tokenizer=ss["train_tokenizer"],
-        data=(ss["train_data"] or "").strip() or None,
         device=ss["train_device"],
         dtype=ss["train_dtype"],
-        min_lr=float(ss["train_lr"]) * base.final_lr / base.lr,
-        eval_interval=min(base.eval_interval, max(20, max_iters // 10)),
-        eval_iters=min(base.eval_iters, 10),
-        warmup_iters=min(base.warmup_iters, max_iters // 10),
+        n_embd=int(ss["train_n_embd"]),
+        n_layer=int(ss["train_n_layer"]),
+        n_head=int(ss["train_n_head"]),
+        optimizer=ss["train_optimizer"],
+        pos=ss["train_pos"],
+        qk_norm=bool(ss["train_qk_norm"]),
+        mlp=ss["train_mlp"],
+        zero_init=bool(ss["train_zero_init"]),
+        tied_head=bool(ss["train_tied_head"]),
+        logit_softcap=softcap if ss["train_softcap"] else 0.0,
+        schedule=ss["train_schedule"],
+        target_val_loss=float(ss["train_target"]) or None,
     )
-    if base.model.kind == "gpt":
-        overrides.update(
-            n_embd=int(ss["train_n_embd"]),
-            n_layer=int(ss["train_n_layer"]),
-            n_head=int(ss["train_n_head"]),
-        )
-    config = preset(name, **overrides)
     return config.replace(label=f"{name} lr={config.lr:g}")
 
 
@@ -114,9 +147,7 @@ def _build_config():
 def _summary(model_dict: dict, batch_size: int):
     from llm_playground.training.config import ModelConfig
 
-    with torch.device("meta"):
-        model = build_model(ModelConfig.from_dict(model_dict))
-    s = summarize(model, batch_size)
+    s = model_summary(ModelConfig.from_dict(model_dict), batch_size)
     return s.table(), s.total_parameters, s.flops_per_token, s.memory_bytes, s.memory_breakdown
 
 
@@ -133,113 +164,117 @@ def _fmt_secs(s: float) -> str:
     return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
 
 
-# --- page ------------------------------------------------------------------------------------
+# --- settings --------------------------------------------------------------------------------
 
-page_header(
-    "🏋️ Lab 2 · Training ground",
-    "Train a language model from scratch on TinyShakespeare. A bigram model learns which "
-    "character tends to follow which; a baby GPT learns from a whole block of context "
-    "through self-attention. Watch the training and validation loss fall and the samples "
-    "turn from noise into verse — and start a second run with another learning rate to "
-    "compare them on one chart.",
-)
-_init_state()
-jm = job_manager()
-running = jm.running(KIND)
-if running is not None:
-    st.session_state["train_job"] = running.id  # a second tab finds the run in progress
 
-with st.container(border=True):
-    c1, c2, c3 = st.columns([1, 1, 2])
-    c1.selectbox(
-        "Preset",
-        list(PRESETS),
-        key="train_preset",
-        on_change=_apply_preset,
-        help="bigram: a next-character table · baby-gpt: 4 layers, trains on a CPU in "
-        "minutes · lecture-gpt: 6 layers, 384 dims, for a GPU",
-    )
-    tokenizers = _tokenizer_choices()
-    if st.session_state["train_tokenizer"] not in tokenizers:
-        st.session_state["train_tokenizer"] = "char"
-    c2.selectbox(
-        "Tokenizer",
-        tokenizers,
-        key="train_tokenizer",
-        help="char: one token per character (65 for Shakespeare) · gpt2: GPT-2's 50,257 "
-        "BPE tokens · bpe:… your tokenizers from Lab 1",
-    )
-    c3.text_input(
-        "Training text (a UTF-8 file; empty for TinyShakespeare)",
-        key="train_data",
-        placeholder="TinyShakespeare (1.1 MB, 90 % training / 10 % validation)",
-    )
-    is_bigram = PRESETS[st.session_state["train_preset"]].model.kind == "bigram"
-    s1, s2, s3, s4 = st.columns(4)
-    s1.select_slider(
-        "Learning rate",
-        options=LRS,
-        key="train_lr",
-        format_func=lambda v: f"{v:.0e}",
-        help="Peak learning rate of AdamW (log scale); it warms up, then decays to a tenth",
-    )
-    s2.slider("Max iterations", 50, 5000, step=50, key="train_max_iters")
-    s3.select_slider(
-        "Block size (context)",
-        options=BLOCKS,
-        key="train_block_size",
-        help="tokens the model sees at once",
-    )
-    s4.slider("Batch size", 1, 128, key="train_batch_size", help="blocks per optimiser step")
-    g1, g2, g3, g4 = st.columns(4)
-    g1.select_slider("Embedding size", options=EMBD, key="train_n_embd", disabled=is_bigram)
-    g2.slider("Layers", 1, 12, key="train_n_layer", disabled=is_bigram)
-    g3.slider(
-        "Heads",
-        1,
-        12,
-        key="train_n_head",
-        disabled=is_bigram,
-        help="the embedding size must divide evenly among the heads",
-    )
-    g4.slider("Dropout", 0.0, 0.5, step=0.05, key="train_dropout")
-    with st.expander("Hardware and repeatability"):
-        h1, h2, h3 = st.columns(3)
-        h1.selectbox(
-            "Device",
-            ["auto", "cpu", "cuda"],
-            key="train_device",
-            help="auto uses a GPU when PyTorch sees one",
+def settings_panel() -> None:
+    with st.container(border=True):
+        c1, c2, c3 = st.columns([1, 1, 2])
+        c1.selectbox(
+            "Preset",
+            list(PRESETS),
+            key="train_preset",
+            on_change=_apply_preset,
+            help="bigram: a next-character table · baby-gpt: 4 layers, trains on a CPU in "
+            "minutes · lecture-gpt: 6 layers, 384 dims, for a GPU · speedrun: baby-gpt's "
+            "size with the modern recipe (Muon, RoPE, QK-norm, ReLU², …)",
         )
-        h2.selectbox(
-            "Number format",
-            ["auto", "float32", "bfloat16"],
-            key="train_dtype",
-            help="auto measures whether bf16 is faster than fp32 on this hardware",
+        tokenizers = _tokenizer_choices()
+        if st.session_state["train_tokenizer"] not in tokenizers:
+            st.session_state["train_tokenizer"] = "char"
+        c2.selectbox(
+            "Tokenizer",
+            tokenizers,
+            key="train_tokenizer",
+            help="char: one token per character (65 for Shakespeare) · gpt2: GPT-2's 50,257 "
+            "BPE tokens · bpe:… your tokenizers from Lab 1",
         )
-        h3.number_input(
-            "Seed",
-            min_value=0,
-            max_value=2**31 - 1,
-            step=1,
-            key="train_seed",
-            help="the same seed and settings give the same run",
+        c3.caption("Training text: TinyShakespeare (1.1 MB, 90 % training / 10 % validation)")
+        is_bigram = PRESETS[st.session_state["train_preset"]].model.kind == "bigram"
+        s1, s2, s3, s4 = st.columns(4)
+        s1.select_slider(
+            "Learning rate",
+            options=LRS,
+            key="train_lr",
+            format_func=lambda v: f"{v:.0e}",
+            help="Peak learning rate of AdamW (log scale); it warms up, then decays to a tenth",
+        )
+        s2.slider("Max iterations", 50, 5000, step=50, key="train_max_iters")
+        s3.select_slider(
+            "Block size (context)",
+            options=BLOCKS,
+            key="train_block_size",
+            help="tokens the model sees at once",
+        )
+        s4.slider("Batch size", 1, 128, key="train_batch_size", help="blocks per optimiser step")
+        g1, g2, g3, g4 = st.columns(4)
+        g1.select_slider("Embedding size", options=EMBD, key="train_n_embd", disabled=is_bigram)
+        g2.slider("Layers", 1, 12, key="train_n_layer", disabled=is_bigram)
+        g3.slider(
+            "Heads",
+            1,
+            12,
+            key="train_n_head",
+            disabled=is_bigram,
+            help="the embedding size must divide evenly among the heads",
+        )
+        g4.slider("Dropout", 0.0, 0.5, step=0.05, key="train_dropout")
+        recipe_switches(is_bigram)
+        with st.expander("Hardware, repeatability and a target"):
+            h1, h2, h3, h4 = st.columns(4)
+            h1.selectbox(
+                "Device",
+                ["auto", "cpu", "cuda"],
+                key="train_device",
+                help="auto uses a GPU when PyTorch sees one",
+            )
+            h2.selectbox(
+                "Number format",
+                ["auto", "float32", "bfloat16"],
+                key="train_dtype",
+                help="auto measures whether bf16 is faster than fp32 on this hardware",
+            )
+            h3.number_input(
+                "Seed",
+                min_value=0,
+                max_value=2**31 - 1,
+                step=1,
+                key="train_seed",
+                help="the same seed and settings give the same run",
+            )
+            h4.number_input(
+                "Stop at validation loss",
+                min_value=0.0,
+                max_value=10.0,
+                step=0.01,
+                key="train_target",
+                help="0: run every step · else stop at the first evaluation at or below it "
+                "(nanoGPT's baby config ends near 1.88)",
+            )
+
+
+def recipe_switches(is_bigram: bool) -> None:
+    """One widget per ingredient of the speedrun, each with why it helps and its source."""
+    with st.expander("Recipe switches (the speedrun's ingredients, one at a time)"):
+        r1, r2, r3, r4 = st.columns(4)
+        r1.selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", disabled=is_bigram)
+        r2.selectbox("Positions", POSITIONS, key="train_pos", disabled=is_bigram)
+        r3.selectbox("MLP activation", MLPS, key="train_mlp", disabled=is_bigram)
+        r4.selectbox("Schedule", SCHEDULES, key="train_schedule")
+        t1, t2, t3, t4 = st.columns(4)
+        t1.checkbox("QK-norm", key="train_qk_norm", disabled=is_bigram)
+        t2.checkbox("Zero-init projections", key="train_zero_init", disabled=is_bigram)
+        t3.checkbox("Tied head", key="train_tied_head", disabled=is_bigram)
+        t4.checkbox("Logit soft-cap", key="train_softcap", disabled=is_bigram)
+        st.markdown(
+            "\n".join(
+                f"- **{esc(t['title'])}**: {esc(t['why'])} ([source]({t['source']}))"
+                for t in TRICKS.values()
+            )
         )
 
-config = None
-corpus = None
-try:
-    config = _build_config()
-    config.validate()
-    with st.spinner("Reading and tokenizing the text…"):
-        corpus = load_corpus(config.data, config.tokenizer)
-    config = config.replace(vocab_size=corpus.vocab_size)
-    config.validate(len(corpus.train), len(corpus.val))
-except UserError as exc:
-    show_user_error(exc)
-    config = None
 
-if config is not None and corpus is not None:
+def data_and_summary(config, corpus) -> None:
     left, right = st.container(), st.container()
     with left:
         st.subheader("One batch, as the model sees it")
@@ -289,62 +324,36 @@ if config is not None and corpus is not None:
             _fmt_bytes(memory),
             help=" · ".join(f"{k}: {_fmt_bytes(v)}" for k, v in breakdown.items()),
         )
+        if config.model.kind == "gpt" and not config.model.classic:
+            st.caption(
+                "This architecture is not GPT-2's: it gets no Hugging Face GPT-2 export, and "
+                "Labs 3 and 5 run it through the playground's own forward pass."
+            )
         with st.expander("Modules and their parameters"):
             st.dataframe(pd.DataFrame(table), hide_index=True, key="train_summary_table")
 
-# --- start / stop ------------------------------------------------------------------------------
 
-b1, b2, _ = st.columns([2, 1, 3])
-start = b1.button(
-    "▶ Start training",
-    key="train_start",
-    type="primary",
-    disabled=config is None or running is not None,
-)
-if start and config is not None:
-    runs = jm.jobs(KIND)
-    label = f"{config.run_label} · #{len(runs) + 1}"
-    out_dir = (
-        get_paths().ensure().runs / ".scratch" / f"{time.strftime('%Y%m%d-%H%M%S')}-{len(runs) + 1}"
-    )
-    cfg = config.replace(label=label, out_dir=str(out_dir))
-    job = jm.start(
-        KIND,
-        label,
-        lambda stop, c=cfg: run_training(c, stop),
-        params={
-            "out_dir": str(out_dir),
-            "max_iters": cfg.max_iters,
-            "tokens_per_step": cfg.batch_size * cfg.model.block_size,
-        },
-    )
-    st.session_state["train_job"] = job.id
-    running = job if job.running else None
-if b2.button("■ Stop", key="train_stop", disabled=running is None):
-    if running is not None:
-        jm.stop(running.id)
-        st.toast("Stopping after the current step…")
+# --- one run: chart, metrics, samples --------------------------------------------------------
 
 
-def _collect(job):
-    """Chart rows, the latest state and the samples of one job."""
+def _collect(label: str, events: list, max_iters: int):
+    """Chart rows, the latest state and the samples of one run's events."""
     rows, samples = [], []
-    state = {"step": 0, "tps": 0.0, "started": None, "done": None, "error": None, "loss": None}
+    state = {"step": 0, "tps": 0.0, "started": None, "done": None, "loss": None}
+    state.update(eval=None, reached=None)
     ema = None
-    for ev in job.events_since(0):
+    for ev in events:
         if isinstance(ev, TrainStep):
             ema = ev.loss if ema is None else 0.9 * ema + 0.1 * ev.loss
-            state.update(step=ev.step, tps=ev.tokens_per_s, loss=ev.loss, lr=ev.lr)
-            if ev.step % max(1, job.params.get("max_iters", 1000) // 200) == 0:
-                rows.append({"run": job.label, "step": ev.step, "loss": ema, "split": BATCHES})
+            state.update(step=ev.step, tps=ev.tokens_per_s, loss=ev.loss)
+            if ev.step % max(1, max_iters // 200) == 0:
+                rows.append({"run": label, "step": ev.step, "loss": ema, "split": BATCHES})
         elif isinstance(ev, TrainEval):
-            rows.append(
-                {"run": job.label, "step": ev.step, "loss": ev.train_loss, "split": "train"}
-            )
-            rows.append(
-                {"run": job.label, "step": ev.step, "loss": ev.val_loss, "split": "validation"}
-            )
+            rows.append({"run": label, "step": ev.step, "loss": ev.train_loss, "split": "train"})
+            rows.append({"run": label, "step": ev.step, "loss": ev.val_loss, "split": "validation"})
             state["eval"] = ev
+        elif isinstance(ev, TargetReached):
+            state["reached"] = ev
         elif isinstance(ev, Sample):
             samples.append(ev)
         elif isinstance(ev, TrainStarted):
@@ -352,100 +361,96 @@ def _collect(job):
             state["step"] = ev.start_step
         elif isinstance(ev, TrainDone):
             state["done"] = ev
-        elif isinstance(ev, Error):
-            state["error"] = ev.message
-    if job.error:
-        state["error"] = job.error
     return rows, state, samples
 
 
-@st.fragment(run_every=1)
-def live_panel() -> None:
-    jm = job_manager()
-    jobs = [j for j in jm.jobs(KIND) if j.id not in st.session_state.get("train_hidden", [])]
-    current = jm.get(st.session_state.get("train_job"))
-    if current is None and jobs:  # a reloaded page or a new tab shows the latest run
-        current = jobs[-1]
-    if not jobs and current is None:
-        st.info(
-            "Press **Start training** to train with these settings. Runs stay on the chart, so "
-            "a second run with another learning rate lands next to the first."
+def _loss_chart(df: pd.DataFrame, reached: TargetReached | None, key: str):
+    splits = ["validation", "train", BATCHES]
+    base = alt.Chart(df).encode(
+        x=alt.X("step:Q", title="step"),
+        y=alt.Y("loss:Q", title="loss (cross-entropy)", scale=alt.Scale(zero=False)),
+        color=alt.Color(
+            "run:N",
+            title="run",
+            scale=alt.Scale(scheme="category10"),
+            legend=alt.Legend(orient="bottom", columns=2, labelLimit=400),
+        ),
+        strokeDash=alt.StrokeDash(
+            "split:N",
+            title="data",
+            sort=splits,
+            scale=alt.Scale(domain=splits, range=[[1, 0], [6, 3], [1, 2]]),
+            legend=alt.Legend(
+                symbolType="stroke",
+                symbolStrokeWidth=2,
+                symbolSize=400,
+                orient="bottom",
+                labelLimit=300,
+            ),
+        ),
+        tooltip=["run", "split", "step", alt.Tooltip("loss:Q", format=".4f")],
+    )
+    batches = base.transform_filter(alt.datum.split == BATCHES).mark_line(
+        strokeWidth=1, opacity=0.45
+    )
+    evals = base.transform_filter(alt.datum.split != BATCHES).mark_line(
+        strokeWidth=2.5, point=alt.OverlayMarkDef(size=35)
+    )
+    layers = [batches, evals]
+    if reached is not None:
+        note = pd.DataFrame(
+            [
+                {
+                    "step": reached.step,
+                    "loss": reached.val_loss,
+                    "text": f"reached {reached.target:g} at {reached.elapsed_s:.0f} s",
+                }
+            ]
         )
-        return
-    all_rows = []
-    for job in jobs:
-        rows, _, _ = _collect(job)
-        all_rows += rows
-    if current is not None:
-        _, state, samples = _collect(current)
-        started = state["started"]
-        max_iters = started.max_iters if started else current.params.get("max_iters", 1)
-        step = state["step"]
-        if current.running:
-            steps_per_s = state["tps"] / max(1, current.params.get("tokens_per_step", 1))
-            left = (max_iters - step) / steps_per_s if steps_per_s > 0 else None
-            text = (
-                f"{current.label}: step {step:,} of {max_iters:,} · {state['tps']:,.0f} tokens/s"
-                + (f" · about {_fmt_secs(left)} left" if left is not None else " · starting…")
+        marker = alt.Chart(note).encode(x="step:Q", y="loss:Q")
+        layers += [
+            marker.mark_point(shape="diamond", size=120, color="black", filled=True),
+            marker.mark_text(align="left", dx=8, dy=-10, fontSize=13).encode(text="text:N"),
+        ]
+    st.altair_chart(alt.layer(*layers).properties(height=360), width="stretch", key=key)
+
+
+def draw_run(job, events: list) -> None:
+    """What the Training ground shows of a run: state line, metrics, chart, samples, save."""
+    max_iters = job.params.get("max_iters", 1000)
+    rows, state, samples = _collect(job.label, events, max_iters)
+    started, step = state["started"], state["step"]
+    if job.running and not job.queued:
+        steps_per_s = state["tps"] / max(1, job.params.get("tokens_per_step", 1))
+        left = (max_iters - step) / steps_per_s if steps_per_s > 0 else None
+        st.caption(
+            f"{job.label}: step {step:,} of {max_iters:,} · {state['tps']:,.0f} tokens/s"
+            + (f" · about {_fmt_secs(left)} left" if left is not None else " · starting…")
+        )
+        if started:
+            st.caption(
+                f"Training on {started.device} in {started.dtype} · {started.parameters:,} "
+                f"parameters · vocabulary {started.vocab_size:,}"
             )
-            st.progress(min(1.0, step / max_iters), text=text)
-            if started:
-                st.caption(
-                    f"Training on {started.device} in {started.dtype} · {started.parameters:,} "
-                    f"parameters · vocabulary {started.vocab_size:,}"
-                )
-        elif state["error"]:
-            st.error(f"{current.label}: {state['error']}", icon="⚠️")
-        elif state["done"]:
-            d = state["done"]
-            how = "stopped" if d.stopped else "finished"
-            val = f", validation loss {d.val_loss:.4f}" if d.val_loss is not None else ""
-            st.success(
-                f"{current.label} {how} after {d.step:,} steps{val} in {_fmt_secs(d.elapsed_s)}."
-            )
-    m = st.columns(4) if current is not None else None
-    if current is not None:
-        ev = state.get("eval")
-        m[0].metric("Step", f"{step:,}")
-        m[1].metric("Batch loss", f"{state['loss']:.4f}" if state["loss"] is not None else "–")
-        m[2].metric("Train loss (eval)", f"{ev.train_loss:.4f}" if ev else "–")
-        m[3].metric("Validation loss", f"{ev.val_loss:.4f}" if ev else "–")
+    elif state["done"]:
+        d = state["done"]
+        how = "stopped" if d.stopped else "finished"
+        val = f", validation loss {d.val_loss:.4f}" if d.val_loss is not None else ""
+        st.success(f"{job.label} {how} after {d.step:,} steps{val} in {_fmt_secs(d.elapsed_s)}.")
+    if state["reached"] is not None:
+        r = state["reached"]
+        st.info(f"Reached validation loss {r.target:g} at step {r.step:,}, {r.elapsed_s:.0f} s.")
+    ev = state["eval"]
+    m = st.columns(4)
+    m[0].metric("Step", f"{step:,}")
+    m[1].metric("Batch loss", f"{state['loss']:.4f}" if state["loss"] is not None else "–")
+    m[2].metric("Train loss (eval)", f"{ev.train_loss:.4f}" if ev else "–")
+    m[3].metric("Validation loss", f"{ev.val_loss:.4f}" if ev else "–")
+    all_rows = [r for r in st.session_state.get("train_history", []) if r["run"] != job.label]
+    all_rows += rows
     if all_rows:
-        df = pd.DataFrame(all_rows)
-        splits = ["validation", "train", BATCHES]
-        base = alt.Chart(df).encode(
-            x=alt.X("step:Q", title="step"),
-            y=alt.Y("loss:Q", title="loss (cross-entropy)", scale=alt.Scale(zero=False)),
-            color=alt.Color(
-                "run:N",
-                title="run",
-                scale=alt.Scale(scheme="category10"),
-                legend=alt.Legend(orient="bottom", columns=2, labelLimit=400),
-            ),
-            strokeDash=alt.StrokeDash(
-                "split:N",
-                title="data",
-                sort=splits,
-                scale=alt.Scale(domain=splits, range=[[1, 0], [6, 3], [1, 2]]),
-                legend=alt.Legend(
-                    symbolType="stroke",
-                    symbolStrokeWidth=2,
-                    symbolSize=400,
-                    orient="bottom",
-                    labelLimit=300,
-                ),
-            ),
-            tooltip=["run", "split", "step", alt.Tooltip("loss:Q", format=".4f")],
-        )
-        batches = base.transform_filter(alt.datum.split == BATCHES).mark_line(
-            strokeWidth=1, opacity=0.45
-        )
-        evals = base.transform_filter(alt.datum.split != BATCHES).mark_line(
-            strokeWidth=2.5, point=alt.OverlayMarkDef(size=35)
-        )
-        chart = alt.layer(batches, evals).properties(height=360)
-        st.altair_chart(chart, width="stretch", key="train_chart")
-    if current is not None and samples:
+        _loss_chart(pd.DataFrame(all_rows), state["reached"], key="train_chart")
+    if samples:
         last = samples[-1]
         st.markdown(f"**Sample at step {last.step:,}** (from a newline, 200 tokens)")
         st.code(last.text, language=None, wrap_lines=True)
@@ -454,49 +459,238 @@ def live_panel() -> None:
                 for s in reversed(samples):
                     st.markdown(f"**Step {s.step:,}**")
                     st.code(s.text, language=None, wrap_lines=True)
-    if (
-        current is not None
-        and not current.running
-        and state["done"] is not None
-        and not state["error"]
+    if not job.running and state["done"] is not None:
+        save_form(job)
+
+
+def save_form(job) -> None:
+    with st.form("train_save_form", border=True):
+        st.markdown("**Save this model** — Labs 3–5 list saved models.")
+        name = st.text_input("Name", key="train_save_name", placeholder="e.g. my-baby-gpt")
+        replace = st.checkbox(
+            "Replace a saved model of that name", key="train_save_replace", value=False
+        )
+        if st.form_submit_button("💾 Save", key="train_save"):
+            try:
+                dest = save_run_as(job.params["out_dir"], name, overwrite=replace)
+                st.success(f"Saved as {dest}")
+            except UserError as exc:
+                show_user_error(exc)
+
+
+def remember_run(job, events: list) -> None:
+    """Keep a finished run's curves, so that the next run lands beside it on the chart."""
+    rows, _, _ = _collect(job.label, events, job.params.get("max_iters", 1000))
+    history = [r for r in st.session_state.get("train_history", []) if r["run"] != job.label]
+    st.session_state["train_history"] = history + rows
+
+
+def training_tab() -> None:
+    settings_panel()
+    config = corpus = None
+    try:
+        config = _build_config()
+        config.validate()
+        with st.spinner("Reading and tokenizing the text…"):
+            corpus = load_corpus(config.data, config.tokenizer)
+        config = config.replace(vocab_size=corpus.vocab_size)
+        config.validate(len(corpus.train), len(corpus.val))
+    except UserError as exc:
+        show_user_error(exc)
+        config = None
+    if config is not None and corpus is not None:
+        data_and_summary(config, corpus)
+
+    running = current_job(SLOT)
+    busy = running is not None and running.running
+    b1, b2, _ = st.columns([2, 1, 3])
+    if b1.button(
+        "▶ Start training", key="train_start", type="primary", disabled=config is None or busy
     ):
-        with st.form("train_save_form", border=True):
-            st.markdown("**Save this model** — Labs 3–5 list saved models.")
-            name = st.text_input("Name", key="train_save_name", placeholder="e.g. my-baby-gpt")
-            if st.form_submit_button("💾 Save", key="train_save"):
-                try:
-                    dest = save_run_as(current.params["out_dir"], name)
-                    st.success(f"Saved as {dest}")
-                except UserError as exc:
-                    show_user_error(exc)
+        number = len({r["run"] for r in st.session_state["train_history"]}) + 1
+        label = f"{config.run_label} · #{number}"
+        out_dir = (
+            get_paths().ensure().runs / ".scratch" / f"{time.strftime('%Y%m%d-%H%M%S')}-{number}"
+        )
+        run_config = config.replace(label=label, out_dir=str(out_dir))
+        start_job(
+            SLOT,
+            label,
+            lambda stop, c=run_config: run_training(c, stop),
+            params={
+                "out_dir": str(out_dir),
+                "max_iters": run_config.max_iters,
+                "tokens_per_step": run_config.batch_size * run_config.model.block_size,
+            },
+        )
+        st.rerun()  # Start turns disabled, the panel starts polling
+    if b2.button("Clear chart", key="train_clear", help="forget finished runs on the chart"):
+        st.session_state["train_history"] = []
+    machine_load_caption()
+    # a chart per poll is heavy: poll every 2 s so that clicks (Stop) are never crowded out
+    if job_panel(SLOT, draw=draw_run, on_finish=remember_run, run_every=2.0) is None:
+        st.info(
+            "Press **Start training** to train with these settings. Runs stay on the chart, so "
+            "a second run with another learning rate lands next to the first."
+        )
+    saved_models()
 
 
-live_panel()
+def saved_models() -> None:
+    saved = list_runs()
+    with st.expander(f"Saved models ({len(saved)})"):
+        if saved:
+            st.dataframe(
+                pd.DataFrame(
+                    [
+                        {
+                            "name": r.name,
+                            "model": r.summary,
+                            "steps": r.step,
+                            "val loss": None if r.val_loss is None else round(r.val_loss, 4),
+                            "Hugging Face": "yes" if r.hf_path else "no",
+                            "saved": r.saved_at,
+                        }
+                        for r in saved
+                    ]
+                ),
+                hide_index=True,
+                key="train_saved_table",
+            )
+        else:
+            st.caption("None yet: train a model, then save it under a name.")
 
-c1, c2 = st.columns([1, 5])
-if c1.button("Clear chart", key="train_clear", help="hide finished runs from the chart"):
-    st.session_state["train_hidden"] = [j.id for j in jm.jobs(KIND) if not j.running]
-    st.rerun()
 
-saved = list_runs()
-with st.expander(f"Saved models ({len(saved)})"):
-    if saved:
+# --- the race ----------------------------------------------------------------------------------
+
+
+def draw_race(job, events: list) -> None:
+    """Every recipe's validation curve on one chart, and the tables the race fills."""
+    rows = [
+        {"recipe": e.recipe, "step": e.step, "seconds": e.elapsed_s, "val_loss": e.val_loss}
+        for e in events
+        if isinstance(e, RecipeEval)
+    ]
+    results = {e.recipe: e for e in events if isinstance(e, RecipeDone)}
+    target = job.params.get("target")
+    if rows:
+        axis = st.radio(
+            "Horizontal axis", ["wall seconds", "steps"], horizontal=True, key="race_axis"
+        )
+        x = alt.X("seconds:Q", title="wall seconds") if axis == "wall seconds" else "step:Q"
+        chart = (
+            alt.Chart(pd.DataFrame(rows))
+            .mark_line(point=True, strokeWidth=2.5)
+            .encode(
+                x=x,
+                y=alt.Y("val_loss:Q", title="validation loss", scale=alt.Scale(zero=False)),
+                color=alt.Color("recipe:N", legend=alt.Legend(orient="bottom", labelLimit=400)),
+                tooltip=["recipe", "step", alt.Tooltip("seconds:Q", format=".1f"), "val_loss"],
+            )
+        )
+        layers = [chart]
+        if target:
+            rule = alt.Chart(pd.DataFrame([{"target": target}])).mark_rule(strokeDash=[4, 4])
+            layers.append(rule.encode(y="target:Q"))
+        st.altair_chart(
+            alt.layer(*layers).properties(height=360), width="stretch", key="race_chart"
+        )
+    if results:
         st.dataframe(
             pd.DataFrame(
                 [
                     {
-                        "name": r.name,
-                        "model": r.summary,
-                        "steps": r.step,
-                        "val loss": None if r.val_loss is None else round(r.val_loss, 4),
-                        "Hugging Face": "yes" if r.hf_path else "no",
-                        "saved": r.saved_at,
+                        "recipe": r.recipe,
+                        "steps": r.steps,
+                        "final val loss": r.final_val_loss,
+                        f"time to {target:g}" if target else "time to target": (
+                            f"{r.time_to_target_s:.1f} s" if r.time_to_target_s else "not reached"
+                        ),
+                        "seconds": round(r.seconds, 1),
                     }
-                    for r in saved
+                    for r in results.values()
                 ]
             ),
             hide_index=True,
-            key="train_saved_table",
+            key="race_results",
         )
+        bought = trick_table(results)
+        if bought:
+            st.markdown(
+                "**What each trick bought** (the speedrun's final loss with and without it)"
+            )
+            st.dataframe(pd.DataFrame(bought), hide_index=True, key="race_tricks")
+
+
+def race_tab() -> None:
+    st.markdown(
+        "Pick two to four recipes: they train **one after another** on the same data with the "
+        "same seed and the same number of steps, and their validation curves land on one chart. "
+        "`speedrun - X` is the speedrun without trick X, so the race shows what X buys."
+    )
+    names = list(race_recipes())
+    c1, c2, c3 = st.columns([3, 1, 1])
+    chosen = c1.multiselect(
+        "Recipes", names, default=[BASELINE, SPEEDRUN], key="race_recipes", max_selections=4
+    )
+    steps = c2.number_input("Steps each", 20, 2000, 300, step=20, key="race_steps")
+    target = c3.number_input(
+        "Target val loss", 0.0, 10.0, DEFAULT_TARGET, step=0.01, key="race_target"
+    )
+    running = current_job(RACE_SLOT)
+    if st.button(
+        "🏁 Start the race",
+        key="race_start",
+        type="primary",
+        disabled=len(chosen) < 2 or (running is not None and running.running),
+        help="two to four recipes",
+    ):
+        recipes, budget, goal = list(chosen), int(steps), float(target) or None
+        start_job(
+            RACE_SLOT,
+            "race: " + " vs ".join(recipes),
+            lambda stop: run_race(
+                recipes,
+                stop,
+                max_iters=budget,
+                eval_interval=max(10, budget // 10),
+                target=goal,
+            ),
+            params={"target": goal, "recipes": recipes},
+        )
+        st.rerun()
+    job_panel(RACE_SLOT, draw=draw_race, stop_label="Stop the race", run_every=2.0)
+    st.subheader("Records on this machine and others")
+    try:
+        rows = records()
+    except UserError as exc:
+        show_user_error(exc)
+        rows = []
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, key="race_records")
     else:
-        st.caption("None yet: train a model, then save it under a name.")
+        st.caption("No records yet: finish a race to add one row per recipe.")
+    with st.expander("Why each trick helps"):
+        for trick in TRICKS.values():
+            st.markdown(
+                f"- **{esc(trick['title'])}**: {esc(trick['why'])} ([source]({trick['source']}))"
+            )
+
+
+# --- page ------------------------------------------------------------------------------------
+
+page_header(
+    "🏋️ Lab 2 · Training ground",
+    "Train a language model from scratch on TinyShakespeare. A bigram model learns which "
+    "character tends to follow which; a baby GPT learns from a whole block of context "
+    "through self-attention. Watch the training and validation loss fall and the samples "
+    "turn from noise into verse — and start a second run with another learning rate to "
+    "compare them on one chart. The race pits nanoGPT's baby config against a modern "
+    f"recipe ({SPEEDRUN}) and shows what each of its tricks buys.",
+)
+_init_state()
+train, race = st.tabs(["Train", "Race recipes"])
+with train:
+    training_tab()
+with race:
+    race_tab()
