@@ -1,7 +1,8 @@
 """The ``llm-playground`` command line.
 
 Each lab registers its sub-commands from its own module in this package
-(``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``): a module
+(``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``,
+``models``): a module
 exposes ``register(subparsers)`` and sets ``func`` on each parser it adds. A
 :class:`~llm_playground.core.errors.UserError` raised by a command becomes a one-line message
 on standard error and exit status 2, never a traceback.
@@ -19,7 +20,16 @@ from llm_playground import __version__
 from llm_playground.core.errors import UserError
 
 # Sub-command modules, in the order their commands appear in --help.
-COMMAND_MODULES = ("assets", "tokenize", "train", "generate", "finetune", "prefs", "evaluate")
+COMMAND_MODULES = (
+    "assets",
+    "tokenize",
+    "train",
+    "generate",
+    "finetune",
+    "prefs",
+    "evaluate",
+    "models",
+)
 
 
 class _Parser(argparse.ArgumentParser):
