@@ -188,20 +188,25 @@ def int8_model(model):
     channel) and run with int8 arithmetic, activations quantized on the fly
     (``torch.ao`` dynamic quantization). Embeddings and norms stay in float32."""
     import copy
+    import warnings
 
     import torch
-    from torch.ao.quantization import default_dynamic_qconfig, quantize_dynamic
-    from torch.ao.quantization.qconfig import per_channel_dynamic_qconfig
 
-    qconfig = (
-        per_channel_dynamic_qconfig if per_channel_dynamic_qconfig else default_dynamic_qconfig
-    )
+    with warnings.catch_warnings():  # torch.ao announces its move to torchao
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization.qconfig import per_channel_dynamic_qconfig
+
     quantized = copy.deepcopy(model)
     head = getattr(quantized, "lm_head", None)
     tied = head is not None and head.weight is quantized.get_input_embeddings().weight
     if tied:  # untie first, so that the embedding table stays float32
         head.weight = torch.nn.Parameter(head.weight.detach().clone())
-    return quantize_dynamic(quantized, {torch.nn.Linear: qconfig}, dtype=torch.qint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(
+            quantized, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
 
 
 def weight_bytes_per_token(model) -> int:
