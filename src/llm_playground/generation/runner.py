@@ -60,9 +60,10 @@ class ModelRunner:
         return out.logits[0, -keep:, :].float()
 
     def truncate(self, length: int) -> None:
+        removed = len(self.tokens) - length
         del self.tokens[length:]
-        if self.cache is not None:
-            self.cache.crop(length)
+        if self.cache is not None and removed > 0:
+            self.cache.crop(-removed)  # transformers 5: a negative count of positions to drop
 
 
 def fast_path_supported(model) -> bool:
