@@ -245,3 +245,26 @@ def at_precision(loaded, precision: str):
     if next(loaded.model.parameters()).device.type != "cpu":
         raise UserError("int8 weights run on the CPU only")
     return replace(loaded, model=int8_model(loaded.model))
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 3) -> float:
+    """The machine's memory read+write bandwidth in bytes per second: the best of a few
+    copies of a buffer far larger than the caches (one thread's view, like batch-1
+    decoding)."""
+    import time
+
+    import torch
+
+    source = torch.ones(megabytes * (1 << 20) // 4, dtype=torch.float32)
+    target = torch.empty_like(source)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target.copy_(source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.numel() * 4 / best  # every byte is read once and written once
+
+
+def bandwidth_limit(model, bandwidth: float) -> float:
+    """Tokens per second if a forward pass did nothing but read its weights at ``bandwidth``."""
+    return bandwidth / weight_bytes_per_token(model)

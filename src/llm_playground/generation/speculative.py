@@ -255,3 +255,34 @@ def _verify(emitter: _Emitter, chooser: TokenChooser, draft: Draft, rows, forwar
     scored = chooser.score(emitter.context, rows[len(draft.tokens)])
     records.append(emitter.emit(scored, chooser.pick(scored), forward_pass, "model"))
     return records, accepted
+
+
+def draft_models_for(target: str, paths=None) -> list[str]:
+    """Available local models (offline models, Lab 2 runs) other than ``target`` whose
+    tokenizer has the same vocabulary: the models that can draft for it."""
+    from transformers import AutoTokenizer
+
+    from llm_playground.generation.registry import convert_offline_model, list_models, resolve
+
+    def vocabulary(info):
+        folder = convert_offline_model(info.name, paths) if info.kind == "offline" else info.path
+        if folder is None:
+            return None
+        try:
+            return AutoTokenizer.from_pretrained(str(folder)).get_vocab()
+        except (OSError, ValueError):
+            return None
+
+    try:
+        wanted = vocabulary(resolve(target, paths))
+    except UserError:
+        return []
+    if wanted is None:
+        return []
+    found = []
+    for info in list_models(paths, include_hub=False):
+        if info.name == target or not info.available or info.kind not in ("offline", "checkpoint"):
+            continue
+        if vocabulary(info) == wanted:
+            found.append(info.name)
+    return found
