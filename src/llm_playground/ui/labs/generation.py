@@ -553,6 +553,12 @@ if result is not None and result.steps:
             + (" (temperature 0 means greedy)." if cfg.strategy != "greedy" else ".")
         )
     rows = candidate_rows(step)
+    reasons = [f"<b>{esc(r['token'])}</b> {esc(r['why'])}" for r in rows if r["why"]]
+    if reasons:
+        st.markdown(
+            "<div class='gen-why'>Why not these: " + "; ".join(reasons[:8]) + "</div>",
+            unsafe_allow_html=True,
+        )
     table, chart = st.columns([5, 4])
     with table:
         st.dataframe(
