@@ -126,14 +126,14 @@ def test_speculative_sampling_runs_with_the_chain(smollm):
         top_k=None,
         top_p=None,
         min_p=0.1,
-        max_new_tokens=16,
+        max_new_tokens=8,
         seed=3,
         speculative="prompt-lookup",
     )
     first = generate(smollm, REWRITE, config, candidates=3)
     again = generate(smollm, REWRITE, config, candidates=3)
     assert first.ids == again.ids  # a seed reproduces it
-    assert first.new_tokens == len(first.steps) <= 16
+    assert first.new_tokens == len(first.steps) <= 8
     for step in first.steps:
         assert step.stages == ("min_p",)
         assert all(c.removed_by in (None, "min_p") for c in step.candidates)
