@@ -217,9 +217,8 @@ def weight_bytes_per_token(model) -> int:
     total = embedding.shape[1] * embedding.element_size()  # the one embedding row
     seen = {id(embedding)}
     for module in model.modules():
-        packed = getattr(module, "_packed_params", None)
-        if packed is not None:  # a dynamically quantized linear: int8 weights + a scale each
-            weight = module.weight()
+        if callable(getattr(module, "weight", None)):  # a dynamically quantized linear
+            weight = module.weight()  # int8 weights and one scale (+ zero point) per row
             total += weight.numel() + weight.shape[0] * 8
             continue
         for param in module.parameters(recurse=False):
