@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -105,3 +106,57 @@ def test_page_stop_button_and_comparison_grid():
         at.run()
     assert not at.exception, at.exception
     assert sum("tokens/s" in c.value for c in at.caption) == 4
+
+
+def _slider_to(page, label: str, presses: int) -> None:
+    slider = page.get_by_role("slider", name=label)
+    slider.focus()
+    for _ in range(presses):
+        slider.press("ArrowRight")
+
+
+@pytest.mark.browser
+def test_min_p_run_shows_the_attribution_in_chromium(app_url, page):
+    page.goto(app_url + "/generation")
+    page.get_by_text("Lab 3 · Generation").first.wait_for()
+    strategy = page.locator("[data-testid='stRadio']").get_by_text("Sampler chain", exact=True)
+    strategy.wait_for(timeout=120_000)  # the model loads first
+    strategy.click()
+    page.get_by_role("tab", name="Sampler chain").click()
+    _slider_to(page, "Min-p", 30)  # min-p 0.30
+    box = page.get_by_role("spinbutton", name="Max new tokens")
+    box.fill("4")
+    box.press("Enter")
+    page.get_by_text(re.compile(r"sampling through .*min_p")).first.wait_for()
+    page.get_by_role("button", name="Generate").click()
+    page.get_by_text("Step by step").wait_for(timeout=180_000)
+    page.get_by_text("The distribution after each stage").wait_for()
+    why = page.locator(".gen-why").first
+    why.wait_for()
+    assert "cut by min_p" in why.inner_text()
+
+
+@pytest.mark.browser
+def test_prompt_lookup_run_marks_drafts_in_chromium(app_url, page):
+    page.goto(app_url + "/generation")
+    page.get_by_text("Lab 3 · Generation").first.wait_for()
+    greedy = page.get_by_text("Greedy", exact=True).first
+    greedy.wait_for(timeout=120_000)  # the model loads first
+    greedy.click()
+    page.get_by_role("tab", name="Speed").click()
+    page.get_by_text("prompt-lookup", exact=True).click()
+    page.get_by_label("Prompt", exact=True).fill(
+        "Rewrite this paragraph with the word 'old' changed to 'ancient', keeping everything "
+        "else the same:\n\nThe old lighthouse stood on the rocky cliff above the harbour. "
+        "Every night its keeper climbed the spiral stairs, lit the great lamp and watched the "
+        "ships pass safely through the narrow channel."
+    )
+    box = page.get_by_role("spinbutton", name="Max new tokens")
+    box.fill("40")
+    box.press("Enter")
+    page.get_by_text("prompt-lookup drafts").first.wait_for()
+    page.get_by_role("button", name="Generate").click()
+    page.locator(".spec-view").first.wait_for(timeout=180_000)
+    assert page.locator(".spec-accepted").count() >= 5
+    assert page.locator(".spec-rejected").count() >= 1
+    page.get_by_text("Tokens per pass").first.wait_for()

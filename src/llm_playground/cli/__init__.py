@@ -1,8 +1,8 @@
 """The ``llm-playground`` command line.
 
 Each lab registers its sub-commands from its own module in this package
-(``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``, ``serve``): a
-module exposes ``register(subparsers)`` and sets ``func`` on each parser it adds.
+(``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``, ``models``,
+``serve``): a module exposes ``register(subparsers)`` and sets ``func`` on each parser it adds.
 
 :func:`main` is the one place where failures become messages: a
 :class:`~llm_playground.core.errors.UserError`, a file-system error (``OSError``), a
@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "finetune",
     "prefs",
     "evaluate",
+    "models",
     "serve",
 )
 PROG = "llm-playground"

@@ -225,18 +225,7 @@ def _load(args):
     """The model named by --model or --checkpoint, loaded; a one-line error otherwise."""
     from llm_playground.generation import registry
 
-    if getattr(args, "checkpoint", None):
-        folder = Path(args.checkpoint).expanduser()
-        if not folder.is_dir():
-            raise UserError(f"checkpoint folder not found: {folder}")
-        info = registry.info_for_dir(folder)
-    else:
-        info = registry.resolve(args.model)
-        if info.kind == "hub" and info.reason and not registry.hub_reachable():
-            raise UserError(
-                f"unknown model '{args.model}': not a local model (see the registry's "
-                "models) and the Hugging Face hub is not reachable"
-            )
+    info = registry.find_model(args.model, getattr(args, "checkpoint", None) or None)
     try:
         return registry.load_model(info)
     except UserError:

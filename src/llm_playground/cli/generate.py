@@ -4,15 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from llm_playground.core.errors import UserError
+
+# The stage settings of the sampler chain: flag, setting, type, metavar.
+STAGE_FLAGS = (
+    ("--min-p", "min_p", float, "X"),
+    ("--typical-p", "typical_p", float, "X"),
+    ("--epsilon", "epsilon", float, "X"),
+    ("--eta", "eta", float, "X"),
+    ("--top-n-sigma", "top_n_sigma", float, "X"),
+    ("--presence-penalty", "presence_penalty", float, "X"),
+    ("--frequency-penalty", "frequency_penalty", float, "X"),
+    ("--dry-multiplier", "dry_multiplier", float, "X"),
+    ("--dry-base", "dry_base", float, "X"),
+    ("--dry-allowed-length", "dry_allowed_length", int, "N"),
+    ("--xtc-probability", "xtc_probability", float, "X"),
+    ("--xtc-threshold", "xtc_threshold", float, "X"),
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "generate",
-        help="generate text with greedy, beam, top-k or top-p decoding",
+        help="generate text with greedy, beam, top-k, top-p or a sampler chain",
         description="Generate text from a prompt with the project's decoding loop. "
         "Temperature 0 means greedy.",
     )
@@ -20,7 +35,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--model",
         metavar="NAME",
-        help="a registry model (e.g. smollm2-135m-instruct), a Lab 2 run or a hub id",
+        help="a registry model (e.g. smollm2-135m-instruct), a Lab 2 run or a hub id "
+        "(`llm-playground models` lists them)",
     )
     source.add_argument(
         "--checkpoint",
@@ -28,16 +44,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="a Lab 2 run folder (its hf/ export) or any Hugging Face model folder",
     )
     parser.add_argument("--prompt", required=True, metavar="TEXT")
-    parser.add_argument("--strategy", required=True, choices=("greedy", "beam", "top-k", "top-p"))
+    parser.add_argument(
+        "--strategy", required=True, choices=("greedy", "beam", "top-k", "top-p", "sample")
+    )
     parser.add_argument("--temperature", type=float, default=1.0, metavar="X")
-    parser.add_argument("--top-k", type=int, default=50, metavar="N")
-    parser.add_argument("--top-p", type=float, default=0.9, metavar="X")
+    parser.add_argument(
+        "--top-k", type=int, default=None, metavar="N", help="top-k (default 50 for top-k)"
+    )
+    parser.add_argument(
+        "--top-p", type=float, default=None, metavar="X", help="top-p (default 0.9 for top-p)"
+    )
+    chain = parser.add_argument_group("sampler chain (with --strategy sample, or any sampling)")
+    for flag, dest, kind, metavar in STAGE_FLAGS:
+        chain.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar)
+    chain.add_argument(
+        "--sampler-order",
+        metavar="A,B,C",
+        help="the order of the sampler stages: top_k,top_p,min_p,typical_p,epsilon,eta,"
+        "top_n_sigma,xtc,temperature (penalties and DRY always come first; "
+        "default: the transformers order)",
+    )
     parser.add_argument("--num-beams", type=int, default=4, metavar="N")
     parser.add_argument("--length-penalty", type=float, default=1.0, metavar="X")
     parser.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="N")
     parser.add_argument("--repetition-penalty", type=float, default=1.0, metavar="X")
     parser.add_argument("--max-new-tokens", type=int, default=64, metavar="N")
     parser.add_argument("--seed", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--speculative",
+        choices=("prompt-lookup", "draft"),
+        help="draft tokens by prompt lookup or with --draft-model, checked in one pass",
+    )
+    parser.add_argument("--draft-tokens", type=int, default=10, metavar="N")
+    parser.add_argument("--draft-model", metavar="NAME", help="a smaller model, same tokenizer")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "int8"),
+        default="fp32",
+        help="int8: weight-only int8 linear layers (faster on a CPU, slightly less exact)",
+    )
     parser.add_argument(
         "--no-chat-template",
         action="store_true",
@@ -48,65 +93,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="K",
-        help="with --json, list each step's K most likely tokens",
+        help="with --json, list each step's K most likely tokens and what removed them",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.set_defaults(func=run)
+    parser.set_defaults(func=generate_command)
 
 
-def _model_info(args: argparse.Namespace):
-    from llm_playground.generation.registry import (
-        OFFLINE_MODELS,
-        hub_reachable,
-        info_for_dir,
-        resolve,
-    )
+def decoding_config(args: argparse.Namespace):
+    """The decoding settings from the flags (a bad value raises UserError, one line)."""
+    from llm_playground.generation.config import DecodingConfig
 
-    if args.checkpoint is not None:
-        folder = Path(args.checkpoint).expanduser()
-        if not folder.is_dir():
-            raise UserError(f"checkpoint folder {folder} does not exist")
-        return info_for_dir(folder)
-    info = resolve(args.model)
-    if info.kind == "hub" and info.reason == "needs network" and not hub_reachable():
-        raise UserError(
-            f"unknown model '{args.model}': it is not an offline model "
-            f"({', '.join(OFFLINE_MODELS)}) or a Lab 2 run, and a hub model needs network"
-        )
-    return info
-
-
-def run(args: argparse.Namespace) -> int:
-    from llm_playground.generation.decoding import DecodingConfig, generate
-
-    config = DecodingConfig(
+    settings = {
+        dest: getattr(args, dest)
+        for _, dest, _, _ in STAGE_FLAGS
+        if getattr(args, dest) is not None
+    }
+    if args.sampler_order is not None:
+        settings["sampler_order"] = args.sampler_order
+    if args.speculative is None and args.draft_model is not None:
+        raise UserError("--draft-model needs --speculative draft")
+    sample = args.strategy == "sample"
+    return DecodingConfig(
         strategy=args.strategy,
         temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
+        top_k=args.top_k if args.top_k is not None or sample else 50,
+        top_p=args.top_p if args.top_p is not None or sample else 0.9,
         num_beams=args.num_beams,
         length_penalty=args.length_penalty,
         no_repeat_ngram_size=args.no_repeat_ngram_size,
         repetition_penalty=args.repetition_penalty,
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
+        speculative=args.speculative,
+        draft_tokens=args.draft_tokens,
+        draft_model=args.draft_model,
+        **settings,
     )
+
+
+def generate_command(args: argparse.Namespace) -> int:
+    from llm_playground.generation.decoding import generate
+
+    config = decoding_config(args)
     if args.candidates < 0:
         raise UserError(f"--candidates must be 0 or more, got {args.candidates}")
+    if args.candidates > 1000:
+        raise UserError(f"--candidates must be at most 1000, got {args.candidates}")
     if not args.prompt.strip():
         raise UserError("the prompt is empty")
     from transformers.utils import logging as hf_logging
 
-    from llm_playground.generation.registry import load_model
+    from llm_playground.generation.registry import find_model, load_model
+    from llm_playground.generation.runner import at_precision
 
     hf_logging.disable_progress_bar()
-    loaded = load_model(_model_info(args))
+    loaded = load_model(find_model(args.model, args.checkpoint))
+    loaded = at_precision(loaded, args.precision)
+    draft = None
+    if config.speculative == "draft":
+        draft = at_precision(load_model(find_model(config.draft_model)), args.precision)
     result = generate(
         loaded,
         args.prompt,
         config,
         chat_template=False if args.no_chat_template else None,
         candidates=args.candidates,
+        draft=draft,
     )
     if args.json:
         print(json.dumps(result.to_dict(with_steps=args.candidates > 0), ensure_ascii=False))

@@ -386,6 +386,27 @@ def resolve(name: str, paths: Paths | None = None) -> ModelInfo:
     )
 
 
+def find_model(
+    name: str | None = None, folder: str | Path | None = None, paths: Paths | None = None
+) -> ModelInfo:
+    """The one model resolver of the command line and the pages: a registry name (an offline
+    model, a Lab 2 run, an adapter or a hub id) or a model folder. Raises :class:`UserError`
+    with one message for a folder that does not exist or a name that cannot be found."""
+    if folder is not None:
+        where = Path(folder).expanduser()
+        if not where.is_dir():
+            raise UserError(f"checkpoint folder {where} does not exist")
+        return info_for_dir(where)
+    info = resolve(name or "", paths)
+    if info.kind == "hub" and info.reason and not hub_reachable():
+        raise UserError(
+            f"unknown model '{name}': it is not an offline model ({', '.join(OFFLINE_MODELS)}), "
+            "a Lab 2 run or an adapter, and a hub model needs network "
+            "(`llm-playground models` lists them)"
+        )
+    return info
+
+
 def info_for_dir(folder: Path) -> ModelInfo:
     """A model folder given by path: a Lab 2 run, its ``hf/`` export, a peft adapter or any HF model."""
     folder = folder.resolve()

@@ -1,5 +1,6 @@
 """Lab 3 · Generation: every decoding strategy at work, step by step, on real models.
-Layout and state only: the decoding loop and its records come from llm_playground.generation.decoding."""
+Layout and state only: decoding, samplers, speculative decoding and runners come from
+llm_playground.generation."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.generation.config import COMPARED_STRATEGIES, MAX_NEW_TOKENS, STRATEGIES
 from llm_playground.generation.decoding import (
-    STRATEGIES,
     DecodingConfig,
     GenerationResult,
     StepRecord,
@@ -17,16 +18,27 @@ from llm_playground.generation.decoding import (
     has_chat_template,
     iter_strategies,
     prepare,
+    shown_token,
+    stage_table,
     stream,
-    visible,
 )
+from llm_playground.generation.runner import (
+    at_precision,
+    bandwidth_limit,
+    memory_bandwidth,
+    weight_bytes_per_token,
+)
+from llm_playground.generation.samplers import ORDER_PRESETS, TRANSFORMERS_ORDER
+from llm_playground.generation.speculative import draft_models_for
 from llm_playground.ui.components import (
     cached_model,
+    current_job,
     esc,
-    job_manager,
+    job_panel,
     model_picker,
     page_header,
     show_user_error,
+    start_job,
 )
 
 EXAMPLES = {
@@ -35,6 +47,10 @@ EXAMPLES = {
     "Haiku": "Write a haiku about the sea.",
     "List": "Give three tips for learning to cook.",
     "Explain": "Explain in one paragraph why the sky is blue.",
+    "Rewrite (for prompt lookup)": "Rewrite this paragraph with the word 'old' changed to "
+    "'ancient', keeping everything else the same:\n\nThe old lighthouse stood on the rocky "
+    "cliff above the harbour. Every night its keeper climbed the spiral stairs, lit the great "
+    "lamp and watched the ships pass safely through the narrow channel.",
     "Continue (raw text)": "Once upon a time, in a small village by the sea,",
 }
 STRATEGY_LABELS = {
@@ -42,25 +58,66 @@ STRATEGY_LABELS = {
     "beam": "Beam search",
     "top-k": "Top-k sampling",
     "top-p": "Top-p (nucleus) sampling",
+    "sample": "Sampler chain",
 }
 SHORT_LABELS = {"greedy": "Greedy", "beam": "Beam search", "top-k": "Top-k", "top-p": "Top-p"}
+STAGE_SOURCES = {
+    "temperature": "divides the logits (transformers TemperatureLogitsWarper)",
+    "top_k": "keeps the k most likely (Fan et al. 2018)",
+    "top_p": "keeps the smallest head of mass p (Holtzman et al. 2019)",
+    "min_p": "cuts p < min-p·p_max (Nguyen et al. 2024, arXiv 2407.01082)",
+    "typical_p": "keeps tokens of typical surprisal (Meister et al. 2022, arXiv 2202.00666)",
+    "epsilon": "cuts p < ε (Hewitt et al. 2022, arXiv 2210.15191)",
+    "eta": "cuts p < min(ε, √ε·e^−H) (Hewitt et al. 2022)",
+    "top_n_sigma": "cuts logits below max − n·σ (Tang et al. 2024, arXiv 2411.07641)",
+    "xtc": "removes the top choices but the least likely (text-generation-webui PR 6335)",
+}
 CANDIDATES = 15
 COLOURS = alt.Scale(domain=["picked", "kept", "cut"], range=["#e4572e", "#4c78a8", "#c7c7c7"])
+GEN_SLOT, COMPARE_SLOT = "gen", "gen_compare"
 
 page_header(
     "🎲 Lab 3 · Generation",
     "A language model gives a probability for every possible next token; a decoding strategy "
     "decides which one to write. Pick a model, a prompt and a strategy, watch the text appear, "
-    "then step through it: which tokens were likely, what temperature did to them, what top-k "
-    "and top-p cut away, and which one was picked. Beam search shows its live beams and the winner.",
+    "then step through it: which tokens were likely, what each stage of the sampler chain did "
+    "to them, and which one was picked. Beam search shows its live beams; speculative decoding "
+    "shows which drafted tokens the model accepted.",
 )
 
 state = st.session_state
 state.setdefault("gen_prompt", EXAMPLES["Question"])
+state.setdefault("gen_order", list(TRANSFORMERS_ORDER))
+
+
+@st.cache_resource(max_entries=2, show_spinner="Making the int8 copy…")
+def _int8_model(name: str):
+    return at_precision(cached_model(name), "int8")
+
+
+@st.cache_resource(show_spinner="Measuring the memory bandwidth once…")
+def _bandwidth() -> float:
+    return memory_bandwidth()
+
+
+@st.cache_data(ttl=120, show_spinner=False)
+def _draft_choices(name: str) -> list[str]:
+    return draft_models_for(name)
 
 
 def _load_example() -> None:
     state["gen_prompt"] = EXAMPLES[state["gen_example"]]
+
+
+def _apply_preset() -> None:
+    state["gen_order"] = list(ORDER_PRESETS[state["gen_order_preset"]])
+
+
+def _move(index: int, offset: int) -> None:
+    order = state["gen_order"]
+    other = index + offset
+    if 0 <= other < len(order):
+        order[index], order[other] = order[other], order[index]
 
 
 # --- model, prompt, settings ------------------------------------------------------------
@@ -102,14 +159,16 @@ with left:
         value=48,
         step=8,
         key="gen_max_new",
-        help="Generation stops here or at the end-of-text token.",
+        help=f"Generation stops here or at the end-of-text token (at most {MAX_NEW_TOKENS:,}).",
     )
 
 with right:
     strategy = st.radio(
         "Strategy", STRATEGIES, key="gen_strategy", horizontal=True, format_func=STRATEGY_LABELS.get
     )
-    samp, beam, common = st.tabs(["Sampling", "Beams", "Penalties"])
+    samp, chain_tab, order_tab, beam, common, speed = st.tabs(
+        ["Sampling", "Sampler chain", "Order", "Beams", "Penalties", "Speed"]
+    )
     with samp:
         temperature = st.slider(
             "Temperature",
@@ -129,7 +188,7 @@ with right:
             value=50,
             step=1,
             key="gen_top_k",
-            help="Top-k sampling keeps the k most likely tokens (k ≥ 1).",
+            help="Keeps the k most likely tokens (k ≥ 1; 0 leaves it out of the sampler chain).",
         )
         top_p = st.slider(
             "Top-p",
@@ -138,8 +197,8 @@ with right:
             0.9,
             0.01,
             key="gen_top_p",
-            help="Nucleus sampling keeps the most likely tokens until their "
-            "probabilities add up to p (0 < p ≤ 1).",
+            help="Keeps the most likely tokens until their probabilities add up to p "
+            "(0 < p ≤ 1; 1 = off).",
         )
         seed = st.number_input(
             "Seed",
@@ -150,6 +209,52 @@ with right:
             key="gen_seed",
             help="The same seed gives the same sample.",
         )
+    with chain_tab:
+        st.caption(
+            "Used by **Sampler chain** (and on top of top-k / top-p sampling). "
+            "0 (or 1 for typical-p) leaves a stage out."
+        )
+        min_p = st.slider(
+            "Min-p", 0.0, 1.0, 0.0, 0.01, key="gen_min_p", help=STAGE_SOURCES["min_p"]
+        )
+        typical_p = st.slider(
+            "Typical-p", 0.01, 1.0, 1.0, 0.01, key="gen_typical_p", help=STAGE_SOURCES["typical_p"]
+        )
+        epsilon = st.number_input(
+            "Epsilon",
+            0.0,
+            0.99,
+            0.0,
+            0.0001,
+            format="%.4f",
+            key="gen_epsilon",
+            help=STAGE_SOURCES["epsilon"],
+        )
+        eta = st.number_input(
+            "Eta", 0.0, 0.99, 0.0, 0.0001, format="%.4f", key="gen_eta", help=STAGE_SOURCES["eta"]
+        )
+        top_n_sigma = st.slider(
+            "Top-nσ", 0.0, 5.0, 0.0, 0.1, key="gen_top_n_sigma", help=STAGE_SOURCES["top_n_sigma"]
+        )
+        xtc_probability = st.slider(
+            "XTC probability", 0.0, 1.0, 0.0, 0.05, key="gen_xtc_p", help=STAGE_SOURCES["xtc"]
+        )
+        xtc_threshold = st.slider("XTC threshold", 0.0, 1.0, 0.1, 0.01, key="gen_xtc_t")
+    with order_tab:
+        st.selectbox(
+            "Preset",
+            list(ORDER_PRESETS),
+            key="gen_order_preset",
+            on_change=_apply_preset,
+            help="transformers runs temperature first; llama.cpp runs it last, so its "
+            "truncation stages see the temperature-1 probabilities.",
+        )
+        for index, name in enumerate(state["gen_order"]):
+            c1, c2, c3 = st.columns([6, 1, 1])
+            c1.markdown(f"{index + 1}. `{name}` — {STAGE_SOURCES[name]}")
+            c2.button("↑", key=f"gen_up_{name}", on_click=_move, args=(index, -1))
+            c3.button("↓", key=f"gen_down_{name}", on_click=_move, args=(index, 1))
+        st.caption("Penalties and DRY always come first.")
     with beam:
         num_beams = st.slider("Number of beams", 1, 8, 4, key="gen_beams")
         length_penalty = st.slider(
@@ -178,7 +283,64 @@ with right:
             1.0,
             0.05,
             key="gen_repetition",
-            help="Makes tokens already in the text less likely (1 = off).",
+            help="Makes tokens already in the text less likely (1 = off; CTRL, Keskar et al. 2019).",
+        )
+        presence = st.slider(
+            "Presence penalty",
+            -2.0,
+            2.0,
+            0.0,
+            0.1,
+            key="gen_presence",
+            help="Subtracted once from every token seen in the last 64 (llama.cpp, OpenAI).",
+        )
+        frequency = st.slider(
+            "Frequency penalty",
+            -2.0,
+            2.0,
+            0.0,
+            0.1,
+            key="gen_frequency",
+            help="Subtracted per occurrence in the last 64 tokens (llama.cpp, OpenAI).",
+        )
+        dry_multiplier = st.slider(
+            "DRY multiplier",
+            0.0,
+            3.0,
+            0.0,
+            0.1,
+            key="gen_dry",
+            help="Don't Repeat Yourself: penalises the token that would extend a repeat "
+            "(text-generation-webui PR 5677; 0 = off).",
+        )
+        dry_base = st.slider("DRY base", 1.0, 4.0, 1.75, 0.05, key="gen_dry_base")
+        dry_allowed = st.slider("DRY allowed length", 1, 8, 2, key="gen_dry_allowed")
+    with speed:
+        speculative = st.radio(
+            "Speculative decoding",
+            ["off", "prompt-lookup", "draft"],
+            key="gen_speculative",
+            horizontal=True,
+            help="Draft several tokens cheaply and let the model check them in one forward pass.",
+        )
+        draft_tokens = st.slider("Draft tokens", 1, 32, 10, key="gen_draft_tokens")
+        draft_name = None
+        if speculative == "draft" and model_name:
+            choices = _draft_choices(model_name)
+            if choices:
+                draft_name = st.selectbox("Draft model", choices, key="gen_draft_model")
+            else:
+                st.info(
+                    f"No smaller model with the tokenizer of {model_name} is available here. "
+                    "Train two Lab 2 runs on the same tokenizer to get a pair, or use prompt "
+                    "lookup."
+                )
+        precision = st.radio(
+            "Precision",
+            ["fp32", "int8"],
+            key="gen_precision",
+            horizontal=True,
+            help="int8: the linear layers keep int8 weights (4x fewer bytes to read per token).",
         )
 
 config = None
@@ -186,14 +348,30 @@ try:
     config = DecodingConfig(
         strategy=strategy,
         temperature=temperature,
-        top_k=int(top_k),
-        top_p=top_p,
+        top_k=int(top_k) if (top_k or strategy == "top-k") else None,
+        top_p=top_p if (top_p or strategy == "top-p") else None,
+        min_p=min_p,
+        typical_p=typical_p,
+        epsilon=epsilon,
+        eta=eta,
+        top_n_sigma=top_n_sigma,
+        xtc_probability=xtc_probability,
+        xtc_threshold=xtc_threshold,
+        sampler_order=tuple(state["gen_order"]),
         num_beams=num_beams,
         length_penalty=length_penalty,
         no_repeat_ngram_size=no_repeat,
         repetition_penalty=repetition,
+        presence_penalty=presence,
+        frequency_penalty=frequency,
+        dry_multiplier=dry_multiplier,
+        dry_base=dry_base,
+        dry_allowed_length=dry_allowed,
         max_new_tokens=int(max_new),
         seed=int(seed),
+        speculative=None if speculative == "off" else speculative,
+        draft_tokens=draft_tokens,
+        draft_model=draft_name,
     )
     if loaded is not None:
         prepare(loaded, prompt, config, use_chat)
@@ -205,34 +383,47 @@ else:
         f"Will run: {esc(config.describe())}"
         + (
             " — temperature 0, so this is greedy."
-            if config.strategy in ("top-k", "top-p") and config.temperature == 0
+            if config.strategy in ("top-k", "top-p", "sample") and config.temperature == 0
             else ""
         )
     )
 
-manager = job_manager()
-job = manager.get(state.get("gen_job"))
-running = job is not None and job.running
+gen_job = current_job(GEN_SLOT)
+compare_job = current_job(COMPARE_SLOT)
+busy = (gen_job is not None and gen_job.running) or (
+    compare_job is not None and compare_job.running
+)
+ready = config is not None and loaded is not None and not busy
 
 b1, b2, _ = st.columns([1, 2, 2])
-if b1.button(
-    "Generate", key="gen_run", type="primary", disabled=config is None or loaded is None or running
-):
-    params = {"model": model_name, "prompt": prompt, "config": config, "chat": use_chat}
+if b1.button("Generate", key="gen_run", type="primary", disabled=not ready):
+    try:
+        model = _int8_model(model_name) if precision == "int8" else loaded
+        draft = None
+        if config.speculative == "draft":
+            draft = cached_model(config.draft_model)
+            draft = at_precision(draft, precision)
+    except UserError as exc:
+        show_user_error(exc)
+    else:
 
-    def factory(stop, loaded=loaded, prompt=prompt, config=config, chat=use_chat):
-        return stream(loaded, prompt, config, chat, candidates=CANDIDATES, stop_event=stop)
+        def factory(stop, model=model, prompt=prompt, config=config, chat=use_chat, draft=draft):
+            return stream(
+                model, prompt, config, chat, candidates=CANDIDATES, stop_event=stop, draft=draft
+            )
 
-    job = manager.start(
-        "generation", f"generate with {model_name}", factory, params, exclusive=False
-    )
-    state["gen_job"] = job.id
-    state["gen_step"] = 0
-    running = True
+        start_job(
+            GEN_SLOT,
+            f"generate with {model_name}",
+            factory,
+            heavy=False,
+            params={"model": model_name, "config": config, "precision": precision},
+        )
+        state["gen_step"] = 0
 compare_clicked = b2.button(
     "Compare all strategies",
     key="gen_compare",
-    disabled=config is None or loaded is None or running,
+    disabled=not ready,
     help="Runs greedy, beam, top-k and top-p with your settings, side by side.",
 )
 
@@ -240,19 +431,31 @@ compare_clicked = b2.button(
 # --- output (streams while the job runs) ------------------------------------------------
 
 
-def _records(job) -> tuple[list[StepRecord], GenerationResult | None]:
-    events = job.events_since(0)
-    result = events[-1] if events and isinstance(events[-1], GenerationResult) else None
+def _records(events: list) -> tuple[list[StepRecord], GenerationResult | None]:
+    result = next((e for e in reversed(events) if isinstance(e, GenerationResult)), None)
     return [e for e in events if isinstance(e, StepRecord)], result
 
 
-@st.fragment(run_every=0.5 if running else None)
-def live_output() -> None:
-    current = manager.get(state.get("gen_job"))
-    if current is None:
-        st.info("Pick a strategy and press **Generate**.")
-        return
-    steps, result = _records(current)
+def _speculative_html(steps: list[StepRecord]) -> str:
+    """The text token by token: accepted drafts in green, rejected drafts struck out in red."""
+    parts = []
+    for step in steps:
+        for rejected in step.rejected[:1]:
+            parts.append(
+                f"<span class='spec-rejected' title='draft token rejected' style='color:#b00020;"
+                f"text-decoration:line-through'>{esc(rejected)}</span>"
+            )
+        style = "background:#c8efc8" if step.source == "draft" else ""
+        kind = "spec-accepted" if step.source == "draft" else "spec-model"
+        parts.append(
+            f"<span class='{kind}' title='pass {step.forward_pass}' style='{style}'>"
+            f"{esc(step.token)}</span>"
+        )
+    return "".join(parts)
+
+
+def _draw_output(job, events) -> None:
+    steps, result = _records(events)
     st.subheader("Output")
     text = result.text if result else (steps[-1].text if steps else "")
     st.markdown(
@@ -261,70 +464,87 @@ def live_output() -> None:
         f"{'' if result else ' ▌'}</div>",
         unsafe_allow_html=True,
     )
-    if current.error:
-        st.error(f"Generation failed: {current.error}")
-    if result is None and current.running:
-        if st.button("Stop", key="gen_stop"):
-            manager.stop(current.id)
+    if job.running:
         st.caption(f"Generating… {len(steps)} tokens so far")
+    if result is None:
         return
-    if result is not None:
-        m1, m2, m3, m4 = st.columns(4)
-        m1.metric("New tokens", result.new_tokens)
-        m2.metric("Time", f"{result.time_s:.2f} s")
-        m3.metric("Tokens/s", f"{result.tokens_per_s:.1f}")
-        m4.metric(
-            "Ended by",
-            {"eos": "end of text", "length": "token limit", "stopped": "Stop"}[
-                result.finish_reason
-            ],
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("New tokens", result.new_tokens)
+    m2.metric("Time", f"{result.time_s:.2f} s")
+    m3.metric("Tokens/s", f"{result.tokens_per_s:.1f}")
+    m4.metric(
+        "Ended by",
+        {"eos": "end of text", "length": "token limit", "stopped": "Stop"}[result.finish_reason],
+    )
+    if result.speculative:
+        st.markdown("**Speculative decoding**: green = drafted and accepted, red = rejected")
+        st.markdown(
+            f"<div class='spec-view' style='white-space: pre-wrap; border: 1px solid #ddd; "
+            f"border-radius: 6px; padding: 0.8em'>{_speculative_html(result.steps)}</div>",
+            unsafe_allow_html=True,
         )
-    if state.get("gen_was_running") and not current.running:
-        state["gen_was_running"] = False
-        st.rerun()  # redraw the whole page once: the step-by-step view below needs the result
+        s1, s2, s3 = st.columns(3)
+        s1.metric("Forward passes", result.forward_passes)
+        s2.metric("Tokens per pass", f"{result.tokens_per_pass:.2f}")
+        s3.metric("Accepted drafts", f"{result.accepted_draft_tokens} of {result.drafted_tokens}")
 
 
-state["gen_was_running"] = running
-live_output()
+job_panel(GEN_SLOT, draw=_draw_output, progress=False)
+if current_job(GEN_SLOT) is None:
+    st.info("Pick a strategy and press **Generate**.")
 
 
 # --- step by step -----------------------------------------------------------------------
 
-job = manager.get(state.get("gen_job"))
+gen_job = current_job(GEN_SLOT)
 result = None
-if job is not None and not job.running:
-    result = _records(job)[1]
+if gen_job is not None and not gen_job.running:
+    result = _records(gen_job.snapshot())[1]
 
 if result is not None and result.steps:
+    cfg: DecodingConfig = gen_job.params["config"]
+    with st.expander("Speed against the memory-bandwidth limit"):
+        if st.button("Measure", key="gen_measure"):
+            name = gen_job.params["model"]
+            int8 = gen_job.params.get("precision") == "int8"
+            model = _int8_model(name) if int8 else cached_model(name)
+            bandwidth = _bandwidth()
+            limit = bandwidth_limit(model.model, bandwidth)
+            st.caption(
+                f"Weights read per token: {weight_bytes_per_token(model.model) / 1e6:,.0f} MB; "
+                f"memory bandwidth {bandwidth / 1e9:.1f} GB/s; so at most {limit:.1f} tokens/s. "
+                f"This run: {result.tokens_per_s:.1f} tokens/s "
+                f"({100 * result.tokens_per_s / limit:.0f}% of the limit)."
+            )
     st.subheader("Step by step")
     n = len(result.steps)
     if state.get("gen_step", 0) >= n:
         state["gen_step"] = 0
-    labels = {i: f"{i + 1}: {visible(s.token)}" for i, s in enumerate(result.steps)}
+    labels = {i: f"{i + 1}: {shown_token(s.token)}" for i, s in enumerate(result.steps)}
     index = (
         st.select_slider("Step", options=list(range(n)), key="gen_step", format_func=labels.get)
         if n > 1
         else 0
     )
     step = result.steps[index]
-    cfg: DecodingConfig = job.params["config"]
     so_far = "".join(s.token for s in result.steps[:index])
     st.markdown(
         f"Text before this step: <code>{esc(so_far[-200:]) or '(start)'}</code> → picked "
-        f"<b>{esc(visible(step.token))}</b> (id {step.token_id}) with probability "
+        f"<b>{esc(shown_token(step.token))}</b> (id {step.token_id}) with probability "
         f"{step.prob:.3f}",
         unsafe_allow_html=True,
     )
-    if cfg.samples:
-        rule = (
-            f"top-k keeps the {cfg.top_k} most likely"
-            if cfg.strategy == "top-k"
-            else f"top-p keeps the most likely tokens until they add up to {cfg.top_p:g}"
+    if cfg.samples and step.stages:
+        chain = " → ".join(
+            f"{name} ({kept:,} left)"
+            for name, kept in zip(step.stages, step.kept_after, strict=True)
         )
         st.caption(
-            f"Temperature {cfg.temperature:g}, then {rule}: {step.kept_count} token(s) were "
-            "left to sample from; the picked token's probability is among those."
+            f"The chain at this step: {chain}. {step.kept_count} token(s) were left to sample "
+            "from; the picked token's probability is among those."
         )
+    elif cfg.samples:
+        st.caption("Sampling from the full distribution: no stage is set.")
     elif result.strategy == "beam":
         st.caption("Beam search: 'kept' marks the tokens that extended a beam at this step.")
     else:
@@ -333,6 +553,12 @@ if result is not None and result.steps:
             + (" (temperature 0 means greedy)." if cfg.strategy != "greedy" else ".")
         )
     rows = candidate_rows(step)
+    reasons = [f"<b>{esc(r['token'])}</b> {esc(r['why'])}" for r in rows if r["why"]]
+    if reasons:
+        st.markdown(
+            "<div class='gen-why'>Why not these: " + "; ".join(reasons[:8]) + "</div>",
+            unsafe_allow_html=True,
+        )
     table, chart = st.columns([5, 4])
     with table:
         st.dataframe(
@@ -350,7 +576,10 @@ if result is not None and result.steps:
                     "p after T", format="%.4f", help="softmax of the logits / temperature"
                 ),
                 "status": st.column_config.TextColumn(
-                    "fate", help="picked; kept by top-k/top-p; or cut away"
+                    "fate", help="picked; kept by the sampler chain; or cut away"
+                ),
+                "why": st.column_config.TextColumn(
+                    "why", help="the stage that removed the token, or the penalties that lowered it"
                 ),
             },
         )
@@ -370,11 +599,23 @@ if result is not None and result.steps:
                     alt.Tooltip("prob before temperature:Q", format=".4f"),
                     alt.Tooltip("prob after temperature:Q", format=".4f"),
                     "status",
+                    "why",
                 ],
             )
             .properties(height=34 * len(rows)),
             width="stretch",
             key="gen_chart",
+        )
+    if step.stages:
+        st.markdown("**The distribution after each stage** (empty once a stage cut the token)")
+        st.dataframe(
+            pd.DataFrame(stage_table(step)),
+            hide_index=True,
+            width="stretch",
+            key="gen_stage_table",
+            column_config={
+                name: st.column_config.NumberColumn(name, format="%.4f") for name in step.stages
+            },
         )
 
     if result.strategy == "beam" and result.beam_steps:
@@ -424,44 +665,31 @@ if result is not None and result.steps:
 
 # --- comparison grid --------------------------------------------------------------------
 
-if compare_clicked and config is not None and loaded is not None:
+if compare_clicked and ready:
 
     def compare_factory(stop, loaded=loaded, prompt=prompt, config=config, chat=use_chat):
         return iter_strategies(loaded, prompt, config, chat, stop_event=stop)
 
-    job = manager.start(
-        "comparison",
+    start_job(
+        COMPARE_SLOT,
         f"compare strategies with {model_name}",
         compare_factory,
-        {"prompt": prompt},
-        exclusive=False,
+        heavy=True,
+        params={"prompt": prompt},
     )
-    state["gen_compare_job"] = job.id
-    state["gen_compare_was_running"] = True
 
 
-@st.fragment(run_every=0.5 if state.get("gen_compare_was_running") else None)
-def comparison_grid() -> None:
-    current = manager.get(state.get("gen_compare_job"))
-    if current is None:
-        return
-    results = current.events_since(0)
+def _draw_grid(job, results) -> None:
     st.subheader("Every strategy, same prompt")
-    st.caption(f"Prompt: {esc(str(current.params.get('prompt', ''))[:200])}")
-    if current.error:
-        st.error(f"Comparison failed: {current.error}")
-    if current.running:
-        if st.button("Stop the comparison", key="gen_compare_stop"):
-            manager.stop(current.id)
+    st.caption(f"Prompt: {esc(str(job.params.get('prompt', ''))[:200])}")
+    if job.running and not job.queued:
+        current = COMPARED_STRATEGIES[min(len(results), len(COMPARED_STRATEGIES) - 1)]
         st.caption(
-            f"Running {SHORT_LABELS[STRATEGIES[min(len(results), len(STRATEGIES) - 1)]]}… "
-            f"{len(results)} of {len(STRATEGIES)} strategies done"
+            f"Running {SHORT_LABELS[current]}… {len(results)} of {len(COMPARED_STRATEGIES)} "
+            "strategies done"
         )
-    elif state.get("gen_compare_was_running"):
-        state["gen_compare_was_running"] = False
-        st.rerun()  # a full run ends the polling
-    cols = st.columns(len(STRATEGIES))
-    for col, name, res in zip(cols, STRATEGIES, results, strict=False):
+    cols = st.columns(len(COMPARED_STRATEGIES))
+    for col, name, res in zip(cols, COMPARED_STRATEGIES, results, strict=False):
         with col:
             st.markdown(
                 f"**{SHORT_LABELS[name]}**"
@@ -477,4 +705,4 @@ def comparison_grid() -> None:
             )
 
 
-comparison_grid()
+job_panel(COMPARE_SLOT, draw=_draw_grid, progress=False, stop_label="Stop the comparison")

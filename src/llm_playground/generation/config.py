@@ -1,0 +1,284 @@
+"""The settings of one generation (:class:`DecodingConfig`) and the sampler chain they build."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from llm_playground.core.errors import UserError
+from llm_playground.generation.samplers import (
+    DRY,
+    TRANSFORMERS_ORDER,
+    XTC,
+    Epsilon,
+    Eta,
+    MinP,
+    NoRepeatNGram,
+    PresenceFrequencyPenalty,
+    ProcessorList,
+    RepetitionPenalty,
+    Stage,
+    Temperature,
+    TopK,
+    TopNSigma,
+    TopP,
+    TypicalP,
+    finite,
+    in_range,
+    parse_order,
+    whole,
+)
+
+Strategy = Literal["greedy", "beam", "top-k", "top-p", "sample"]
+STRATEGIES: tuple[str, ...] = ("greedy", "beam", "top-k", "top-p", "sample")
+# The strategies a side-by-side comparison runs (the classic four).
+COMPARED_STRATEGIES: tuple[str, ...] = ("greedy", "beam", "top-k", "top-p")
+SPECULATIVE: tuple[str, ...] = ("prompt-lookup", "draft")
+MAX_NEW_TOKENS = 4096
+MAX_PROMPT_CHARS = 50_000
+MAX_DRAFT_TOKENS = 64
+DRY_BREAKERS = ("\n", ":", '"', "*")
+
+
+@dataclass(frozen=True)
+class DecodingConfig:
+    """How to pick each next token. Invalid settings raise :class:`UserError` on construction.
+
+    ``temperature`` 0 means greedy. The "top-k" strategy samples with ``top_k``, "top-p"
+    with ``top_p``; "sample" runs whichever stages are set (``top_k``/``top_p`` None or
+    ``top_p`` 1 leave them out), in ``sampler_order``. ``num_beams`` and ``length_penalty``
+    belong to "beam". Penalties (repetition, presence, frequency, DRY, no-repeat n-gram)
+    act on every strategy, before the samplers. ``speculative`` "prompt-lookup" or "draft"
+    (with ``draft_model``) drafts up to ``draft_tokens`` tokens that the model checks in one
+    forward pass. ``seed`` None draws a fresh seed.
+    """
+
+    strategy: Strategy = "greedy"
+    temperature: float = 1.0
+    top_k: int | None = 50
+    top_p: float | None = 0.9
+    min_p: float = 0.0
+    typical_p: float = 1.0
+    epsilon: float = 0.0
+    eta: float = 0.0
+    top_n_sigma: float = 0.0
+    xtc_probability: float = 0.0
+    xtc_threshold: float = 0.1
+    sampler_order: tuple[str, ...] = TRANSFORMERS_ORDER
+    num_beams: int = 4
+    length_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    dry_multiplier: float = 0.0
+    dry_base: float = 1.75
+    dry_allowed_length: int = 2
+    max_new_tokens: int = 64
+    seed: int | None = 0
+    speculative: str | None = None
+    draft_tokens: int = 10
+    draft_model: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UserError(
+                f"unknown strategy '{self.strategy}': pick one of {', '.join(STRATEGIES)}"
+            )
+        checked: dict[str, Any] = {}
+        temperature = finite("temperature", self.temperature)
+        if temperature < 0:
+            raise UserError(f"temperature must be 0 or more (0 means greedy), got {temperature:g}")
+        checked["temperature"] = temperature
+        if self.top_k is not None:
+            checked["top_k"] = whole("top-k", self.top_k)
+            if checked["top_k"] < 1:
+                raise UserError(f"top-k must be at least 1, got {checked['top_k']}")
+        elif self.strategy == "top-k":
+            raise UserError("top-k sampling needs a top-k setting")
+        if self.top_p is not None:
+            checked["top_p"] = in_range("top-p", self.top_p, 0, 1, open_low=True)
+        elif self.strategy == "top-p":
+            raise UserError("top-p sampling needs a top-p setting")
+        checked["min_p"] = in_range("min-p", self.min_p, 0, 1)
+        checked["typical_p"] = in_range("typical-p", self.typical_p, 0, 1, open_low=True)
+        checked["epsilon"] = in_range("epsilon", self.epsilon, 0, 1)
+        checked["eta"] = in_range("eta", self.eta, 0, 1)
+        checked["top_n_sigma"] = finite("top-n-sigma", self.top_n_sigma)
+        if checked["top_n_sigma"] < 0:
+            raise UserError(f"top-n-sigma must be 0 (off) or more, got {self.top_n_sigma:g}")
+        checked["xtc_probability"] = in_range("XTC probability", self.xtc_probability, 0, 1)
+        checked["xtc_threshold"] = in_range("XTC threshold", self.xtc_threshold, 0, 1)
+        checked["sampler_order"] = parse_order(self.sampler_order)
+        checked["num_beams"] = whole("number of beams", self.num_beams)
+        if checked["num_beams"] < 1:
+            raise UserError(f"the number of beams must be at least 1, got {self.num_beams}")
+        checked["length_penalty"] = finite("length penalty", self.length_penalty)
+        ngram = whole("no-repeat n-gram size", self.no_repeat_ngram_size)
+        if ngram < 0:
+            raise UserError(f"the no-repeat n-gram size must be 0 (off) or more, got {ngram}")
+        checked["no_repeat_ngram_size"] = ngram
+        repetition = finite("repetition penalty", self.repetition_penalty)
+        if repetition <= 0:
+            raise UserError(f"the repetition penalty must be above 0 (1 = off), got {repetition:g}")
+        checked["repetition_penalty"] = repetition
+        checked["presence_penalty"] = in_range("presence penalty", self.presence_penalty, -2, 2)
+        checked["frequency_penalty"] = in_range("frequency penalty", self.frequency_penalty, -2, 2)
+        checked["dry_multiplier"] = finite("DRY multiplier", self.dry_multiplier)
+        if checked["dry_multiplier"] < 0:
+            raise UserError(
+                f"the DRY multiplier must be 0 (off) or more, got {self.dry_multiplier:g}"
+            )
+        checked["dry_base"] = finite("DRY base", self.dry_base)
+        if checked["dry_base"] < 1:
+            raise UserError(f"the DRY base must be at least 1, got {self.dry_base:g}")
+        checked["dry_allowed_length"] = whole("DRY allowed length", self.dry_allowed_length)
+        if checked["dry_allowed_length"] < 1:
+            raise UserError(
+                f"the DRY allowed length must be at least 1, got {self.dry_allowed_length}"
+            )
+        max_new = whole("max new tokens", self.max_new_tokens)
+        if max_new < 1:
+            raise UserError(f"max new tokens must be at least 1, got {max_new}")
+        if max_new > MAX_NEW_TOKENS:
+            raise UserError(
+                f"max new tokens must be at most {MAX_NEW_TOKENS:,} (and the prompt plus the "
+                f"new tokens must fit the model's context), got {max_new:,}"
+            )
+        checked["max_new_tokens"] = max_new
+        if self.seed is not None:
+            checked["seed"] = whole("seed", self.seed)
+            if checked["seed"] < 0:
+                raise UserError(f"the seed must be 0 or more, got {checked['seed']}")
+        if self.speculative is not None and self.speculative not in SPECULATIVE:
+            raise UserError(
+                f"unknown speculative method '{self.speculative}': "
+                f"pick one of {', '.join(SPECULATIVE)}"
+            )
+        draft_tokens = whole("draft tokens", self.draft_tokens)
+        if not 1 <= draft_tokens <= MAX_DRAFT_TOKENS:
+            raise UserError(
+                f"draft tokens must be between 1 and {MAX_DRAFT_TOKENS}, got {draft_tokens}"
+            )
+        checked["draft_tokens"] = draft_tokens
+        if self.speculative == "draft" and not (self.draft_model or "").strip():
+            raise UserError("speculative decoding with a draft model needs the draft model's name")
+        if self.speculative and self.strategy == "beam" and self.num_beams > 1:
+            raise UserError("speculative decoding works with greedy or sampling, not beam search")
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def samples(self) -> bool:
+        """Whether this configuration draws tokens at random (temperature 0 means greedy)."""
+        return self.strategy in ("top-k", "top-p", "sample") and self.temperature > 0
+
+    @property
+    def effective_strategy(self) -> str:
+        """The strategy that actually runs: sampling at temperature 0 is greedy, and so is
+        beam search with one beam."""
+        if self.strategy in ("top-k", "top-p", "sample") and self.temperature == 0:
+            return "greedy"
+        if self.strategy == "beam" and self.num_beams == 1:
+            return "greedy"
+        return self.strategy
+
+    def active_samplers(self) -> tuple[str, ...]:
+        """The sampler stages this configuration runs, in its order (empty unless sampling)."""
+        if not self.samples:
+            return ()
+        active = {
+            "temperature": self.temperature != 1.0,
+            "top_k": self.strategy == "top-k"
+            or (self.strategy == "sample" and self.top_k is not None),
+            "top_p": self.strategy in ("top-p", "sample")
+            and self.top_p is not None
+            and self.top_p < 1.0,
+            "min_p": self.min_p > 0,
+            "typical_p": self.typical_p < 1.0,
+            "epsilon": self.epsilon > 0,
+            "eta": self.eta > 0,
+            "top_n_sigma": self.top_n_sigma > 0,
+            "xtc": self.xtc_probability > 0,
+        }
+        return tuple(name for name in self.sampler_order if active[name])
+
+    def describe(self) -> str:
+        s = self.strategy
+        if s == "beam":
+            return f"beam search ({self.num_beams} beams, length penalty {self.length_penalty:g})"
+        if s == "top-k":
+            text = f"top-k sampling (k={self.top_k}, temperature {self.temperature:g})"
+        elif s == "top-p":
+            text = f"nucleus sampling (p={self.top_p:g}, temperature {self.temperature:g})"
+        elif s == "sample":
+            chain = " → ".join(self.active_samplers()) or "the full distribution"
+            text = f"sampling through {chain}"
+        else:
+            text = "greedy"
+        if self.speculative == "prompt-lookup":
+            text += f", with prompt-lookup drafts of up to {self.draft_tokens} tokens"
+        elif self.speculative == "draft":
+            text += f", with drafts of up to {self.draft_tokens} tokens from {self.draft_model}"
+        return text
+
+
+def penalty_processors(config: DecodingConfig, breakers: tuple[int, ...] = ()) -> ProcessorList:
+    """The stages that act on every strategy, before any sampler: repetition penalty,
+    presence/frequency penalties, DRY, no-repeat n-gram (``breakers``: DRY's token ids)."""
+    stages = ProcessorList()
+    if config.repetition_penalty != 1.0:
+        stages.append(RepetitionPenalty(config.repetition_penalty))
+    if config.presence_penalty or config.frequency_penalty:
+        stages.append(PresenceFrequencyPenalty(config.presence_penalty, config.frequency_penalty))
+    if config.dry_multiplier > 0:
+        stages.append(
+            DRY(config.dry_multiplier, config.dry_base, config.dry_allowed_length, breakers)
+        )
+    if config.no_repeat_ngram_size > 0:
+        stages.append(NoRepeatNGram(config.no_repeat_ngram_size))
+    return stages
+
+
+def sampler_stages(config: DecodingConfig, generator=None) -> ProcessorList:
+    """The sampler stages of a sampling configuration, in its order (``generator`` draws
+    XTC's coin)."""
+    build: dict[str, Any] = {
+        "temperature": lambda: Temperature(config.temperature),
+        "top_k": lambda: TopK(config.top_k),
+        "top_p": lambda: TopP(config.top_p),
+        "min_p": lambda: MinP(config.min_p),
+        "typical_p": lambda: TypicalP(config.typical_p),
+        "epsilon": lambda: Epsilon(config.epsilon),
+        "eta": lambda: Eta(config.eta),
+        "top_n_sigma": lambda: TopNSigma(config.top_n_sigma),
+        "xtc": lambda: XTC(config.xtc_probability, config.xtc_threshold, generator),
+    }
+    return ProcessorList(build[name]() for name in config.active_samplers())
+
+
+def sampling_filters(config: DecodingConfig) -> tuple[Stage | None, ProcessorList]:
+    """Temperature and the truncation stages of a sampling configuration (kept for callers
+    of the earlier two-part form)."""
+    stages = sampler_stages(config)
+    temperature = next((s for s in stages if s.name == "temperature"), None)
+    return temperature, ProcessorList(s for s in stages if s.name != "temperature")
+
+
+def dry_breakers(tokenizer) -> tuple[int, ...]:
+    """Token ids whose text holds a DRY sequence breaker (newline, colon, quote, asterisk)."""
+    cached = getattr(tokenizer, "_playground_dry_breakers", None)
+    if cached is not None:
+        return cached
+    pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    found = []
+    for token_id, piece in enumerate(pieces):
+        text = tokenizer.convert_tokens_to_string([piece]) if piece else ""
+        if any(b in text for b in DRY_BREAKERS):
+            found.append(token_id)
+    result = tuple(found)
+    try:
+        tokenizer._playground_dry_breakers = result
+    except AttributeError:
+        pass
+    return result

@@ -1,0 +1,269 @@
+"""Running a model one step at a time: a fast path for Llama-family models, and any model.
+
+A runner holds a model's KV cache for one sequence and answers ``forward(new_ids)`` with the
+logits of the new positions; ``truncate(length)`` forgets positions past ``length`` (what
+speculative decoding does after a rejected draft).
+
+* :class:`StaticLlamaRunner` runs ``LlamaForCausalLM`` models (SmolLM2) with its own short
+  forward pass: a KV cache allocated once for the whole generation, rotary tables computed
+  once, and the same tensor operations as ``transformers``' Llama in the same order, so the
+  logits, and therefore greedy tokens, are the same; it saves the Python work that
+  ``generate`` and the general model code do around them at every token.
+* :class:`ModelRunner` runs any ``transformers`` causal LM (GPT-2 exports of Lab 2, Gemma,
+  LoRA adapters) with its ``DynamicCache``, or without a cache (the whole prefix again at
+  every step).
+
+:func:`int8_model` makes the int8 weight-only copy behind ``precision="int8"``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+
+
+class ModelRunner:
+    """Any ``transformers`` causal LM, with its own cache (or none)."""
+
+    def __init__(self, model, use_cache: bool = True):
+        import inspect
+
+        self.model = model
+        self.use_cache = use_cache
+        self.cache = None
+        self.tokens: list[int] = []  # every position seen so far
+        self.device = next(model.parameters()).device
+        try:
+            self.keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            self.keeps_logits = False
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def forward(self, new_ids: list[int], all_logits: bool = False):
+        """Logits [n, vocab] (float32) of the new positions, or [1, vocab] for the last only."""
+        import torch
+
+        keep = len(new_ids) if all_logits else 1
+        kwargs: dict[str, Any] = {"logits_to_keep": keep} if self.keeps_logits else {}
+        self.tokens.extend(new_ids)
+        if self.use_cache:
+            ids = torch.tensor([new_ids], dtype=torch.long, device=self.device)
+            out = self.model(input_ids=ids, past_key_values=self.cache, use_cache=True, **kwargs)
+            self.cache = out.past_key_values
+        else:
+            ids = torch.tensor([self.tokens], dtype=torch.long, device=self.device)
+            out = self.model(input_ids=ids, use_cache=False, **kwargs)
+        return out.logits[0, -keep:, :].float()
+
+    def truncate(self, length: int) -> None:
+        removed = len(self.tokens) - length
+        del self.tokens[length:]
+        if self.cache is not None and removed > 0:
+            self.cache.crop(-removed)  # transformers 5: a negative count of positions to drop
+
+
+def fast_path_supported(model) -> bool:
+    """Whether :class:`StaticLlamaRunner` can run this model exactly like ``transformers``."""
+    if type(model).__name__ != "LlamaForCausalLM":
+        return False
+    cfg = model.config
+    rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
+    return (
+        getattr(cfg, "hidden_act", "") == "silu"
+        and not getattr(cfg, "attention_bias", False)
+        and not getattr(cfg, "mlp_bias", False)
+        and rope.get("rope_type", "default") == "default"
+        and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager")
+        and next(model.parameters()).device.type == "cpu"
+    )
+
+
+class StaticLlamaRunner:
+    """A Llama forward pass over a KV cache allocated once (``max_length`` positions).
+
+    Same operations as ``transformers``' ``LlamaModel`` (RMS norm in float32, rotary
+    embedding, grouped-query attention with scaled dot-product attention, SiLU MLP), with
+    the per-call work moved out of the loop: cache tensors and rotary tables are built
+    once, and each layer's modules are looked up once.
+    """
+
+    def __init__(self, model, max_length: int):
+        import torch
+
+        self.model = model
+        cfg = model.config
+        inner = model.model
+        self.layers = list(inner.layers)
+        self.embed = inner.embed_tokens
+        self.norm = inner.norm
+        self.head = model.lm_head
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = cfg.num_key_value_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
+        self.scaling = self.head_dim**-0.5
+        self.max_length = max_length
+        self.tokens: list[int] = []
+        dtype = self.embed.weight.dtype
+        shape = (1, self.kv_heads, max_length, self.head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype) for _ in self.layers]
+        self.values = [torch.zeros(shape, dtype=dtype) for _ in self.layers]
+        # rotary tables for every position, computed as LlamaRotaryEmbedding computes them
+        rotary = inner.rotary_emb
+        positions = torch.arange(max_length)[None, :, None].float()
+        freqs = positions * rotary.inv_freq.float()
+        angles = torch.cat((freqs, freqs), dim=-1)
+        self.cos = (angles.cos() * rotary.attention_scaling).to(dtype)[0]
+        self.sin = (angles.sin() * rotary.attention_scaling).to(dtype)[0]
+
+    @property
+    def length(self) -> int:
+        return len(self.tokens)
+
+    def truncate(self, length: int) -> None:
+        del self.tokens[length:]  # later positions are simply overwritten
+
+    def forward(self, new_ids: list[int], all_logits: bool = False):
+        """Logits [n, vocab] of the new positions (or [1, vocab] of the last one)."""
+        import torch
+        import torch.nn.functional as F
+
+        start, count = len(self.tokens), len(new_ids)
+        end = start + count
+        if end > self.max_length:
+            raise ValueError(f"the cache holds {self.max_length} positions, asked for {end}")
+        self.tokens.extend(new_ids)
+        hidden = self.embed(torch.tensor([new_ids], dtype=torch.long))
+        cos = self.cos[start:end][None, None]
+        sin = self.sin[start:end][None, None]
+        half = self.head_dim // 2
+        # a query attends to every cached position up to its own
+        mask, causal = None, count > 1 and start == 0
+        if count > 1 and start > 0:
+            mask = torch.arange(end)[None, :] <= torch.arange(start, end)[:, None]
+        for layer, keys, values in zip(self.layers, self.keys, self.values, strict=True):
+            attention = layer.self_attn
+            # attention block: norm, project, rotate, cache, attend, project back
+            residual = hidden
+            normed = layer.input_layernorm(hidden)
+            query = attention.q_proj(normed).view(1, count, self.heads, self.head_dim)
+            key = attention.k_proj(normed).view(1, count, self.kv_heads, self.head_dim)
+            value = attention.v_proj(normed).view(1, count, self.kv_heads, self.head_dim)
+            query, key = query.transpose(1, 2), key.transpose(1, 2)
+            query = query * cos + torch.cat((-query[..., half:], query[..., :half]), -1) * sin
+            key = key * cos + torch.cat((-key[..., half:], key[..., :half]), -1) * sin
+            keys[:, :, start:end] = key
+            values[:, :, start:end] = value.transpose(1, 2)
+            attended = F.scaled_dot_product_attention(
+                query,
+                keys[:, :, :end],
+                values[:, :, :end],
+                attn_mask=mask,
+                is_causal=causal,
+                scale=self.scaling,
+                enable_gqa=self.kv_heads != self.heads,
+            )
+            attended = attended.transpose(1, 2).reshape(1, count, -1)
+            hidden = residual + attention.o_proj(attended)
+            # feed-forward block: norm, gated SiLU, project back
+            residual = hidden
+            normed = layer.post_attention_layernorm(hidden)
+            mlp = layer.mlp
+            hidden = residual + mlp.down_proj(F.silu(mlp.gate_proj(normed)) * mlp.up_proj(normed))
+        hidden = self.norm(hidden if all_logits else hidden[:, -1:])
+        return self.head(hidden)[0].float()
+
+
+def make_runner(model, max_length: int, use_cache: bool = True, fast: bool = True):
+    """The fastest runner that gives ``transformers``' logits for this model."""
+    if use_cache and fast and fast_path_supported(model):
+        return StaticLlamaRunner(model, max_length)
+    return ModelRunner(model, use_cache)
+
+
+def int8_model(model):
+    """A copy of ``model`` whose linear layers keep int8 weights (one scale per output
+    channel) and run with int8 arithmetic, activations quantized on the fly
+    (``torch.ao`` dynamic quantization). Embeddings and norms stay in float32."""
+    import copy
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():  # torch.ao announces its move to torchao
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+        from torch.ao.quantization.qconfig import per_channel_dynamic_qconfig
+
+    quantized = copy.deepcopy(model)
+    head = getattr(quantized, "lm_head", None)
+    tied = head is not None and head.weight is quantized.get_input_embeddings().weight
+    if tied:  # untie first, so that the embedding table stays float32
+        head.weight = torch.nn.Parameter(head.weight.detach().clone())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return quantize_dynamic(
+            quantized, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
+        )
+
+
+def weight_bytes_per_token(model) -> int:
+    """Bytes of weights a forward pass reads per token at batch 1: every matrix once, one
+    row of the embedding table (a tied output head reads the whole table)."""
+    embedding = model.get_input_embeddings().weight
+    total = embedding.shape[1] * embedding.element_size()  # the one embedding row
+    seen = {id(embedding)}
+    for module in model.modules():
+        if callable(getattr(module, "weight", None)):  # a dynamically quantized linear
+            weight = module.weight()  # int8 weights and one scale (+ zero point) per row
+            total += weight.numel() + weight.shape[0] * 8
+            continue
+        for param in module.parameters(recurse=False):
+            if id(param) not in seen:
+                seen.add(id(param))
+                total += param.numel() * param.element_size()
+    head = getattr(model, "lm_head", None)
+    if head is not None and getattr(head, "weight", None) is embedding:
+        total += embedding.numel() * embedding.element_size()
+    return total
+
+
+def at_precision(loaded, precision: str):
+    """``loaded`` as it is ("fp32"), or a copy with int8 weights ("int8")."""
+    from dataclasses import replace
+
+    from llm_playground.core.errors import UserError
+
+    if precision not in PRECISIONS:
+        raise UserError(f"unknown precision '{precision}': pick one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return loaded
+    if next(loaded.model.parameters()).device.type != "cpu":
+        raise UserError("int8 weights run on the CPU only")
+    return replace(loaded, model=int8_model(loaded.model))
+
+
+def memory_bandwidth(megabytes: int = 256, repeats: int = 3) -> float:
+    """The machine's memory read+write bandwidth in bytes per second: the best of a few
+    copies of a buffer far larger than the caches (one thread's view, like batch-1
+    decoding)."""
+    import time
+
+    import torch
+
+    source = torch.ones(megabytes * (1 << 20) // 4, dtype=torch.float32)
+    target = torch.empty_like(source)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        target.copy_(source)
+        best = min(best, time.perf_counter() - start)
+    return 2 * source.numel() * 4 / best  # every byte is read once and written once
+
+
+def bandwidth_limit(model, bandwidth: float) -> float:
+    """Tokens per second if a forward pass did nothing but read its weights at ``bandwidth``."""
+    return bandwidth / weight_bytes_per_token(model)

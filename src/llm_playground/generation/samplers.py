@@ -1,0 +1,597 @@
+"""The sampler chain: logits processors in the style of Hugging Face's, one per stage.
+
+Every stage is a small class that validates its settings on construction (naming the bad
+setting in a :class:`UserError`) and maps ``(input_ids [batch, len], scores [batch, vocab])``
+to new scores without changing its inputs. Truncation stages write ``-inf`` over the
+tokens they remove; penalties lower scores. Each docstring names the source the stage
+follows.
+
+Two kinds of stage:
+
+* **penalties** (repetition, presence, frequency, DRY, no-repeat n-gram) look at the tokens
+  so far and always run first, on every strategy;
+* **samplers** (:data:`SAMPLER_STAGES`) shape the distribution a token is drawn from, in an
+  order the user may change: :data:`TRANSFORMERS_ORDER` (temperature first, as
+  ``transformers.generate`` runs them) or :data:`LLAMA_CPP_ORDER` (temperature last, as
+  llama.cpp's default chain runs them).
+
+:func:`attribute` runs a chain stage by stage and records, for every token, which stage
+removed it (``removed_by``) or lowered it, and the distribution after each stage: the
+"why could this token not be picked" of the step view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from llm_playground.core.errors import UserError
+
+NEG_INF = float("-inf")
+
+# Stage names, as the settings, the command line and the JSON output spell them.
+SAMPLER_STAGES: tuple[str, ...] = (
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "epsilon",
+    "eta",
+    "top_n_sigma",
+    "xtc",
+    "temperature",
+)
+# transformers' _get_logits_processor: temperature, then top-k, top-p, min-p, typical,
+# epsilon, eta (it has no top-nσ or XTC; they come last here).
+TRANSFORMERS_ORDER: tuple[str, ...] = (
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "typical_p",
+    "epsilon",
+    "eta",
+    "top_n_sigma",
+    "xtc",
+)
+# llama.cpp's default chain: top-nσ, top-k, typical, top-p, min-p, XTC, temperature (it has
+# no epsilon or eta; they sit beside min-p here).
+LLAMA_CPP_ORDER: tuple[str, ...] = (
+    "top_n_sigma",
+    "top_k",
+    "typical_p",
+    "top_p",
+    "min_p",
+    "epsilon",
+    "eta",
+    "xtc",
+    "temperature",
+)
+ORDER_PRESETS: dict[str, tuple[str, ...]] = {
+    "transformers order": TRANSFORMERS_ORDER,
+    "llama.cpp order": LLAMA_CPP_ORDER,
+}
+
+
+# --- validation -------------------------------------------------------------------------
+
+
+def finite(name: str, value: Any) -> float:
+    """``value`` as a finite float, else a :class:`UserError` naming the setting."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{name} must be a number, got {value!r}") from exc
+    if math.isnan(number) or math.isinf(number):
+        raise UserError(f"{name} must be a finite number, got {number}")
+    return number
+
+
+def whole(name: str, value: Any) -> int:
+    """``value`` as an int (a float with no fraction is accepted), else a :class:`UserError`."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise UserError(f"{name} must be a whole number, got {value!r}")
+    return value
+
+
+def in_range(name: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
+    """A finite number in [low, high] (or (low, high] with ``open_low``)."""
+    number = finite(name, value)
+    below = number <= low if open_low else number < low
+    if below or number > high:
+        bracket = "(" if open_low else "["
+        raise UserError(f"{name} must be in {bracket}{low:g}, {high:g}], got {number:g}")
+    return number
+
+
+def parse_order(text: str | Sequence[str]) -> tuple[str, ...]:
+    """A sampler order from ``"a,b,c"`` or a sequence of stage names (checked, no repeats).
+
+    Stages left out keep their place in the ``transformers`` order, after the named ones.
+    """
+    names = [n.strip() for n in (text.split(",") if isinstance(text, str) else text)]
+    names = [n for n in names if n]
+    for name in names:
+        if name not in SAMPLER_STAGES:
+            raise UserError(
+                f"unknown sampler stage '{name}' in the sampler order: "
+                f"use {', '.join(SAMPLER_STAGES)}"
+            )
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f"the sampler order names {', '.join(repeated)} more than once")
+    return tuple(names) + tuple(n for n in TRANSFORMERS_ORDER if n not in names)
+
+
+# --- the stages -------------------------------------------------------------------------
+
+
+class Stage:
+    """A logits processor with a name. ``__call__(input_ids, scores)`` returns new scores."""
+
+    name = "stage"
+    lowers = False  # a penalty: lowers scores rather than removing tokens
+
+    def __call__(self, input_ids, scores):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({settings})"
+
+
+def _keep_top(scores, remove, min_tokens_to_keep: int):
+    """``remove`` with the ``min_tokens_to_keep`` highest scores of each row always kept."""
+    import torch
+
+    k = min(min_tokens_to_keep, scores.size(-1))
+    top = torch.topk(scores, k, dim=-1).indices
+    return remove.scatter(-1, top, False)
+
+
+def _keep_ties(scores, remove, min_tokens_to_keep: int):
+    """``remove`` except for tokens scoring at least the ``min_tokens_to_keep``-th highest."""
+    import torch
+
+    k = min(min_tokens_to_keep, scores.size(-1))
+    return remove & (scores < torch.topk(scores, k)[0][..., -1, None])
+
+
+def _min_keep(value: int) -> int:
+    keep = whole("min tokens to keep", value)
+    if keep < 1:
+        raise UserError(f"min tokens to keep must be at least 1, got {keep}")
+    return keep
+
+
+class Temperature(Stage):
+    """Divides the logits by the temperature (> 0): below 1 sharpens, above 1 flattens.
+    Source: transformers ``TemperatureLogitsWarper``; Ackley, Hinton & Sejnowski (1985)."""
+
+    name = "temperature"
+
+    def __init__(self, temperature: float):
+        t = finite("temperature", temperature)
+        if t <= 0:
+            raise UserError(
+                f"the temperature of a sampling step must be above 0, got {t:g}"
+                " (temperature 0 means greedy)"
+            )
+        self.temperature = t
+
+    def __call__(self, input_ids, scores):
+        return scores / self.temperature
+
+
+class TopK(Stage):
+    """Keeps the k highest scores (ties with the k-th included), removes the rest.
+    Source: transformers ``TopKLogitsWarper``; Fan, Lewis & Dauphin (2018), arXiv 1805.04833."""
+
+    name = "top_k"
+
+    def __init__(self, top_k: int, min_tokens_to_keep: int = 1):
+        k = whole("top-k", top_k)
+        if k < 1:
+            raise UserError(f"top-k must be at least 1, got {k}")
+        self.top_k = max(k, _min_keep(min_tokens_to_keep))
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        k = min(self.top_k, scores.size(-1))
+        threshold = torch.topk(scores, k)[0][..., -1, None]
+        return scores.masked_fill(scores < threshold, NEG_INF)
+
+
+class TopP(Stage):
+    """Nucleus: keeps the smallest head of likely tokens whose mass reaches p (the crossing
+    token included). Source: transformers ``TopPLogitsWarper``; Holtzman et al. (2019),
+    arXiv 1904.09751."""
+
+    name = "top_p"
+
+    def __init__(self, top_p: float, min_tokens_to_keep: int = 1):
+        self.top_p = in_range("top-p", top_p, 0, 1, open_low=True)
+        self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        sorted_scores, sorted_index = scores.sort(dim=-1, descending=False)
+        cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
+        remove_sorted = cumulative <= (1 - self.top_p)  # the unlikely tail of mass <= 1 - p
+        remove_sorted[..., -self.min_tokens_to_keep :] = False
+        remove = remove_sorted.scatter(-1, sorted_index, remove_sorted)
+        return scores.masked_fill(remove, NEG_INF)
+
+
+class MinP(Stage):
+    """Removes tokens less likely than ``min_p`` times the most likely one (equality kept).
+    Source: Nguyen et al. (2024), arXiv 2407.01082; transformers ``MinPLogitsWarper``."""
+
+    name = "min_p"
+
+    def __init__(self, min_p: float, min_tokens_to_keep: int = 1):
+        self.min_p = in_range("min-p", min_p, 0, 1)
+        self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        probs = scores.softmax(dim=-1)
+        remove = probs < self.min_p * probs.amax(dim=-1, keepdim=True)
+        return scores.masked_fill(_keep_top(probs, remove, self.min_tokens_to_keep), NEG_INF)
+
+
+class TypicalP(Stage):
+    """Locally typical sampling: ranks tokens by how far their surprisal -log p is from the
+    entropy H and keeps the closest ones until their mass reaches ``mass``.
+    Source: Meister et al. (2022), arXiv 2202.00666; transformers ``TypicalLogitsWarper``."""
+
+    name = "typical_p"
+
+    def __init__(self, mass: float, min_tokens_to_keep: int = 1):
+        self.mass = in_range("typical-p", mass, 0, 1, open_low=True)
+        self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        log_probs = torch.log_softmax(scores, dim=-1)
+        entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
+        distance = (-log_probs - entropy).abs()  # how atypical each token is
+        sorted_distance, sorted_index = torch.sort(distance, descending=False)
+        cumulative = scores.gather(-1, sorted_index).softmax(dim=-1).cumsum(dim=-1)
+        last = (cumulative < self.mass).sum(dim=1).clamp_(max=sorted_distance.shape[-1] - 1)
+        remove_sorted = sorted_distance > sorted_distance.gather(1, last.view(-1, 1))
+        remove_sorted[..., : self.min_tokens_to_keep] = False
+        remove = remove_sorted.scatter(1, sorted_index, remove_sorted)
+        return scores.masked_fill(remove, NEG_INF)
+
+
+class Epsilon(Stage):
+    """Removes every token whose probability is below ε.
+    Source: Hewitt, Manning & Liang (2022), arXiv 2210.15191; transformers
+    ``EpsilonLogitsWarper``."""
+
+    name = "epsilon"
+
+    def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
+        self.epsilon = in_range("epsilon", epsilon, 0, 1, open_low=True)
+        self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        remove = scores.softmax(dim=-1) < self.epsilon
+        return scores.masked_fill(_keep_ties(scores, remove, self.min_tokens_to_keep), NEG_INF)
+
+
+class Eta(Stage):
+    """Removes tokens below η = min(ε, √ε·exp(−H)), a cut that loosens when the entropy H
+    is high. Source: Hewitt, Manning & Liang (2022), arXiv 2210.15191; transformers
+    ``EtaLogitsWarper``."""
+
+    name = "eta"
+
+    def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
+        self.epsilon = in_range("eta", epsilon, 0, 1, open_low=True)
+        self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = scores.softmax(dim=-1)
+        entropy = torch.distributions.Categorical(logits=scores).entropy()
+        epsilon = torch.tensor(self.epsilon)
+        eta = torch.min(epsilon, torch.sqrt(epsilon) * torch.exp(-entropy))[..., None]
+        remove = probs < eta
+        return scores.masked_fill(_keep_ties(scores, remove, self.min_tokens_to_keep), NEG_INF)
+
+
+class TopNSigma(Stage):
+    """Keeps the logits within n standard deviations of the largest: over the finite logits,
+    max M and population σ; logits below M − n·σ are removed (n 0 keeps every token).
+    Source: Tang et al. (2024), arXiv 2411.07641; llama.cpp ``llama_sampler_top_n_sigma``."""
+
+    name = "top_n_sigma"
+
+    def __init__(self, n: float):
+        self.n = finite("top-n-sigma", n)
+        if self.n < 0:
+            raise UserError(f"top-n-sigma must be 0 (off) or more, got {self.n:g}")
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.n == 0:
+            return scores
+        finite_mask = torch.isfinite(scores)
+        count = finite_mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        values = torch.where(finite_mask, scores, torch.zeros_like(scores))
+        top = torch.where(finite_mask, scores, torch.full_like(scores, NEG_INF)).amax(
+            dim=-1, keepdim=True
+        )
+        mean = values.sum(dim=-1, keepdim=True) / count
+        squared = torch.where(finite_mask, (scores - mean) ** 2, torch.zeros_like(scores))
+        sigma = (squared.sum(dim=-1, keepdim=True) / count).sqrt()
+        return scores.masked_fill(scores < top - self.n * sigma, NEG_INF)
+
+
+class XTC(Stage):
+    """Exclude Top Choices: with probability ``probability``, among the tokens whose
+    probability is at least ``threshold``, removes all but the least likely of them (only
+    when two or more reach it), pushing the text off its most predictable path.
+    Source: text-generation-webui PR 6335; llama.cpp ``llama_sampler_xtc`` (PR 9742).
+
+    The coin is drawn from ``generator`` (a ``torch.Generator``), so a seed reproduces it;
+    probability 1 makes the stage deterministic.
+    """
+
+    name = "xtc"
+
+    def __init__(self, probability: float, threshold: float, generator=None):
+        self.probability = in_range("XTC probability", probability, 0, 1)
+        self.threshold = in_range("XTC threshold", threshold, 0, 1)
+        self._generator = generator
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        if self.probability == 0 or self.threshold > 0.5:
+            return scores  # no two tokens can both reach a threshold above 0.5
+        if self.probability < 1:
+            coin = float(torch.rand((), generator=self._generator))
+            if coin >= self.probability:
+                return scores
+        probs = scores.softmax(dim=-1)
+        above = probs >= self.threshold
+        out = scores.clone()
+        for row in range(scores.shape[0]):
+            chosen = above[row].nonzero().flatten()
+            if chosen.numel() < 2:
+                continue
+            # keep the least likely of the top choices, remove the others
+            least = chosen[probs[row, chosen].argmin()]
+            out[row, chosen[chosen != least]] = NEG_INF
+        return out
+
+
+class RepetitionPenalty(Stage):
+    """Makes tokens already in the sequence less likely: negative scores are multiplied by
+    the penalty, positive ones divided (1 means none). Source: Keskar et al. (2019), CTRL,
+    arXiv 1909.05858; transformers ``RepetitionPenaltyLogitsProcessor``."""
+
+    name = "repetition_penalty"
+    lowers = True
+
+    def __init__(self, penalty: float):
+        p = finite("repetition penalty", penalty)
+        if p <= 0:
+            raise UserError(f"the repetition penalty must be above 0, got {p:g}")
+        self.penalty = p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        picked = torch.gather(scores, 1, input_ids)
+        picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
+        return scores.scatter(1, input_ids, picked)
+
+
+class PresenceFrequencyPenalty(Stage):
+    """Subtracts ``count·frequency + presence`` from the logit of every token that occurs
+    ``count`` > 0 times among the last ``last_n`` tokens. Source: llama.cpp
+    ``llama_sampler_penalties``; OpenAI's presence and frequency penalties."""
+
+    lowers = True
+
+    def __init__(self, presence: float = 0.0, frequency: float = 0.0, last_n: int = 64):
+        self.presence = in_range("presence penalty", presence, -2, 2)
+        self.frequency = in_range("frequency penalty", frequency, -2, 2)
+        self.last_n = whole("penalty window", last_n)
+        if self.last_n < 1:
+            raise UserError(f"the penalty window must be at least 1 token, got {self.last_n}")
+        self.name = "presence_penalty" if self.frequency == 0 else "frequency_penalty"
+        if self.presence and self.frequency:
+            self.name = "penalties"
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        recent = input_ids[:, -self.last_n :]
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, recent, torch.ones_like(recent, dtype=scores.dtype)
+        )
+        return scores - counts * self.frequency - (counts > 0).to(scores.dtype) * self.presence
+
+
+class DRY(Stage):
+    """ "Don't Repeat Yourself": when the text ends with a sequence that occurred before, the
+    token that followed it then is penalised, the more the longer the repeat: for a match of
+    length L ≥ ``allowed_length`` (not crossing a sequence breaker), logit −=
+    ``multiplier · base^(L − allowed_length)``; the longest match per token counts.
+    Source: text-generation-webui PR 5677; llama.cpp ``llama_sampler_dry`` (PR 9702).
+
+    ``breakers`` are token ids that end a match (by default the tokens of newline, colon,
+    quote and asterisk, which the caller looks up in its tokenizer).
+    """
+
+    name = "dry"
+    lowers = True
+
+    def __init__(
+        self,
+        multiplier: float,
+        base: float = 1.75,
+        allowed_length: int = 2,
+        breakers: Sequence[int] = (),
+    ):
+        self.multiplier = finite("DRY multiplier", multiplier)
+        if self.multiplier < 0:
+            raise UserError(f"the DRY multiplier must be 0 (off) or more, got {self.multiplier:g}")
+        self.base = finite("DRY base", base)
+        if self.base < 1:
+            raise UserError(f"the DRY base must be at least 1, got {self.base:g}")
+        self.allowed_length = whole("DRY allowed length", allowed_length)
+        if self.allowed_length < 1:
+            raise UserError(f"the DRY allowed length must be at least 1, got {self.allowed_length}")
+        self.breakers = frozenset(int(b) for b in breakers)
+
+    def match_lengths(self, tokens: Sequence[int]) -> dict[int, int]:
+        """For each token that once followed an earlier occurrence of the text's ending: the
+        longest such match."""
+        longest: dict[int, int] = {}
+        if not tokens or tokens[-1] in self.breakers:
+            return longest
+        end = len(tokens) - 1
+        for position in range(end - 1, -1, -1):
+            # how many tokens before `position` (inclusive) equal the text's last tokens
+            length = 0
+            while (
+                position - length >= 0
+                and tokens[position - length] == tokens[end - length]
+                and tokens[position - length] not in self.breakers
+            ):
+                length += 1
+            if length:
+                follower = tokens[position + 1]
+                longest[follower] = max(longest.get(follower, 0), length)
+        return longest
+
+    def __call__(self, input_ids, scores):
+        if self.multiplier == 0:
+            return scores
+        out = scores.clone()
+        for row, tokens in enumerate(input_ids.tolist()):
+            for follower, length in self.match_lengths(tokens).items():
+                if length >= self.allowed_length:
+                    out[row, follower] -= self.multiplier * self.base ** (
+                        length - self.allowed_length
+                    )
+        return out
+
+
+class NoRepeatNGram(Stage):
+    """Forbids any token that would repeat an n-gram already in the sequence.
+    Source: Paulus et al. (2017), arXiv 1705.04304; transformers ``NoRepeatNGramLogitsProcessor``."""
+
+    name = "no_repeat_ngram"
+
+    def __init__(self, ngram_size: int):
+        n = whole("no-repeat n-gram size", ngram_size)
+        if n < 1:
+            raise UserError(f"the no-repeat n-gram size must be at least 1, got {n}")
+        self.n = n
+
+    def banned(self, tokens: Sequence[int]) -> list[int]:
+        n = self.n
+        if len(tokens) + 1 < n:
+            return []
+        prefix = tuple(tokens[len(tokens) - n + 1 :]) if n > 1 else ()
+        return [
+            tokens[start + n - 1]
+            for start in range(len(tokens) - n + 1)
+            if tuple(tokens[start : start + n - 1]) == prefix
+        ]
+
+    def __call__(self, input_ids, scores):
+        scores = scores.clone()
+        for row, tokens in enumerate(input_ids.tolist()):
+            banned = self.banned(tokens)
+            if banned:
+                scores[row, banned] = NEG_INF
+        return scores
+
+
+class ProcessorList(list):
+    """Stages applied one after the other."""
+
+    def __call__(self, input_ids, scores):
+        for stage in self:
+            scores = stage(input_ids, scores)
+        return scores
+
+
+# Kept for readers of the earlier name.
+LogitsProcessor = Stage
+
+
+# --- attribution ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """One step's chain, stage by stage, for one row of scores.
+
+    ``stages`` are the stage names in the order they ran; ``probs[i]`` is the distribution
+    (a [vocab] tensor) after stage i; ``removed_by[token]`` names the stage that removed it
+    (absent: it survived); ``lowered_by[token]`` the penalties that lowered it.
+    """
+
+    stages: tuple[str, ...]
+    probs: tuple[Any, ...]
+    kept: tuple[int, ...]  # how many tokens remained after each stage
+    removed_by: dict[int, str]
+    lowered_by: dict[int, tuple[str, ...]]
+    scores: Any  # the final scores [batch, vocab]
+
+
+def attribute(chain: Sequence[Stage], input_ids, scores, tokens_of_interest=None) -> Attribution:
+    """Run ``chain`` on ``scores`` stage by stage and say what each stage did.
+
+    ``tokens_of_interest`` (ids) limits ``removed_by`` / ``lowered_by`` to those tokens
+    (the candidates a view shows); None reports every token.
+    """
+    import torch
+
+    names, probs, kept = [], [], []
+    removed_by: dict[int, str] = {}
+    lowered_by: dict[int, list[str]] = {}
+    watch = None if tokens_of_interest is None else torch.tensor(list(tokens_of_interest))
+    for stage in chain:
+        before = scores
+        scores = stage(input_ids, scores)
+        row_before, row_after = before[0], scores[0]
+        if watch is not None and watch.numel():
+            row_before, row_after = row_before[watch], row_after[watch]
+            ids = watch
+        else:
+            ids = torch.arange(row_after.shape[-1])
+        # tokens that were alive before this stage and are -inf after it
+        removed = torch.isfinite(row_before) & ~torch.isfinite(row_after)
+        for token in ids[removed].tolist():
+            removed_by.setdefault(token, stage.name)
+        if stage.lowers:
+            lowered = torch.isfinite(row_after) & (row_after < row_before)
+            for token in ids[lowered].tolist():
+                lowered_by.setdefault(token, []).append(stage.name)
+        names.append(stage.name)
+        probs.append(scores[0].softmax(dim=-1))
+        kept.append(int(torch.isfinite(scores[0]).sum()))
+    return Attribution(
+        stages=tuple(names),
+        probs=tuple(probs),
+        kept=tuple(kept),
+        removed_by=removed_by,
+        lowered_by={t: tuple(v) for t, v in lowered_by.items()},
+        scores=scores,
+    )
