@@ -30,7 +30,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from itertools import groupby, pairwise
 from pathlib import Path
 
@@ -594,7 +594,7 @@ def train_events(
         name=name,
         meta={
             "trained_on": source or f"{len(text):,} characters",
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         },
     )
     num_merges = vocab_size - 256
