@@ -26,8 +26,7 @@ from llm_playground import cli as cli_module
 from llm_playground.cli import build_parser
 
 BAD_STDIN = b"\xff\xfe not UTF-8 \xc3\x28"
-OWN = {"", "tokenizers", "tokenize", "bpe", "serve"}  # commands of this branch's lab and shell
-LAB_BRANCH = pytest.mark.xfail(strict=False, reason="fixed on the lab branch")
+OWN = {"", "tokenizers", "tokenize", "bpe", "serve", "models"}  # cheap: run in this process
 
 
 @dataclass(frozen=True)
@@ -253,6 +252,7 @@ def cases() -> list[Case]:
         ("--questions", "{folder}", "--answers", "{answers}"),
     )
     add(("leaderboard",), ("--json", "--csv"), ("--bogus",))
+    add(("models",), ("--bogus",), ("extra",))
     # a playground database that is not one
     corrupt = (("LLM_PLAYGROUND_HOME", "{corrupt_home}"),)
     out += [Case(("leaderboard",), corrupt), Case(("prefs", "stats"), corrupt)]
@@ -278,25 +278,9 @@ COMMANDS = {
     for name in action.choices
 }
 
-# Cases of other labs' commands that still fail on this branch; their labs fix them.
-KNOWN_FAILING: set[str] = {
-    # training.engine yields Error(str(exc)) positionally: a TypeError traceback (Lab 2)
-    "train --preset bigram --out out --data missing",
-    "train --preset bigram --out out --data folder",
-    "train --preset bigram --out out --data latin1",
-    "train --preset bigram --out out --tokenizer missing.json",
-    "train --preset bigram --out out --resume missing",
-    # settings checked only after the model is loaded: its progress bar precedes the line (Lab 5)
-    "eval perplexity --model M --data text --no-record --stride -1",
-    "eval perplexity --model M --data text --no-record --max-length -1",
-    "eval perplexity --model M --data text --no-record --max-tokens -1",
-    "eval perplexity --model M --data text --no-record --batch-size 0",
-    "eval reference --model M --no-record --max-new-tokens -1",
-}
-
 
 def _marks(case: Case) -> list:
-    return [LAB_BRANCH] if case.id in KNOWN_FAILING and case.command not in OWN else []
+    return []
 
 
 @pytest.fixture(scope="module")
@@ -451,7 +435,7 @@ def slow_results(files) -> dict[str, tuple[int, str]]:
                 strict=True,
             )
         )
-    if os.environ.get("LLM_PLAYGROUND_SWEEP_REPORT"):  # for whoever updates KNOWN_FAILING
+    if os.environ.get("LLM_PLAYGROUND_SWEEP_REPORT"):  # a JSON report of every case
         Path(os.environ["LLM_PLAYGROUND_SWEEP_REPORT"]).write_text(json.dumps(results, indent=1))
     return results
 
