@@ -29,6 +29,17 @@ def register(subparsers) -> None:
     sub = ev.add_subparsers(dest="eval_command", metavar="METRIC", parser_class=type(ev))
     ev.set_defaults(func=lambda args: _usage(ev))
 
+    _add_perplexity(sub)
+    _add_bleu(sub)
+    _add_rouge(sub)
+    _add_reference(sub)
+    _add_judge(sub)
+    _add_harness(sub)
+    _add_leaderboard(subparsers)
+
+
+def _add_perplexity(sub) -> None:
+    """``eval perplexity``: sliding-window perplexity of a model on a text."""
     p = sub.add_parser(
         "perplexity",
         help="sliding-window perplexity: token, word, bits per byte",
@@ -77,6 +88,9 @@ def register(subparsers) -> None:
     _common(p)
     p.set_defaults(func=perplexity_command)
 
+
+def _add_bleu(sub) -> None:
+    """``eval bleu``: corpus BLEU and chrF of a hypothesis file."""
     b = sub.add_parser(
         "bleu",
         help="corpus BLEU and chrF (sacrebleu) of a hypothesis file",
@@ -98,6 +112,9 @@ def register(subparsers) -> None:
     _common(b)
     b.set_defaults(func=bleu_command)
 
+
+def _add_rouge(sub) -> None:
+    """``eval rouge``: ROUGE scores of a hypothesis file."""
     r = sub.add_parser(
         "rouge",
         help="ROUGE-1/2/L/Lsum (rouge-score) averaged over lines",
@@ -113,6 +130,9 @@ def register(subparsers) -> None:
     _common(r)
     r.set_defaults(func=rouge_command)
 
+
+def _add_reference(sub) -> None:
+    """``eval reference``: answer the shipped reference set and score it."""
     s = sub.add_parser(
         "reference",
         help="answer the shipped reference set with a model, score BLEU/chrF/ROUGE",
@@ -127,6 +147,9 @@ def register(subparsers) -> None:
     _common(s)
     s.set_defaults(func=reference_command)
 
+
+def _add_judge(sub) -> None:
+    """``eval judge``: score answers with an LLM judge."""
     j = sub.add_parser(
         "judge",
         help="LLM-as-a-judge: score answers 1-10 with a reason",
@@ -161,6 +184,9 @@ def register(subparsers) -> None:
     _common(j)
     j.set_defaults(func=judge_command)
 
+
+def _add_harness(sub) -> None:
+    """``eval harness``: lm-evaluation-harness tasks on a playground model."""
     h = sub.add_parser(
         "harness",
         help="standard benchmarks through lm-evaluation-harness (offline: the shipped tasks)",
@@ -184,6 +210,9 @@ def register(subparsers) -> None:
     _common(h)
     h.set_defaults(func=harness_command)
 
+
+def _add_leaderboard(subparsers) -> None:
+    """``leaderboard``: every evaluated model in one table."""
     lb = subparsers.add_parser(
         "leaderboard",
         help="every evaluated model in one table",

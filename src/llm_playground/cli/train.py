@@ -28,6 +28,12 @@ from llm_playground.training.config import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    _add_train(subparsers)
+    _add_sample(subparsers)
+
+
+def _add_train(subparsers: argparse._SubParsersAction) -> None:
+    """``train``: the settings of a run, each one overriding the preset's."""
     p = subparsers.add_parser(
         "train",
         help="train a bigram model or a baby GPT (Lab 2)",
@@ -78,6 +84,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="stop at the first evaluation with validation loss at or below X",
     )
     p.add_argument("--checkpoint-interval", type=int, metavar="N", help="also save every N steps")
+    _add_recipe_switches(p)
+    p.set_defaults(func=train_command)
+
+
+def _add_recipe_switches(p: argparse.ArgumentParser) -> None:
+    """The speedrun preset's ingredients, each one a switch of its own."""
     recipe = p.add_argument_group(
         "recipe switches", "each ingredient of the speedrun preset, to add or remove one at a time"
     )
@@ -109,8 +121,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     recipe.add_argument(
         "--decay-frac", type=float, metavar="X", help="wsd: fraction of the steps that decay"
     )
-    p.set_defaults(func=train_command)
 
+
+def _add_sample(subparsers: argparse._SubParsersAction) -> None:
+    """``sample``: continue a prompt with a trained model."""
     s = subparsers.add_parser(
         "sample",
         help="continue a prompt with a trained model (Lab 2)",

@@ -21,6 +21,7 @@ run vocabulary of :mod:`llm_playground.core.events`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -58,7 +59,156 @@ def _lm_base():
 
 
 class PlaygroundLM:
-    """Built lazily as a subclass of ``lm_eval.api.model.LM`` (see :func:`playground_lm`)."""
+    """An ``lm_eval`` model over a :class:`Scorer`: the harness calls it, the playground computes.
+
+    The methods live here; :func:`playground_lm` makes an instance of a subclass that also
+    derives from ``lm_eval.api.model.LM`` (imported only when a run needs it).
+    """
+
+    def __init__(
+        self,
+        scorer: Scorer,
+        max_length: int | None = None,
+        batch_size: int = 8,
+        stop_event: threading.Event | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        super().__init__()  # lm_eval's LM: a single process
+        self.scorer = scorer
+        self.max_length = min(max_length or scorer.context_length, scorer.context_length)
+        self.batch_size = batch_size
+        self.stop_event = stop_event
+        self.progress = progress
+        self.done = 0
+
+    # bookkeeping shared by the three request types
+    def _tick(self, total: int) -> None:
+        if self.stop_event is not None and self.stop_event.is_set():
+            raise _Stopped
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, total)
+
+    # --- loglikelihood: the log-probability of a continuation after a context ---
+
+    def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        """Token ids of the context and the continuation; trailing spaces move to the latter."""
+        scorer = self.scorer
+        spaces = len(context) - len(context.rstrip())
+        if spaces:
+            continuation = context[-spaces:] + continuation
+            context = context[:-spaces]
+        if not context:
+            if scorer.prefix_id is None:
+                raise UserError(f"{scorer.name} has no token to start a text with")
+            return [scorer.prefix_id], scorer.encode(continuation)[0]
+        whole = scorer.encode(context + continuation)[0]
+        context_ids = scorer.encode(context)[0]
+        return whole[: len(context_ids)], whole[len(context_ids) :]
+
+    def loglikelihood(self, requests) -> list[tuple[float, bool]]:
+        import torch
+
+        pairs = [self._encode_pair(*r.args) for r in requests]
+        out: list[tuple[float, bool] | None] = [None] * len(pairs)
+        # longest first, so a batch holds texts of about the same length
+        order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                results = self._score_batch([pairs[i] for i in batch])
+                for i, result in zip(batch, results, strict=True):
+                    out[i] = result
+                    self._tick(len(pairs))
+        return out  # type: ignore[return-value]
+
+    def _score_batch(self, pairs):
+        """Right-padded windows: each continuation's log-probability and greediness."""
+        import torch
+
+        scorer = self.scorer
+        # each text's last max_length + 1 tokens; the model reads all but the last
+        rows = []
+        for context_ids, continuation_ids in pairs:
+            whole = (context_ids + continuation_ids)[-(self.max_length + 1) :]
+            rows.append((whole[:-1], len(continuation_ids)))
+        width = max(len(r[0]) for r in rows)
+        inputs = torch.zeros((len(rows), width), dtype=torch.long)
+        for k, (ids, _) in enumerate(rows):
+            inputs[k, : len(ids)] = torch.tensor(ids)
+        logprobs = torch.log_softmax(scorer.logits(inputs.to(scorer.device), width), dim=-1)
+        # the continuation's positions: the sum of its log-probabilities, and greedy or not
+        results = []
+        for k, ((ids, n), (_, continuation_ids)) in enumerate(zip(rows, pairs, strict=True)):
+            scored = logprobs[k, len(ids) - n : len(ids)]
+            target = torch.tensor(continuation_ids[-n:], device=scored.device)
+            total = float(scored.gather(1, target[:, None]).sum())
+            greedy = bool((scored.argmax(-1) == target).all())
+            results.append((total, greedy))
+        return results
+
+    # --- loglikelihood_rolling: a whole text's log-probability (Lab 5's perplexity) ---
+
+    def loglikelihood_rolling(self, requests) -> list[float]:
+        from llm_playground.evaluation.perplexity import rolling_loglikelihood
+
+        out = []
+        for r in requests:
+            out.append(
+                rolling_loglikelihood(self.scorer, r.args[0], self.max_length, self.batch_size)
+            )
+            self._tick(len(requests))
+        return out
+
+    # --- generate_until: greedy decoding until a stop string ---
+
+    def generate_until(self, requests) -> list[str]:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for r in requests:
+                context, kwargs = r.args
+                out.append(self._greedy(context, dict(kwargs or {})))
+                self._tick(len(requests))
+        return out
+
+    def _greedy(self, context: str, kwargs: dict[str, Any]) -> str:
+        import torch
+
+        scorer = self.scorer
+        until = kwargs.get("until") or []
+        until = [until] if isinstance(until, str) else list(until)
+        max_new = int(kwargs.get("max_gen_toks", 256))
+        ids = scorer.encode(context)[0] or [scorer.prefix_id]
+        new: list[int] = []
+        text = ""
+        for _ in range(max_new):
+            # the most likely next token after the last max_length tokens
+            window = (ids + new)[-self.max_length :]
+            logits = scorer.logits(torch.tensor([window], device=scorer.device), 1)
+            token = int(logits[0, -1].argmax())
+            if token == scorer.eos_id:
+                break
+            new.append(token)
+            text = scorer.decode(new)
+            if any(stop in text for stop in until):
+                break
+        # cut the text at the first stop string
+        for stop in until:
+            text = text.split(stop)[0]
+        return text
+
+
+@functools.cache
+def _lm_class() -> type:
+    """:class:`PlaygroundLM` joined with ``lm_eval``'s ``LM`` base, made once."""
+    base = _lm_base()
+
+    class _PlaygroundLM(PlaygroundLM, base):  # type: ignore[misc, valid-type]
+        pass
+
+    return _PlaygroundLM
 
 
 def playground_lm(
@@ -69,121 +219,7 @@ def playground_lm(
     progress: Callable[[int, int], None] | None = None,
 ):
     """An ``lm_eval`` model over ``scorer``: the harness calls it, the playground computes."""
-    base = _lm_base()
-
-    class _PlaygroundLM(base, PlaygroundLM):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            base.__init__(self)
-            self.scorer = scorer
-            self.max_length = min(max_length or scorer.context_length, scorer.context_length)
-            self.batch_size = batch_size
-            self.done = 0
-
-        # bookkeeping shared by the three request types
-        def _tick(self, total: int) -> None:
-            if stop_event is not None and stop_event.is_set():
-                raise _Stopped
-            self.done += 1
-            if progress is not None:
-                progress(self.done, total)
-
-        def _encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-            spaces = len(context) - len(context.rstrip())
-            if spaces:
-                continuation = context[-spaces:] + continuation
-                context = context[:-spaces]
-            if not context:
-                if scorer.prefix_id is None:
-                    raise UserError(f"{scorer.name} has no token to start a text with")
-                return [scorer.prefix_id], scorer.encode(continuation)[0]
-            whole = scorer.encode(context + continuation)[0]
-            context_ids = scorer.encode(context)[0]
-            return whole[: len(context_ids)], whole[len(context_ids) :]
-
-        def loglikelihood(self, requests) -> list[tuple[float, bool]]:
-            import torch
-
-            pairs = [self._encode_pair(*r.args) for r in requests]
-            out: list[tuple[float, bool] | None] = [None] * len(pairs)
-            order = sorted(range(len(pairs)), key=lambda i: -len(pairs[i][0]) - len(pairs[i][1]))
-            with torch.inference_mode():
-                for start in range(0, len(order), self.batch_size):
-                    batch = order[start : start + self.batch_size]
-                    for i, result in zip(
-                        batch, self._score_batch([pairs[i] for i in batch]), strict=True
-                    ):
-                        out[i] = result
-                        self._tick(len(pairs))
-            return out  # type: ignore[return-value]
-
-        def _score_batch(self, pairs):
-            """Right-padded windows: each continuation's log-probability and greediness."""
-            import torch
-
-            rows = []
-            for context_ids, continuation_ids in pairs:
-                whole = (context_ids + continuation_ids)[-(self.max_length + 1) :]
-                rows.append((whole[:-1], len(continuation_ids)))
-            width = max(len(r[0]) for r in rows)
-            inputs = torch.zeros((len(rows), width), dtype=torch.long)
-            for k, (ids, _) in enumerate(rows):
-                inputs[k, : len(ids)] = torch.tensor(ids)
-            logprobs = torch.log_softmax(scorer.logits(inputs.to(scorer.device), width), dim=-1)
-            results = []
-            for k, ((ids, n), (_, continuation_ids)) in enumerate(zip(rows, pairs, strict=True)):
-                scored = logprobs[k, len(ids) - n : len(ids)]
-                target = torch.tensor(continuation_ids[-n:], device=scored.device)
-                total = float(scored.gather(1, target[:, None]).sum())
-                greedy = bool((scored.argmax(-1) == target).all())
-                results.append((total, greedy))
-            return results
-
-        def loglikelihood_rolling(self, requests) -> list[float]:
-            from llm_playground.evaluation.perplexity import rolling_loglikelihood
-
-            out = []
-            for r in requests:
-                out.append(
-                    rolling_loglikelihood(scorer, r.args[0], self.max_length, self.batch_size)
-                )
-                self._tick(len(requests))
-            return out
-
-        def generate_until(self, requests) -> list[str]:
-            import torch
-
-            out = []
-            with torch.inference_mode():
-                for r in requests:
-                    context, kwargs = r.args
-                    out.append(self._greedy(context, dict(kwargs or {})))
-                    self._tick(len(requests))
-            return out
-
-        def _greedy(self, context: str, kwargs: dict[str, Any]) -> str:
-            import torch
-
-            until = kwargs.get("until") or []
-            until = [until] if isinstance(until, str) else list(until)
-            max_new = int(kwargs.get("max_gen_toks", 256))
-            ids = scorer.encode(context)[0] or [scorer.prefix_id]
-            new: list[int] = []
-            text = ""
-            for _ in range(max_new):
-                window = (ids + new)[-self.max_length :]
-                logits = scorer.logits(torch.tensor([window], device=scorer.device), 1)
-                token = int(logits[0, -1].argmax())
-                if token == scorer.eos_id:
-                    break
-                new.append(token)
-                text = scorer.decode(new)
-                if any(stop in text for stop in until):
-                    break
-            for stop in until:
-                text = text.split(stop)[0]
-            return text
-
-    return _PlaygroundLM()
+    return _lm_class()(scorer, max_length, batch_size, stop_event, progress)
 
 
 # --- runs ---------------------------------------------------------------------------------

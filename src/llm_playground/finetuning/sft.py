@@ -28,7 +28,7 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +266,11 @@ def _lr_at(step: int, config: SFTConfig) -> float:
 
 @dataclass
 class _Run:
-    """What a run needs between its set-up and its end."""
+    """One run from its set-up to its end: the model, the data and the training state.
+
+    :func:`train_sft` drives it; each method is one stage of the run (the opening event,
+    a training step, a held-out evaluation, the closing record).
+    """
 
     config: SFTConfig
     model: Any
@@ -276,6 +280,102 @@ class _Run:
     dtype: Any
     trainable: int
     total: int
+    # the training state, filled in by start_training()
+    params: list[Any] = field(default_factory=list)
+    optimizer: Any = None
+    generator: Any = None
+    order: list[int] = field(default_factory=list)
+    step: int = 0
+    train_time: float = 0.0
+
+    @property
+    def share(self) -> float:
+        """The percentage of the model's parameters that train."""
+        return 100.0 * self.trainable / self.total
+
+    def started(self) -> SFTStarted:
+        """The event that opens the run: what trains, on how much data, in which format."""
+        config = self.config
+        return SFTStarted(
+            label="sft",
+            total=config.max_steps,
+            base=config.base,
+            trainable=self.trainable,
+            total_parameters=self.total,
+            share=self.share,
+            n_train=len(self.train_enc),
+            n_heldout=len(self.held_enc),
+            dtype=str(self.dtype).replace("torch.", ""),
+            max_steps=config.max_steps,
+        )
+
+    def heldout_loss(self, stop_event: threading.Event | None = None) -> float:
+        """The mean loss on the held-out response tokens."""
+        return heldout_loss(self.model, self.held_enc, self.pad_id, stop_event=stop_event)
+
+    def start_training(self) -> None:
+        """Make the optimizer and the shuffling generator; put the model in training mode."""
+        import torch
+
+        # Only the LoRA weights train; AdamW keeps its two moments for them alone.
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.config.lr, weight_decay=0.0)
+        self.generator = torch.Generator().manual_seed(self.config.seed)
+        self.model.train()
+
+    def next_batch(self) -> dict[str, Any]:
+        """The next batch: a fresh shuffle of the examples whenever one runs out."""
+        import torch
+
+        batch_size = self.config.batch_size
+        if len(self.order) < batch_size:
+            shuffled = torch.randperm(len(self.train_enc), generator=self.generator)
+            self.order += shuffled.tolist()
+        picks, self.order = self.order[:batch_size], self.order[batch_size:]
+        return collate([self.train_enc[i] for i in picks], self.pad_id)
+
+    def train_step(self) -> SFTStep:
+        """One optimizer step on one batch; returns its event."""
+        import torch
+
+        # 1. the next batch of examples
+        batch = self.next_batch()
+        # 2. the learning rate of this step (warm-up, then linear decay)
+        lr = _lr_at(self.step, self.config)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        # 3. forward on the response tokens only: the mean loss per response token
+        start = time.perf_counter()
+        loss_sum, n_tokens = response_loss(self.model, batch)
+        loss = loss_sum / max(n_tokens, 1)
+        # 4. backward, clip the gradient norm to 1, update the LoRA weights, clear the grads
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        # 5. the step's timing and size
+        seconds = time.perf_counter() - start
+        self.train_time += seconds
+        self.step += 1
+        tokens = int(batch["attention_mask"].sum())
+        return SFTStep(
+            step=self.step,
+            total=self.config.max_steps,
+            loss=loss.detach().item(),
+            lr=lr,
+            tokens=tokens,
+            s_per_step=seconds,
+            tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+        )
+
+    def eval_due(self) -> bool:
+        """Whether to measure the held-out loss now (every ``eval_every`` steps, not the last)."""
+        every = self.config.eval_every
+        return bool(every) and self.step % every == 0 and self.step < self.config.max_steps
+
+    def s_per_step(self) -> float:
+        """The mean time of one training step."""
+        return self.train_time / self.step if self.step else 0.0
 
 
 def _set_up(
@@ -324,110 +424,86 @@ def train_sft(
     training ends, a stopped run saves what it has learnt so far, and an existing adapter
     in ``out_dir`` is replaced only with ``force``.
     """
-    import torch
-
     config.validate()
     if out_dir is not None:
         check_adapter_dir(out_dir, force)  # refuse before any work is done
     stop_event = stop_event or threading.Event()
     run = _set_up(config, train, heldout, loaded)
-    model, pad_id, train_enc = run.model, run.pad_id, run.train_enc
-    share = 100.0 * run.trainable / run.total
-    yield SFTStarted(
-        label="sft",
-        total=config.max_steps,
-        base=config.base,
-        trainable=run.trainable,
-        total_parameters=run.total,
-        share=share,
-        n_train=len(train_enc),
-        n_heldout=len(run.held_enc),
-        dtype=str(run.dtype).replace("torch.", ""),
-        max_steps=config.max_steps,
-    )
+    yield run.started()
 
     # The held-out loss of the base model: the figure the adapter has to beat.
-    before = heldout_loss(model, run.held_enc, pad_id, stop_event=stop_event)
+    before = run.heldout_loss(stop_event)
     yield SFTEval(step=0, heldout_loss=before)
 
-    # Only the LoRA weights train; AdamW keeps its two moments for them alone.
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(config.seed)
-    order: list[int] = []
-    model.train()
+    run.start_training()
     start = time.perf_counter()
-    train_time = 0.0
-    step = 0
-    while step < config.max_steps and not stop_event.is_set():
-        # 1. the next batch: a fresh shuffle of the examples whenever one runs out
-        if len(order) < config.batch_size:
-            order += torch.randperm(len(train_enc), generator=generator).tolist()
-        picks, order = order[: config.batch_size], order[config.batch_size :]
-        batch = collate([train_enc[i] for i in picks], pad_id)
-        # 2. the learning rate of this step (warm-up, then linear decay)
-        lr = _lr_at(step, config)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        # 3. forward on the response tokens, backward, clip, update
-        t0 = time.perf_counter()
-        loss_sum, n_tokens = response_loss(model, batch)
-        loss = loss_sum / max(n_tokens, 1)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        seconds = time.perf_counter() - t0
-        train_time += seconds
-        step += 1
-        tokens = int(batch["attention_mask"].sum())
-        yield SFTStep(
-            step=step,
-            total=config.max_steps,
-            loss=loss.detach().item(),
-            lr=lr,
-            tokens=tokens,
-            s_per_step=seconds,
-            tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
-        )
-        # 4. now and then, the held-out loss
-        if config.eval_every and step % config.eval_every == 0 and step < config.max_steps:
-            yield SFTEval(step=step, heldout_loss=heldout_loss(model, run.held_enc, pad_id))
+    while run.step < config.max_steps and not stop_event.is_set():
+        yield run.train_step()
+        # now and then, the held-out loss
+        if run.eval_due():
+            yield SFTEval(step=run.step, heldout_loss=run.heldout_loss())
 
-    after = heldout_loss(model, run.held_enc, pad_id) if step else before  # no step: same weights
-    if step:
-        yield SFTEval(step=step, heldout_loss=after)
-    model.eval()
-    s_per_step = train_time / step if step else 0.0
+    after = run.heldout_loss() if run.step else before  # no step: same weights
+    if run.step:
+        yield SFTEval(step=run.step, heldout_loss=after)
+    run.model.eval()
+    yield _finish(
+        run,
+        before,
+        after,
+        out_dir,
+        start=start,
+        stop_event=stop_event,
+        description=description,
+        data_name=data_name,
+        extra_meta=extra_meta,
+        force=force,
+    )
+
+
+def _finish(
+    run: _Run,
+    before: float,
+    after: float,
+    out_dir: str | Path | None,
+    *,
+    start: float,
+    stop_event: threading.Event,
+    description: str,
+    data_name: str,
+    extra_meta: dict[str, Any] | None,
+    force: bool,
+) -> SFTDone:
+    """Write the adapter's record, save the adapter when asked and any step ran, and close."""
     meta = adapter_meta(
-        config,
+        run.config,
         before,
         after,
         run.trainable,
         run.total,
         description=description,
         data_name=data_name,
-        steps_done=step,
-        s_per_step=s_per_step,
+        steps_done=run.step,
+        s_per_step=run.s_per_step(),
         dtype=str(run.dtype),
-        n_train=len(train_enc),
+        n_train=len(run.train_enc),
         n_heldout=len(run.held_enc),
         extra=extra_meta,
     )
     saved = None
-    if out_dir is not None and step > 0:
-        saved = str(save_adapter(model, out_dir, meta, force=force))
-    yield SFTDone(
-        step=step,
+    if out_dir is not None and run.step > 0:
+        saved = str(save_adapter(run.model, out_dir, meta, force=force))
+    return SFTDone(
+        step=run.step,
         heldout_loss_before=before,
         heldout_loss_after=after,
         trainable=run.trainable,
         total_parameters=run.total,
-        share=share,
+        share=run.share,
         elapsed_s=time.perf_counter() - start,
-        s_per_step=s_per_step,
+        s_per_step=run.s_per_step(),
         out_dir=saved,
-        stopped=stop_event.is_set() and step < config.max_steps,
+        stopped=stop_event.is_set() and run.step < run.config.max_steps,
         meta=meta,
     )
 

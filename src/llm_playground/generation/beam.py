@@ -159,99 +159,171 @@ def _top_candidates(tokenizer, log_probs, count: int, kept_ids: set[int]) -> tup
     )
 
 
+@dataclass
+class _Continuations:
+    """The best continuations of one step, over all live beams, best first."""
+
+    totals: Any  # torch.FloatTensor [considered]: total log-probability of each
+    source_beam: Any  # torch.LongTensor [considered]: the live beam each one extends
+    next_token: Any  # torch.LongTensor [considered]: the token it adds
+    ends: Any  # torch.BoolTensor [considered]: it ends the text (end-of-text or token limit)
+
+
+class _BeamSearch:
+    """One beam search, a step at a time: :func:`beam_stream` drives it."""
+
+    def __init__(
+        self, loaded, prompt: list[int], config: DecodingConfig, candidates: int, use_cache: bool
+    ):
+        import torch
+
+        self.tokenizer = loaded.tokenizer
+        self.config = config
+        self.candidates = candidates
+        device = next(loaded.model.parameters()).device
+        self.device = device
+        self.penalties = penalty_processors(config)
+        self.end_of_text = eos_ids(loaded)
+        self.end_of_text_tensor = torch.tensor(self.end_of_text, dtype=torch.long, device=device)
+        # how many continuations to consider: enough that num_beams survive any eos among them
+        self.considered = max(2, 1 + len(self.end_of_text)) * config.num_beams
+        self.among_best = torch.arange(self.considered, device=device) < config.num_beams
+        self.max_length = len(prompt) + config.max_new_tokens
+        self.forward = CachedForward(loaded.model, use_cache)
+        self.state = BeamState.start(prompt, config, device)
+        self.beam_steps: list[tuple[Beam, ...]] = []
+        self.uncached = len(prompt)  # positions the model has not seen yet
+        self.index = 0
+        self.last_ends = None  # which of the last step's continuations ended the text
+
+    def step(self) -> StepRecord:
+        """Extend the beams by one token; the best live beam's step record."""
+        state = self.state
+        # 1. next-token log-probabilities of every live beam, penalties applied
+        log_probs = self.next_log_probs()
+        # 2. the best continuations over all beams, by total log-probability
+        best = self.best_continuations(log_probs)
+        # 3. records of the continuations that will be kept (as live beams or finished)
+        next_live, chosen_finished, newly_finished, merged_scores = _choose(
+            state, best.totals, best.ends, self.among_best
+        )
+        records = _step_records(
+            self.tokenizer,
+            state,
+            log_probs,
+            best.source_beam.tolist(),
+            best.next_token.tolist(),
+            next_live.tolist(),
+            chosen_finished,
+            self.index,
+            self.candidates,
+        )
+        # 4. the finished slots: the best of the old ones and the new ones
+        _update_finished(
+            state, chosen_finished, newly_finished, merged_scores, records, best.source_beam
+        )
+        # 5. the live beams: the best continuations that did not end
+        self.move_live_beams(best, next_live, records)
+        live = state.live_beams()
+        self.beam_steps.append(live)
+        record = replace(
+            state.live_history[0][-1],
+            index=self.index,
+            beams=live,
+            finished=state.finished_beams(),
+        )
+        self.index += 1
+        self.last_ends = best.ends
+        return record
+
+    def next_log_probs(self):
+        """Log-probabilities of the next token after every live beam, penalties applied."""
+        import torch
+
+        state = self.state
+        logits = self.forward(state.sequences, self.uncached)
+        self.uncached = 1  # from now on, only the newest token is new to the cache
+        log_probs = torch.log_softmax(logits, dim=-1)
+        if self.penalties:
+            log_probs = self.penalties(state.sequences, log_probs)
+        return log_probs
+
+    def best_continuations(self, log_probs) -> _Continuations:
+        """The ``considered`` best (beam, token) pairs and whether each ends the text."""
+        import torch
+
+        state = self.state
+        vocab = log_probs.shape[-1]
+        # every beam's score plus every token's log-probability, flattened to one row
+        totals = (log_probs + state.live_scores[:, None]).reshape(-1)
+        best_totals, best_flat = torch.topk(totals, self.considered)
+        next_token = best_flat % vocab
+        if self.end_of_text:
+            ends = torch.isin(next_token, self.end_of_text_tensor)
+        else:
+            ends = torch.zeros_like(next_token, dtype=torch.bool)
+        if state.sequences.shape[1] + 1 >= self.max_length:
+            ends = torch.ones_like(ends)  # the token limit ends every continuation
+        return _Continuations(best_totals, best_flat // vocab, next_token, ends)
+
+    def move_live_beams(self, best: _Continuations, next_live, records) -> None:
+        """The next live beams: their histories, scores, token ids and KV cache."""
+        import torch
+
+        state = self.state
+        source_list = best.source_beam.tolist()
+        state.live_history = [
+            state.live_history[source_list[j]] + (records[j],) for j in next_live.tolist()
+        ]
+        state.live_scores = (best.totals + best.ends.float() * EMPTY)[next_live]
+        parent = best.source_beam[next_live]
+        state.sequences = torch.cat(
+            [state.sequences[parent], best.next_token[next_live].view(-1, 1)], dim=1
+        )
+        self.forward.reorder(parent)
+
+    def done(self) -> bool:
+        """Hugging Face's early-stopping heuristic (early_stopping=False), or all ended."""
+        import torch
+
+        state = self.state
+        # the best score a live beam could still reach against the worst finished one
+        best_possible = float(state.live_scores[0]) / (state.new_length**self.config.length_penalty)
+        worst_finished = torch.where(
+            state.finished_used,
+            state.finished_scores.min(),
+            torch.tensor(EMPTY, device=self.device),
+        )
+        state.can_improve = state.can_improve and bool((best_possible > worst_finished).any())
+        return not state.can_improve or bool(self.last_ends.all())
+
+
 def beam_stream(
     loaded, prompt: list[int], config: DecodingConfig, candidates: int, stop_event, use_cache: bool
 ) -> Iterator[StepRecord | GenerationResult]:
     """Beam search, one step record per step (the best live beam's), then the result."""
     import torch
 
-    tokenizer = loaded.tokenizer
-    device = next(loaded.model.parameters()).device
-    penalties = penalty_processors(config)
-    end_of_text = eos_ids(loaded)
-    end_of_text_tensor = torch.tensor(end_of_text, dtype=torch.long, device=device)
-    # how many continuations to consider: enough that num_beams survive any eos among them
-    considered = max(2, 1 + len(end_of_text)) * config.num_beams
-    among_best = torch.arange(considered, device=device) < config.num_beams
-    max_length = len(prompt) + config.max_new_tokens
-    forward = CachedForward(loaded.model, use_cache)
-    state = BeamState.start(prompt, config, device)
-    beam_steps: list[tuple[Beam, ...]] = []
+    search = _BeamSearch(loaded, prompt, config, candidates, use_cache)
     finish = "length"
     start = time.perf_counter()
-    uncached = len(prompt)
-    index = 0
     with torch.inference_mode():
         while True:
             if stop_event is not None and stop_event.is_set():
                 finish = "stopped"
                 break
-            # 1. next-token log-probabilities of every live beam, penalties applied
-            logits = forward(state.sequences, uncached)
-            uncached = 1
-            log_probs = torch.log_softmax(logits, dim=-1)
-            if penalties:
-                log_probs = penalties(state.sequences, log_probs)
-            vocab = log_probs.shape[-1]
-            # 2. the best continuations over all beams, by total log-probability
-            totals = (log_probs + state.live_scores[:, None]).reshape(-1)
-            best_totals, best_flat = torch.topk(totals, considered)
-            source_beam = best_flat // vocab
-            next_token = best_flat % vocab
-            ends = (
-                torch.isin(next_token, end_of_text_tensor)
-                if end_of_text
-                else torch.zeros_like(next_token, dtype=torch.bool)
-            )
-            if state.sequences.shape[1] + 1 >= max_length:
-                ends = torch.ones_like(ends)  # the token limit ends every continuation
-            # 3. records of the continuations that will be kept (as live beams or finished)
-            next_live, chosen_finished, newly_finished, merged_scores = _choose(
-                state, best_totals, ends, among_best
-            )
-            records = _step_records(
-                tokenizer,
-                state,
-                log_probs,
-                source_beam.tolist(),
-                next_token.tolist(),
-                next_live.tolist(),
-                chosen_finished,
-                index,
-                candidates,
-            )
-            # 4. the finished slots: the best of the old ones and the new ones
-            _update_finished(
-                state, chosen_finished, newly_finished, merged_scores, records, source_beam
-            )
-            # 5. the live beams: the best continuations that did not end
-            live_list = next_live.tolist()
-            source_list = source_beam.tolist()
-            state.live_history = [
-                state.live_history[source_list[j]] + (records[j],) for j in live_list
-            ]
-            state.live_scores = (best_totals + ends.float() * EMPTY)[next_live]
-            parent = source_beam[next_live]
-            state.sequences = torch.cat(
-                [state.sequences[parent], next_token[next_live].view(-1, 1)], dim=1
-            )
-            forward.reorder(parent)
-            live = state.live_beams()
-            beam_steps.append(live)
-            best = state.live_history[0][-1]
-            yield replace(best, index=index, beams=live, finished=state.finished_beams())
-            index += 1
-            # 6. Hugging Face's early-stopping heuristic (early_stopping=False)
-            best_possible = float(state.live_scores[0]) / (state.new_length**config.length_penalty)
-            worst_finished = torch.where(
-                state.finished_used,
-                state.finished_scores.min(),
-                torch.tensor(EMPTY, device=device),
-            )
-            state.can_improve = state.can_improve and bool((best_possible > worst_finished).any())
-            if not state.can_improve or bool(ends.all()):
+            yield search.step()
+            if search.done():
                 break
-    yield _result(tokenizer, state, config, beam_steps, finish, end_of_text, start)
+    yield _result(
+        search.tokenizer,
+        search.state,
+        config,
+        search.beam_steps,
+        finish,
+        search.end_of_text,
+        start,
+    )
 
 
 def _choose(state: BeamState, best_totals, ends, among_best):
