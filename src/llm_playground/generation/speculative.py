@@ -178,9 +178,6 @@ def speculative_stream(
     runner = make_runner(loaded.model, max_length)
     emitter = _Emitter(loaded, chooser, list(prompt))
     passes = drafted = accepted_total = 0
-    # the draft length adapts (as in transformers' assisted generation): two more after a
-    # fully accepted draft, one fewer after a rejection, so that a pass reads few wasted tokens
-    draft_length = config.draft_tokens
     finish = "length"
     start = time.perf_counter()
     with torch.inference_mode():
@@ -196,7 +193,7 @@ def speculative_stream(
                 break
             # 1. the drafter proposes tokens (never more than the token limit allows)
             room = config.max_new_tokens - len(emitter.new_ids) - 1
-            draft = drafter.propose(emitter.context, min(draft_length, room))
+            draft = drafter.propose(emitter.context, min(config.draft_tokens, room))
             drafted += len(draft.tokens)
             # 2. one pass reads the newest token and the draft: a distribution per position
             read_from = len(emitter.context) - 1
@@ -205,10 +202,6 @@ def speculative_stream(
             # 3. check the draft position by position
             records, accepted = _verify(emitter, chooser, draft, rows, passes, end_of_text)
             accepted_total += accepted
-            if draft.tokens and accepted == len(draft.tokens):
-                draft_length = min(config.draft_tokens, draft_length + 2)
-            elif draft.tokens:
-                draft_length = max(1, draft_length - 1)
             yield from records
             # 4. forget the cache past what was accepted; the last token is read next time
             runner.truncate(read_from + 1 + accepted)
