@@ -13,7 +13,8 @@ speculative decoding does after a rejected draft).
   LoRA adapters) with its ``DynamicCache``, or without a cache (the whole prefix again at
   every step).
 
-:func:`int8_model` makes the int8 weight-only copy behind ``precision="int8"``.
+:func:`int8_model` makes the int8 weight-only copy behind ``precision="int8"`` (int8
+weights with a float32 scale per output channel, float32 activations).
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ from __future__ import annotations
 from typing import Any
 
 PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+# Up to this many rows an int8 linear layer runs the fused int8 kernel; a longer input (a
+# prompt, a perplexity window) widens the weights once and runs a float32 matmul, which is
+# far faster there on CPUs without AVX-512 (the fused kernel has no AVX2 fast path).
+FUSED_INT8_ROWS = 4
 
 
 class ModelRunner:
@@ -184,30 +189,68 @@ def make_runner(model, max_length: int, use_cache: bool = True, fast: bool = Tru
     return ModelRunner(model, use_cache)
 
 
+def _int8_linear_class():
+    """The weight-only int8 linear layer, built on first use so that importing this module
+    does not import torch."""
+    import torch
+
+    class Int8Linear(torch.nn.Module):
+        """``y = x W^T + b`` with W stored as int8 and one float32 scale per output channel
+        (row): W ~= scale[:, None] * W_int8. Activations stay float32; the product runs in
+        ``torch._weight_int8pack_mm`` (int8 weights widened inside the kernel) for a few
+        rows, and by widening the weights first for more rows or where that kernel is
+        missing."""
+
+        def __init__(self, linear: torch.nn.Linear):
+            super().__init__()
+            weight = linear.weight.detach().float()
+            # symmetric per-row scale: the largest magnitude of a row maps to 127
+            scale = weight.abs().amax(dim=1).clamp(min=1e-12) / 127.0
+            quantized = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+            self.register_buffer("weight_int8", quantized.contiguous())
+            self.register_buffer("scale", scale.contiguous())
+            bias = linear.bias
+            self.register_buffer("bias", None if bias is None else bias.detach().float())
+            self.in_features, self.out_features = linear.in_features, linear.out_features
+            self.fused = hasattr(torch, "_weight_int8pack_mm")
+
+        def forward(self, x):
+            flat = x.reshape(-1, self.in_features).float().contiguous()
+            if self.fused and flat.shape[0] <= FUSED_INT8_ROWS:
+                out = torch._weight_int8pack_mm(flat, self.weight_int8, self.scale)
+            else:  # many rows (a prompt): widen the weights once, then a float32 matmul
+                out = flat @ torch.mul(self.weight_int8, self.scale[:, None]).T
+            if self.bias is not None:
+                out = out + self.bias
+            return out.reshape(*x.shape[:-1], self.out_features)
+
+    return Int8Linear
+
+
 def int8_model(model):
-    """A copy of ``model`` whose linear layers keep int8 weights (one scale per output
-    channel) and run with int8 arithmetic, activations quantized on the fly
-    (``torch.ao`` dynamic quantization). Embeddings and norms stay in float32."""
+    """A copy of ``model`` whose linear layers (the output head included) keep int8 weights
+    with one float32 scale per output channel; activations, embeddings and norms stay
+    float32 (weight-only quantization: only the weights are rounded)."""
     import copy
-    import warnings
 
     import torch
 
-    with warnings.catch_warnings():  # torch.ao announces its move to torchao
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-        from torch.ao.quantization.qconfig import per_channel_dynamic_qconfig
-
+    layer_class = _int8_linear_class()
     quantized = copy.deepcopy(model)
     head = getattr(quantized, "lm_head", None)
-    tied = head is not None and head.weight is quantized.get_input_embeddings().weight
-    if tied:  # untie first, so that the embedding table stays float32
+    if head is not None and head.weight is quantized.get_input_embeddings().weight:
+        # untie first, so that the embedding table stays float32
         head.weight = torch.nn.Parameter(head.weight.detach().clone())
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return quantize_dynamic(
-            quantized, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8
-        )
+    linears = [
+        (name, module)
+        for name, module in quantized.named_modules()
+        if isinstance(module, torch.nn.Linear)
+    ]
+    for name, module in linears:
+        parent_name, _, child = name.rpartition(".")
+        parent = quantized.get_submodule(parent_name) if parent_name else quantized
+        setattr(parent, child, layer_class(module))
+    return quantized
 
 
 def weight_bytes_per_token(model) -> int:
@@ -217,10 +260,9 @@ def weight_bytes_per_token(model) -> int:
     total = embedding.shape[1] * embedding.element_size()  # the one embedding row
     seen = {id(embedding)}
     for module in model.modules():
-        if callable(getattr(module, "weight", None)):  # a dynamically quantized linear
-            weight = module.weight()  # int8 weights and one scale (+ zero point) per row
-            total += weight.numel() + weight.shape[0] * 8
-            continue
+        int8_weight = getattr(module, "weight_int8", None)
+        if int8_weight is not None:  # int8 weights and one float32 scale per row
+            total += int8_weight.numel() + module.scale.numel() * 4
         for param in module.parameters(recurse=False):
             if id(param) not in seen:
                 seen.add(id(param))
