@@ -251,6 +251,7 @@ def test_judge_garbage_is_unscored_and_key_problems_exit_2(cli, tmp_path, monkey
     )
 
 
+@pytest.mark.slow
 def test_local_judge_without_base_url(cli, tmp_path):
     q, a = _judge_files(tmp_path)
     proc = cli(

@@ -119,6 +119,7 @@ def test_sft_malformed_jsonl_names_the_line(cli, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_dpo_bad_input_exits_2_and_writes_nothing(cli, tmp_path):
     prefs = tmp_path / "prefs.jsonl"
     prefs.write_text(

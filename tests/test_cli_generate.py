@@ -92,6 +92,7 @@ def test_raw_text_and_beam(cli):
     assert 1 <= out["new_tokens"] <= 4 and out["text"].strip()
 
 
+@pytest.mark.slow
 def test_checkpoint_folder(cli, tmp_path):
     from llm_playground.generation.registry import convert_offline_model
 
@@ -131,6 +132,7 @@ def test_bad_settings_exit_2_with_one_line(cli, extra, message):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_unknown_model_and_missing_folder_exit_2(cli, tmp_path):
     proc = cli("generate", "--model", "no-such-model-xyz", "--prompt", "Hi", "--strategy", "greedy")
     assert proc.returncode == 2 and "needs network" in proc.stderr
@@ -178,6 +180,7 @@ def test_sampler_chain_flags_and_removed_by(cli):
         assert any(c["removed_by"] is None for c in step["candidates"])
 
 
+@pytest.mark.slow
 def test_prompt_lookup_json_keys(cli):
     args = ["--model", MODEL, "--strategy", "greedy", "--max-new-tokens", "12", "--json"]
     prompt = "Repeat exactly: the cat sat on the mat, the cat sat on the mat."
@@ -238,6 +241,7 @@ def test_every_numeric_flag_is_checked_before_loading(cli, extra, message):
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_long_prompt_is_refused_with_the_limit(cli):
     proc = cli("generate", "--model", MODEL, "--prompt", "word " * 20_000, "--strategy", "greedy")
     assert proc.returncode == 2 and "the limit is 50,000" in proc.stderr

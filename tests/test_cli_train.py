@@ -178,6 +178,7 @@ def test_bigram_leaves_out_the_hugging_face_export(cli, tmp_path):
         (["--device", "cuda"], "no CUDA GPU"),
     ],
 )
+@pytest.mark.slow
 def test_bad_settings_exit_2_with_one_line(cli, tmp_path, args, message):
     import torch
 
@@ -252,6 +253,7 @@ def test_resume_from_the_command_line(cli, tmp_path):
     assert [r["step"] for r in rows] == [0, 5, 10]
 
 
+@pytest.mark.slow
 def test_an_existing_run_is_refused_unless_forced(cli, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--preset", "bigram", "--max-iters", "2", "--eval-iters", "1"]
@@ -333,6 +335,7 @@ def test_speedrun_switches_and_a_target_from_the_command_line(cli, tmp_path):
         (["--n-head", "8", "--n-embd", "24"], "rotary embeddings need an even head size"),
     ],
 )
+@pytest.mark.slow
 def test_every_numeric_flag_is_checked_in_one_line(cli, tmp_path, args, message):
     r = cli("train", "--preset", "speedrun", *args, "--out", str(tmp_path / "x"))
     assert r.returncode == 2, r.stderr

@@ -40,6 +40,7 @@ def metrics(folder):
     return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_two_processes_match_one_process_for_the_same_global_batch(cli, tmp_path):
     check_ddp_matches_one_process(cli, tmp_path, ARGS)

@@ -62,6 +62,7 @@ def test_page_explains_bad_settings():
     assert any("context" in e.value for e in at.error)
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_generation_page_in_chromium(app_url, page):
     page.goto(app_url + "/generation")
@@ -136,6 +137,7 @@ def test_min_p_run_shows_the_attribution_in_chromium(app_url, page):
     assert "cut by min_p" in why.inner_text()
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 def test_prompt_lookup_run_marks_drafts_in_chromium(app_url, page):
     page.goto(app_url + "/generation")
