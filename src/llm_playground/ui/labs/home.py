@@ -32,8 +32,8 @@ LABS = [
     (
         "🎲 Lab 3 · Generation",
         "generation",
-        "Greedy, beam search, top-k and nucleus sampling with temperature, step by step: the "
-        "candidates at each step, what each filter cuts away, and which token wins.",
+        "Greedy, beam search and today's sampler chain (min-p, top-nσ, DRY, XTC...), step by "
+        "step: which stage cut each candidate, which token wins, and speculative decoding.",
     ),
     (
         "🎛️ Lab 4 · Fine-tuner",
