@@ -3,6 +3,7 @@ writes reaches the user's folder; installed assets (the cache) are shared."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -58,13 +59,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """Start the real Streamlit app on a free port for the whole session; yield its URL."""
+@contextlib.contextmanager
+def running_app(home: Path, extra_env: dict[str, str] | None = None, start_timeout: float = 90):
+    """Start the real Streamlit app on a free port with ``home`` as its playground home;
+    yield its URL, stop it on exit."""
     import time
     import urllib.request
 
-    home = tmp_path_factory.mktemp("app-home")
     port = _free_port()
     env = {
         **os.environ,
@@ -72,6 +73,7 @@ def app_url(tmp_path_factory):
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        **(extra_env or {}),
     }
     log = open(home / "streamlit.log", "w")
     proc = subprocess.Popen(
@@ -95,7 +97,7 @@ def app_url(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
+    deadline = time.time() + start_timeout
     while time.time() < deadline:
         try:
             urllib.request.urlopen(url + "/_stcore/health", timeout=1)
@@ -107,12 +109,22 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("the app did not start: " + (home / "streamlit.log").read_text()[-2000:])
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The real Streamlit app on a free port for the whole session."""
+    with running_app(tmp_path_factory.mktemp("app-home"), start_timeout=60) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

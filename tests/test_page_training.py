@@ -178,62 +178,11 @@ def test_training_in_chromium(app_url, page):
 @pytest.fixture(scope="module")
 def capped_app_url(tmp_path_factory):
     """The real app with one heavy run at a time (LLM_PLAYGROUND_MAX_JOBS=1), as a class server."""
-    import os
-    import subprocess
-    import sys
-    import urllib.request
-
-    from conftest import ROOT, _free_port
+    from conftest import running_app
 
     home = tmp_path_factory.mktemp("capped-home")
-    port = _free_port()
-    env = {
-        **os.environ,
-        "LLM_PLAYGROUND_HOME": str(home),
-        "LLM_PLAYGROUND_MAX_JOBS": "1",
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-    }
-    log = open(home / "streamlit.log", "w")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "src/llm_playground/ui/app.py"),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(url + "/_stcore/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                break
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("the app did not start: " + (home / "streamlit.log").read_text()[-2000:])
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with running_app(home, {"LLM_PLAYGROUND_MAX_JOBS": "1"}) as url:
+        yield url
 
 
 @pytest.mark.browser
