@@ -121,9 +121,15 @@ def running_app(home: Path, extra_env: dict[str, str] | None = None, start_timeo
 
 
 @pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
+def app_home(tmp_path_factory) -> Path:
+    """The playground home of the session's app (its database, runs and uploads)."""
+    return tmp_path_factory.mktemp("app-home")
+
+
+@pytest.fixture(scope="session")
+def app_url(app_home):
     """The real Streamlit app on a free port for the whole session."""
-    with running_app(tmp_path_factory.mktemp("app-home"), start_timeout=60) as url:
+    with running_app(app_home, start_timeout=60) as url:
         yield url
 
 

@@ -231,7 +231,12 @@ def test_two_people_each_see_only_their_own_run_and_the_second_waits(capped_app_
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_a_race_in_chromium_overlays_two_recipes_and_adds_records(app_url, page):
+def test_a_race_in_chromium_overlays_two_recipes_and_adds_records(app_url, app_home, page):
+    from llm_playground.core.db import Database
+    from llm_playground.training.records import records
+
+    database = Database(app_home / "playground.sqlite")
+    before = len(records(database))
     page.goto(app_url + "/training")
     page.get_by_text("One batch, as the model sees it").wait_for(timeout=120_000)
     page.get_by_role("tab", name="Race recipes").click()
@@ -239,15 +244,20 @@ def test_a_race_in_chromium_overlays_two_recipes_and_adds_records(app_url, page)
     steps.fill("20")
     steps.press("Enter")
     page.get_by_role("button", name="Start the race").click()
-    results = page.locator("[data-testid='stDataFrame']").first
+    race = page.get_by_role("tabpanel", name="Race recipes")
     page.get_by_text("No records yet").wait_for(timeout=60_000)
     deadline = time.time() + 1500  # two full-size recipes, one after the other
     while time.time() < deadline and page.get_by_text("No records yet").count():
         time.sleep(2)
     assert page.get_by_text("No records yet").count() == 0  # the records table has rows
-    results.wait_for()
-    chart = page.locator("[data-testid='stVegaLiteChart'], .vega-embed")
+    # the race's results table and the records table, both in the race tab
+    race.locator("[data-testid='stDataFrame']").nth(1).wait_for()
+    chart = race.locator("[data-testid='stVegaLiteChart'], .vega-embed")
     assert chart.count() >= 1
     # both recipes are on the chart's legend and in the records
     for recipe in ("baby-gpt", "speedrun"):
-        assert page.get_by_text(recipe, exact=True).count() >= 1
+        assert race.get_by_text(recipe, exact=True).count() >= 1
+    # the race wrote one record per recipe into the app's database
+    rows = records(database)
+    assert len(rows) == before + 2
+    assert {row["recipe"] for row in rows if row["steps"] == 20} == {"baby-gpt", "speedrun"}
