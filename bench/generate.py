@@ -3,8 +3,9 @@
 1. exact greedy: the project's loop (static KV cache, own Llama forward) against
    ``transformers`` ``generate`` on the same prompt, 128 new tokens, at 1 and 2 threads
    (target: >= 1.5x tokens/s, identical tokens);
-2. prompt lookup on an input-grounded prompt (rewrite a paragraph with one word changed)
-   against plain greedy (target: >= 2x, identical tokens);
+2. prompt lookup on an input-grounded prompt (repeat a paragraph with one word changed)
+   against plain greedy (target: >= 2x, identical tokens), and on a looser rewrite prompt
+   that the model answers with a paraphrase (fewer drafts survive; no target);
 3. the per-token overhead of attribution (the sampler chain with top-10 candidates and
    what each stage did to them) against the same chain without it (target: <= 1.3x);
 4. int8 weight-only against fp32: speed-up, and WikiText-2 perplexity of both;
@@ -27,6 +28,7 @@ import time
 
 import torch
 
+from llm_playground.core.hardware import probe_cpu_layout
 from llm_playground.generation.decoding import DecodingConfig, generate, prepare
 from llm_playground.generation.registry import load_model
 from llm_playground.generation.runner import (
@@ -45,7 +47,12 @@ PARAGRAPH = (
     "the narrow channel. In winter the storms were fierce and the waves broke over the rocks, "
     "but the light never failed, and the fishermen of the village trusted it with their lives."
 )
-REWRITE = (
+# The input-grounded prompt of the target: the answer copies the paragraph. SmolLM2-135M
+# repeats it (without making the change), as small models do.
+REWRITE = "Repeat this paragraph exactly, but with 'old' replaced by 'ancient':\n\n" + PARAGRAPH
+# Also reported: a looser instruction that SmolLM2-135M answers with a paraphrase, where
+# fewer drafts survive.
+PARAPHRASE = (
     "Rewrite this paragraph with the word 'old' changed to 'ancient', keeping everything "
     "else the same:\n\n" + PARAGRAPH
 )
@@ -73,7 +80,9 @@ def best_of(repeats: int, *fns):
     return list(zip(best, outs, strict=True))
 
 
-def greedy_against_transformers(loaded, tokens: int, repeats: int, threads: int) -> dict:
+def greedy_against_transformers(loaded, stock, tokens: int, repeats: int, threads: int) -> dict:
+    """``stock``: the same model loaded separately and left exactly as ``transformers``
+    loads it (the own loop may store ``loaded``'s weights in another layout)."""
     torch.set_num_threads(threads)
     config = DecodingConfig("greedy", max_new_tokens=tokens)
     ids = torch.tensor([prepare(loaded, PROMPT, config, chat_template=False)])
@@ -81,7 +90,7 @@ def greedy_against_transformers(loaded, tokens: int, repeats: int, threads: int)
 
     def hf():
         with torch.inference_mode():
-            return loaded.model.generate(
+            return stock.model.generate(
                 ids,
                 attention_mask=mask,
                 max_new_tokens=tokens,
@@ -105,11 +114,11 @@ def greedy_against_transformers(loaded, tokens: int, repeats: int, threads: int)
     }
 
 
-def prompt_lookup(loaded, tokens: int, repeats: int) -> dict:
+def prompt_lookup(loaded, tokens: int, repeats: int, prompt: str = REWRITE) -> dict:
     plain = DecodingConfig("greedy", max_new_tokens=tokens)
     lookup = DecodingConfig("greedy", max_new_tokens=tokens, speculative="prompt-lookup")
     (t_plain, plain_out), (t_lookup, lookup_out) = best_of(
-        repeats, lambda: generate(loaded, REWRITE, plain), lambda: generate(loaded, REWRITE, lookup)
+        repeats, lambda: generate(loaded, prompt, plain), lambda: generate(loaded, prompt, lookup)
     )
     return {
         "new_tokens": plain_out.new_tokens,
@@ -184,12 +193,22 @@ def main() -> int:
     ppl_tokens = args.ppl_tokens or (2048 if args.quick else 16384)
 
     loaded = load_model("smollm2-135m-instruct")
-    report: dict = {"model": "smollm2-135m-instruct", "cpu_flags": cpu_flags(), "tokens": tokens}
+    stock = load_model("smollm2-135m-instruct")
+    layout = probe_cpu_layout()
+    report: dict = {
+        "model": "smollm2-135m-instruct",
+        "cpu_flags": cpu_flags(),
+        "tokens": tokens,
+        "input_major_probe_speedup": layout.speedup,
+        "input_major_weights": layout.input_major,
+    }
     report["greedy"] = [
-        greedy_against_transformers(loaded, tokens, repeats, threads) for threads in (1, 2)
+        greedy_against_transformers(loaded, stock, tokens, repeats, threads) for threads in (1, 2)
     ]
+    del stock
     torch.set_num_threads(2)
     report["prompt_lookup"] = prompt_lookup(loaded, tokens, repeats)
+    report["prompt_lookup_paraphrase"] = prompt_lookup(loaded, tokens, repeats, PARAPHRASE)
     report["attribution"] = attribution_overhead(loaded, tokens, repeats, args.candidates)
     int8 = int8_trade(loaded, tokens, repeats, ppl_tokens)
     int8.pop("quantized")
@@ -211,19 +230,28 @@ def main() -> int:
         return 0
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in report["cpu_flags"].items())
     print(f"SmolLM2-135M-Instruct, {tokens} new tokens, best of {repeats}; CPU flags: {flags}")
+    print(
+        f"layout probe: one-row products {report['input_major_probe_speedup']:.2f}x faster "
+        f"with weights stored [in, out] -> "
+        f"{'input-major' if report['input_major_weights'] else 'nn.Linear'} layout"
+    )
     for row in report["greedy"]:
         print(
             f"greedy, {row['threads']} thread(s): transformers {row['hf_tokens_per_s']:6.1f} "
             f"tokens/s, own loop {row['own_tokens_per_s']:6.1f} tokens/s, "
             f"{row['speedup']:.2f}x (target >= 1.5x), identical tokens: {row['same_tokens']}"
         )
-    lookup = report["prompt_lookup"]
-    print(
-        f"prompt lookup on a rewrite prompt: {lookup['speedup']:.2f}x plain greedy "
-        f"(target >= 2x), identical tokens: {lookup['same_tokens']}, "
-        f"{lookup['tokens_per_pass']:.2f} tokens per forward pass, "
-        f"{lookup['accepted_draft_tokens']} drafts accepted"
-    )
+    for key, what, target in (
+        ("prompt_lookup", "a repeat-with-one-change prompt", " (target >= 2x)"),
+        ("prompt_lookup_paraphrase", "a prompt answered by a paraphrase", ""),
+    ):
+        lookup = report[key]
+        print(
+            f"prompt lookup on {what}: {lookup['speedup']:.2f}x plain greedy{target}, "
+            f"identical tokens: {lookup['same_tokens']}, {lookup['new_tokens']} new tokens, "
+            f"{lookup['tokens_per_pass']:.2f} tokens per forward pass, "
+            f"{lookup['accepted_draft_tokens']} drafts accepted"
+        )
     attribution = report["attribution"]
     print(
         f"attribution with top-{attribution['candidates']} candidates: "

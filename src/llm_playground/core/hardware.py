@@ -13,6 +13,10 @@
   training, fine-tuning and perplexity all ask here.
 - :func:`newton_schulz_dtype`: the number format of Muon's Newton-Schulz iteration
   (bf16 where it is fast, fp32 elsewhere).
+- :func:`input_major_is_faster`: the weight layout for batch-1 decoding. ``nn.Linear``
+  stores a weight as [out, in]; some CPU BLAS libraries multiply a single row by an
+  [in, out] matrix markedly faster (the same numbers, read in another order). One short
+  probe per process, on matrices larger than the caches, decides.
 - :func:`machine`: the CPU model, cores, the CPU flags that matter for speed (avx2,
   avx512f, avx512_bf16, amx_bf16) and the device, for benchmarks and records.
 """
@@ -35,6 +39,11 @@ BF16_MIN_SPEEDUP = 1.25
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 #: Shape of the probe's matrix product (rows, inner, columns): a small GPT's MLP layer.
 PROBE_SHAPE = (128, 256, 512)
+#: A weight layout is changed for batch-1 decoding only when it measures this much faster.
+LAYOUT_MIN_SPEEDUP = 1.1
+#: The layout probe's weights: this many [out, in] matrices of a small model's MLP size,
+#: 113 MB in all, so that each product reads its weight from memory, as decoding does.
+LAYOUT_PROBE_SHAPE = (48, 1536, 384)
 
 
 @dataclass(frozen=True)
@@ -147,6 +156,51 @@ def probe_cpu_bf16() -> Bf16Probe:
     except RuntimeError:  # no bf16 kernels at all
         best["bf16"] = float("inf")
     return Bf16Probe(fp32_s=best["fp32"], bf16_s=best["bf16"])
+
+
+@dataclass(frozen=True)
+class LayoutProbe:
+    """One measurement: seconds for a batch-1 product with every probe matrix, with the
+    weights stored [out, in] (``nn.Linear``'s layout) and [in, out] (input-major)."""
+
+    out_major_s: float
+    input_major_s: float
+
+    @property
+    def speedup(self) -> float:
+        return self.out_major_s / self.input_major_s if self.input_major_s > 0 else 0.0
+
+    @property
+    def input_major(self) -> bool:
+        return self.speedup >= LAYOUT_MIN_SPEEDUP
+
+
+@functools.lru_cache(maxsize=1)
+def probe_cpu_layout() -> LayoutProbe:
+    """Time one row times each of :data:`LAYOUT_PROBE_SHAPE`'s matrices in both layouts
+    (once per process, three interleaved rounds, each layout's fastest kept)."""
+    import torch
+    import torch.nn.functional as F
+
+    count, out_features, in_features = LAYOUT_PROBE_SHAPE
+    weights = torch.full((count, out_features, in_features), 0.5)
+    # the same numbers stored [in, out]: a linear layer's weight viewed as its transpose
+    input_major = weights.transpose(1, 2).contiguous().transpose(1, 2)
+    row = torch.full((1, in_features), 0.25)
+    best = {"out": float("inf"), "in": float("inf")}
+    for _ in range(3):
+        for name, stored in (("out", weights), ("in", input_major)):
+            start = time.perf_counter()
+            for weight in stored:
+                F.linear(row, weight)
+            best[name] = min(best[name], time.perf_counter() - start)
+    return LayoutProbe(out_major_s=best["out"], input_major_s=best["in"])
+
+
+def input_major_is_faster(device: str = "cpu") -> bool:
+    """Whether batch-1 decoding should store linear weights [in, out] on this machine (CPU
+    only, by measurement; a GPU keeps ``nn.Linear``'s own layout)."""
+    return device == "cpu" and probe_cpu_layout().input_major
 
 
 def has_bf16_instructions(flags: dict[str, bool] | None = None) -> bool | None:

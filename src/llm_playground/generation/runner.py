@@ -8,7 +8,9 @@ speculative decoding does after a rejected draft).
   forward pass: a KV cache allocated once for the whole generation, rotary tables computed
   once, and the same tensor operations as ``transformers``' Llama in the same order, so the
   logits, and therefore greedy tokens, are the same; it saves the Python work that
-  ``generate`` and the general model code do around them at every token.
+  ``generate`` and the general model code do around them at every token. Where the CPU
+  probe of :mod:`llm_playground.core.hardware` measures batch-1 products faster with
+  weights stored [in, out], it stores them so (same values, so the same tokens).
 * :class:`ModelRunner` runs any ``transformers`` causal LM (GPT-2 exports of Lab 2, Gemma,
   LoRA adapters) with its ``DynamicCache``, or without a cache (the whole prefix again at
   every step).
@@ -87,6 +89,35 @@ def fast_path_supported(model) -> bool:
     )
 
 
+def store_input_major(model) -> None:
+    """Store each linear layer's weight [in, out] in memory, in place: the parameter keeps
+    its values and its [out, in] shape (it becomes the transpose of a contiguous matrix), so
+    every caller sees the same model, but a one-row product reads the weight in the order
+    the CPU's BLAS reads fastest. A head tied to the embedding table is left alone (the
+    table's rows are what a lookup reads); :func:`input_major_head` covers it."""
+    import torch
+
+    embedding = model.get_input_embeddings().weight
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(module, torch.nn.Linear) and weight is not embedding:
+            if weight.dim() == 2 and weight.is_contiguous():
+                weight.data = weight.data.t().contiguous().t()
+
+
+def input_major_head(model):
+    """The output head's weight stored [in, out], as a [out, in] view; for a head tied to
+    the embedding table, a copy kept on the model (rebuilt if the table changes)."""
+    head = model.lm_head.weight
+    if head is not model.get_input_embeddings().weight:
+        return head
+    cached = model.__dict__.get("_input_major_head")
+    if cached is None or cached[0] != head._version:
+        cached = (head._version, head.detach().t().contiguous().t())
+        model.__dict__["_input_major_head"] = cached
+    return cached[1]
+
+
 class StaticLlamaRunner:
     """A Llama forward pass over a KV cache allocated once (``max_length`` positions).
 
@@ -99,6 +130,8 @@ class StaticLlamaRunner:
     def __init__(self, model, max_length: int):
         import torch
 
+        from llm_playground.core.hardware import input_major_is_faster
+
         self.model = model
         cfg = model.config
         inner = model.model
@@ -106,6 +139,10 @@ class StaticLlamaRunner:
         self.embed = inner.embed_tokens
         self.norm = inner.norm
         self.head = model.lm_head
+        if input_major_is_faster() and isinstance(self.head, torch.nn.Linear):
+            store_input_major(model)
+            head_weight = input_major_head(model)
+            self.head = lambda hidden: torch.nn.functional.linear(hidden, head_weight)
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads

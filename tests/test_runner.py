@@ -1,0 +1,84 @@
+"""The fast Llama runner's weight layout: same numbers, same logits, another memory order."""
+
+import pytest
+import torch
+
+from llm_playground.core.hardware import LayoutProbe, input_major_is_faster
+from llm_playground.generation.runner import (
+    StaticLlamaRunner,
+    input_major_head,
+    store_input_major,
+)
+
+
+@pytest.fixture
+def tiny_llama():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=64,
+        tie_word_embeddings=True,
+    )
+    return LlamaForCausalLM(config).eval()
+
+
+def test_input_major_storage_keeps_values_shapes_and_logits(tiny_llama):
+    ids = torch.tensor([[5, 17, 3, 88, 42, 9]])
+    with torch.no_grad():
+        before = tiny_llama(ids).logits
+    linears = [m for m in tiny_llama.modules() if isinstance(m, torch.nn.Linear)]
+    values = {id(m): m.weight.detach().clone() for m in linears}
+    store_input_major(tiny_llama)
+    embedding = tiny_llama.get_input_embeddings().weight
+    for module in linears:
+        if module.weight is embedding:
+            assert module.weight.is_contiguous()  # the tied table keeps its rows
+            continue
+        assert module.weight.t().is_contiguous() and not module.weight.is_contiguous()
+        assert torch.equal(module.weight, values[id(module)])
+    with torch.no_grad():
+        after = tiny_llama(ids).logits
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
+    store_input_major(tiny_llama)  # a second call changes nothing
+    assert all(torch.equal(m.weight, values[id(m)]) for m in linears)
+
+
+def test_a_tied_head_gets_one_input_major_copy_renewed_when_the_table_changes(tiny_llama):
+    embedding = tiny_llama.get_input_embeddings().weight
+    head = input_major_head(tiny_llama)
+    assert head is not embedding and torch.equal(head, embedding) and head.t().is_contiguous()
+    assert input_major_head(tiny_llama) is head  # kept, not rebuilt
+    with torch.no_grad():
+        embedding[0, 0] += 1.0
+    renewed = input_major_head(tiny_llama)
+    assert renewed is not head and torch.equal(renewed, embedding)
+
+
+def test_the_runner_gives_the_models_logits_in_either_layout(tiny_llama, monkeypatch):
+    import llm_playground.core.hardware as hardware
+
+    ids = [5, 17, 3, 88, 42, 9, 60]
+    with torch.no_grad():
+        expected = tiny_llama(torch.tensor([ids])).logits[0]
+    for faster in (False, True):
+        monkeypatch.setattr(hardware, "input_major_is_faster", lambda device="cpu", f=faster: f)
+        runner = StaticLlamaRunner(tiny_llama, max_length=16)
+        with torch.no_grad():
+            prompt = runner.forward(ids[:4], all_logits=True)
+            steps = [runner.forward([token]) for token in ids[4:]]
+        torch.testing.assert_close(prompt, expected[:4], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(torch.cat(steps), expected[4:], rtol=1e-5, atol=1e-5)
+
+
+def test_the_layout_rule_needs_a_measured_gain_and_a_cpu():
+    assert LayoutProbe(out_major_s=0.012, input_major_s=0.008).input_major
+    assert not LayoutProbe(out_major_s=0.0104, input_major_s=0.010).input_major  # 1.04x
+    assert not LayoutProbe(out_major_s=0.008, input_major_s=0.012).input_major
+    assert input_major_is_faster("cuda") is False
