@@ -24,20 +24,101 @@ def playground_home(tmp_path_factory, monkeypatch) -> Path:
     return home
 
 
+#: Environment variables read when torch or transformers load: a call that sets one of
+#: these runs in a fresh interpreter rather than in a child of the preloaded one.
+_IMPORT_TIME_ENV = ("OMP_", "MKL_", "HF_", "TRANSFORMERS_", "PYTORCH_", "TORCH_")
+
+
+class _Zygote:
+    """``tests/cli_zygote.py`` running for the session: one forked child per CLI call."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> subprocess.Popen:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                [sys.executable, str(ROOT / "tests" / "cli_zygote.py")],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, "LLM_PLAYGROUND_HOME": "/nonexistent-until-a-call"},
+            )
+        return self.process
+
+    def run(self, args, input, env, timeout) -> subprocess.CompletedProcess:
+        import json
+        import select
+        import signal
+        import tempfile
+
+        process = self.start()
+        with tempfile.TemporaryDirectory() as folder:
+            files = {name: Path(folder) / name for name in ("stdin", "stdout", "stderr")}
+            data = input if input is not None else ""
+            if isinstance(data, bytes):
+                files["stdin"].write_bytes(data)
+            else:
+                files["stdin"].write_text(data, encoding="utf-8")
+            files["stdout"].touch()
+            files["stderr"].touch()
+            request = {
+                "args": list(args),
+                "env": env,
+                "cwd": os.getcwd(),
+                **{name: str(path) for name, path in files.items()},
+            }
+            process.stdin.write(json.dumps(request) + "\n")
+            process.stdin.flush()
+            started = process.stdout.readline()
+            if not started:
+                raise RuntimeError("the CLI zygote (tests/cli_zygote.py) has died; see stderr")
+            pid = json.loads(started)["pid"]
+            ready, _, _ = select.select([process.stdout], [], [], timeout)
+            if not ready:
+                os.kill(pid, signal.SIGKILL)
+                process.stdout.readline()
+                raise subprocess.TimeoutExpired(args, timeout)
+            status = json.loads(process.stdout.readline())["status"]
+            binary = isinstance(input, bytes)
+            read = (lambda p: p.read_bytes()) if binary else (lambda p: p.read_text("utf-8"))
+            return subprocess.CompletedProcess(
+                ["llm-playground", *args], status, read(files["stdout"]), read(files["stderr"])
+            )
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=30)
+
+
+_ZYGOTE = _Zygote()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_the_cli_zygote():
+    yield
+    _ZYGOTE.stop()
+
+
 def run_cli(
     *args: str, input: str | bytes | None = None, env: dict | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
-    """Run ``llm-playground ARGS`` as a real process (the installed console script's module)."""
+    """Run ``llm-playground ARGS`` as a real process of its own: a child forked from a
+    process that has already imported torch and transformers (see ``cli_zygote.py``), or
+    a fresh interpreter when ``env`` sets a variable those libraries read on import."""
     full_env = {**os.environ, **(env or {})}
-    text = not isinstance(input, bytes)
-    return subprocess.run(
-        [sys.executable, "-m", "llm_playground", *args],
-        input=input,
-        capture_output=True,
-        text=text,
-        env=full_env,
-        timeout=timeout,
-    )
+    if any(key.startswith(_IMPORT_TIME_ENV) for key in (env or {})):
+        text = not isinstance(input, bytes)
+        return subprocess.run(
+            [sys.executable, "-m", "llm_playground", *args],
+            input=input,
+            capture_output=True,
+            text=text,
+            env=full_env,
+            timeout=timeout,
+        )
+    return _ZYGOTE.run(args, input, full_env, timeout)
 
 
 @pytest.fixture
