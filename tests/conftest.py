@@ -157,22 +157,11 @@ def running_app(home: Path, extra_env: dict[str, str] | None = None, start_timeo
         **(extra_env or {}),
     }
     log = open(home / "streamlit.log", "w")
+    from llm_playground.cli.serve import streamlit_command
+
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "src/llm_playground/ui/app.py"),
-            "--server.port",
-            str(port),
-            "--server.headless",
-            "true",
-            "--browser.gatherUsageStats",
-            "false",
-            "--server.fileWatcherType",
-            "none",
-        ],
+        # the command line `llm-playground serve` runs, with no file watcher
+        [*streamlit_command("127.0.0.1", port), "--server.fileWatcherType", "none"],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
