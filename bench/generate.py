@@ -200,7 +200,7 @@ def main() -> int:
         "cpu_flags": cpu_flags(),
         "tokens": tokens,
         "input_major_probe_speedup": layout.speedup,
-        "input_major_weights": layout.input_major,
+        "input_major_weights": layout.faster,
     }
     report["greedy"] = [
         greedy_against_transformers(loaded, stock, tokens, repeats, threads) for threads in (1, 2)

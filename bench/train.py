@@ -94,7 +94,7 @@ def main() -> None:
     )
     print(
         f"bf16 probe: {probe.speedup:.2f}x fp32's speed -> "
-        f"{'bf16' if probe.fast else 'fp32'} autocast and Newton-Schulz",
+        f"{'bf16' if probe.faster else 'fp32'} autocast and Newton-Schulz",
         flush=True,
     )
 

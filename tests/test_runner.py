@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from llm_playground.core.hardware import LayoutProbe, input_major_is_faster
+from llm_playground.core.hardware import LAYOUT_MIN_SPEEDUP, Probe, input_major_is_faster
 from llm_playground.generation.runner import (
     StaticLlamaRunner,
     input_major_head,
@@ -78,7 +78,10 @@ def test_the_runner_gives_the_models_logits_in_either_layout(tiny_llama, monkeyp
 
 
 def test_the_layout_rule_needs_a_measured_gain_and_a_cpu():
-    assert LayoutProbe(out_major_s=0.012, input_major_s=0.008).input_major
-    assert not LayoutProbe(out_major_s=0.0104, input_major_s=0.010).input_major  # 1.04x
-    assert not LayoutProbe(out_major_s=0.008, input_major_s=0.012).input_major
+    def layout(out_major_s, input_major_s):
+        return Probe(out_major_s, input_major_s, min_speedup=LAYOUT_MIN_SPEEDUP)
+
+    assert layout(0.012, 0.008).faster
+    assert not layout(0.0104, 0.010).faster  # 1.04x
+    assert not layout(0.008, 0.012).faster
     assert input_major_is_faster("cuda") is False

@@ -114,23 +114,26 @@ def machine(device: str = "auto") -> Machine:
 
 
 @dataclass(frozen=True)
-class Bf16Probe:
-    """One measurement: seconds per matrix product in fp32 and in bf16."""
+class Probe:
+    """One measurement of an alternative way to compute the same thing: seconds the usual
+    way and the alternative way; the alternative is taken when it is at least
+    ``min_speedup`` times as fast."""
 
-    fp32_s: float
-    bf16_s: float
+    usual_s: float
+    alternative_s: float
+    min_speedup: float
 
     @property
     def speedup(self) -> float:
-        return self.fp32_s / self.bf16_s if self.bf16_s > 0 else 0.0
+        return self.usual_s / self.alternative_s if self.alternative_s > 0 else 0.0
 
     @property
-    def fast(self) -> bool:
-        return self.speedup >= BF16_MIN_SPEEDUP
+    def faster(self) -> bool:
+        return self.speedup >= self.min_speedup
 
 
 @functools.lru_cache(maxsize=1)
-def probe_cpu_bf16() -> Bf16Probe:
+def probe_cpu_bf16() -> Probe:
     """Time :data:`PROBE_SHAPE` matrix products in fp32 and bf16 on the CPU (once per process).
 
     The two are timed in turns, five rounds, keeping each one's fastest: a busy machine
@@ -155,30 +158,14 @@ def probe_cpu_bf16() -> Bf16Probe:
                 best[name] = min(best[name], time.perf_counter() - start)
     except RuntimeError:  # no bf16 kernels at all
         best["bf16"] = float("inf")
-    return Bf16Probe(fp32_s=best["fp32"], bf16_s=best["bf16"])
-
-
-@dataclass(frozen=True)
-class LayoutProbe:
-    """One measurement: seconds for a batch-1 product with every probe matrix, with the
-    weights stored [out, in] (``nn.Linear``'s layout) and [in, out] (input-major)."""
-
-    out_major_s: float
-    input_major_s: float
-
-    @property
-    def speedup(self) -> float:
-        return self.out_major_s / self.input_major_s if self.input_major_s > 0 else 0.0
-
-    @property
-    def input_major(self) -> bool:
-        return self.speedup >= LAYOUT_MIN_SPEEDUP
+    return Probe(usual_s=best["fp32"], alternative_s=best["bf16"], min_speedup=BF16_MIN_SPEEDUP)
 
 
 @functools.lru_cache(maxsize=1)
-def probe_cpu_layout() -> LayoutProbe:
-    """Time one row times each of :data:`LAYOUT_PROBE_SHAPE`'s matrices in both layouts
-    (once per process, three interleaved rounds, each layout's fastest kept)."""
+def probe_cpu_layout() -> Probe:
+    """Time one row times each of :data:`LAYOUT_PROBE_SHAPE`'s matrices stored [out, in]
+    (``nn.Linear``'s layout, the usual way) and [in, out] (once per process, three
+    interleaved rounds, each layout's fastest kept)."""
     import torch
     import torch.nn.functional as F
 
@@ -194,13 +181,13 @@ def probe_cpu_layout() -> LayoutProbe:
             for weight in stored:
                 F.linear(row, weight)
             best[name] = min(best[name], time.perf_counter() - start)
-    return LayoutProbe(out_major_s=best["out"], input_major_s=best["in"])
+    return Probe(usual_s=best["out"], alternative_s=best["in"], min_speedup=LAYOUT_MIN_SPEEDUP)
 
 
 def input_major_is_faster(device: str = "cpu") -> bool:
     """Whether batch-1 decoding should store linear weights [in, out] on this machine (CPU
     only, by measurement; a GPU keeps ``nn.Linear``'s own layout)."""
-    return device == "cpu" and probe_cpu_layout().input_major
+    return device == "cpu" and probe_cpu_layout().faster
 
 
 def has_bf16_instructions(flags: dict[str, bool] | None = None) -> bool | None:
@@ -219,7 +206,7 @@ def bf16_is_fast(device: str = "cpu") -> bool:
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
     if has_bf16_instructions() is False:
         return False  # an x86 CPU without bf16 instructions emulates it: never fast
-    return probe_cpu_bf16().fast
+    return probe_cpu_bf16().faster
 
 
 def pick_dtype(requested: str = "auto", device: str = "cpu") -> Any:
