@@ -6,8 +6,8 @@ import torch
 from llm_playground.core.hardware import LAYOUT_MIN_SPEEDUP, Probe, input_major_is_faster
 from llm_playground.generation.runner import (
     StaticLlamaRunner,
-    input_major_head,
-    store_input_major,
+    fused_projections,
+    output_head,
 )
 
 
@@ -29,35 +29,42 @@ def tiny_llama():
     return LlamaForCausalLM(config).eval()
 
 
-def test_input_major_storage_keeps_values_shapes_and_logits(tiny_llama):
+@pytest.mark.parametrize("input_major", [False, True])
+def test_fusing_keeps_values_shapes_and_logits_and_shares_the_storage(tiny_llama, input_major):
     ids = torch.tensor([[5, 17, 3, 88, 42, 9]])
     with torch.no_grad():
         before = tiny_llama(ids).logits
     linears = [m for m in tiny_llama.modules() if isinstance(m, torch.nn.Linear)]
     values = {id(m): m.weight.detach().clone() for m in linears}
-    store_input_major(tiny_llama)
-    embedding = tiny_llama.get_input_embeddings().weight
+    fused = fused_projections(tiny_llama, input_major)
+    assert len(fused) == len(tiny_llama.model.layers)
+    for layer, (qkv, out, gate_up, down) in zip(tiny_llama.model.layers, fused, strict=True):
+        attention, mlp = layer.self_attn, layer.mlp
+        assert qkv.shape == (32 + 16 + 16, 32) and gate_up.shape == (128, 32)
+        # the parameters are views into the fused matrices: one copy of the weights
+        assert attention.q_proj.weight.data_ptr() == qkv.data_ptr()
+        assert mlp.gate_proj.weight.data_ptr() == gate_up.data_ptr()
+        assert out is attention.o_proj.weight and down is mlp.down_proj.weight
+        for matrix in (qkv, gate_up, out, down):
+            assert matrix.t().is_contiguous() if input_major else matrix.is_contiguous()
     for module in linears:
-        if module.weight is embedding:
-            assert module.weight.is_contiguous()  # the tied table keeps its rows
-            continue
-        assert module.weight.t().is_contiguous() and not module.weight.is_contiguous()
         assert torch.equal(module.weight, values[id(module)])
     with torch.no_grad():
         after = tiny_llama(ids).logits
     torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-5)
-    store_input_major(tiny_llama)  # a second call changes nothing
-    assert all(torch.equal(m.weight, values[id(m)]) for m in linears)
+    assert fused_projections(tiny_llama, input_major) is fused  # built once per model
 
 
 def test_a_tied_head_gets_one_input_major_copy_renewed_when_the_table_changes(tiny_llama):
     embedding = tiny_llama.get_input_embeddings().weight
-    head = input_major_head(tiny_llama)
+    assert output_head(tiny_llama, input_major=False) is embedding
+    head = output_head(tiny_llama, input_major=True)
     assert head is not embedding and torch.equal(head, embedding) and head.t().is_contiguous()
-    assert input_major_head(tiny_llama) is head  # kept, not rebuilt
+    assert embedding.is_contiguous()  # the table keeps its rows for lookups
+    assert output_head(tiny_llama, input_major=True) is head  # kept, not rebuilt
     with torch.no_grad():
         embedding[0, 0] += 1.0
-    renewed = input_major_head(tiny_llama)
+    renewed = output_head(tiny_llama, input_major=True)
     assert renewed is not head and torch.equal(renewed, embedding)
 
 

@@ -8,9 +8,11 @@ speculative decoding does after a rejected draft).
   forward pass: a KV cache allocated once for the whole generation, rotary tables computed
   once, and the same tensor operations as ``transformers``' Llama in the same order, so the
   logits, and therefore greedy tokens, are the same; it saves the Python work that
-  ``generate`` and the general model code do around them at every token. Where the CPU
-  probe of :mod:`llm_playground.core.hardware` measures batch-1 products faster with
-  weights stored [in, out], it stores them so (same values, so the same tokens).
+  ``generate`` and the general model code do around them at every token. It fuses each
+  layer's query/key/value and gate/up projections into one matrix each, in place (the
+  parameters become views into them), and where the CPU probe of
+  :mod:`llm_playground.core.hardware` measures one-row products faster with weights stored
+  [in, out], it stores them so (same values, so the same tokens).
 * :class:`ModelRunner` runs any ``transformers`` causal LM (GPT-2 exports of Lab 2, Gemma,
   LoRA adapters) with its ``DynamicCache``, or without a cache (the whole prefix again at
   every step).
@@ -75,6 +77,8 @@ class ModelRunner:
 
 def fast_path_supported(model) -> bool:
     """Whether :class:`StaticLlamaRunner` can run this model exactly like ``transformers``."""
+    import torch
+
     if type(model).__name__ != "LlamaForCausalLM":
         return False
     cfg = model.config
@@ -86,34 +90,69 @@ def fast_path_supported(model) -> bool:
         and rope.get("rope_type", "default") == "default"
         and getattr(cfg, "_attn_implementation", "sdpa") in ("sdpa", "eager")
         and next(model.parameters()).device.type == "cpu"
+        and isinstance(model.model.layers[0].self_attn.q_proj, torch.nn.Linear)  # not int8
     )
 
 
-def store_input_major(model) -> None:
-    """Store each linear layer's weight [in, out] in memory, in place: the parameter keeps
-    its values and its [out, in] shape (it becomes the transpose of a contiguous matrix), so
-    every caller sees the same model, but a one-row product reads the weight in the order
-    the CPU's BLAS reads fastest. A head tied to the embedding table is left alone (the
-    table's rows are what a lookup reads); :func:`input_major_head` covers it."""
+def _stored(weight, input_major: bool):
+    """``weight`` ([out, in]) with its numbers laid out [in, out] in memory when
+    ``input_major`` (the transpose of a contiguous matrix), else contiguous [out, in]."""
+    return weight.t().contiguous().t() if input_major else weight.contiguous()
+
+
+def fused_projections(model, input_major: bool) -> list[tuple[Any, Any, Any, Any]]:
+    """Per decoder layer: one matrix for the query, key and value projections, one for the
+    gate and up projections, and the output and down projections, in the layout asked for.
+
+    Built once per model, in place: each projection's parameter becomes a view into its
+    fused matrix (same values, same [out, in] shape), so the model keeps one copy of its
+    weights and every other caller still sees an ordinary model. Fusing turns five matrix
+    products per layer into three, with fewer, larger reads of the weights."""
     import torch
 
-    embedding = model.get_input_embeddings().weight
-    for module in model.modules():
-        weight = getattr(module, "weight", None)
-        if isinstance(module, torch.nn.Linear) and weight is not embedding:
-            if weight.dim() == 2 and weight.is_contiguous():
-                weight.data = weight.data.t().contiguous().t()
+    key = "_fused_projections"
+    cached = model.__dict__.get(key)
+    first = model.model.layers[0].self_attn.q_proj.weight
+    if cached and cached[0] == input_major and cached[1][0][0].data_ptr() == first.data_ptr():
+        return cached[1]
+    fused = []
+    with torch.no_grad():
+        for layer in model.model.layers:
+            attention, mlp = layer.self_attn, layer.mlp
+            groups = (
+                (attention.q_proj, attention.k_proj, attention.v_proj),
+                (mlp.gate_proj, mlp.up_proj),
+            )
+            matrices = []
+            for linears in groups:
+                matrix = _stored(torch.cat([linear.weight for linear in linears]), input_major)
+                row = 0
+                for linear in linears:  # each parameter now views its rows of the fused matrix
+                    rows = linear.weight.shape[0]
+                    linear.weight.data = matrix[row : row + rows]
+                    row += rows
+                matrices.append(matrix)
+            for linear in (attention.o_proj, mlp.down_proj):
+                linear.weight.data = _stored(linear.weight.data, input_major)
+            fused.append((matrices[0], attention.o_proj.weight, matrices[1], mlp.down_proj.weight))
+    model.__dict__[key] = (input_major, fused)
+    return fused
 
 
-def input_major_head(model):
-    """The output head's weight stored [in, out], as a [out, in] view; for a head tied to
-    the embedding table, a copy kept on the model (rebuilt if the table changes)."""
+def output_head(model, input_major: bool):
+    """The output head's weight in the layout asked for; a head tied to the embedding table
+    gets a copy kept on the model (the table's rows are what a lookup reads), rebuilt if the
+    table changes."""
     head = model.lm_head.weight
     if head is not model.get_input_embeddings().weight:
+        if input_major and head.is_contiguous():
+            head.data = _stored(head.data, True)
+        return head
+    if not input_major:
         return head
     cached = model.__dict__.get("_input_major_head")
     if cached is None or cached[0] != head._version:
-        cached = (head._version, head.detach().t().contiguous().t())
+        cached = (head._version, _stored(head.detach(), True))
         model.__dict__["_input_major_head"] = cached
     return cached[1]
 
@@ -121,10 +160,10 @@ def input_major_head(model):
 class StaticLlamaRunner:
     """A Llama forward pass over a KV cache allocated once (``max_length`` positions).
 
-    Same operations as ``transformers``' ``LlamaModel`` (RMS norm in float32, rotary
-    embedding, grouped-query attention with scaled dot-product attention, SiLU MLP), with
-    the per-call work moved out of the loop: cache tensors and rotary tables are built
-    once, and each layer's modules are looked up once.
+    Same computation as ``transformers``' ``LlamaModel`` (RMS norm, rotary embedding,
+    grouped-query attention with scaled dot-product attention, SiLU-gated MLP), with the
+    per-call work moved out of the loop: cache tensors, rotary tables and fused projection
+    matrices are built once, and each layer is a dozen tensor operations.
     """
 
     def __init__(self, model, max_length: int):
@@ -135,14 +174,17 @@ class StaticLlamaRunner:
         self.model = model
         cfg = model.config
         inner = model.model
-        self.layers = list(inner.layers)
+        input_major = input_major_is_faster()
         self.embed = inner.embed_tokens
         self.norm = inner.norm
-        self.head = model.lm_head
-        if input_major_is_faster() and isinstance(self.head, torch.nn.Linear):
-            store_input_major(model)
-            head_weight = input_major_head(model)
-            self.head = lambda hidden: torch.nn.functional.linear(hidden, head_weight)
+        self.head_weight = output_head(model, input_major)
+        self.layers = [
+            (layer.input_layernorm, layer.post_attention_layernorm, *projections)
+            for layer, projections in zip(
+                inner.layers, fused_projections(model, input_major), strict=True
+            )
+        ]
+        self.hidden_size = cfg.hidden_size
         self.heads = cfg.num_attention_heads
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.heads
@@ -181,42 +223,43 @@ class StaticLlamaRunner:
         hidden = self.embed(torch.tensor([new_ids], dtype=torch.long))
         cos = self.cos[start:end][None, None]
         sin = self.sin[start:end][None, None]
-        half = self.head_dim // 2
+        half, heads, kv_heads = self.head_dim // 2, self.heads, self.kv_heads
+        width = (heads + kv_heads) * self.head_dim  # queries and keys, side by side
         # a query attends to every cached position up to its own
         mask, causal = None, count > 1 and start == 0
         if count > 1 and start > 0:
             mask = torch.arange(end)[None, :] <= torch.arange(start, end)[:, None]
-        for layer, keys, values in zip(self.layers, self.keys, self.values, strict=True):
-            attention = layer.self_attn
-            # attention block: norm, project, rotate, cache, attend, project back
-            residual = hidden
-            normed = layer.input_layernorm(hidden)
-            query = attention.q_proj(normed).view(1, count, self.heads, self.head_dim)
-            key = attention.k_proj(normed).view(1, count, self.kv_heads, self.head_dim)
-            value = attention.v_proj(normed).view(1, count, self.kv_heads, self.head_dim)
-            query, key = query.transpose(1, 2), key.transpose(1, 2)
-            query = query * cos + torch.cat((-query[..., half:], query[..., :half]), -1) * sin
-            key = key * cos + torch.cat((-key[..., half:], key[..., :half]), -1) * sin
-            keys[:, :, start:end] = key
+        layers = zip(self.layers, self.keys, self.values, strict=True)
+        for (norm1, norm2, qkv, out, gate_up, down), keys, values in layers:
+            # attention block: norm, project to queries|keys|values in one product
+            normed = F.rms_norm(hidden, (self.hidden_size,), norm1.weight, norm1.variance_epsilon)
+            projected = F.linear(normed, qkv)
+            # rotate queries and keys together (the same rotation for every head)
+            rotated = projected[..., :width].view(1, count, heads + kv_heads, self.head_dim)
+            rotated = rotated.transpose(1, 2)
+            rotated = (
+                rotated * cos + torch.cat((-rotated[..., half:], rotated[..., :half]), -1) * sin
+            )
+            # write this step's keys and values into the cache, attend over the cache
+            keys[:, :, start:end] = rotated[:, heads:]
+            value = projected[..., width:].view(1, count, kv_heads, self.head_dim)
             values[:, :, start:end] = value.transpose(1, 2)
             attended = F.scaled_dot_product_attention(
-                query,
+                rotated[:, :heads],
                 keys[:, :, :end],
                 values[:, :, :end],
                 attn_mask=mask,
                 is_causal=causal,
                 scale=self.scaling,
-                enable_gqa=self.kv_heads != self.heads,
+                enable_gqa=kv_heads != heads,
             )
-            attended = attended.transpose(1, 2).reshape(1, count, -1)
-            hidden = residual + attention.o_proj(attended)
-            # feed-forward block: norm, gated SiLU, project back
-            residual = hidden
-            normed = layer.post_attention_layernorm(hidden)
-            mlp = layer.mlp
-            hidden = residual + mlp.down_proj(F.silu(mlp.gate_proj(normed)) * mlp.up_proj(normed))
+            hidden = hidden + F.linear(attended.transpose(1, 2).reshape(1, count, -1), out)
+            # feed-forward block: norm, gate and up in one product, gated SiLU, project back
+            normed = F.rms_norm(hidden, (self.hidden_size,), norm2.weight, norm2.variance_epsilon)
+            gate, up = F.linear(normed, gate_up).chunk(2, dim=-1)
+            hidden = hidden + F.linear(F.silu(gate) * up, down)
         hidden = self.norm(hidden if all_logits else hidden[:, -1:])
-        return self.head(hidden)[0].float()
+        return F.linear(hidden, self.head_weight)[0].float()
 
 
 def make_runner(model, max_length: int, use_cache: bool = True, fast: bool = True):

@@ -25,9 +25,9 @@ LABS = [
     (
         "🏋️ Lab 2 · Training ground",
         "training",
-        "Train a bigram model or a baby GPT on TinyShakespeare live: batches, a model summary, "
-        "a loss chart for training and validation data, and samples every 100 steps that turn "
-        "from noise into verse.",
+        "Train a bigram model or a baby GPT on TinyShakespeare live: a loss chart and samples "
+        "that turn from noise into verse. Then race nanoGPT's recipe against today's speedrun "
+        "(Muon, rotary positions, QK-norm...) and see what each trick buys.",
     ),
     (
         "🎲 Lab 3 · Generation",
@@ -46,7 +46,8 @@ LABS = [
         "📏 Lab 5 · Evaluator",
         "evaluator",
         "Perplexity (per token, per word, bits per byte), BLEU, chrF and ROUGE, an LLM judge "
-        "that scores 1–10, and a leaderboard of every model you have built.",
+        "that scores 1–10, standard benchmarks through lm-evaluation-harness, and a "
+        "leaderboard of every model you have built.",
     ),
 ]
 
