@@ -131,103 +131,121 @@ def _draw_perplexity(job, events) -> None:
     _recorded_note(events)
 
 
+def _text_picker() -> tuple[str | None, str]:
+    """The model and the text to score (the tab's left column)."""
+    model = model_picker("Model", key="ev_ppl_model", default="smollm2-135m-instruct")
+    choice = st.radio(
+        "Text to score",
+        list(DATA_LABELS),
+        format_func=DATA_LABELS.get,
+        key="ev_ppl_data",
+        horizontal=True,
+    )
+    if choice == "pasted":
+        st.text_area(
+            "Your text",
+            key="ev_ppl_text",
+            height=140,
+            placeholder="Paste a few paragraphs. Longer texts give steadier numbers.",
+        )
+    if choice == "upload":
+        st.file_uploader(
+            f"A UTF-8 text file (at most {UPLOAD_LIMIT_MB} MB)",
+            type=["txt", "md"],
+            key="ev_ppl_upload",
+        )
+    if choice.startswith("wikitext-2"):
+        st.caption(
+            'WikiText-2 (Merity et al. 2016, "Pointer Sentinel Mixture Models") is shared '
+            "under CC BY-SA 3.0; the shipped copy is the tokenized variant (`<unk>`, ` @-@ `), "
+            "so its numbers differ from the raw variant's."
+        )
+    return model, choice
+
+
+def _window_settings() -> dict:
+    """Stride, max length, max tokens, precision and mode (the tab's right column)."""
+    c1, c2, c3 = st.columns(3)
+    stride = c1.number_input(
+        "Stride",
+        1,
+        8192,
+        512,
+        key="ev_ppl_stride",
+        help="Tokens between window starts. Smaller = more context per token, slower.",
+    )
+    max_length = c2.number_input(
+        "Max length",
+        2,
+        8192,
+        1024,
+        key="ev_ppl_maxlen",
+        help="Window length in tokens, capped at the model's context.",
+    )
+    max_tokens = c3.number_input(
+        "Max tokens",
+        0,
+        MAX_PERPLEXITY_TOKENS,
+        2048,
+        step=512,
+        key="ev_ppl_maxtok",
+        help="Score only the first N tokens for a quick run; 0 = the whole text.",
+    )
+    c4, c5 = st.columns(2)
+    dtype = c4.selectbox(
+        "Precision",
+        ["auto", "float32", "bfloat16"],
+        key="ev_ppl_dtype",
+        help="auto uses bfloat16 where this CPU runs it faster (measured once).",
+    )
+    mode = c5.selectbox(
+        "Mode",
+        ["windows", "cached"],
+        key="ev_ppl_mode",
+        help="windows: the sliding windows, exactly. cached: each chunk of *stride* tokens "
+        "reuses the key/value cache of the tokens before it: more context, about one pass "
+        "over the text, a different number from the windows'.",
+    )
+    return {
+        "stride": int(stride),
+        "max_length": int(max_length),
+        "max_tokens": int(max_tokens) or None,
+        "dtype": dtype,
+        "mode": mode,
+    }
+
+
+def _start_perplexity(model: str | None, choice: str, settings: dict) -> None:
+    """Check the settings, load the model and start the run as a background job."""
+    data = _perplexity_text(choice)
+    if settings["stride"] > settings["max_length"]:
+        raise UserError(
+            f"the stride ({settings['stride']}) cannot exceed the max length "
+            f"({settings['max_length']})"
+        )
+    config = PerplexityConfig(**settings)
+    config.check()
+    loaded = _load(model)
+    if loaded is not None:
+        start_job(
+            "evaluator-perplexity",
+            f"perplexity of {model}",
+            lambda stop: runs.perplexity_run(loaded, data, config, stop_event=stop),
+            params={"model": model, "data": data.name},
+        )
+
+
 def perplexity_tab() -> None:
     left, right = st.columns([1, 1])
     with left:
-        model = model_picker("Model", key="ev_ppl_model", default="smollm2-135m-instruct")
-        choice = st.radio(
-            "Text to score",
-            list(DATA_LABELS),
-            format_func=DATA_LABELS.get,
-            key="ev_ppl_data",
-            horizontal=True,
-        )
-        if choice == "pasted":
-            st.text_area(
-                "Your text",
-                key="ev_ppl_text",
-                height=140,
-                placeholder="Paste a few paragraphs. Longer texts give steadier numbers.",
-            )
-        if choice == "upload":
-            st.file_uploader(
-                f"A UTF-8 text file (at most {UPLOAD_LIMIT_MB} MB)",
-                type=["txt", "md"],
-                key="ev_ppl_upload",
-            )
-        if choice.startswith("wikitext-2"):
-            st.caption(
-                'WikiText-2 (Merity et al. 2016, "Pointer Sentinel Mixture Models") is shared '
-                "under CC BY-SA 3.0; the shipped copy is the tokenized variant (`<unk>`, ` @-@ `), "
-                "so its numbers differ from the raw variant's."
-            )
+        model, choice = _text_picker()
     with right:
-        c1, c2, c3 = st.columns(3)
-        stride = c1.number_input(
-            "Stride",
-            1,
-            8192,
-            512,
-            key="ev_ppl_stride",
-            help="Tokens between window starts. Smaller = more context per token, slower.",
-        )
-        max_length = c2.number_input(
-            "Max length",
-            2,
-            8192,
-            1024,
-            key="ev_ppl_maxlen",
-            help="Window length in tokens, capped at the model's context.",
-        )
-        max_tokens = c3.number_input(
-            "Max tokens",
-            0,
-            MAX_PERPLEXITY_TOKENS,
-            2048,
-            step=512,
-            key="ev_ppl_maxtok",
-            help="Score only the first N tokens for a quick run; 0 = the whole text.",
-        )
-        c4, c5 = st.columns(2)
-        dtype = c4.selectbox(
-            "Precision",
-            ["auto", "float32", "bfloat16"],
-            key="ev_ppl_dtype",
-            help="auto uses bfloat16 where this CPU runs it faster (measured once).",
-        )
-        mode = c5.selectbox(
-            "Mode",
-            ["windows", "cached"],
-            key="ev_ppl_mode",
-            help="windows: the sliding windows, exactly. cached: each chunk of *stride* tokens "
-            "reuses the key/value cache of the tokens before it: more context, about one pass "
-            "over the text, a different number from the windows'.",
-        )
+        settings = _window_settings()
     job = current_job("evaluator-perplexity")
     running = job is not None and job.running
     if st.button("Compute perplexity", key="ev_ppl_run", type="primary", disabled=running):
         try:
-            data = _perplexity_text(choice)
-            if stride > max_length:
-                raise UserError(
-                    f"the stride ({stride}) cannot exceed the max length ({max_length})"
-                )
-            config = PerplexityConfig(
-                stride=int(stride),
-                max_length=int(max_length),
-                max_tokens=int(max_tokens) or None,
-                dtype=dtype,
-                mode=mode,
-            )
-            config.check()
-            loaded = _load(model)
-            if loaded is not None:
-                start_job(
-                    "evaluator-perplexity",
-                    f"perplexity of {model}",
-                    lambda stop: runs.perplexity_run(loaded, data, config, stop_event=stop),
-                    params={"model": model, "data": data.name},
-                )
+            _start_perplexity(model, choice, settings)
         except UserError as exc:
             show_user_error(exc)
     if current_job("evaluator-perplexity") is None:
