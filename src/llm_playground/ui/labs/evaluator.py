@@ -645,6 +645,55 @@ def _draw_harness(job, events) -> None:
     _recorded_note(events)
 
 
+def _published_beside_yours() -> None:
+    """The model cards' figures on the left, this playground's harness runs on the right."""
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Published (model cards)**")
+        st.dataframe(
+            [
+                {
+                    "model": p["model"],
+                    "benchmark": p["benchmark"],
+                    "shots": p["shots"],
+                    "published %": p["value"],
+                    "note": p["note"],
+                }
+                for p in published_rows()
+            ],
+            hide_index=True,
+            key="ev_bench_published",
+        )
+        st.caption("Sources: SmolLM2-135M and Gemma 3 270M model cards.")
+    with right:
+        st.markdown("**Yours (this playground)**")
+        try:
+            mine = Leaderboard().benchmarks()
+        except UserError as exc:
+            show_user_error(exc)
+            mine = []
+        if mine:
+            st.dataframe(
+                [
+                    {
+                        "model": b["model"],
+                        "task": f"{b['task']} v{b['task_version']}",
+                        "shots": b["num_fewshot"],
+                        "documents": b["limit"] or "all",
+                        "metric": b["metric"],
+                        "%": round(100 * b["value"], 1),
+                        "± stderr %": None if b["stderr"] is None else round(100 * b["stderr"], 1),
+                    }
+                    for b in mine
+                    if b["metric"] in ("acc", "acc_norm")
+                ],
+                hide_index=True,
+                key="ev_bench_mine",
+            )
+        else:
+            st.caption("No benchmark run yet: run one above.")
+
+
 def benchmarks_tab() -> None:
     st.markdown(
         "The numbers model cards cite come from **lm-evaluation-harness** (or lighteval). "
@@ -695,51 +744,7 @@ def benchmarks_tab() -> None:
             show_user_error(exc)
     job_panel("evaluator-harness", draw=_draw_harness)
 
-    left, right = st.columns(2)
-    with left:
-        st.markdown("**Published (model cards)**")
-        st.dataframe(
-            [
-                {
-                    "model": p["model"],
-                    "benchmark": p["benchmark"],
-                    "shots": p["shots"],
-                    "published %": p["value"],
-                    "note": p["note"],
-                }
-                for p in published_rows()
-            ],
-            hide_index=True,
-            key="ev_bench_published",
-        )
-        st.caption("Sources: SmolLM2-135M and Gemma 3 270M model cards.")
-    with right:
-        st.markdown("**Yours (this playground)**")
-        try:
-            mine = Leaderboard().benchmarks()
-        except UserError as exc:
-            show_user_error(exc)
-            mine = []
-        if mine:
-            st.dataframe(
-                [
-                    {
-                        "model": b["model"],
-                        "task": f"{b['task']} v{b['task_version']}",
-                        "shots": b["num_fewshot"],
-                        "documents": b["limit"] or "all",
-                        "metric": b["metric"],
-                        "%": round(100 * b["value"], 1),
-                        "± stderr %": None if b["stderr"] is None else round(100 * b["stderr"], 1),
-                    }
-                    for b in mine
-                    if b["metric"] in ("acc", "acc_norm")
-                ],
-                hide_index=True,
-                key="ev_bench_mine",
-            )
-        else:
-            st.caption("No benchmark run yet: run one above.")
+    _published_beside_yours()
     for title, text in READING_NOTES.items():
         with st.expander(title):
             st.markdown(text)
