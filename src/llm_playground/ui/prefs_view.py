@@ -173,6 +173,76 @@ def _check_generated(result: object) -> tuple[tuple[str, str | None], tuple[str,
     return (r1, m1), (r2, m2)
 
 
+def _generated_pair(generate_pair: GeneratePair, state, rng) -> None:
+    """A prompt box; the page's two models answer it as a new pair."""
+    prompt = st.text_area(
+        "Prompt",
+        key="prefs_prompt",
+        height=90,
+        placeholder="Write a prompt; two models answer it.",
+    )
+    if st.button("Generate a pair", key="prefs_generate", type="primary"):
+        if not prompt.strip():
+            state["prefs_error"] = "the prompt is empty"
+        else:
+            try:
+                with st.spinner("Generating two responses…"):
+                    first, second = _check_generated(generate_pair(prompt))
+                _new_pair(prompt, first, second, rng)
+            except UserError as exc:
+                state["prefs_error"] = str(exc)
+            except Exception as exc:  # a model failure is shown, not raised
+                log.exception("generating a pair failed")
+                state["prefs_error"] = f"generation failed: {type(exc).__name__}: {exc}"
+
+
+def _pasted_pair(state, rng) -> None:
+    """A form for a prompt and two responses written or pasted by the learner."""
+    with st.form("prefs_paste_form", clear_on_submit=False, border=True):
+        prompt = st.text_area("Prompt", key="prefs_paste_prompt", height=80)
+        c1, c2 = st.columns(2)
+        with c1:
+            r1 = st.text_area("First response", key="prefs_paste_response_1", height=140)
+            m1 = st.text_input("Its model (optional)", key="prefs_paste_model_1")
+        with c2:
+            r2 = st.text_area("Second response", key="prefs_paste_response_2", height=140)
+            m2 = st.text_input("Its model (optional)", key="prefs_paste_model_2")
+        submitted = st.form_submit_button(
+            "Vote on this pair", type="primary", key="prefs_paste_use"
+        )
+    if submitted:
+        if not prompt.strip():
+            state["prefs_error"] = "the prompt is empty"
+        elif not r1.strip() and not r2.strip():
+            state["prefs_error"] = "both responses are empty"
+        else:
+            _new_pair(prompt, (r1, m1.strip() or None), (r2, m2.strip() or None), rng)
+
+
+def _pair_and_vote_buttons(store: PreferenceStore, pair: Pair) -> None:
+    """The prompt, the two responses as A and B, a comment box and the four vote buttons."""
+    st.markdown("**Prompt**")
+    st.html(f"<div class='prefs-prompt' style='white-space: pre-wrap'>{esc(pair.prompt)}</div>")
+    col_a, col_b = st.columns(2)
+    with col_a:
+        _show_response("Response A", pair.response_a)
+    with col_b:
+        _show_response("Response B", pair.response_b)
+    st.text_input(
+        "Comment (optional)", key="prefs_comment", placeholder="Why? (kept with the vote)"
+    )
+    cols = st.columns(4)
+    for col, (choice, label, key) in zip(cols, VOTE_BUTTONS, strict=True):
+        col.button(
+            label,
+            key=key,
+            on_click=_cast_vote,
+            args=(store, choice),
+            use_container_width=True,
+            type="primary" if choice in ("a", "b") else "secondary",
+        )
+
+
 def render_voting(
     store: PreferenceStore | str | Path | None,
     generate_pair: GeneratePair | None = None,
@@ -198,45 +268,9 @@ def render_voting(
     )
 
     if mode == MODE_GENERATE:
-        prompt = st.text_area(
-            "Prompt",
-            key="prefs_prompt",
-            height=90,
-            placeholder="Write a prompt; two models answer it.",
-        )
-        if st.button("Generate a pair", key="prefs_generate", type="primary"):
-            if not prompt.strip():
-                state["prefs_error"] = "the prompt is empty"
-            else:
-                try:
-                    with st.spinner("Generating two responses…"):
-                        first, second = _check_generated(generate_pair(prompt))
-                    _new_pair(prompt, first, second, rng)
-                except UserError as exc:
-                    state["prefs_error"] = str(exc)
-                except Exception as exc:  # a model failure is shown, not raised
-                    log.exception("generating a pair failed")
-                    state["prefs_error"] = f"generation failed: {type(exc).__name__}: {exc}"
+        _generated_pair(generate_pair, state, rng)
     else:
-        with st.form("prefs_paste_form", clear_on_submit=False, border=True):
-            prompt = st.text_area("Prompt", key="prefs_paste_prompt", height=80)
-            c1, c2 = st.columns(2)
-            with c1:
-                r1 = st.text_area("First response", key="prefs_paste_response_1", height=140)
-                m1 = st.text_input("Its model (optional)", key="prefs_paste_model_1")
-            with c2:
-                r2 = st.text_area("Second response", key="prefs_paste_response_2", height=140)
-                m2 = st.text_input("Its model (optional)", key="prefs_paste_model_2")
-            submitted = st.form_submit_button(
-                "Vote on this pair", type="primary", key="prefs_paste_use"
-            )
-        if submitted:
-            if not prompt.strip():
-                state["prefs_error"] = "the prompt is empty"
-            elif not r1.strip() and not r2.strip():
-                state["prefs_error"] = "both responses are empty"
-            else:
-                _new_pair(prompt, (r1, m1.strip() or None), (r2, m2.strip() or None), rng)
+        _pasted_pair(state, rng)
 
     if state.get("prefs_error"):
         show_user_error(UserError(state["prefs_error"]))
@@ -252,26 +286,7 @@ def render_voting(
             st.caption("A pair appears here; the model names stay hidden until you vote.")
         return last
 
-    st.markdown("**Prompt**")
-    st.html(f"<div class='prefs-prompt' style='white-space: pre-wrap'>{esc(pair.prompt)}</div>")
-    col_a, col_b = st.columns(2)
-    with col_a:
-        _show_response("Response A", pair.response_a)
-    with col_b:
-        _show_response("Response B", pair.response_b)
-    st.text_input(
-        "Comment (optional)", key="prefs_comment", placeholder="Why? (kept with the vote)"
-    )
-    cols = st.columns(4)
-    for col, (choice, label, key) in zip(cols, VOTE_BUTTONS, strict=True):
-        col.button(
-            label,
-            key=key,
-            on_click=_cast_vote,
-            args=(store, choice),
-            use_container_width=True,
-            type="primary" if choice in ("a", "b") else "secondary",
-        )
+    _pair_and_vote_buttons(store, pair)
     return None
 
 
