@@ -347,6 +347,60 @@ def _ratings_chart(rows: list[dict]):
     return (bars + points).properties(height=60 + 40 * len(df))
 
 
+def _ratings_tables(stats: dict) -> None:
+    """Win rates and Bradley–Terry ratings with their intervals, the chart and online Elo."""
+    import pandas as pd
+
+    st.subheader("Win rates and ratings")
+    bt = stats["bradley_terry"]
+    st.caption(
+        "Win rate = (wins + ties/2) / (wins + losses + ties); 'both bad' votes are "
+        "counted apart. Bradley–Terry ratings on the Elo scale (1000 = average), "
+        "95% intervals from the "
+        + (
+            "observed information (Hessian)."
+            if bt["method"] == "hessian"
+            else "bootstrap (200 resamples of the votes)."
+        )
+    )
+    if bt["regularized"]:
+        st.warning(
+            "A model has never lost or never won yet, so the plain Bradley–Terry fit "
+            "does not exist; a weak prior keeps the ratings finite. More votes will "
+            "make them meaningful."
+        )
+    table = pd.DataFrame(stats["models"])[
+        [
+            "model",
+            "rating",
+            "ci_low",
+            "ci_high",
+            "n_votes",
+            "wins",
+            "losses",
+            "ties",
+            "both_bad",
+            "win_rate",
+        ]
+    ]
+    whole = st.column_config.NumberColumn(format="%.0f")
+    st.dataframe(
+        table,
+        hide_index=True,
+        key="prefs_models_table",
+        column_config={
+            "rating": whole,
+            "ci_low": whole,
+            "ci_high": whole,
+            "win_rate": st.column_config.NumberColumn(format="%.3f"),
+        },
+    )
+    if stats["ratings"]:
+        st.altair_chart(_ratings_chart(stats["ratings"]), key="prefs_ratings_chart")
+    with st.expander("Online Elo (K = 32, in vote order)"):
+        st.dataframe(pd.DataFrame(stats["elo"]["ratings"]), hide_index=True, key="prefs_elo_table")
+
+
 def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
     """Votes per pair, win rates, ratings with uncertainty, export and download.
     Returns the statistics shown (see :meth:`PreferenceStore.stats`)."""
@@ -392,56 +446,7 @@ def render_stats(store: PreferenceStore | str | Path | None) -> dict | None:
         st.subheader("Votes per pair of models")
         st.dataframe(pd.DataFrame(stats["pairs"]), hide_index=True, key="prefs_pairs_table")
     if stats["models"]:
-        st.subheader("Win rates and ratings")
-        bt = stats["bradley_terry"]
-        st.caption(
-            "Win rate = (wins + ties/2) / (wins + losses + ties); 'both bad' votes are "
-            "counted apart. Bradley–Terry ratings on the Elo scale (1000 = average), "
-            "95% intervals from the "
-            + (
-                "observed information (Hessian)."
-                if bt["method"] == "hessian"
-                else "bootstrap (200 resamples of the votes)."
-            )
-        )
-        if bt["regularized"]:
-            st.warning(
-                "A model has never lost or never won yet, so the plain Bradley–Terry fit "
-                "does not exist; a weak prior keeps the ratings finite. More votes will "
-                "make them meaningful."
-            )
-        table = pd.DataFrame(stats["models"])[
-            [
-                "model",
-                "rating",
-                "ci_low",
-                "ci_high",
-                "n_votes",
-                "wins",
-                "losses",
-                "ties",
-                "both_bad",
-                "win_rate",
-            ]
-        ]
-        whole = st.column_config.NumberColumn(format="%.0f")
-        st.dataframe(
-            table,
-            hide_index=True,
-            key="prefs_models_table",
-            column_config={
-                "rating": whole,
-                "ci_low": whole,
-                "ci_high": whole,
-                "win_rate": st.column_config.NumberColumn(format="%.3f"),
-            },
-        )
-        if stats["ratings"]:
-            st.altair_chart(_ratings_chart(stats["ratings"]), key="prefs_ratings_chart")
-        with st.expander("Online Elo (K = 32, in vote order)"):
-            st.dataframe(
-                pd.DataFrame(stats["elo"]["ratings"]), hide_index=True, key="prefs_elo_table"
-            )
+        _ratings_tables(stats)
     _render_export(store)
     return stats
 
