@@ -75,6 +75,47 @@ def recipe_config(name: str, **settings: Any) -> TrainConfig:
 # --- the race as events ----------------------------------------------------------------------
 
 
+def _run_recipe(name, config, stop, corpus, target):
+    """Train one recipe, passing its events on (each evaluation as a ``RecipeEval``).
+
+    Returns (failed, result): failed when the run yielded an ``Error``; result is the
+    ``RecipeDone`` when the run finished (or was stopped), else None."""
+    from llm_playground.training.engine import run_training
+    from llm_playground.training.events import TrainDone, TrainEval
+
+    started = time.perf_counter()
+    reached: float | None = None  # seconds to the first evaluation at or below the target
+    done = None
+    for event in run_training(config, stop, corpus):
+        if isinstance(event, Error):
+            yield event
+            return True, None
+        if isinstance(event, TrainEval):
+            if target is not None and reached is None and event.val_loss <= target:
+                reached = event.elapsed_s
+            yield RecipeEval(
+                step=event.step,
+                recipe=name,
+                train_loss=event.train_loss,
+                val_loss=event.val_loss,
+                elapsed_s=event.elapsed_s,
+            )
+        elif isinstance(event, TrainDone):
+            done = event
+        else:
+            yield event
+    if done is None:
+        return False, None
+    return False, RecipeDone(
+        recipe=name,
+        steps=done.step,
+        final_val_loss=done.val_loss,
+        seconds=time.perf_counter() - started,
+        time_to_target_s=reached,
+        stopped=done.stopped,
+    )
+
+
 def run_race(
     recipes: list[str],
     stop: threading.Event | None = None,
@@ -94,9 +135,6 @@ def run_race(
     ``RecipeDone``, a ``RecipeEval`` per evaluation, and finally ``RaceDone``. A target
     does not end a recipe early here: the race shows whole curves.
     """
-    from llm_playground.training.engine import run_training
-    from llm_playground.training.events import TrainDone, TrainEval
-
     stop = stop or threading.Event()
     if not 1 <= len(recipes) <= 4:
         raise UserError("a race takes one to four recipes")
@@ -118,38 +156,12 @@ def run_race(
         yield RecipeStarted(
             label=name, total=max_iters, recipe=name, index=index, count=len(recipes)
         )
-        started = time.perf_counter()
-        reached: float | None = None
-        done = None
-        for event in run_training(config, stop, corpus):
-            if isinstance(event, Error):
-                yield event
-                return
-            if isinstance(event, TrainEval):
-                if target is not None and reached is None and event.val_loss <= target:
-                    reached = event.elapsed_s
-                yield RecipeEval(
-                    step=event.step,
-                    recipe=name,
-                    train_loss=event.train_loss,
-                    val_loss=event.val_loss,
-                    elapsed_s=event.elapsed_s,
-                )
-            elif isinstance(event, TrainDone):
-                done = event
-            else:
-                yield event
-        if done is None:
+        failed, result = yield from _run_recipe(name, config, stop, corpus, target)
+        if failed:  # its Error has been passed on: the race ends here
+            return
+        if result is None:
             continue
-        result = RecipeDone(
-            recipe=name,
-            steps=done.step,
-            final_val_loss=done.val_loss,
-            seconds=time.perf_counter() - started,
-            time_to_target_s=reached,
-            stopped=done.stopped,
-        )
-        if not done.stopped:
+        if not result.stopped:
             record(result, target, device, database)
         yield result
     yield RaceDone(recipes=tuple(recipes), stopped=stop.is_set())
