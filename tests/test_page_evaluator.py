@@ -220,6 +220,8 @@ def test_browser_benchmark_on_the_local_task_beside_the_published_figures(app_ur
     docs.fill("2")
     docs.press("Enter")
     page.get_by_role("button", name="Run the benchmark").click()
-    page.get_by_text("Recorded in the leaderboard with task version").wait_for(timeout=240_000)
+    page.get_by_text("Recorded in the leaderboard with task version").first.wait_for(
+        timeout=240_000
+    )
     page.get_by_text("v1.0, 0-shot: acc_norm").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid='stDataFrame']:visible").count() >= 2  # published, yours
