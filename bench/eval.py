@@ -26,6 +26,8 @@ import time
 
 import torch
 
+from llm_playground.core.hardware import cpu_flags
+
 
 def plain_loop(loaded, ids: list[int], max_length: int, stride: int) -> tuple[float, int, float]:
     """The guide's loop, one window at a time; returns (nll_sum, n_tokens, seconds)."""
@@ -49,15 +51,6 @@ def plain_loop(loaded, ids: list[int], max_length: int, stride: int) -> tuple[fl
         if end == seq_len:
             break
     return nll_sum, n_tokens, time.perf_counter() - t0
-
-
-def cpu_flags() -> dict[str, bool]:
-    try:
-        text = open("/proc/cpuinfo", encoding="utf-8").read()
-    except OSError:
-        text = ""
-    words = set(text.split())
-    return {f: f in words for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from llm_playground.core.hardware import probe_cpu_layout
+from llm_playground.core.hardware import cpu_flags, probe_cpu_layout
 from llm_playground.generation.decoding import DecodingConfig, generate, prepare
 from llm_playground.generation.registry import load_model
 from llm_playground.generation.runner import (
@@ -56,16 +56,6 @@ PARAPHRASE = (
     "Rewrite this paragraph with the word 'old' changed to 'ancient', keeping everything "
     "else the same:\n\n" + PARAGRAPH
 )
-FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
-
-
-def cpu_flags() -> dict[str, bool]:
-    try:
-        text = open("/proc/cpuinfo", encoding="utf-8").read()
-    except OSError:
-        return {}
-    words = set(next((ln for ln in text.splitlines() if ln.startswith("flags")), "").split())
-    return {flag: flag in words for flag in FLAGS}
 
 
 def best_of(repeats: int, *fns):

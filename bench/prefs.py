@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.hardware import cpu_flags
 from llm_playground.finetuning.preferences import CHOICES, PreferenceStore
 
 
@@ -186,20 +187,6 @@ def bench_cli(db: Path, writers: int, votes_per_writer: int) -> dict:
         "seconds": round(seconds, 3),
         "votes_per_second": round(stored / seconds, 1),
     }
-
-
-def cpu_flags() -> dict[str, bool]:
-    """The CPU features worth knowing beside a timing (from /proc/cpuinfo, Linux)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    flags = set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    return {f: f in flags for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16")}
 
 
 def main() -> int:

@@ -33,6 +33,7 @@ from llm_playground.finetuning.lora import (
     check_adapter_dir,
     check_targets,
     count_trainable,
+    lora_of,
     save_adapter,
 )
 from llm_playground.finetuning.preferences import read_preference_pairs
@@ -59,12 +60,7 @@ class DPOConfig:
 
     @property
     def lora(self) -> LoRAConfig:
-        return LoRAConfig(
-            r=self.lora_r,
-            alpha=self.lora_alpha,
-            dropout=self.lora_dropout,
-            target_modules=tuple(self.target_modules),
-        )
+        return lora_of(self)
 
     def validate(self) -> DPOConfig:
         self.lora.validate()

@@ -69,6 +69,17 @@ class LoRAConfig:
         )
 
 
+def lora_of(settings) -> LoRAConfig:
+    """The adapter part of an SFT or DPO config (its ``lora_r``, ``lora_alpha``,
+    ``lora_dropout`` and ``target_modules`` fields)."""
+    return LoRAConfig(
+        r=settings.lora_r,
+        alpha=settings.lora_alpha,
+        dropout=settings.lora_dropout,
+        target_modules=tuple(settings.target_modules),
+    )
+
+
 def check_targets(model: Any, target_modules: tuple[str, ...]) -> None:
     """A :class:`UserError` naming the model's linear layers when a target is unknown."""
     import torch

@@ -42,6 +42,7 @@ from llm_playground.finetuning.lora import (
     add_adapter,
     check_adapter_dir,
     count_trainable,
+    lora_of,
     save_adapter,
 )
 
@@ -71,12 +72,7 @@ class SFTConfig:
 
     @property
     def lora(self) -> LoRAConfig:
-        return LoRAConfig(
-            r=self.lora_r,
-            alpha=self.lora_alpha,
-            dropout=self.lora_dropout,
-            target_modules=tuple(self.target_modules),
-        )
+        return lora_of(self)
 
     def validate(self) -> SFTConfig:
         self.lora.validate()
