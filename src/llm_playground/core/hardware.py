@@ -17,6 +17,11 @@
   stores a weight as [out, in]; some CPU BLAS libraries multiply a single row by an
   [in, out] matrix markedly faster (the same numbers, read in another order). One short
   probe per process, on matrices larger than the caches, decides.
+- :func:`split_parts`: how many pieces a one-row product is cut into. Some BLAS libraries
+  run a single row times a matrix on one thread however many they have; cutting the
+  inner dimension into one slice per thread and running the slices as one batched
+  product (torch spreads a batch over its threads), then adding the partial sums, reads
+  the weights with every core. One short probe per thread count decides.
 - :func:`machine`: the CPU model, cores, the CPU flags that matter for speed (avx2,
   avx512f, avx512_bf16, amx_bf16) and the device, for benchmarks and records.
 """
@@ -44,6 +49,8 @@ LAYOUT_MIN_SPEEDUP = 1.1
 #: The layout probe's weights: this many [out, in] matrices of a small model's MLP size,
 #: 113 MB in all, so that each product reads its weight from memory, as decoding does.
 LAYOUT_PROBE_SHAPE = (48, 1536, 384)
+#: One-row products are split across threads only when that measures this much faster.
+SPLIT_MIN_SPEEDUP = 1.1
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,45 @@ def input_major_is_faster(device: str = "cpu") -> bool:
     """Whether batch-1 decoding should store linear weights [in, out] on this machine (CPU
     only, by measurement; a GPU keeps ``nn.Linear``'s own layout)."""
     return device == "cpu" and probe_cpu_layout().faster
+
+
+@functools.lru_cache(maxsize=8)
+def probe_cpu_split(threads: int) -> Probe:
+    """Time one row times each of :data:`LAYOUT_PROBE_SHAPE`'s matrices (stored [in, out],
+    1536 x 384) as one product each (the usual way) and cut into ``threads`` slices of the
+    inner dimension, run as one batched product whose partial sums are then added (three
+    interleaved rounds, each way's fastest kept). Call it with torch set to ``threads``."""
+    import torch
+
+    count, inner, outer = LAYOUT_PROBE_SHAPE
+    weights = torch.full((count, inner, outer), 0.5)
+    row = torch.full((1, inner), 0.25)
+    if threads < 2 or inner % threads:
+        return Probe(usual_s=1.0, alternative_s=float("inf"), min_speedup=SPLIT_MIN_SPEEDUP)
+    pieces = row.view(1, threads, inner // threads).transpose(0, 1)
+    sliced = weights.unflatten(1, (threads, inner // threads))
+    best = {"whole": float("inf"), "split": float("inf")}
+    for _ in range(3):
+        start = time.perf_counter()
+        for weight in weights:
+            row @ weight
+        best["whole"] = min(best["whole"], time.perf_counter() - start)
+        start = time.perf_counter()
+        for weight in sliced:
+            torch.bmm(pieces, weight).sum(0)
+        best["split"] = min(best["split"], time.perf_counter() - start)
+    return Probe(usual_s=best["whole"], alternative_s=best["split"], min_speedup=SPLIT_MIN_SPEEDUP)
+
+
+def split_parts(device: str = "cpu") -> int:
+    """Into how many slices batch-1 decoding cuts a one-row product: torch's thread count
+    where the probe measures the split faster on this CPU, else 1 (no split; a GPU never)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if device != "cpu" or threads < 2:
+        return 1
+    return threads if probe_cpu_split(threads).faster else 1
 
 
 def has_bf16_instructions(flags: dict[str, bool] | None = None) -> bool | None:
