@@ -33,6 +33,8 @@ FUSED_INT8_ROWS = 4
 # Products of up to this many rows (a decoding step, a speculative check) may be split
 # across threads (see Projection); a prompt's product is left to the BLAS library whole.
 SPLIT_MAX_ROWS = 16
+# The size of a large page (x86-64 and most arm64 Linux kernels): see _page_backed.
+LARGE_PAGE = 2 << 20
 
 
 class ModelRunner:
@@ -109,15 +111,20 @@ def _page_backed(numel: int, dtype):
     import torch
 
     advice = getattr(mmap, "MADV_HUGEPAGE", None)
-    nbytes = numel * dtype.itemsize
-    if advice is None or nbytes == 0:
+    if advice is None or numel == 0:
         return torch.empty(numel, dtype=dtype)
-    memory = mmap.mmap(-1, nbytes)  # anonymous, private, zero-filled
+    # anonymous and private (a shared mapping would be shared memory, with rules of its
+    # own), one large page longer than asked, so that the buffer can start on a boundary
+    memory = mmap.mmap(
+        -1, numel * dtype.itemsize + LARGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+    )
     try:
         memory.madvise(advice)
-    except OSError:  # the kernel has transparent huge pages off: ordinary pages then
+    except OSError:  # transparent huge pages are off: ordinary pages then
         pass
-    return torch.frombuffer(memory, dtype=dtype)  # the tensor keeps the mapping alive
+    whole = torch.frombuffer(memory, dtype=torch.uint8)  # the tensor keeps the mapping alive
+    skip = -whole.data_ptr() % LARGE_PAGE
+    return whole[skip : skip + numel * dtype.itemsize].view(dtype)
 
 
 def _laid_out(matrix, input_major: bool, block):
@@ -205,13 +212,14 @@ def output_head(model, input_major: bool):
 
 
 def _rms_norm(hidden, norm):
-    """``LlamaRMSNorm`` in its own order of operations (float32 models), without the module
-    call; torch's fused ``rms_norm`` measured slower than these few operations on one row."""
+    """``LlamaRMSNorm`` (float32 models) with its rounding, in fewer allocations: the mean of
+    the squares as torch's CPU ``mean`` computes it (a sum, then a division), and the
+    scaling and the gain applied in place (a product does not depend on its order)."""
     import torch
 
-    # the mean of the squares as torch's CPU mean computes it (a sum, then a division)
     variance = hidden.pow(2).sum(-1, keepdim=True).div_(hidden.shape[-1])
-    return norm.weight * (hidden * torch.rsqrt(variance + norm.variance_epsilon))
+    scale = torch.rsqrt(variance.add_(norm.variance_epsilon))
+    return (hidden * scale).mul_(norm.weight)
 
 
 class Projection:
@@ -317,7 +325,8 @@ class StaticLlamaRunner:
         if end > self.max_length:
             raise ValueError(f"the cache holds {self.max_length} positions, asked for {end}")
         self.tokens.extend(new_ids)
-        hidden = self.embed(torch.tensor(new_ids, dtype=torch.long))  # [count, hidden]
+        # [count, hidden], a tensor of its own: the residual sums below add into it in place
+        hidden = self.embed(torch.tensor(new_ids, dtype=torch.long))
         rotation = self.rotation(start, end)
         heads, kv_heads, head_dim = self.heads, self.kv_heads, self.head_dim
         width = (heads + kv_heads) * head_dim  # queries and keys, side by side
@@ -344,10 +353,10 @@ class StaticLlamaRunner:
                 scale=self.scaling,
                 enable_gqa=kv_heads != heads,
             )
-            hidden = hidden + out(attended[0].transpose(0, 1).reshape(count, -1))
+            hidden.add_(out(attended[0].transpose(0, 1).reshape(count, -1)))
             # feed-forward block: norm, gate and up in one product, gated SiLU, project back
             gate, up = gate_up(_rms_norm(hidden, norm2)).chunk(2, dim=-1)
-            hidden = hidden + down(F.silu(gate) * up)
+            hidden.add_(down(F.silu(gate).mul_(up)))
         hidden = self.norm(hidden if all_logits else hidden[-1:])
         return self.head(hidden).float()
 
