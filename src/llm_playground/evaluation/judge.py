@@ -4,12 +4,10 @@ A judge reads a question and an answer and gives a score from 1 to 10 with a rea
 Two judges speak the same small interface (``name`` and ``complete(messages)``):
 
 * :class:`OpenAICompatibleJudge` posts to ``{base_url}/chat/completions`` of any
-  OpenAI-compatible API (OpenAI, Gemini's OpenAI-compatible endpoint, vLLM, llama.cpp,
-  Ollama). It retries 429 and 5xx answers with exponential back-off and jitter,
-  honouring ``Retry-After``, gives up after a timeout, and explains a missing or refused
-  key in one line. The key comes from the caller (a password field) or the
-  ``OPENAI_API_KEY`` environment variable; it is kept in memory only, never logged and
-  never written anywhere.
+  OpenAI-compatible API, with retries, a deadline, a cap on the answer's size, no
+  redirects and the key kept in memory only; it lives in
+  :mod:`llm_playground.evaluation.judge_client` with the rules for where a key may go,
+  and is importable from here.
 * :class:`LocalJudge` runs a registry model in process (``smollm2-135m-instruct`` by
   default), so the lab works offline. A 135M model is a weak judge: the point is to
   see how judge scores behave, and how often they agree with people.
@@ -21,19 +19,13 @@ Answers that cannot be parsed leave the item unscored, with the judge's raw answ
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
 import json
 import logging
 import math
-import os
-import random
 import re
 import threading
-import time
-import urllib.parse
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -42,15 +34,27 @@ from llm_playground.core.events import Done, Progress, Started
 from llm_playground.core.jsonl import parse_jsonl as _parse_jsonl
 from llm_playground.core.jsonl import read_jsonl
 
+# The OpenAI-compatible client lives in judge_client; its names are part of this module's API.
+from llm_playground.evaluation.judge_client import (  # noqa: F401
+    ENV_BASE_URL,
+    ENV_KEY,
+    MAX_RESPONSE_BYTES,
+    MAX_RETRIES,
+    MAX_TIMEOUT_S,
+    OPENAI_BASE_URL,
+    JudgeCallFailed,
+    OpenAICompatibleJudge,
+    check_base_url,
+    check_call_settings,
+    host_of,
+    is_loopback,
+    page_judge,
+    resolve_api_key,
+    server_base_url,
+)
+
 log = logging.getLogger(__name__)
 
-ENV_KEY = "OPENAI_API_KEY"
-ENV_BASE_URL = "OPENAI_BASE_URL"
-OPENAI_BASE_URL = "https://api.openai.com/v1"
-#: The most bytes read from one API answer.
-MAX_RESPONSE_BYTES = 1_000_000
-MAX_TIMEOUT_S = 600.0
-MAX_RETRIES = 10
 DEFAULT_LOCAL_JUDGE = "smollm2-135m-instruct"
 
 RUBRIC = """You are a strict, fair grader. Read the question and the answer, then grade the answer.
@@ -74,14 +78,6 @@ class Judge(Protocol):
     name: str
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str: ...
-
-
-class JudgeCallFailed(Exception):
-    """A call that failed after its retries (timeouts, server errors, unreadable answers)."""
-
-    def __init__(self, message: str, raw: str = ""):
-        super().__init__(message)
-        self.raw = raw
 
 
 # --- prompts and parsing ------------------------------------------------------------------
@@ -192,286 +188,6 @@ def parse_preference(raw: str) -> tuple[str | None, str]:
     if match:
         return match.group(1), ""
     return None, ""
-
-
-# --- the OpenAI-compatible client ---------------------------------------------------------
-
-
-def resolve_api_key(key: str | None = None) -> str:
-    """The key typed in (kept in memory) or ``$OPENAI_API_KEY``; a clear message when neither."""
-    key = (key or "").strip() or os.environ.get(ENV_KEY, "").strip()
-    if not key:
-        raise UserError(
-            f"no API key: set {ENV_KEY} or type the key in the key field "
-            "(local servers such as Ollama accept any value)"
-        )
-    return key
-
-
-def server_base_url() -> str:
-    """The base URL configured on this machine: ``$OPENAI_BASE_URL``, else OpenAI's."""
-    return os.environ.get(ENV_BASE_URL, "").strip() or OPENAI_BASE_URL
-
-
-def _same_endpoint(a: str, b: str) -> bool:
-    return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_base_url(base_url: str) -> urllib.parse.SplitResult:
-    """A base URL the judge may call: https, or http on this machine; no credentials in it."""
-    url = (base_url or "").strip()
-    if not re.match(r"https?://", url, re.I):
-        raise UserError(f"the base URL must start with http:// or https://, got '{url[:100]}'")
-    parts = urllib.parse.urlsplit(url)
-    if not parts.hostname:
-        raise UserError("the base URL has no host")
-    if parts.username or parts.password:
-        raise UserError("the base URL must not hold a user name or password: use the key field")
-    if parts.scheme.lower() == "http" and not is_loopback(parts.hostname):
-        raise UserError(
-            f"the judge API at {parts.hostname} must use https:// (plain http is allowed on "
-            "this machine only, e.g. http://localhost:11434/v1)"
-        )
-    return parts
-
-
-def host_of(base_url: str) -> str:
-    """The host (and port) of a base URL, without path, query or credentials."""
-    parts = urllib.parse.urlsplit(base_url.strip())
-    host = parts.hostname or "?"
-    return f"{host}:{parts.port}" if parts.port else host
-
-
-def page_judge(
-    base_url: str | None, model: str, typed_key: str | None, **kwargs: Any
-) -> OpenAICompatibleJudge:
-    """A judge set up from a web page: the server's key only with the server's base URL.
-
-    A base URL typed in the page needs a key typed in the page (kept in that session only);
-    the empty base URL means the one configured on the server.
-    """
-    base = (base_url or "").strip() or server_base_url()
-    key = (typed_key or "").strip()
-    if not key:
-        if not _same_endpoint(base, server_base_url()):
-            raise UserError(
-                "a base URL typed here needs its own API key: the server's key is used only "
-                f"with the server's base URL ({host_of(server_base_url())})"
-            )
-        key = os.environ.get(ENV_KEY, "").strip()
-        if not key:
-            raise UserError(f"no API key: type one, or ask the server's owner to set {ENV_KEY}")
-    return OpenAICompatibleJudge(base_url=base, model=model.strip(), api_key=key, **kwargs)
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
-class _Timeout(Exception):
-    """The overall deadline of a request passed."""
-
-
-def _is_json(text: str) -> bool:
-    try:
-        json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return False
-    return True
-
-
-def _short(text: str, limit: int = 200) -> str:
-    """A one-line excerpt of an answer (printable characters only)."""
-    clean = " ".join("".join(c if c.isprintable() else " " for c in text).split())
-    return clean[:limit] + ("…" if len(clean) > limit else "")
-
-
-def check_call_settings(timeout: float, max_retries: int) -> None:
-    if not (isinstance(timeout, int | float) and math.isfinite(timeout)):
-        raise UserError("the timeout must be a number of seconds")
-    if not 0 < timeout <= MAX_TIMEOUT_S:
-        raise UserError(f"the timeout must be above 0 and at most {MAX_TIMEOUT_S:g} seconds")
-    if not 0 <= max_retries <= MAX_RETRIES:
-        raise UserError(f"the number of retries must be between 0 and {MAX_RETRIES}")
-
-
-@dataclass(frozen=True)
-class OpenAICompatibleJudge:
-    """A chat model behind ``POST {base_url}/chat/completions``.
-
-    The key never appears in ``repr``, logs or error messages.
-    """
-
-    base_url: str
-    model: str
-    api_key: str = field(repr=False)
-    timeout: float = 60.0
-    max_retries: int = 4
-    backoff: float = 1.0
-    max_backoff: float = 30.0
-    temperature: float = 0.0
-    sleep: Callable[[float], None] = field(default=time.sleep, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        check_base_url(self.base_url)
-        if not self.model or not self.model.strip():
-            raise UserError("no judge model name given")
-        if not self.api_key or not self.api_key.strip():
-            raise UserError(f"no API key: set {ENV_KEY} or type the key in the key field")
-        check_call_settings(self.timeout, self.max_retries)
-
-    @classmethod
-    def from_settings(
-        cls, base_url: str, model: str, api_key: str | None = None, **kwargs: Any
-    ) -> OpenAICompatibleJudge:
-        return cls(
-            base_url=base_url.strip(),
-            model=model.strip(),
-            api_key=resolve_api_key(api_key),
-            **kwargs,
-        )
-
-    @property
-    def name(self) -> str:
-        """The model and the API's host only (no path, query or credentials)."""
-        return f"{self.model} @ {host_of(self.base_url)}"
-
-    @property
-    def url(self) -> str:
-        return self.base_url.strip().rstrip("/") + "/chat/completions"
-
-    def _redact(self, text: str) -> str:
-        return text.replace(self.api_key, "***") if self.api_key else text
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_backoff)
-        base = self.backoff * (2**attempt)
-        return min(self.max_backoff, base * (0.5 + random.random()))  # jitter in [0.5, 1.5)
-
-    def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str:
-        """POST the chat to the API; retries 429, 5xx and timeouts within one overall deadline."""
-        import httpx2
-
-        body = {
-            "model": self.model,
-            "messages": messages,
-            "temperature": self.temperature,
-            "max_tokens": max_tokens,
-        }
-        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
-        deadline = time.monotonic() + self.timeout * (self.max_retries + 1)
-        last = "no attempt"
-        # Redirects are never followed: Authorization must not travel to another address.
-        with httpx2.Client(follow_redirects=False, trust_env=False) as client:
-            for attempt in range(self.max_retries + 1):
-                if attempt:
-                    log.info("judge call retry %d/%d", attempt, self.max_retries)
-                left = min(self.timeout, deadline - time.monotonic())
-                if left <= 0:
-                    break
-                retry_after = None
-                try:
-                    status, response_headers, text = self._post(
-                        client, body, headers, time.monotonic() + left
-                    )
-                except _Timeout:
-                    last = f"no answer within {self.timeout:g} s"
-                    log.warning("judge API timed out (attempt %d)", attempt + 1)
-                except httpx2.TransportError as exc:
-                    last = f"cannot reach {host_of(self.base_url)}: {type(exc).__name__}"
-                    log.warning("judge API unreachable (attempt %d): %s", attempt + 1, last)
-                else:
-                    if status == 200:
-                        return self._content(text)
-                    self._refuse(status, response_headers, text)
-                    retry_after = _retry_after(response_headers.get("Retry-After"))
-                    last = f"HTTP {status}"
-                    log.warning("judge API answered HTTP %d (attempt %d)", status, attempt + 1)
-                if attempt < self.max_retries:
-                    self.sleep(
-                        min(
-                            self._delay(attempt, retry_after), max(0.0, deadline - time.monotonic())
-                        )
-                    )
-        raise JudgeCallFailed(f"judge API failed after {attempt + 1} attempt(s): {last}")
-
-    def _post(self, client, body, headers, deadline: float) -> tuple[int, Any, str]:
-        """One request, its body read up to :data:`MAX_RESPONSE_BYTES` before ``deadline``."""
-        import httpx2
-
-        timeout = httpx2.Timeout(max(0.01, deadline - time.monotonic()))
-        try:
-            with client.stream("POST", self.url, json=body, headers=headers, timeout=timeout) as r:
-                chunks, size = [], 0
-                for chunk in r.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise JudgeCallFailed(
-                            f"the judge API's answer is larger than {MAX_RESPONSE_BYTES:,} bytes"
-                        )
-                    if time.monotonic() > deadline:
-                        raise _Timeout
-                    chunks.append(chunk)
-                return r.status_code, r.headers, b"".join(chunks).decode("utf-8", "replace")
-        except httpx2.TimeoutException:
-            raise _Timeout from None
-
-    def _refuse(self, status: int, response_headers, text: str) -> None:
-        """Raise for answers that retrying cannot fix (keys, addresses, redirects, 4xx)."""
-        if status in (401, 403):
-            raise UserError(
-                f"the judge API refused the key (HTTP {status}): check the key and "
-                "that it may use this model"
-            )
-        if status == 404:
-            raise UserError(
-                f"the judge API answered 404 for {host_of(self.base_url)}: check the base URL "
-                "(it usually ends in /v1) and the model name"
-            )
-        if 300 <= status < 400:
-            target = host_of(str(response_headers.get("Location", "")) or "?")
-            raise UserError(
-                f"the judge API answered with a redirect (HTTP {status}) to {target}; "
-                "redirects are not followed: give the final address as the base URL"
-            )
-        if status != 429 and status < 500:
-            raise UserError(
-                f"the judge API rejected the request (HTTP {status}): {_short(self._redact(text))}"
-            )
-
-    def _content(self, text: str) -> str:
-        try:
-            data = json.loads(text)
-            content = data["choices"][0]["message"]["content"]
-        except (json.JSONDecodeError, KeyError, IndexError, TypeError):
-            what = "not JSON" if not _is_json(text) else "not a chat completion"
-            raise JudgeCallFailed(
-                f"the judge API's answer is {what} ({len(text):,} characters)",
-                raw=_short(self._redact(text)),
-            ) from None
-        if isinstance(content, list):  # content parts
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return str(content or "")
 
 
 # --- the local judge ----------------------------------------------------------------------
