@@ -8,11 +8,14 @@ speculative decoding does after a rejected draft).
   forward pass: a KV cache allocated once for the whole generation, rotary tables computed
   once, and the same tensor operations as ``transformers``' Llama in the same order, so the
   logits, and therefore greedy tokens, are the same; it saves the Python work that
-  ``generate`` and the general model code do around them at every token. It fuses each
-  layer's query/key/value and gate/up projections into one matrix each, in place (the
-  parameters become views into them), and where the CPU probe of
-  :mod:`llm_playground.core.hardware` measures one-row products faster with weights stored
-  [in, out], it stores them so (same values, so the same tokens).
+  ``generate`` and the general model code do around them at every token. A token reads
+  every weight once, so the rest is about reading them fast: each layer's query/key/value
+  and gate/up projections are fused into one matrix each, all of them in one buffer in
+  reading order backed by 2 MB pages, in place (the parameters become views into it); and
+  two probes of :mod:`llm_playground.core.hardware` decide the layout ([in, out] where
+  one-row products measure faster so) and whether a one-row product is cut into one
+  slice per thread (where torch's own product leaves the other cores idle). Same values,
+  so the same tokens.
 * :class:`ModelRunner` runs any ``transformers`` causal LM (GPT-2 exports of Lab 2, Gemma,
   LoRA adapters) with its ``DynamicCache``, or without a cache (the whole prefix again at
   every step).
