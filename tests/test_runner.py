@@ -153,3 +153,25 @@ def test_the_split_probe_measures_both_ways_and_refuses_an_uneven_cut():
     probe = probe_cpu_split(2)
     assert 0 < probe.usual_s < 1 and 0 < probe.alternative_s < 1
     assert not probe_cpu_split(7).faster  # 1536 inner features do not cut into 7
+
+
+def test_two_runners_started_at_once_fuse_the_model_once(tiny_llama):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: fused_projections(tiny_llama, True), range(4)))
+    assert all(result is results[0] for result in results)
+    q_proj = tiny_llama.model.layers[0].self_attn.q_proj.weight
+    assert q_proj.data_ptr() == results[0][0][0].data_ptr()
+
+
+def test_a_fused_model_can_still_be_copied_for_int8(tiny_llama):
+    from llm_playground.generation.runner import int8_model
+
+    fused_projections(tiny_llama, True)
+    ids = torch.tensor([[5, 17, 3]])
+    quantized = int8_model(tiny_llama)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            quantized(ids).logits, tiny_llama(ids).logits, rtol=0.1, atol=0.1
+        )

@@ -26,6 +26,7 @@ weights with a float32 scale per output channel, float32 activations).
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 PRECISIONS: tuple[str, ...] = ("fp32", "int8")
@@ -38,6 +39,9 @@ FUSED_INT8_ROWS = 4
 SPLIT_MAX_ROWS = 16
 # The size of a large page (x86-64 and most arm64 Linux kernels): see _page_backed.
 LARGE_PAGE = 2 << 20
+# Held while a model's weights are rearranged in place (see fused_projections); a lock on
+# the model itself would stop it from being copied (int8_model copies it).
+_FUSING = threading.Lock()
 
 
 class ModelRunner:
@@ -158,6 +162,13 @@ def fused_projections(model, input_major: bool) -> list[tuple[Any, Any, Any, Any
     view into its matrix (same values, same [out, in] shape), so the model keeps one copy
     of its weights and every other caller still sees an ordinary model. Fusing turns five
     matrix products per layer into three, with fewer, longer reads of the weights."""
+    # two generations may start at once on one shared model (the app's jobs are threads):
+    # one of them fuses, the other waits for it and finds the model fused
+    with _FUSING:
+        return _fuse(model, input_major)
+
+
+def _fuse(model, input_major: bool) -> list[tuple[Any, Any, Any, Any]]:
     import torch
 
     key = "_fused_projections"
