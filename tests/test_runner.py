@@ -175,3 +175,18 @@ def test_a_fused_model_can_still_be_copied_for_int8(tiny_llama):
         torch.testing.assert_close(
             quantized(ids).logits, tiny_llama(ids).logits, rtol=0.1, atol=0.1
         )
+
+
+@pytest.mark.parametrize("input_major", [False, True])
+def test_a_fused_model_saves_and_loads_back_the_same(tiny_llama, input_major, tmp_path):
+    from transformers import LlamaForCausalLM
+
+    ids = torch.tensor([[5, 17, 3, 88]])
+    with torch.no_grad():
+        expected = tiny_llama(ids).logits
+    fused_projections(tiny_llama, input_major)
+    output_head(tiny_llama, input_major)
+    tiny_llama.save_pretrained(tmp_path)
+    reloaded = LlamaForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(ids).logits, expected, rtol=1e-5, atol=1e-5)

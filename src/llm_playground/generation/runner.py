@@ -168,7 +168,17 @@ def fused_projections(model, input_major: bool) -> list[tuple[Any, Any, Any, Any
         return _fuse(model, input_major)
 
 
+def _contiguous_state(module, state_dict, prefix, local_metadata) -> None:
+    """A state-dict hook: weights stored input-major (a transposed view) are handed out as
+    ordinary contiguous [out, in] copies, so that ``save_pretrained`` and safetensors,
+    which need contiguous tensors, save a fused model as they save any other."""
+    for name, tensor in state_dict.items():
+        if not tensor.is_contiguous():
+            state_dict[name] = tensor.contiguous()
+
+
 def _fuse(model, input_major: bool) -> list[tuple[Any, Any, Any, Any]]:
+    """:func:`fused_projections`' work, under its lock."""
     import torch
 
     key = "_fused_projections"
@@ -204,6 +214,9 @@ def _fuse(model, input_major: bool) -> list[tuple[Any, Any, Any, Any]]:
                 matrices.append(matrix)
             fused.append(tuple(matrices))
     model.__dict__[key] = (input_major, fused)
+    if input_major and not model.__dict__.get("_saves_contiguous"):
+        model.register_state_dict_post_hook(_contiguous_state)
+        model.__dict__["_saves_contiguous"] = True
     return fused
 
 
