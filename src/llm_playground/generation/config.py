@@ -85,6 +85,12 @@ class DecodingConfig:
             raise UserError(
                 f"unknown strategy '{self.strategy}': pick one of {', '.join(STRATEGIES)}"
             )
+        checked = {**self._sampler_settings(), **self._penalty_settings(), **self._run_settings()}
+        for name, value in checked.items():
+            object.__setattr__(self, name, value)
+
+    def _sampler_settings(self) -> dict[str, Any]:
+        """Temperature and the sampler stages, checked (each raises UserError when out of range)."""
         checked: dict[str, Any] = {}
         temperature = finite("temperature", self.temperature)
         if temperature < 0:
@@ -110,10 +116,11 @@ class DecodingConfig:
         checked["xtc_probability"] = in_range("XTC probability", self.xtc_probability, 0, 1)
         checked["xtc_threshold"] = in_range("XTC threshold", self.xtc_threshold, 0, 1)
         checked["sampler_order"] = parse_order(self.sampler_order)
-        checked["num_beams"] = whole("number of beams", self.num_beams)
-        if checked["num_beams"] < 1:
-            raise UserError(f"the number of beams must be at least 1, got {self.num_beams}")
-        checked["length_penalty"] = finite("length penalty", self.length_penalty)
+        return checked
+
+    def _penalty_settings(self) -> dict[str, Any]:
+        """The penalties that act before the samplers, checked."""
+        checked: dict[str, Any] = {}
         ngram = whole("no-repeat n-gram size", self.no_repeat_ngram_size)
         if ngram < 0:
             raise UserError(f"the no-repeat n-gram size must be 0 (off) or more, got {ngram}")
@@ -137,6 +144,15 @@ class DecodingConfig:
             raise UserError(
                 f"the DRY allowed length must be at least 1, got {self.dry_allowed_length}"
             )
+        return checked
+
+    def _run_settings(self) -> dict[str, Any]:
+        """Beams, lengths, the seed and speculative decoding, checked."""
+        checked: dict[str, Any] = {}
+        checked["num_beams"] = whole("number of beams", self.num_beams)
+        if checked["num_beams"] < 1:
+            raise UserError(f"the number of beams must be at least 1, got {self.num_beams}")
+        checked["length_penalty"] = finite("length penalty", self.length_penalty)
         max_new = whole("max new tokens", self.max_new_tokens)
         if max_new < 1:
             raise UserError(f"max new tokens must be at least 1, got {max_new}")
@@ -165,8 +181,7 @@ class DecodingConfig:
             raise UserError("speculative decoding with a draft model needs the draft model's name")
         if self.speculative and self.strategy == "beam" and self.num_beams > 1:
             raise UserError("speculative decoding works with greedy or sampling, not beam search")
-        for name, value in checked.items():
-            object.__setattr__(self, name, value)
+        return checked
 
     @property
     def samples(self) -> bool:
