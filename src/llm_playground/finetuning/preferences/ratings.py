@@ -264,19 +264,8 @@ def elo_ratings(votes: Iterable[Vote], *, k: float = 32.0) -> list[dict]:
     return rows
 
 
-def compute_stats(
-    votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0, elo_k: float = 32.0
-) -> dict:
-    """Counts, votes per pair of models, win rates, Bradley–Terry and Elo ratings.
-
-    Win rate = (wins + ties/2) / (wins + losses + ties); "both bad" votes are counted
-    apart (``both_bad`` and ``both_bad_rate`` over all of a model's votes)."""
-    votes = list(votes)
-    counts = dict.fromkeys(CHOICES, 0)
-    for v in votes:
-        counts[v.choice] += 1
-    rated, skipped = _rated_votes(votes)
-
+def _tally(rated) -> tuple[dict[tuple[str, str], dict], dict[str, dict]]:
+    """Per pair of models (in name order) and per model: votes, wins, losses, ties, both bad."""
     pairs: dict[tuple[str, str], dict] = {}
     per_model: dict[str, dict] = {}
     for ma, mb, choice in rated:
@@ -312,12 +301,12 @@ def compute_stats(
                 s["wins"] += 1
             else:
                 s["losses"] += 1
-    for p in pairs.values():
-        decided = p["wins_1"] + p["wins_2"] + p["ties"]
-        p["win_rate_1"] = _none_if_nan((p["wins_1"] + p["ties"] / 2) / decided) if decided else None
-        p["win_rate_2"] = _none_if_nan((p["wins_2"] + p["ties"] / 2) / decided) if decided else None
-    bt_rows, bt_info = _bt_table(votes, bootstrap=bootstrap, seed=seed)
-    bt = {r["model"]: r for r in bt_rows}
+    return pairs, per_model
+
+
+def _model_rows(per_model: dict[str, dict], bt: dict[str, dict]) -> list[dict]:
+    """Each model's tally with its win rate, both-bad rate and Bradley–Terry rating, best
+    rated first."""
     models = []
     for name, s in per_model.items():
         decided = s["wins"] + s["losses"] + s["ties"]
@@ -334,6 +323,28 @@ def compute_stats(
     models.sort(
         key=lambda s: (-(s["rating"] if s["rating"] is not None else -math.inf), s["model"])
     )
+    return models
+
+
+def compute_stats(
+    votes: Sequence[Vote], *, bootstrap: int = 0, seed: int = 0, elo_k: float = 32.0
+) -> dict:
+    """Counts, votes per pair of models, win rates, Bradley–Terry and Elo ratings.
+
+    Win rate = (wins + ties/2) / (wins + losses + ties); "both bad" votes are counted
+    apart (``both_bad`` and ``both_bad_rate`` over all of a model's votes)."""
+    votes = list(votes)
+    counts = dict.fromkeys(CHOICES, 0)
+    for v in votes:
+        counts[v.choice] += 1
+    rated, skipped = _rated_votes(votes)
+    pairs, per_model = _tally(rated)
+    for p in pairs.values():
+        decided = p["wins_1"] + p["wins_2"] + p["ties"]
+        p["win_rate_1"] = _none_if_nan((p["wins_1"] + p["ties"] / 2) / decided) if decided else None
+        p["win_rate_2"] = _none_if_nan((p["wins_2"] + p["ties"] / 2) / decided) if decided else None
+    bt_rows, bt_info = _bt_table(votes, bootstrap=bootstrap, seed=seed)
+    models = _model_rows(per_model, {r["model"]: r for r in bt_rows})
     return {
         "schema_version": SCHEMA_VERSION,
         "votes": {**counts, "total": len(votes)},
