@@ -168,89 +168,108 @@ def _fmt_secs(s: float) -> str:
 
 
 def settings_panel() -> None:
+    """The run's settings: preset and tokenizer, optimisation, the model's shape, the
+    recipe switches, and hardware."""
     with st.container(border=True):
-        c1, c2, c3 = st.columns([1, 1, 2])
-        c1.selectbox(
-            "Preset",
-            list(PRESETS),
-            key="train_preset",
-            on_change=_apply_preset,
-            help="bigram: a next-character table · baby-gpt: 4 layers, trains on a CPU in "
-            "minutes · lecture-gpt: 6 layers, 384 dims, for a GPU · speedrun: baby-gpt's "
-            "size with the modern recipe (Muon, RoPE, QK-norm, ReLU², …)",
-        )
-        tokenizers = _tokenizer_choices()
-        if st.session_state["train_tokenizer"] not in tokenizers:
-            st.session_state["train_tokenizer"] = "char"
-        c2.selectbox(
-            "Tokenizer",
-            tokenizers,
-            key="train_tokenizer",
-            help="char: one token per character (65 for Shakespeare) · gpt2: GPT-2's 50,257 "
-            "BPE tokens · bpe:… your tokenizers from Lab 1",
-        )
-        c3.caption("Training text: TinyShakespeare (1.1 MB, 90 % training / 10 % validation)")
+        _preset_and_tokenizer()
         is_bigram = PRESETS[st.session_state["train_preset"]].model.kind == "bigram"
-        s1, s2, s3, s4 = st.columns(4)
-        s1.select_slider(
-            "Learning rate",
-            options=LRS,
-            key="train_lr",
-            format_func=lambda v: f"{v:.0e}",
-            help="Peak learning rate of AdamW (log scale); it warms up, then decays to a tenth",
-        )
-        s2.slider("Max iterations", 50, 5000, step=50, key="train_max_iters")
-        s3.select_slider(
-            "Block size (context)",
-            options=BLOCKS,
-            key="train_block_size",
-            help="tokens the model sees at once",
-        )
-        s4.slider("Batch size", 1, 128, key="train_batch_size", help="blocks per optimiser step")
-        g1, g2, g3, g4 = st.columns(4)
-        g1.select_slider("Embedding size", options=EMBD, key="train_n_embd", disabled=is_bigram)
-        g2.slider("Layers", 1, 12, key="train_n_layer", disabled=is_bigram)
-        g3.slider(
-            "Heads",
-            1,
-            12,
-            key="train_n_head",
-            disabled=is_bigram,
-            help="the embedding size must divide evenly among the heads",
-        )
-        g4.slider("Dropout", 0.0, 0.5, step=0.05, key="train_dropout")
+        _optimisation_settings()
+        _shape_settings(is_bigram)
         recipe_switches(is_bigram)
-        with st.expander("Hardware, repeatability and a target"):
-            h1, h2, h3, h4 = st.columns(4)
-            h1.selectbox(
-                "Device",
-                ["auto", "cpu", "cuda"],
-                key="train_device",
-                help="auto uses a GPU when PyTorch sees one",
-            )
-            h2.selectbox(
-                "Number format",
-                ["auto", "float32", "bfloat16"],
-                key="train_dtype",
-                help="auto measures whether bf16 is faster than fp32 on this hardware",
-            )
-            h3.number_input(
-                "Seed",
-                min_value=0,
-                max_value=2**31 - 1,
-                step=1,
-                key="train_seed",
-                help="the same seed and settings give the same run",
-            )
-            h4.number_input(
-                "Stop at validation loss",
-                min_value=0.0,
-                max_value=10.0,
-                step=0.01,
-                key="train_target",
-                help="0: run every step · else stop at the first evaluation at or below it "
-                "(nanoGPT's baby config ends near 1.88)",
-            )
+        _hardware_settings()
+
+
+def _preset_and_tokenizer() -> None:
+    c1, c2, c3 = st.columns([1, 1, 2])
+    c1.selectbox(
+        "Preset",
+        list(PRESETS),
+        key="train_preset",
+        on_change=_apply_preset,
+        help="bigram: a next-character table · baby-gpt: 4 layers, trains on a CPU in "
+        "minutes · lecture-gpt: 6 layers, 384 dims, for a GPU · speedrun: baby-gpt's "
+        "size with the modern recipe (Muon, RoPE, QK-norm, ReLU², …)",
+    )
+    tokenizers = _tokenizer_choices()
+    if st.session_state["train_tokenizer"] not in tokenizers:
+        st.session_state["train_tokenizer"] = "char"
+    c2.selectbox(
+        "Tokenizer",
+        tokenizers,
+        key="train_tokenizer",
+        help="char: one token per character (65 for Shakespeare) · gpt2: GPT-2's 50,257 "
+        "BPE tokens · bpe:… your tokenizers from Lab 1",
+    )
+    c3.caption("Training text: TinyShakespeare (1.1 MB, 90 % training / 10 % validation)")
+
+
+def _optimisation_settings() -> None:
+    s1, s2, s3, s4 = st.columns(4)
+    s1.select_slider(
+        "Learning rate",
+        options=LRS,
+        key="train_lr",
+        format_func=lambda v: f"{v:.0e}",
+        help="Peak learning rate of AdamW (log scale); it warms up, then decays to a tenth",
+    )
+    s2.slider("Max iterations", 50, 5000, step=50, key="train_max_iters")
+    s3.select_slider(
+        "Block size (context)",
+        options=BLOCKS,
+        key="train_block_size",
+        help="tokens the model sees at once",
+    )
+    s4.slider("Batch size", 1, 128, key="train_batch_size", help="blocks per optimiser step")
+
+
+def _shape_settings(is_bigram: bool) -> None:
+    """The transformer's size (a bigram table has none of these)."""
+    g1, g2, g3, g4 = st.columns(4)
+    g1.select_slider("Embedding size", options=EMBD, key="train_n_embd", disabled=is_bigram)
+    g2.slider("Layers", 1, 12, key="train_n_layer", disabled=is_bigram)
+    g3.slider(
+        "Heads",
+        1,
+        12,
+        key="train_n_head",
+        disabled=is_bigram,
+        help="the embedding size must divide evenly among the heads",
+    )
+    g4.slider("Dropout", 0.0, 0.5, step=0.05, key="train_dropout")
+
+
+def _hardware_settings() -> None:
+    with st.expander("Hardware, repeatability and a target"):
+        h1, h2, h3, h4 = st.columns(4)
+        h1.selectbox(
+            "Device",
+            ["auto", "cpu", "cuda"],
+            key="train_device",
+            help="auto uses a GPU when PyTorch sees one",
+        )
+        h2.selectbox(
+            "Number format",
+            ["auto", "float32", "bfloat16"],
+            key="train_dtype",
+            help="auto measures whether bf16 is faster than fp32 on this hardware",
+        )
+        h3.number_input(
+            "Seed",
+            min_value=0,
+            max_value=2**31 - 1,
+            step=1,
+            key="train_seed",
+            help="the same seed and settings give the same run",
+        )
+        h4.number_input(
+            "Stop at validation loss",
+            min_value=0.0,
+            max_value=10.0,
+            step=0.01,
+            key="train_target",
+            help="0: run every step · else stop at the first evaluation at or below it "
+            "(nanoGPT's baby config ends near 1.88)",
+        )
 
 
 def recipe_switches(is_bigram: bool) -> None:
