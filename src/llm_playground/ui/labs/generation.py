@@ -4,8 +4,6 @@ llm_playground.generation."""
 
 from __future__ import annotations
 
-import altair as alt
-import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
@@ -14,12 +12,9 @@ from llm_playground.generation.decoding import (
     DecodingConfig,
     GenerationResult,
     StepRecord,
-    candidate_rows,
     has_chat_template,
     iter_strategies,
     prepare,
-    shown_token,
-    stage_table,
     stream,
 )
 from llm_playground.generation.runner import (
@@ -40,6 +35,7 @@ from llm_playground.ui.components import (
     show_user_error,
     start_job,
 )
+from llm_playground.ui.step_view import step_by_step
 
 EXAMPLES = {
     "Question": "What is the capital of France, and what is it famous for?",
@@ -73,7 +69,6 @@ STAGE_SOURCES = {
     "xtc": "removes the top choices but the least likely (text-generation-webui PR 6335)",
 }
 CANDIDATES = 15
-COLOURS = alt.Scale(domain=["picked", "kept", "cut"], range=["#e4572e", "#4c78a8", "#c7c7c7"])
 GEN_SLOT, COMPARE_SLOT = "gen", "gen_compare"
 
 page_header(
@@ -516,151 +511,7 @@ if result is not None and result.steps:
                 f"This run: {result.tokens_per_s:.1f} tokens/s "
                 f"({100 * result.tokens_per_s / limit:.0f}% of the limit)."
             )
-    st.subheader("Step by step")
-    n = len(result.steps)
-    if state.get("gen_step", 0) >= n:
-        state["gen_step"] = 0
-    labels = {i: f"{i + 1}: {shown_token(s.token)}" for i, s in enumerate(result.steps)}
-    index = (
-        st.select_slider("Step", options=list(range(n)), key="gen_step", format_func=labels.get)
-        if n > 1
-        else 0
-    )
-    step = result.steps[index]
-    so_far = "".join(s.token for s in result.steps[:index])
-    st.markdown(
-        f"Text before this step: <code>{esc(so_far[-200:]) or '(start)'}</code> → picked "
-        f"<b>{esc(shown_token(step.token))}</b> (id {step.token_id}) with probability "
-        f"{step.prob:.3f}",
-        unsafe_allow_html=True,
-    )
-    if cfg.samples and step.stages:
-        chain = " → ".join(
-            f"{name} ({kept:,} left)"
-            for name, kept in zip(step.stages, step.kept_after, strict=True)
-        )
-        st.caption(
-            f"The chain at this step: {chain}. {step.kept_count} token(s) were left to sample "
-            "from; the picked token's probability is among those."
-        )
-    elif cfg.samples:
-        st.caption("Sampling from the full distribution: no stage is set.")
-    elif result.strategy == "beam":
-        st.caption("Beam search: 'kept' marks the tokens that extended a beam at this step.")
-    else:
-        st.caption(
-            "Greedy: the most likely token is picked; nothing is sampled"
-            + (" (temperature 0 means greedy)." if cfg.strategy != "greedy" else ".")
-        )
-    rows = candidate_rows(step)
-    reasons = [f"<b>{esc(r['token'])}</b> {esc(r['why'])}" for r in rows if r["why"]]
-    if reasons:
-        st.markdown(
-            "<div class='gen-why'>Why not these: " + "; ".join(reasons[:8]) + "</div>",
-            unsafe_allow_html=True,
-        )
-    table, chart = st.columns([5, 4])
-    with table:
-        st.dataframe(
-            pd.DataFrame(rows).drop(columns=["id"]),
-            key="gen_candidates",
-            hide_index=True,
-            width="stretch",
-            height=35 * (len(rows) + 1) + 3,
-            column_config={
-                "rank": st.column_config.NumberColumn("#", width="small"),
-                "prob before temperature": st.column_config.NumberColumn(
-                    "p before T", format="%.4f", help="softmax of the logits at temperature 1"
-                ),
-                "prob after temperature": st.column_config.NumberColumn(
-                    "p after T", format="%.4f", help="softmax of the logits / temperature"
-                ),
-                "status": st.column_config.TextColumn(
-                    "fate", help="picked; kept by the sampler chain; or cut away"
-                ),
-                "why": st.column_config.TextColumn(
-                    "why", help="the stage that removed the token, or the penalties that lowered it"
-                ),
-            },
-        )
-    with chart:
-        df = pd.DataFrame(rows)
-        df["label"] = [f"{r['rank']}. {r['token']}" for r in rows]
-        st.altair_chart(
-            alt.Chart(df)
-            .mark_bar()
-            .encode(
-                x=alt.X("prob after temperature:Q", title="probability (after temperature)"),
-                y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=160)),
-                color=alt.Color("status:N", scale=COLOURS, title=None),
-                tooltip=[
-                    "token",
-                    "id",
-                    alt.Tooltip("prob before temperature:Q", format=".4f"),
-                    alt.Tooltip("prob after temperature:Q", format=".4f"),
-                    "status",
-                    "why",
-                ],
-            )
-            .properties(height=34 * len(rows)),
-            width="stretch",
-            key="gen_chart",
-        )
-    if step.stages:
-        st.markdown("**The distribution after each stage** (empty once a stage cut the token)")
-        st.dataframe(
-            pd.DataFrame(stage_table(step)),
-            hide_index=True,
-            width="stretch",
-            key="gen_stage_table",
-            column_config={
-                name: st.column_config.NumberColumn(name, format="%.4f") for name in step.stages
-            },
-        )
-
-    if result.strategy == "beam" and result.beam_steps:
-        st.markdown("**Live beams after this step** (score = sum of log-probabilities)")
-        live = result.beam_steps[min(index, len(result.beam_steps) - 1)]
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "beam": i + 1,
-                        "text": b.text,
-                        "tokens": len(b.ids),
-                        "score": round(b.score, 3),
-                    }
-                    for i, b in enumerate(live)
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-            key="gen_beams_table",
-        )
-        if len(result.beam_steps) > n:
-            st.caption(
-                f"The search ran {len(result.beam_steps)} steps; the winner finished after {n}."
-            )
-        st.markdown(
-            "**Finished hypotheses** (score = log-probability / length^length penalty), "
-            "the winner first"
-        )
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "": "🏆 winner" if i == 0 else "",
-                        "text": b.text,
-                        "tokens": len(b.ids),
-                        "score": round(b.score, 3),
-                    }
-                    for i, b in enumerate(result.beams)
-                ]
-            ),
-            hide_index=True,
-            width="stretch",
-            key="gen_finals_table",
-        )
+    step_by_step(result, cfg)
 
 
 # --- comparison grid --------------------------------------------------------------------
