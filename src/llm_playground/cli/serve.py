@@ -9,7 +9,6 @@ Any other address (``--host 0.0.0.0`` for a classroom) needs an access code in
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 from llm_playground.cli import int_at_least
 from llm_playground.core.errors import UserError
+from llm_playground.core.net import is_loopback
 
 ENV_ACCESS_CODE = "LLM_PLAYGROUND_ACCESS_CODE"
 DEFAULT_HOST = "127.0.0.1"
@@ -24,16 +24,6 @@ DEFAULT_PORT = 8501
 MIN_CODE_LENGTH = 6
 MAX_UPLOAD_MB = 64  # a ceiling for any upload; pages cap their own uploads lower
 APP = Path(__file__).resolve().parent.parent / "ui" / "app.py"
-
-
-def is_loopback(host: str) -> bool:
-    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
 
 
 def access_code() -> str:

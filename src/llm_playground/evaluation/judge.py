@@ -34,20 +34,14 @@ from llm_playground.core.events import Done, Progress, Started
 from llm_playground.core.jsonl import parse_jsonl as _parse_jsonl
 from llm_playground.core.jsonl import read_jsonl
 
-# The OpenAI-compatible client lives in judge_client; its names are part of this module's API.
+# The OpenAI-compatible client lives in judge_client; the names the pages, the CLI and
+# the tests use are importable from here too.
 from llm_playground.evaluation.judge_client import (  # noqa: F401
-    ENV_BASE_URL,
-    ENV_KEY,
     MAX_RESPONSE_BYTES,
     MAX_RETRIES,
     MAX_TIMEOUT_S,
-    OPENAI_BASE_URL,
     JudgeCallFailed,
     OpenAICompatibleJudge,
-    check_base_url,
-    check_call_settings,
-    host_of,
-    is_loopback,
     page_judge,
     resolve_api_key,
     server_base_url,

@@ -17,7 +17,6 @@ server's own base URL.
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import json
 import logging
 import math
@@ -31,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.net import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,6 @@ def server_base_url() -> str:
 
 def _same_endpoint(a: str, b: str) -> bool:
     return a.strip().rstrip("/").lower() == b.strip().rstrip("/").lower()
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() in ("localhost", "localhost.localdomain"):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def check_base_url(base_url: str) -> urllib.parse.SplitResult:
