@@ -220,3 +220,10 @@ def test_gate_in_chromium(classroom, page):
     page.reload()  # the same browser is not asked again
     page.locator('[data-testid="stSidebarNav"]').wait_for()
     assert page.get_by_label("Access code").count() == 0
+
+
+def test_the_judge_and_the_server_share_one_loopback_rule():
+    from llm_playground.evaluation import judge_client
+
+    assert judge_client.is_loopback is is_loopback
+    assert not is_loopback("localhost.localdomain")  # a name: it may resolve to anything

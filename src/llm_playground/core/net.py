@@ -7,10 +7,11 @@ import ipaddress
 
 
 def is_loopback(host: str) -> bool:
-    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost); a host
-    name other than localhost may resolve to anything, so it is not."""
+    """True for addresses only this machine reaches (127.0.0.0/8, ::1, localhost); any
+    other host name may resolve to anything, so it is not (the stricter of the two rules
+    this replaces: the judge also took localhost.localdomain)."""
     name = host.strip().lower()
-    if name in ("localhost", "localhost.localdomain"):
+    if name == "localhost":
         return True
     try:
         return ipaddress.ip_address(name.strip("[]")).is_loopback
