@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import html
-from collections.abc import Callable
+import inspect
+import textwrap
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import streamlit as st
@@ -164,6 +166,35 @@ def page_header(title: str, lesson: str) -> None:
     """Title and a one-paragraph statement of what the lab teaches."""
     st.title(title)
     st.caption(lesson)
+
+
+CODE_EXPANDER_LABEL = "How it works in code"
+
+
+def function_source(function: Callable[..., Any] | type) -> str:
+    """The source text of a library function or class, as the tests run it."""
+    return textwrap.dedent(inspect.getsource(inspect.unwrap(function)))
+
+
+def code_expander(title: str, functions: Sequence[Callable[..., Any] | type], note: str) -> None:
+    """An expander "How it works in code: <title>" with the source of ``functions``.
+
+    The page passes the library's own function objects, so the code shown is the code the
+    tests run (read with ``inspect.getsource``). ``note`` says in a sentence or two what the
+    fast path the lab uses does differently, and why.
+    """
+    with st.expander(f"{CODE_EXPANDER_LABEL}: {title}"):
+        st.markdown(note)
+        # One tab per function when there are several, so each reads from its first line.
+        holders = (
+            st.tabs([function.__name__ for function in functions])
+            if len(functions) > 1
+            else [st.container()]
+        )
+        for holder, function in zip(holders, functions, strict=True):
+            with holder:
+                st.caption(f"`{function.__module__}.{function.__qualname__}`")
+                st.code(function_source(function), language="python", line_numbers=True)
 
 
 def _model_version(info) -> float:
