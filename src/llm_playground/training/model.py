@@ -88,6 +88,29 @@ def rms_norm(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     return x * torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + eps).to(x.dtype)
 
 
+def explicit_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):
+    """Causal self-attention written out, returning the output and the attention weights.
+
+    q, k, v: (batch, heads, T, head size). The same numbers as
+    ``F.scaled_dot_product_attention(q, k, v, is_causal=True)``, step by step, so that the
+    weights can be looked at (Lab 6); training uses the fused call, which never stores them.
+    Returns ``(output, weights)``: (batch, heads, T, head size) and (batch, heads, T, T).
+    """
+    T, head_size = q.size(-2), q.size(-1)
+    # how well each query matches each key, scaled so the scores' spread does not grow
+    # with the head size: (B, nh, T, hs) x (B, nh, hs, T) -> (B, nh, T, T)
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(head_size)
+    # causal mask: position i may look at positions 0..i only (-inf above the diagonal)
+    future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu(1)
+    scores = scores.masked_fill(future, float("-inf"))
+    # softmax over the keys: each query's row of weights sums to 1 (in float32)
+    weights = F.softmax(scores.float(), dim=-1).to(q.dtype)
+    # each query's output is the weighted mean of the values:
+    # (B, nh, T, T) x (B, nh, T, hs) -> (B, nh, T, hs)
+    output = weights @ v
+    return output, weights
+
+
 class CausalSelfAttention(nn.Module):
     """Multi-head self-attention where each position sees only itself and earlier positions."""
 
@@ -121,14 +144,21 @@ class CausalSelfAttention(nn.Module):
             q, k = self.rotary(q), self.rotary(k)
         return q, k, v
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, return_weights: bool = False):
+        """The attention output (B, T, C); with ``return_weights``, ``(output, weights)``
+        where weights are (B, heads, T, T), computed by :func:`explicit_attention`."""
         B, T, C = x.shape
         q, k, v = self.queries_keys_values(x)
-        y = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
+        weights = None
+        if return_weights:  # the written-out path, which keeps the weights (Lab 6)
+            y, weights = explicit_attention(q, k, v)
+        else:  # the fused kernel training uses
+            y = F.scaled_dot_product_attention(
+                q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
+            )
         y = y.transpose(1, 2).contiguous().view(B, T, C)
-        return self.resid_dropout(self.c_proj(y))
+        y = self.resid_dropout(self.c_proj(y))
+        return (y, weights) if return_weights else y
 
 
 class ReLUSquared(nn.Module):
