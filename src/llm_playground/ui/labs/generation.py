@@ -117,8 +117,10 @@ def _move(index: int, offset: int) -> None:
 
 # --- model, prompt, settings ------------------------------------------------------------
 
-left, right = st.columns([3, 2], gap="large")
-with left:
+
+def _prompt_column() -> tuple[str | None, str, object, bool, int]:
+    """The model, the prompt, the chat template and the length: (model name, prompt, loaded
+    model or None, whether to use the chat template, max new tokens)."""
     model_name = model_picker("Model", key="gen_model", default="smollm2-135m-instruct")
     st.selectbox(
         "Example prompt",
@@ -156,224 +158,271 @@ with left:
         key="gen_max_new",
         help=f"Generation stops here or at the end-of-text token (at most {MAX_NEW_TOKENS:,}).",
     )
+    return model_name, prompt, loaded, use_chat, int(max_new)
 
-with right:
+
+def _sampling_tab(strategy: str) -> dict:
+    """Temperature, top-k, top-p and the seed, as DecodingConfig settings."""
+    temperature = st.slider(
+        "Temperature",
+        0.0,
+        2.0,
+        1.0,
+        0.05,
+        key="gen_temperature",
+        help="Divides the logits before softmax: below 1 sharpens the "
+        "distribution, above 1 flattens it.",
+    )
+    st.caption("**Temperature 0 means greedy**: the most likely token every time.")
+    top_k = st.number_input(
+        "Top-k",
+        min_value=0,
+        max_value=1000,
+        value=50,
+        step=1,
+        key="gen_top_k",
+        help="Keeps the k most likely tokens (k ≥ 1; 0 leaves it out of the sampler chain).",
+    )
+    top_p = st.slider(
+        "Top-p",
+        0.0,
+        1.0,
+        0.9,
+        0.01,
+        key="gen_top_p",
+        help="Keeps the most likely tokens until their probabilities add up to p "
+        "(0 < p ≤ 1; 1 = off).",
+    )
+    seed = st.number_input(
+        "Seed",
+        min_value=0,
+        max_value=2**31 - 1,
+        value=0,
+        step=1,
+        key="gen_seed",
+        help="The same seed gives the same sample.",
+    )
+    return {
+        "temperature": temperature,
+        "top_k": int(top_k) if (top_k or strategy == "top-k") else None,
+        "top_p": top_p if (top_p or strategy == "top-p") else None,
+        "seed": int(seed),
+    }
+
+
+def _chain_tab() -> dict:
+    """The further sampler stages (min-p, typical-p, ε, η, top-nσ, XTC)."""
+    st.caption(
+        "Used by **Sampler chain** (and on top of top-k / top-p sampling). "
+        "0 (or 1 for typical-p) leaves a stage out."
+    )
+    min_p = st.slider("Min-p", 0.0, 1.0, 0.0, 0.01, key="gen_min_p", help=STAGE_SOURCES["min_p"])
+    typical_p = st.slider(
+        "Typical-p", 0.01, 1.0, 1.0, 0.01, key="gen_typical_p", help=STAGE_SOURCES["typical_p"]
+    )
+    epsilon = st.number_input(
+        "Epsilon",
+        0.0,
+        0.99,
+        0.0,
+        0.0001,
+        format="%.4f",
+        key="gen_epsilon",
+        help=STAGE_SOURCES["epsilon"],
+    )
+    eta = st.number_input(
+        "Eta", 0.0, 0.99, 0.0, 0.0001, format="%.4f", key="gen_eta", help=STAGE_SOURCES["eta"]
+    )
+    top_n_sigma = st.slider(
+        "Top-nσ", 0.0, 5.0, 0.0, 0.1, key="gen_top_n_sigma", help=STAGE_SOURCES["top_n_sigma"]
+    )
+    xtc_probability = st.slider(
+        "XTC probability", 0.0, 1.0, 0.0, 0.05, key="gen_xtc_p", help=STAGE_SOURCES["xtc"]
+    )
+    xtc_threshold = st.slider("XTC threshold", 0.0, 1.0, 0.1, 0.01, key="gen_xtc_t")
+    return {
+        "min_p": min_p,
+        "typical_p": typical_p,
+        "epsilon": epsilon,
+        "eta": eta,
+        "top_n_sigma": top_n_sigma,
+        "xtc_probability": xtc_probability,
+        "xtc_threshold": xtc_threshold,
+    }
+
+
+def _order_tab() -> None:
+    """The order of the sampler stages: a preset, then one row per stage with ↑ and ↓."""
+    st.selectbox(
+        "Preset",
+        list(ORDER_PRESETS),
+        key="gen_order_preset",
+        on_change=_apply_preset,
+        help="transformers runs temperature first; llama.cpp runs it last, so its "
+        "truncation stages see the temperature-1 probabilities.",
+    )
+    for index, name in enumerate(state["gen_order"]):
+        c1, c2, c3 = st.columns([6, 1, 1])
+        c1.markdown(f"{index + 1}. `{name}` — {STAGE_SOURCES[name]}")
+        c2.button("↑", key=f"gen_up_{name}", on_click=_move, args=(index, -1))
+        c3.button("↓", key=f"gen_down_{name}", on_click=_move, args=(index, 1))
+    st.caption("Penalties and DRY always come first.")
+
+
+def _beam_tab() -> dict:
+    """The number of beams and the length penalty."""
+    num_beams = st.slider("Number of beams", 1, 8, 4, key="gen_beams")
+    length_penalty = st.slider(
+        "Length penalty",
+        -2.0,
+        3.0,
+        1.0,
+        0.1,
+        key="gen_length_penalty",
+        help="Finished beams are scored by log-probability / length^penalty: "
+        "above 0 favours longer outputs, below 0 shorter ones.",
+    )
+    return {"num_beams": num_beams, "length_penalty": length_penalty}
+
+
+def _penalties_tab() -> dict:
+    """The penalties that act on every strategy: no-repeat n-gram, repetition, presence,
+    frequency and DRY."""
+    no_repeat = st.slider(
+        "No-repeat n-gram size",
+        0,
+        6,
+        0,
+        key="gen_ngram",
+        help="Forbids repeating any n-gram of this size (0 = off).",
+    )
+    repetition = st.slider(
+        "Repetition penalty",
+        1.0,
+        2.0,
+        1.0,
+        0.05,
+        key="gen_repetition",
+        help="Makes tokens already in the text less likely (1 = off; CTRL, Keskar et al. 2019).",
+    )
+    presence = st.slider(
+        "Presence penalty",
+        -2.0,
+        2.0,
+        0.0,
+        0.1,
+        key="gen_presence",
+        help="Subtracted once from every token seen in the last 64 (llama.cpp, OpenAI).",
+    )
+    frequency = st.slider(
+        "Frequency penalty",
+        -2.0,
+        2.0,
+        0.0,
+        0.1,
+        key="gen_frequency",
+        help="Subtracted per occurrence in the last 64 tokens (llama.cpp, OpenAI).",
+    )
+    dry_multiplier = st.slider(
+        "DRY multiplier",
+        0.0,
+        3.0,
+        0.0,
+        0.1,
+        key="gen_dry",
+        help="Don't Repeat Yourself: penalises the token that would extend a repeat "
+        "(text-generation-webui PR 5677; 0 = off).",
+    )
+    dry_base = st.slider("DRY base", 1.0, 4.0, 1.75, 0.05, key="gen_dry_base")
+    dry_allowed = st.slider("DRY allowed length", 1, 8, 2, key="gen_dry_allowed")
+    return {
+        "no_repeat_ngram_size": no_repeat,
+        "repetition_penalty": repetition,
+        "presence_penalty": presence,
+        "frequency_penalty": frequency,
+        "dry_multiplier": dry_multiplier,
+        "dry_base": dry_base,
+        "dry_allowed_length": dry_allowed,
+    }
+
+
+def _speed_tab(model_name: str | None) -> tuple[dict, str]:
+    """Speculative decoding and the precision: (DecodingConfig settings, precision)."""
+    speculative = st.radio(
+        "Speculative decoding",
+        ["off", "prompt-lookup", "draft"],
+        key="gen_speculative",
+        horizontal=True,
+        help="Draft several tokens cheaply and let the model check them in one forward pass.",
+    )
+    draft_tokens = st.slider("Draft tokens", 1, 32, 10, key="gen_draft_tokens")
+    draft_name = None
+    if speculative == "draft" and model_name:
+        choices = _draft_choices(model_name)
+        if choices:
+            draft_name = st.selectbox("Draft model", choices, key="gen_draft_model")
+        else:
+            st.info(
+                f"No smaller model with the tokenizer of {model_name} is available here. "
+                "Train two Lab 2 runs on the same tokenizer to get a pair, or use prompt "
+                "lookup."
+            )
+    precision = st.radio(
+        "Precision",
+        ["fp32", "int8"],
+        key="gen_precision",
+        horizontal=True,
+        help="int8: the linear layers keep int8 weights (4x fewer bytes to read per token).",
+    )
+    settings = {
+        "speculative": None if speculative == "off" else speculative,
+        "draft_tokens": draft_tokens,
+        "draft_model": draft_name,
+    }
+    return settings, precision
+
+
+def _settings_column(model_name: str | None) -> tuple[str, dict, str]:
+    """The strategy and its settings, one tab each: (strategy, DecodingConfig settings,
+    precision)."""
     strategy = st.radio(
         "Strategy", STRATEGIES, key="gen_strategy", horizontal=True, format_func=STRATEGY_LABELS.get
     )
     samp, chain_tab, order_tab, beam, common, speed = st.tabs(
         ["Sampling", "Sampler chain", "Order", "Beams", "Penalties", "Speed"]
     )
+    settings: dict = {}
     with samp:
-        temperature = st.slider(
-            "Temperature",
-            0.0,
-            2.0,
-            1.0,
-            0.05,
-            key="gen_temperature",
-            help="Divides the logits before softmax: below 1 sharpens the "
-            "distribution, above 1 flattens it.",
-        )
-        st.caption("**Temperature 0 means greedy**: the most likely token every time.")
-        top_k = st.number_input(
-            "Top-k",
-            min_value=0,
-            max_value=1000,
-            value=50,
-            step=1,
-            key="gen_top_k",
-            help="Keeps the k most likely tokens (k ≥ 1; 0 leaves it out of the sampler chain).",
-        )
-        top_p = st.slider(
-            "Top-p",
-            0.0,
-            1.0,
-            0.9,
-            0.01,
-            key="gen_top_p",
-            help="Keeps the most likely tokens until their probabilities add up to p "
-            "(0 < p ≤ 1; 1 = off).",
-        )
-        seed = st.number_input(
-            "Seed",
-            min_value=0,
-            max_value=2**31 - 1,
-            value=0,
-            step=1,
-            key="gen_seed",
-            help="The same seed gives the same sample.",
-        )
+        settings |= _sampling_tab(strategy)
     with chain_tab:
-        st.caption(
-            "Used by **Sampler chain** (and on top of top-k / top-p sampling). "
-            "0 (or 1 for typical-p) leaves a stage out."
-        )
-        min_p = st.slider(
-            "Min-p", 0.0, 1.0, 0.0, 0.01, key="gen_min_p", help=STAGE_SOURCES["min_p"]
-        )
-        typical_p = st.slider(
-            "Typical-p", 0.01, 1.0, 1.0, 0.01, key="gen_typical_p", help=STAGE_SOURCES["typical_p"]
-        )
-        epsilon = st.number_input(
-            "Epsilon",
-            0.0,
-            0.99,
-            0.0,
-            0.0001,
-            format="%.4f",
-            key="gen_epsilon",
-            help=STAGE_SOURCES["epsilon"],
-        )
-        eta = st.number_input(
-            "Eta", 0.0, 0.99, 0.0, 0.0001, format="%.4f", key="gen_eta", help=STAGE_SOURCES["eta"]
-        )
-        top_n_sigma = st.slider(
-            "Top-nσ", 0.0, 5.0, 0.0, 0.1, key="gen_top_n_sigma", help=STAGE_SOURCES["top_n_sigma"]
-        )
-        xtc_probability = st.slider(
-            "XTC probability", 0.0, 1.0, 0.0, 0.05, key="gen_xtc_p", help=STAGE_SOURCES["xtc"]
-        )
-        xtc_threshold = st.slider("XTC threshold", 0.0, 1.0, 0.1, 0.01, key="gen_xtc_t")
+        settings |= _chain_tab()
     with order_tab:
-        st.selectbox(
-            "Preset",
-            list(ORDER_PRESETS),
-            key="gen_order_preset",
-            on_change=_apply_preset,
-            help="transformers runs temperature first; llama.cpp runs it last, so its "
-            "truncation stages see the temperature-1 probabilities.",
-        )
-        for index, name in enumerate(state["gen_order"]):
-            c1, c2, c3 = st.columns([6, 1, 1])
-            c1.markdown(f"{index + 1}. `{name}` — {STAGE_SOURCES[name]}")
-            c2.button("↑", key=f"gen_up_{name}", on_click=_move, args=(index, -1))
-            c3.button("↓", key=f"gen_down_{name}", on_click=_move, args=(index, 1))
-        st.caption("Penalties and DRY always come first.")
+        _order_tab()
     with beam:
-        num_beams = st.slider("Number of beams", 1, 8, 4, key="gen_beams")
-        length_penalty = st.slider(
-            "Length penalty",
-            -2.0,
-            3.0,
-            1.0,
-            0.1,
-            key="gen_length_penalty",
-            help="Finished beams are scored by log-probability / length^penalty: "
-            "above 0 favours longer outputs, below 0 shorter ones.",
-        )
+        settings |= _beam_tab()
     with common:
-        no_repeat = st.slider(
-            "No-repeat n-gram size",
-            0,
-            6,
-            0,
-            key="gen_ngram",
-            help="Forbids repeating any n-gram of this size (0 = off).",
-        )
-        repetition = st.slider(
-            "Repetition penalty",
-            1.0,
-            2.0,
-            1.0,
-            0.05,
-            key="gen_repetition",
-            help="Makes tokens already in the text less likely (1 = off; CTRL, Keskar et al. 2019).",
-        )
-        presence = st.slider(
-            "Presence penalty",
-            -2.0,
-            2.0,
-            0.0,
-            0.1,
-            key="gen_presence",
-            help="Subtracted once from every token seen in the last 64 (llama.cpp, OpenAI).",
-        )
-        frequency = st.slider(
-            "Frequency penalty",
-            -2.0,
-            2.0,
-            0.0,
-            0.1,
-            key="gen_frequency",
-            help="Subtracted per occurrence in the last 64 tokens (llama.cpp, OpenAI).",
-        )
-        dry_multiplier = st.slider(
-            "DRY multiplier",
-            0.0,
-            3.0,
-            0.0,
-            0.1,
-            key="gen_dry",
-            help="Don't Repeat Yourself: penalises the token that would extend a repeat "
-            "(text-generation-webui PR 5677; 0 = off).",
-        )
-        dry_base = st.slider("DRY base", 1.0, 4.0, 1.75, 0.05, key="gen_dry_base")
-        dry_allowed = st.slider("DRY allowed length", 1, 8, 2, key="gen_dry_allowed")
+        settings |= _penalties_tab()
     with speed:
-        speculative = st.radio(
-            "Speculative decoding",
-            ["off", "prompt-lookup", "draft"],
-            key="gen_speculative",
-            horizontal=True,
-            help="Draft several tokens cheaply and let the model check them in one forward pass.",
-        )
-        draft_tokens = st.slider("Draft tokens", 1, 32, 10, key="gen_draft_tokens")
-        draft_name = None
-        if speculative == "draft" and model_name:
-            choices = _draft_choices(model_name)
-            if choices:
-                draft_name = st.selectbox("Draft model", choices, key="gen_draft_model")
-            else:
-                st.info(
-                    f"No smaller model with the tokenizer of {model_name} is available here. "
-                    "Train two Lab 2 runs on the same tokenizer to get a pair, or use prompt "
-                    "lookup."
-                )
-        precision = st.radio(
-            "Precision",
-            ["fp32", "int8"],
-            key="gen_precision",
-            horizontal=True,
-            help="int8: the linear layers keep int8 weights (4x fewer bytes to read per token).",
-        )
+        speed_settings, precision = _speed_tab(model_name)
+        settings |= speed_settings
+    return strategy, settings, precision
 
-config = None
-try:
-    config = DecodingConfig(
-        strategy=strategy,
-        temperature=temperature,
-        top_k=int(top_k) if (top_k or strategy == "top-k") else None,
-        top_p=top_p if (top_p or strategy == "top-p") else None,
-        min_p=min_p,
-        typical_p=typical_p,
-        epsilon=epsilon,
-        eta=eta,
-        top_n_sigma=top_n_sigma,
-        xtc_probability=xtc_probability,
-        xtc_threshold=xtc_threshold,
-        sampler_order=tuple(state["gen_order"]),
-        num_beams=num_beams,
-        length_penalty=length_penalty,
-        no_repeat_ngram_size=no_repeat,
-        repetition_penalty=repetition,
-        presence_penalty=presence,
-        frequency_penalty=frequency,
-        dry_multiplier=dry_multiplier,
-        dry_base=dry_base,
-        dry_allowed_length=dry_allowed,
-        max_new_tokens=int(max_new),
-        seed=int(seed),
-        speculative=None if speculative == "off" else speculative,
-        draft_tokens=draft_tokens,
-        draft_model=draft_name,
-    )
-    if loaded is not None:
-        prepare(loaded, prompt, config, use_chat)
-except UserError as exc:
-    show_user_error(exc)
-    config = None
-else:
+
+def _checked_config(strategy, settings, max_new, loaded, prompt, use_chat):
+    """The DecodingConfig of these settings, checked against the model and the prompt; None
+    (with the reason beside the widgets) when a setting is out of range."""
+    try:
+        config = DecodingConfig(
+            strategy=strategy,
+            sampler_order=tuple(state["gen_order"]),
+            max_new_tokens=max_new,
+            **settings,
+        )
+        if loaded is not None:
+            prepare(loaded, prompt, config, use_chat)
+    except UserError as exc:
+        show_user_error(exc)
+        return None
     st.caption(
         f"Will run: {esc(config.describe())}"
         + (
@@ -382,16 +431,23 @@ else:
             else ""
         )
     )
+    return config
 
-gen_job = current_job(GEN_SLOT)
-compare_job = current_job(COMPARE_SLOT)
-busy = (gen_job is not None and gen_job.running) or (
-    compare_job is not None and compare_job.running
-)
-ready = config is not None and loaded is not None and not busy
 
-b1, b2, _ = st.columns([1, 2, 2])
-if b1.button("Generate", key="gen_run", type="primary", disabled=not ready):
+# --- the run ----------------------------------------------------------------------------
+
+
+def _busy() -> bool:
+    """Whether a generation or a comparison of this session is still running."""
+    gen_job = current_job(GEN_SLOT)
+    compare_job = current_job(COMPARE_SLOT)
+    return (gen_job is not None and gen_job.running) or (
+        compare_job is not None and compare_job.running
+    )
+
+
+def _start_generation(model_name, loaded, prompt, config, use_chat, precision) -> None:
+    """Load the model at the chosen precision (and the draft model) and start the run."""
     try:
         model = _int8_model(model_name) if precision == "int8" else loaded
         draft = None
@@ -400,27 +456,21 @@ if b1.button("Generate", key="gen_run", type="primary", disabled=not ready):
             draft = at_precision(draft, precision)
     except UserError as exc:
         show_user_error(exc)
-    else:
+        return
 
-        def factory(stop, model=model, prompt=prompt, config=config, chat=use_chat, draft=draft):
-            return stream(
-                model, prompt, config, chat, candidates=CANDIDATES, stop_event=stop, draft=draft
-            )
-
-        start_job(
-            GEN_SLOT,
-            f"generate with {model_name}",
-            factory,
-            heavy=False,
-            params={"model": model_name, "config": config, "precision": precision},
+    def factory(stop, model=model, prompt=prompt, config=config, chat=use_chat, draft=draft):
+        return stream(
+            model, prompt, config, chat, candidates=CANDIDATES, stop_event=stop, draft=draft
         )
-        state["gen_step"] = 0
-compare_clicked = b2.button(
-    "Compare all strategies",
-    key="gen_compare",
-    disabled=not ready,
-    help="Runs greedy, beam, top-k and top-p with your settings, side by side.",
-)
+
+    start_job(
+        GEN_SLOT,
+        f"generate with {model_name}",
+        factory,
+        heavy=False,
+        params={"model": model_name, "config": config, "precision": precision},
+    )
+    state["gen_step"] = 0
 
 
 # --- output (streams while the job runs) ------------------------------------------------
@@ -484,19 +534,17 @@ def _draw_output(job, events) -> None:
         s3.metric("Accepted drafts", f"{result.accepted_draft_tokens} of {result.drafted_tokens}")
 
 
-job_panel(GEN_SLOT, draw=_draw_output, progress=False)
-if current_job(GEN_SLOT) is None:
-    st.info("Pick a strategy and press **Generate**.")
-
-
 # --- step by step -----------------------------------------------------------------------
 
-gen_job = current_job(GEN_SLOT)
-result = None
-if gen_job is not None and not gen_job.running:
-    result = _records(gen_job.snapshot())[1]
 
-if result is not None and result.steps:
+def _step_by_step_section() -> None:
+    """After a finished run: its speed against the memory-bandwidth limit, then each step."""
+    gen_job = current_job(GEN_SLOT)
+    result = None
+    if gen_job is not None and not gen_job.running:
+        result = _records(gen_job.snapshot())[1]
+    if result is None or not result.steps:
+        return
     cfg: DecodingConfig = gen_job.params["config"]
     with st.expander("Speed against the memory-bandwidth limit"):
         if st.button("Measure", key="gen_measure"):
@@ -516,7 +564,9 @@ if result is not None and result.steps:
 
 # --- comparison grid --------------------------------------------------------------------
 
-if compare_clicked and ready:
+
+def _start_comparison(model_name, loaded, prompt, config, use_chat) -> None:
+    """Run the classic four strategies with these settings, one after the other."""
 
     def compare_factory(stop, loaded=loaded, prompt=prompt, config=config, chat=use_chat):
         return iter_strategies(loaded, prompt, config, chat, stop_event=stop)
@@ -556,4 +606,30 @@ def _draw_grid(job, results) -> None:
             )
 
 
+# --- the page ---------------------------------------------------------------------------
+
+left, right = st.columns([3, 2], gap="large")
+with left:
+    model_name, prompt, loaded, use_chat, max_new = _prompt_column()
+with right:
+    strategy, settings, precision = _settings_column(model_name)
+config = _checked_config(strategy, settings, max_new, loaded, prompt, use_chat)
+ready = config is not None and loaded is not None and not _busy()
+
+b1, b2, _ = st.columns([1, 2, 2])
+if b1.button("Generate", key="gen_run", type="primary", disabled=not ready):
+    _start_generation(model_name, loaded, prompt, config, use_chat, precision)
+compare_clicked = b2.button(
+    "Compare all strategies",
+    key="gen_compare",
+    disabled=not ready,
+    help="Runs greedy, beam, top-k and top-p with your settings, side by side.",
+)
+
+job_panel(GEN_SLOT, draw=_draw_output, progress=False)
+if current_job(GEN_SLOT) is None:
+    st.info("Pick a strategy and press **Generate**.")
+_step_by_step_section()
+if compare_clicked and ready:
+    _start_comparison(model_name, loaded, prompt, config, use_chat)
 job_panel(COMPARE_SLOT, draw=_draw_grid, progress=False, stop_label="Stop the comparison")
