@@ -18,6 +18,7 @@ from llm_playground.core.errors import UserError
 from llm_playground.training.config import (
     DEVICES,
     DTYPES,
+    MAX_SNAPSHOTS,
     MLPS,
     OPTIMIZERS,
     POSITIONS,
@@ -84,6 +85,12 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         help="stop at the first evaluation with validation loss at or below X",
     )
     p.add_argument("--checkpoint-interval", type=int, metavar="N", help="also save every N steps")
+    p.add_argument(
+        "--snapshot-interval",
+        type=int,
+        metavar="N",
+        help=f"keep the model every N steps in snapshots/ for Lab 6 (at most {MAX_SNAPSHOTS})",
+    )
     _add_recipe_switches(p)
     p.set_defaults(func=train_command)
 
@@ -171,6 +178,7 @@ def build_config(args: argparse.Namespace):
         compile=True if args.compile else None,
         target_val_loss=args.target_val_loss,
         checkpoint_interval=args.checkpoint_interval,
+        snapshot_interval=args.snapshot_interval,
         optimizer=args.optimizer,
         muon_lr=args.muon_lr,
         pos=args.pos,

@@ -28,6 +28,7 @@ OPTIMIZERS = ("adamw", "muon")
 POSITIONS = ("learned", "rope")
 MLPS = ("gelu", "relu2")
 MAX_BIGRAM_VOCAB = 4096
+MAX_SNAPSHOTS = 50  # training snapshots one run may keep (see training.snapshots)
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,7 @@ class TrainConfig:
     out_dir: str | None = None  # where the final checkpoint goes; None: nowhere
     resume: str | None = None  # a checkpoint folder to continue from
     checkpoint_interval: int = 0  # also save every N steps (0: only at the end)
+    snapshot_interval: int = 0  # keep the model every N steps in snapshots/ (0: none)
     target_val_loss: float | None = None  # stop at the first evaluation at or below this
     label: str = ""
 
@@ -236,6 +238,7 @@ class TrainConfig:
                 f"target validation loss must be a positive number, not {self.target_val_loss}"
             )
         _non_negative_int("checkpoint interval", self.checkpoint_interval)
+        _check_snapshots(self.snapshot_interval, self.max_iters)
         if self.device not in DEVICES:
             raise UserError(f"unknown device {self.device!r}; choose one of {', '.join(DEVICES)}")
         if self.dtype not in DTYPES:
@@ -279,6 +282,17 @@ def _one_of(name: str, value: Any, choices: tuple[str, ...]) -> None:
 def _non_negative_int(name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise UserError(f"{name} must be 0 or a positive whole number, not {value!r}")
+
+
+def _check_snapshots(interval: Any, max_iters: int) -> None:
+    """A snapshot interval keeps at most MAX_SNAPSHOTS models over the run."""
+    _non_negative_int("snapshot interval", interval)
+    if interval and max_iters // interval > MAX_SNAPSHOTS:
+        raise UserError(
+            f"snapshot interval {interval} over {max_iters} max iterations keeps "
+            f"{max_iters // interval} snapshots; at most {MAX_SNAPSHOTS} are kept: use an "
+            f"interval of at least {-(-max_iters // MAX_SNAPSHOTS)}"
+        )
 
 
 def _positive_int(name: str, value: Any) -> None:

@@ -15,6 +15,8 @@ checkpoint, and stepped), and :meth:`Trainer.events` is the loop itself.
   batches, so a run ends within one step of being asked.
 - Repeatable: one seed drives initialisation, batches and dropout; separate generators keep
   evaluation and sampling from disturbing the training stream.
+- Snapshots: with ``snapshot_interval`` N the model alone is kept every N steps
+  (:mod:`llm_playground.training.snapshots`), for Lab 6 to show how its insides form.
 - Resumable: a checkpoint keeps the optimiser moments, the step and every random-number
   state, so a resumed run continues the same loss curve.
 - Hardware: :mod:`llm_playground.core.hardware` picks the device and decides by
@@ -42,7 +44,7 @@ import torch
 from llm_playground.core import hardware
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
-from llm_playground.training import checkpoints
+from llm_playground.training import checkpoints, snapshots
 from llm_playground.training.config import TrainConfig
 from llm_playground.training.corpus import Corpus, get_batch, load_corpus
 from llm_playground.training.events import (
@@ -398,6 +400,10 @@ class Trainer:
     def _evaluated_now(self) -> bool:
         return bool(self.metrics) and self.metrics[-1].get("step") == self.step
 
+    def _snapshot_due(self) -> bool:
+        interval = self.config.snapshot_interval
+        return bool(interval) and self.step % interval == 0
+
     def _sample_due(self) -> bool:
         config = self.config
         return (
@@ -414,6 +420,7 @@ class Trainer:
         if self.out_dir:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             _write_metrics(self.out_dir, self.metrics)
+            snapshots.prune_snapshots(self.out_dir, self.step)  # a resumed run writes them again
         yield self.started_event()
         self.model.train()
         stopped = False
@@ -451,6 +458,8 @@ class Trainer:
                 and self.step < config.max_iters
             ):
                 yield from self.save()
+            if self.out_dir and self._snapshot_due():
+                snapshots.save_snapshot(self.out_dir, self.model, self.step, loss)
 
         # a last evaluation and sample at the final step, unless stopped
         if not stopped and self.reached is None and not self._evaluated_now():
