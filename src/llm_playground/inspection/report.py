@@ -1,0 +1,240 @@
+"""``inspect``: one forward pass, and everything Lab 6 shows about it, as plain arrays.
+
+:class:`Inspection` holds numpy arrays and Python lists only (the page never touches
+torch); :meth:`Inspection.to_json` is the ``llm-playground inspect --json`` object.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from llm_playground.core.errors import UserError
+from llm_playground.inspection.ablation import Ablation, parse_ablation
+from llm_playground.inspection.heads import (
+    HeadScore,
+    first_token_scores,
+    induction_scores,
+    previous_token_scores,
+    top_heads,
+)
+from llm_playground.inspection.models import InspectedModel, probe_ids
+
+MAX_TOP_K = 50
+JSON_DIGITS = 6  # decimals kept in the JSON output: rows still sum to 1 within 1e-5
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The induction probe's input: ``prefix`` tokens (0 or 1), then N random ids twice."""
+
+    prefix: int
+    n: int
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
+class Inspection:
+    """What one forward pass showed. T is the number of input tokens; layers and heads
+    count from 0; lens entry 0 reads the embeddings, entry l the residual stream after
+    block l, and entry ``n_layers`` is the model's own next-token distribution."""
+
+    label: str  # the model's label
+    ids: list[int]
+    tokens: list[str]  # each id's text, special tokens written out
+    n_layers: int
+    n_heads: int  # query heads
+    attention: np.ndarray  # (n_layers, n_heads, T, T) float32; row i: query i over keys 0..i
+    residual: np.ndarray  # (n_layers + 1, T, d_model) float32
+    lens_ids: np.ndarray  # (n_layers + 1, T, top_k) int64: top guesses for the next token
+    lens_probs: np.ndarray  # (n_layers + 1, T, top_k) float32: their probabilities
+    lens_tokens: list[list[list[str]]]  # [n_layers + 1][T][top_k]: their texts
+    next_rank: np.ndarray  # (n_layers + 1, T - 1) int64: the actual next token's rank (0 = top)
+    next_prob: np.ndarray  # (n_layers + 1, T - 1) float32: the actual next token's probability
+    head_scores: dict[str, np.ndarray]  # role -> (n_layers, n_heads); induction for a probe
+    loss: float | None  # mean next-token loss over the input, ablations applied (None if T = 1)
+    base_loss: float | None  # the same without ablations
+    ablated: tuple[str, ...] = ()  # the ablations' specs ("3.2", "3.attn", "3.mlp")
+    base_top_ids: np.ndarray | None = None  # (T, top_k): the unablated model's top guesses
+    base_top_probs: np.ndarray | None = None  # (T, top_k)
+    probe: Probe | None = None
+    step: int | None = None  # the training step of a Lab 2 run
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.ids)
+
+    @property
+    def top_k(self) -> int:
+        return int(self.lens_ids.shape[-1])
+
+    def top_heads(self, role: str, k: int = 5) -> list[HeadScore]:
+        """The ``k`` heads with the highest ``role`` score, best first."""
+        if role not in self.head_scores:
+            raise UserError(f"no {role} scores here (induction needs the induction probe)")
+        return top_heads(self.head_scores[role], role, k)
+
+    def lens_top(self, layer: int, position: int) -> list[tuple[int, str, float]]:
+        """Lens entry ``layer``'s top guesses after ``position``: (id, text, probability)."""
+        return [
+            (int(i), text, float(p))
+            for i, text, p in zip(
+                self.lens_ids[layer, position],
+                self.lens_tokens[layer][position],
+                self.lens_probs[layer, position],
+                strict=True,
+            )
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        """The JSON object of ``llm-playground inspect --json``."""
+        lens = [
+            [
+                {
+                    "top": [
+                        {"id": int(i), "token": text, "p": round(float(p), JSON_DIGITS)}
+                        for i, text, p in zip(ids_row, texts_row, probs_row, strict=True)
+                    ]
+                }
+                for ids_row, texts_row, probs_row in zip(
+                    self.lens_ids[layer],
+                    self.lens_tokens[layer],
+                    self.lens_probs[layer],
+                    strict=True,
+                )
+            ]
+            for layer in range(self.n_layers + 1)
+        ]
+        out: dict[str, Any] = {
+            "ids": [int(i) for i in self.ids],
+            "tokens": list(self.tokens),
+            "n_layers": self.n_layers,
+            "n_heads": self.n_heads,
+            "attention": np.round(self.attention.astype(np.float64), JSON_DIGITS).tolist(),
+            "lens": lens,
+            "head_scores": {
+                role: np.round(scores.astype(np.float64), JSON_DIGITS).tolist()
+                for role, scores in self.head_scores.items()
+            },
+        }
+        if self.probe is not None:
+            out["probe"] = {"prefix": self.probe.prefix, "n": self.probe.n}
+        if self.ablated:
+            out["ablated"] = list(self.ablated)
+            out["loss"] = {"base": self.base_loss, "ablated": self.loss}
+        return out
+
+
+def _ablations(model: InspectedModel, ablations: Sequence[Ablation | str]) -> list[Ablation]:
+    parsed = []
+    for item in ablations:
+        if isinstance(item, str):
+            item = parse_ablation(item, model.n_layers, model.n_heads)
+        elif item.layer >= model.n_layers or (item.head or 0) >= model.n_heads:
+            raise UserError(f"the model has no {item.describe()}")
+        if item not in parsed:
+            parsed.append(item)
+    return parsed
+
+
+def inspect(
+    model: InspectedModel,
+    ids: Sequence[int],
+    top_k: int = 5,
+    ablations: Sequence[Ablation | str] = (),
+    probe: Probe | None = None,
+) -> Inspection:
+    """Run ``ids`` through ``model`` once, keeping every head's attention, the residual
+    stream after each block and the logit lens (top ``top_k`` guesses per layer and
+    position), with the previous-token and first-token scores of every head (and the
+    induction score when ``probe`` describes the input). With ``ablations`` (specs such as
+    "3.2", "3.attn", "3.mlp" or :class:`Ablation` objects) everything is that of the
+    ablated model, and ``base_loss``/``base_top_*`` those of the model without them."""
+    from llm_playground.inspection.capture import capture, final_logits
+    from llm_playground.inspection.lens import lens, mean_next_token_loss, top_of
+
+    ids = [int(i) for i in ids]
+    if not ids:
+        raise UserError("nothing to inspect: the input has no tokens")
+    if len(ids) > model.context_length:
+        raise UserError(
+            f"the input is {len(ids)} tokens, more than the model's context of "
+            f"{model.context_length}"
+        )
+    if not 1 <= int(top_k) <= min(MAX_TOP_K, model.vocab_size):
+        raise UserError(f"top-k must be from 1 to {min(MAX_TOP_K, model.vocab_size)}, got {top_k}")
+    if any(not 0 <= i < model.vocab_size for i in ids):
+        raise UserError(f"token ids must be from 0 to {model.vocab_size - 1}")
+    knocked_out = _ablations(model, ablations)
+    # one forward pass: attention (L, H, T, T), residual (L + 1, T, d), logits (T, V)
+    captured = capture(model, ids, knocked_out)
+    # the logit lens on every entry of the residual stream
+    read = lens(model, captured.residual, ids, top_k)
+    loss = mean_next_token_loss(captured.logits, ids)
+    base_loss, base_top_ids, base_top_probs = loss, None, None
+    if knocked_out:  # the same input through the intact model, for comparison
+        base_logits = final_logits(model, ids)
+        base_loss = mean_next_token_loss(base_logits, ids)
+        base_top_ids, base_top_probs = top_of(base_logits, top_k)
+    attention = captured.attention.numpy()  # (L, H, T, T)
+    scores = {
+        "previous_token": previous_token_scores(attention),
+        "first_token": first_token_scores(attention),
+    }
+    if probe is not None:
+        scores["induction"] = induction_scores(attention, probe.n, probe.prefix)
+    return Inspection(
+        label=model.label,
+        ids=ids,
+        tokens=model.token_texts(ids),
+        n_layers=model.n_layers,
+        n_heads=model.n_heads,
+        attention=attention,
+        residual=captured.residual.numpy(),
+        lens_ids=read.top_ids,
+        lens_probs=read.top_probs,
+        lens_tokens=[[model.token_texts(row) for row in layer] for layer in read.top_ids],
+        next_rank=read.next_rank,
+        next_prob=read.next_prob,
+        head_scores=scores,
+        loss=loss,
+        base_loss=base_loss,
+        ablated=tuple(a.spec for a in knocked_out),
+        base_top_ids=base_top_ids,
+        base_top_probs=base_top_probs,
+        probe=probe,
+        step=model.step,
+    )
+
+
+def induction_probe(
+    model: InspectedModel,
+    n: int,
+    seed: int = 0,
+    top_k: int = 5,
+    ablations: Sequence[Ablation | str] = (),
+) -> Inspection:
+    """:func:`inspect` on the induction probe (:func:`~llm_playground.inspection.models.probe_ids`:
+    a beginning-of-text token if the tokenizer adds one, N random ordinary tokens, the same
+    N again), with ``head_scores["induction"]``. N from 4 to 512."""
+    ids, prefix = probe_ids(model, n, seed)
+    return inspect(model, ids, top_k, ablations, probe=Probe(prefix=prefix, n=int(n), seed=seed))
+
+
+def reference_sources() -> dict[str, str]:
+    """The textbook code behind the page, as the tests run it: the attention written out,
+    the logit lens and the induction score (name -> source)."""
+    import inspect as source
+
+    from llm_playground.inspection.lens import lens_logits
+    from llm_playground.training.model import explicit_attention
+
+    return {
+        "explicit_attention": source.getsource(explicit_attention),
+        "lens_logits": source.getsource(lens_logits),
+        "induction_scores": source.getsource(induction_scores),
+    }
