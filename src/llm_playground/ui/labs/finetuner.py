@@ -4,13 +4,12 @@ Layout and state only: training, data and decoding come from llm_playground.fine
 
 from __future__ import annotations
 
-import time
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.paths import unique_name
 from llm_playground.finetuning.dpo import DPOConfig, train_dpo
 from llm_playground.finetuning.events import (
     DPODone,
@@ -154,126 +153,130 @@ def _output_box(text: str, key: str) -> None:
     )
 
 
-# --- tabs ---------------------------------------------------------------------------------
+# --- side by side -------------------------------------------------------------------------
 
-tab_side, tab_train, tab_vote, tab_prefs, tab_dpo = st.tabs(
-    ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"]
-)
 
-with tab_side:
-    infos = _models()
+def _load_example() -> None:
+    state["ft_instruction"], state["ft_input"] = EXAMPLES[state["ft_example"]]
+
+
+def _pick_pair(infos: dict) -> tuple[str, str]:
+    """The two models to compare: by default a base on the left, its adapter on the right."""
     names = list(infos)
     adapters = [n for n, i in infos.items() if i.kind == "adapter"]
-    if not names:
-        st.warning("No model is available. Run `make install` to install the offline models.")
-    else:
-        default_right = (
-            DEFAULT_ADAPTER
-            if DEFAULT_ADAPTER in adapters
-            else (adapters[0] if adapters else names[0])
-        )
-        default_left = (
-            infos[default_right].base
-            if default_right in infos and infos[default_right].base in names
-            else (DEFAULT_BASE if DEFAULT_BASE in names else names[0])
-        )
-        labels = {n: infos[n].label for n in names}
-        c1, c2 = st.columns(2)
-        left = c1.selectbox(
-            "Left: a base model (or an adapter)",
-            names,
-            index=names.index(default_left),
-            key="ft_left",
-            format_func=labels.get,
-        )
-        right = c2.selectbox(
-            "Right: an adapter (or any model)",
-            names,
-            index=names.index(default_right),
-            key="ft_right",
-            format_func=labels.get,
-        )
-        if not adapters:
-            st.info("No adapter yet: train one in **Train an adapter**.")
-        state.setdefault("ft_instruction", EXAMPLES["Capital of France"][0])
-        state.setdefault("ft_input", EXAMPLES["Capital of France"][1])
+    default_right = (
+        DEFAULT_ADAPTER if DEFAULT_ADAPTER in adapters else (adapters[0] if adapters else names[0])
+    )
+    default_left = (
+        infos[default_right].base
+        if default_right in infos and infos[default_right].base in names
+        else (DEFAULT_BASE if DEFAULT_BASE in names else names[0])
+    )
+    labels = {n: infos[n].label for n in names}
+    c1, c2 = st.columns(2)
+    left = c1.selectbox(
+        "Left: a base model (or an adapter)",
+        names,
+        index=names.index(default_left),
+        key="ft_left",
+        format_func=labels.get,
+    )
+    right = c2.selectbox(
+        "Right: an adapter (or any model)",
+        names,
+        index=names.index(default_right),
+        key="ft_right",
+        format_func=labels.get,
+    )
+    if not adapters:
+        st.info("No adapter yet: train one in **Train an adapter**.")
+    return left, right
 
-        def _load_example() -> None:
-            state["ft_instruction"], state["ft_input"] = EXAMPLES[state["ft_example"]]
 
-        st.selectbox("Example", list(EXAMPLES), key="ft_example", on_change=_load_example)
-        instruction = st.text_area("Instruction", key="ft_instruction", height=80)
-        extra = st.text_input(
-            "Input (optional)",
-            key="ft_input",
-            help="Text the instruction works on, e.g. the line to convert.",
-        )
-        wrap = st.toggle(
-            "Wrap in the instruction format",
-            value=True,
-            key="ft_wrap",
-            help="Both models get `### Instruction: … ### Response:` (the format the "
-            "adapter was trained with). Off: a base model gets the raw text. "
-            "Chat models use their chat template.",
-        )
-        config = _decoding_settings("ft")
-        if st.button(
-            "Generate both",
-            key="ft_generate",
-            type="primary",
-            disabled=config is None or not instruction.strip(),
-        ):
-            try:
-                with st.spinner("Generating with both models…"):
-                    state["ft_outputs"] = [
-                        _answer(n, instruction, extra, wrap, config) for n in (left, right)
-                    ]
-            except UserError as exc:
-                show_user_error(exc)
-        outputs = state.get("ft_outputs")
-        if outputs:
-            cols = st.columns(2)
-            for col, out, side in zip(cols, outputs, ("left", "right"), strict=True):
-                with col:
-                    info = infos.get(out["name"])
-                    kind = (
-                        "LoRA adapter"
-                        if info is not None and info.kind == "adapter"
-                        else "base model"
-                    )
-                    st.markdown(f"**{esc(out['name'])}** · {kind}")
-                    _output_box(out["text"].strip(), f"ft-output-{side}")
-                    loss, where = heldout_figure(out["name"], infos)
-                    m1, m2, m3 = st.columns(3)
-                    m1.metric("Time", f"{out['time_s']:.2f} s")
-                    m2.metric(
-                        "New tokens",
-                        out["new_tokens"],
-                        help="Stopped at end of text"
-                        if out["finish"] == "eos"
-                        else "Hit max new tokens",
-                    )
-                    m3.metric(
-                        "Held-out loss",
-                        f"{loss:.3f}" if loss is not None else "—",
-                        help=f"Mean loss per response token on the fixed held-out slice ({where})"
-                        if loss is not None
-                        else "No held-out figure recorded for this model",
-                    )
-                    st.caption(
-                        "Stopped by itself (end-of-text token)."
-                        if out["finish"] == "eos"
-                        else "Still going: cut at max new tokens."
-                    )
-                    with st.expander("Exact prompt"):
-                        st.code(
-                            out["prompt"]
-                            + ("\n(wrapped in the chat template)" if out["chat"] else ""),
-                            language=None,
-                        )
-            st.caption(
-                "Same prompt, decoding settings and seed for both. Held-out loss: lower is better."
+def _prompt_inputs() -> tuple[str, str, bool]:
+    """The instruction, its optional input, and whether to wrap them in the instruction format."""
+    state.setdefault("ft_instruction", EXAMPLES["Capital of France"][0])
+    state.setdefault("ft_input", EXAMPLES["Capital of France"][1])
+    st.selectbox("Example", list(EXAMPLES), key="ft_example", on_change=_load_example)
+    instruction = st.text_area("Instruction", key="ft_instruction", height=80)
+    extra = st.text_input(
+        "Input (optional)",
+        key="ft_input",
+        help="Text the instruction works on, e.g. the line to convert.",
+    )
+    wrap = st.toggle(
+        "Wrap in the instruction format",
+        value=True,
+        key="ft_wrap",
+        help="Both models get `### Instruction: … ### Response:` (the format the "
+        "adapter was trained with). Off: a base model gets the raw text. "
+        "Chat models use their chat template.",
+    )
+    return instruction, extra, wrap
+
+
+def _show_outputs(outputs: list[dict], infos: dict) -> None:
+    """The two answers side by side, each with its time, length and held-out loss."""
+    cols = st.columns(2)
+    for col, out, side in zip(cols, outputs, ("left", "right"), strict=True):
+        with col:
+            info = infos.get(out["name"])
+            kind = "LoRA adapter" if info is not None and info.kind == "adapter" else "base model"
+            st.markdown(f"**{esc(out['name'])}** · {kind}")
+            _output_box(out["text"].strip(), f"ft-output-{side}")
+            loss, where = heldout_figure(out["name"], infos)
+            m1, m2, m3 = st.columns(3)
+            m1.metric("Time", f"{out['time_s']:.2f} s")
+            m2.metric(
+                "New tokens",
+                out["new_tokens"],
+                help="Stopped at end of text" if out["finish"] == "eos" else "Hit max new tokens",
             )
+            m3.metric(
+                "Held-out loss",
+                f"{loss:.3f}" if loss is not None else "—",
+                help=f"Mean loss per response token on the fixed held-out slice ({where})"
+                if loss is not None
+                else "No held-out figure recorded for this model",
+            )
+            st.caption(
+                "Stopped by itself (end-of-text token)."
+                if out["finish"] == "eos"
+                else "Still going: cut at max new tokens."
+            )
+            with st.expander("Exact prompt"):
+                st.code(
+                    out["prompt"] + ("\n(wrapped in the chat template)" if out["chat"] else ""),
+                    language=None,
+                )
+    st.caption("Same prompt, decoding settings and seed for both. Held-out loss: lower is better.")
+
+
+def _side_by_side_tab() -> None:
+    """A base model and an adapter answer the same prompt with the same settings."""
+    infos = _models()
+    if not infos:
+        st.warning("No model is available. Run `make install` to install the offline models.")
+        return
+    left, right = _pick_pair(infos)
+    instruction, extra, wrap = _prompt_inputs()
+    config = _decoding_settings("ft")
+    if st.button(
+        "Generate both",
+        key="ft_generate",
+        type="primary",
+        disabled=config is None or not instruction.strip(),
+    ):
+        try:
+            with st.spinner("Generating with both models…"):
+                state["ft_outputs"] = [
+                    _answer(n, instruction, extra, wrap, config) for n in (left, right)
+                ]
+        except UserError as exc:
+            show_user_error(exc)
+    outputs = state.get("ft_outputs")
+    if outputs:
+        _show_outputs(outputs, infos)
 
 
 # --- training ----------------------------------------------------------------------------
@@ -380,8 +383,8 @@ def _start_sft(form: dict) -> None:
     )
 
 
-with tab_train:
-    infos = _models()
+def _sft_form(infos: dict) -> dict:
+    """The adapter's data, name and LoRA settings, and the training length."""
     bases = [n for n, i in infos.items() if i.kind in ("offline", "checkpoint")]
     c1, c2 = st.columns(2)
     with c1:
@@ -409,7 +412,7 @@ with tab_train:
                 type=["jsonl", "json"],
                 key="ft_train_upload",
             )
-        state.setdefault("ft_train_name", f"my-adapter-{time.strftime('%H%M')}")
+        state.setdefault("ft_train_name", unique_name("my-adapter"))
         name = st.text_input(
             "Adapter name",
             key="ft_train_name",
@@ -437,32 +440,25 @@ with tab_train:
     max_steps = c4.number_input("Steps", 1, 10_000, 30, key="ft_train_steps")
     seq_len = c5.number_input("Sequence length", 16, 2048, 128, 16, key="ft_train_seq")
     batch = c6.number_input("Batch size", 1, 64, 4, key="ft_train_batch")
-    sft_job = current_job("sft")
-    busy = sft_job is not None and sft_job.running
-    if st.button("Train", key="ft_train_start", type="primary", disabled=busy):
-        try:
-            _start_sft(
-                {
-                    "base": base,
-                    "data": data_choice,
-                    "upload": upload,
-                    "name": name,
-                    "replace": replace,
-                    "r": r,
-                    "alpha": alpha,
-                    "dropout": dropout,
-                    "targets": targets,
-                    "lr": lr,
-                    "max_steps": max_steps,
-                    "seq_len": seq_len,
-                    "batch": batch,
-                }
-            )
-            st.rerun()
-        except UserError as exc:
-            show_user_error(exc)
-    machine_load_caption()
-    job_panel("sft", draw=_sft_draw)
+    return {
+        "base": base,
+        "data": data_choice,
+        "upload": upload,
+        "name": name,
+        "replace": replace,
+        "r": r,
+        "alpha": alpha,
+        "dropout": dropout,
+        "targets": targets,
+        "lr": lr,
+        "max_steps": max_steps,
+        "seq_len": seq_len,
+        "batch": batch,
+    }
+
+
+def _saved_adapters_table() -> None:
+    """The adapters saved so far, with their held-out losses before and after."""
     saved = [i for i in _models().values() if i.kind == "adapter"]
     if saved:
         st.markdown("**Saved adapters** (listed in Labs 3–5)")
@@ -484,6 +480,22 @@ with tab_train:
             hide_index=True,
             key="ft_saved_table",
         )
+
+
+def _train_tab() -> None:
+    """Train a LoRA adapter on instruction data, then list the saved adapters."""
+    form = _sft_form(_models())
+    sft_job = current_job("sft")
+    busy = sft_job is not None and sft_job.running
+    if st.button("Train", key="ft_train_start", type="primary", disabled=busy):
+        try:
+            _start_sft(form)
+            st.rerun()
+        except UserError as exc:
+            show_user_error(exc)
+    machine_load_caption()
+    job_panel("sft", draw=_sft_draw)
+    _saved_adapters_table()
 
 
 # --- votes and preferences ------------------------------------------------------------------
@@ -510,19 +522,22 @@ def _generate_pair(prompt: str):
     return (a["text"].strip(), left_name), (b["text"].strip(), right_name)
 
 
-store = None
-with tab_vote:
+def _vote_tab():
+    """Vote on two answers; returns the preference store chosen (None without the screens)."""
     if prefs_view is None:
         st.info("The voting screen is not available in this build.")
-    else:
-        st.caption(
-            "Two answers to your prompt from the models picked in **Side by side** (same "
-            "decoding settings), in random positions; the names show after your vote."
-        )
-        store = prefs_view.store_chooser()
-        prefs_view.render_voting(store, _generate_pair)
+        return None
+    st.caption(
+        "Two answers to your prompt from the models picked in **Side by side** (same "
+        "decoding settings), in random positions; the names show after your vote."
+    )
+    store = prefs_view.store_chooser()
+    prefs_view.render_voting(store, _generate_pair)
+    return store
 
-with tab_prefs:
+
+def _preferences_tab(store) -> None:
+    """The votes so far: tallies, ratings and the export for DPO."""
     if prefs_view is None:
         st.info("Preference statistics are not available in this build.")
     else:
@@ -573,7 +588,57 @@ def _dpo_pairs(source: str, saved: str | None, upload) -> tuple[list[dict], str]
     return read_preference_pairs(exports[saved]), saved
 
 
-with tab_dpo:
+def _dpo_source() -> tuple[str, str | None, object]:
+    """Where the preference pairs come from: (source, saved export name, upload)."""
+    source = st.radio(
+        "Preference pairs", (SOURCE_SAVED, SOURCE_UPLOAD), key="ft_dpo_source", horizontal=True
+    )
+    saved_name = None
+    dpo_upload = None
+    if source == SOURCE_SAVED:
+        names = [p.name for p in saved_exports()]
+        saved_name = st.selectbox(
+            "Saved export (in the playground home)",
+            names,
+            key="ft_dpo_saved",
+            help="The files that **Preferences → Export for DPO** saves.",
+        )
+        if not names:
+            st.caption("No export saved yet.")
+    else:
+        dpo_upload = st.file_uploader(
+            f"Preference JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
+            type=["jsonl", "json"],
+            key="ft_dpo_upload",
+        )
+    return source, saved_name, dpo_upload
+
+
+def _start_dpo(dpo_base, dpo_steps, dpo_beta, pairs, dpo_name, dpo_replace) -> None:
+    """Check the settings, read the pairs and start the DPO run (UserError when one is wrong)."""
+    config = DPOConfig(base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta))
+    config.validate()
+    rows, data_name = _dpo_pairs(*pairs)
+    out = _adapter_out(dpo_name, dpo_replace)
+
+    def dpo_factory(
+        stop, config=config, rows=rows, out=out, data_name=data_name, force=dpo_replace
+    ):
+        return train_dpo(
+            config, rows, out_dir=out, stop_event=stop, data_name=data_name, force=force
+        )
+
+    start_job(
+        "dpo",
+        f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}",
+        dpo_factory,
+        heavy=True,
+        params={"out": str(out)},
+    )
+
+
+def _dpo_tab() -> None:
+    """Train a DPO adapter on saved or uploaded preference pairs."""
     st.caption(
         "Direct preference optimisation: TRL's DPOTrainer makes the chosen answers more likely "
         "than the rejected ones, relative to the base model, by training a LoRA adapter. "
@@ -590,27 +655,7 @@ with tab_dpo:
         index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
     )
     with c2:
-        source = st.radio(
-            "Preference pairs", (SOURCE_SAVED, SOURCE_UPLOAD), key="ft_dpo_source", horizontal=True
-        )
-        saved_name = None
-        dpo_upload = None
-        if source == SOURCE_SAVED:
-            names = [p.name for p in saved_exports()]
-            saved_name = st.selectbox(
-                "Saved export (in the playground home)",
-                names,
-                key="ft_dpo_saved",
-                help="The files that **Preferences → Export for DPO** saves.",
-            )
-            if not names:
-                st.caption("No export saved yet.")
-        else:
-            dpo_upload = st.file_uploader(
-                f"Preference JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
-                type=["jsonl", "json"],
-                key="ft_dpo_upload",
-            )
+        pairs = _dpo_source()
     c3, c4, c5 = st.columns(3)
     dpo_steps = c3.number_input("Steps", 1, 1000, 10, key="ft_dpo_steps")
     dpo_beta = c4.number_input(
@@ -622,7 +667,7 @@ with tab_dpo:
         key="ft_dpo_beta",
         help="How far the adapter may move from the base model.",
     )
-    state.setdefault("ft_dpo_name", f"dpo-{time.strftime('%H%M')}")
+    state.setdefault("ft_dpo_name", unique_name("dpo"))
     dpo_name = c5.text_input("Adapter name", key="ft_dpo_name")
     dpo_replace = c5.checkbox(
         "Replace an existing adapter of that name", key="ft_dpo_replace", value=False
@@ -631,26 +676,25 @@ with tab_dpo:
     dpo_busy = dpo_job is not None and dpo_job.running
     if st.button("Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_busy):
         try:
-            config = DPOConfig(base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta))
-            config.validate()
-            rows, data_name = _dpo_pairs(source, saved_name, dpo_upload)
-            out = _adapter_out(dpo_name, dpo_replace)
-
-            def dpo_factory(
-                stop, config=config, rows=rows, out=out, data_name=data_name, force=dpo_replace
-            ):
-                return train_dpo(
-                    config, rows, out_dir=out, stop_event=stop, data_name=data_name, force=force
-                )
-
-            start_job(
-                "dpo",
-                f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}",
-                dpo_factory,
-                heavy=True,
-                params={"out": str(out)},
-            )
+            _start_dpo(dpo_base, dpo_steps, dpo_beta, pairs, dpo_name, dpo_replace)
             st.rerun()
         except UserError as exc:
             show_user_error(exc)
     job_panel("dpo", draw=_dpo_draw)
+
+
+# --- the page ---------------------------------------------------------------------------
+
+tab_side, tab_train, tab_vote, tab_prefs, tab_dpo = st.tabs(
+    ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"]
+)
+with tab_side:
+    _side_by_side_tab()
+with tab_train:
+    _train_tab()
+with tab_vote:
+    store = _vote_tab()
+with tab_prefs:
+    _preferences_tab(store)
+with tab_dpo:
+    _dpo_tab()
