@@ -81,6 +81,32 @@ class DPOConfig:
 DPOEvent = DPOStarted | DPOStep | DPODone
 
 
+def dpo_loss(
+    policy_chosen_logps: Any,
+    policy_rejected_logps: Any,
+    ref_chosen_logps: Any,
+    ref_rejected_logps: Any,
+    beta: float,
+) -> Any:
+    """The DPO loss of each preference pair: −log σ(β[(π_c − ref_c) − (π_r − ref_r)]).
+
+    Each argument is a tensor (pairs,) of summed log-probabilities of a whole answer, under
+    the model being trained (policy) or the frozen reference. Equal to TRL's sigmoid loss
+    on the same log-probabilities (tested); the fast path is ``DPOTrainer``, which also
+    computes those log-probabilities (both answers in one batch, the reference being the
+    base with the adapter switched off) and logs the rewards.
+    """
+    import torch.nn.functional as F
+
+    # how much more likely the policy makes each answer than the reference does
+    chosen_log_ratio = policy_chosen_logps - ref_chosen_logps  # (pairs,)
+    rejected_log_ratio = policy_rejected_logps - ref_rejected_logps  # (pairs,)
+    # the implicit reward margin: how far the chosen answer gained on the rejected one
+    margin = beta * (chosen_log_ratio - rejected_log_ratio)
+    # −log σ(margin): log 2 while the two are level, near 0 once the chosen one clearly wins
+    return -F.logsigmoid(margin)
+
+
 def as_dataset_rows(rows: list[dict[str, str]], chat: bool) -> list[dict[str, Any]]:
     """Conversational rows for chat models (TRL applies their template), the playground's
     instruction prompt otherwise."""

@@ -6,6 +6,8 @@ low-rank update ``(alpha / r) · B A`` (``A`` is ``r × in``, ``B`` is ``out × 
 - :class:`LoRAConfig` the adapter's settings (rank, alpha, dropout, target modules);
 - :func:`add_adapter` wraps a causal LM with fresh, seeded LoRA weights (``peft``);
 - :func:`count_trainable` the trainable and total parameters of a model;
+- :class:`LoRALinear` the update written out on one linear layer (the reference: peft's
+  layers compute the same, tested, and add dropout, several adapters and merging);
 - :func:`save_adapter` writes the standard ``peft`` files plus ``playground.json`` (the
   base, the prompt format, the figures of the run) through a temporary folder;
 - :func:`merge_and_save` folds an adapter into its base and saves a full model.
@@ -21,6 +23,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import torch
+from torch import nn
 
 from llm_playground.core.errors import UserError
 from llm_playground.finetuning.outputs import OutputExists, replace_dir, temp_dir_beside
@@ -116,6 +121,34 @@ def count_trainable(model: Any) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
+
+
+class LoRALinear(nn.Module):
+    """A frozen linear layer plus a trainable low-rank update: ``W x + (alpha / r) · B A x``.
+
+    ``lora_A`` (r × in) reads the input down to ``r`` numbers and ``lora_B`` (out × r) writes
+    them back up; B starts at zero, so the wrapped layer starts exactly as the base layer.
+    Its output equals peft's LoRA layer with the same A and B (tested); the fast path is
+    peft's, which adds dropout, several adapters per layer and merging B A into W.
+    """
+
+    def __init__(self, base: nn.Linear, r: int, alpha: float) -> None:
+        super().__init__()
+        LoRAConfig(r=r, alpha=alpha).validate()  # a rank below 1 or alpha not positive
+        self.base = base.requires_grad_(False)  # the pretrained weights W (and b) stay frozen
+        # A as peft draws it (Kaiming-uniform); B zero, so B A starts as zero
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+        # alpha / r keeps the update's size steady when the rank changes
+        self.scaling = alpha / r
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # the frozen layer: W x + b                   (..., in) -> (..., out)
+        frozen = self.base(x)
+        # the update: down to r numbers, back up       (..., in) -> (..., r) -> (..., out)
+        update = (x @ self.lora_A.T) @ self.lora_B.T
+        return frozen + self.scaling * update
 
 
 # --- output folders ---------------------------------------------------------------------

@@ -614,3 +614,45 @@ def compare_strategies(
 ) -> list[GenerationResult]:
     """One result per strategy (greedy, beam, top-k, top-p) with the user's other settings."""
     return list(iter_strategies(loaded, prompt, base_config, chat_template, stop_event))
+
+
+# --- the loop as a learner reads it -----------------------------------------------------
+
+
+def decode_simple(model, ids: list[int], config: DecodingConfig, steps: int) -> list[int]:
+    """Lab 3's decoding loop top to bottom: logits, penalties, temperature, filters, sample,
+    append. Returns the ``steps`` new token ids after the prompt ``ids``.
+
+    ``model`` is a ``transformers`` causal LM. The tokens equal :func:`generate`'s (tested,
+    greedy and seeded sampling) with the samplers in their default order, temperature first.
+    The fast path keeps the keys and values of earlier tokens (a KV cache) instead of
+    reading the whole text again at every step, stops at the end-of-text token, lets the
+    samplers' order change, and records what every stage did for the step-by-step view.
+    """
+    import torch
+
+    penalties = penalty_processors(config)  # repetition, presence/frequency, no-repeat n-gram
+    # the draw and XTC's coin come from generators seeded as the fast path seeds them
+    generator = torch.Generator().manual_seed(config.seed or 0)
+    xtc_coin = torch.Generator().manual_seed((config.seed or 0) + 1_000_003)
+    filters = [s for s in sampler_stages(config, xtc_coin) if s.name != "temperature"]
+    context = torch.tensor([ids])  # (1, T)
+    for _ in range(steps):
+        # 1. logits: the model's score for every token of the vocabulary, at the next position
+        with torch.no_grad():
+            logits = model(context).logits[:, -1, :].float()  # (1, T, vocab) -> (1, vocab)
+        # 2. penalties lower (or remove) tokens that the text has already used
+        logits = penalties(context, logits)
+        if config.samples:
+            # 3. temperature: below 1 sharpens the distribution, above 1 flattens it
+            logits = logits / config.temperature
+            # 4. filters set the scores of the tokens they cut to -inf (top-k, top-p, min-p...)
+            for stage in filters:
+                logits = stage(context, logits)
+            # 5. sample: draw a token from the softmax of what is left
+            next_id = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)  # (1, 1)
+        else:
+            next_id = logits.argmax(dim=-1, keepdim=True)  # greedy: the most likely token
+        # 6. append it to the text: the next step reads it too
+        context = torch.cat([context, next_id], dim=1)  # (1, T) -> (1, T + 1)
+    return context[0, len(ids) :].tolist()

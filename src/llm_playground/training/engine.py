@@ -166,6 +166,43 @@ def _encode_prompt(tokenizer, prompt: str) -> list[int]:
     return ids or [0]
 
 
+# --- one step, as a learner reads it ---------------------------------------------------------
+
+
+def training_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    max_grad_norm: float,
+) -> float:
+    """One optimiser step: forward, loss, backward, clip, update. Returns the loss.
+
+    ``inputs`` and ``targets`` are (batch, T) token ids, the targets being the inputs
+    shifted by one token. :meth:`Trainer.train_step` gives the same loss and the same
+    updated weights (tested); it also sets the learning rate from the schedule, runs the
+    forward pass in bfloat16 where that is fast, and averages over processes.
+    """
+    # forward: a score for every token of the vocabulary, at every position
+    logits, _ = model(inputs)  # (B, T) -> (B, T, vocab)
+    # loss: the mean cross-entropy of each position's prediction of the next token
+    loss = torch.nn.functional.cross_entropy(
+        logits.reshape(-1, logits.size(-1)),  # (B, T, vocab) -> (B * T, vocab)
+        targets.reshape(-1),  # (B, T) -> (B * T,)
+    )
+    # backward: the gradient of the loss for every weight, in each weight's .grad
+    loss.backward()
+    # clip: shrink the gradient when its overall length is above max_grad_norm, so that
+    # one unlucky batch cannot throw the weights far
+    if max_grad_norm > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    # update: the optimiser moves every weight against its gradient, then the gradients
+    # are cleared (backward adds to them)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
 # --- one run ---------------------------------------------------------------------------------
 
 

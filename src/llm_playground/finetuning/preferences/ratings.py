@@ -165,6 +165,30 @@ def fit_bradley_terry(
     return BTFit(theta=theta, cov=cov, prior=prior, iterations=iterations, converged=converged)
 
 
+def bradley_terry_simple(wins: np.ndarray, iterations: int = 2000) -> np.ndarray:
+    """Bradley–Terry log-strengths θ (mean zero) by the textbook minorise–maximise update.
+
+    ``wins[i, j]`` counts the wins of model i over model j. Each round sets every strength
+    to its wins over its expected games (Zermelo 1929; Hunter 2004). Equal to
+    :func:`fit_bradley_terry` where the fit needs no prior (tested); the fast path takes
+    Newton steps, a handful instead of hundreds, and its curvature gives the intervals.
+    """
+    import numpy as np
+
+    wins = np.asarray(wins, dtype=float)
+    games = wins + wins.T  # games[i, j]: how often i and j met
+    total_wins = wins.sum(axis=1)  # (models,)
+    strength = np.ones(len(wins))  # exp(θ): everyone equal at the start
+    for _ in range(iterations):
+        # P(i beats j) = s_i / (s_i + s_j), so i "should" have won Σ_j games_ij s_i / (s_i + s_j)
+        pair_sums = strength[:, None] + strength[None, :]  # (models, models)
+        # the update: s_i = wins_i / Σ_j games_ij / (s_i + s_j), which never lowers the likelihood
+        strength = total_wins / (games / pair_sums).sum(axis=1)
+        # only ratios matter: rescale to a geometric mean of 1, i.e. θ with mean zero
+        strength = strength / np.exp(np.log(strength).mean())
+    return np.log(strength)
+
+
 def _rating(theta: float) -> float:
     return BASE_RATING + ELO_SCALE * theta
 
