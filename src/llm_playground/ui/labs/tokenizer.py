@@ -84,8 +84,9 @@ def _load_example() -> None:
 
 # --- the text and the tokenizers --------------------------------------------------------
 
-left, right = st.columns([3, 2])
-with left:
+
+def _text_box() -> str:
+    """The example picker and the text box."""
     st.selectbox(
         "Example",
         list(EXAMPLES),
@@ -100,7 +101,11 @@ with left:
         max_chars=MAX_TEXT_CHARS,
         help="Ctrl+Enter (or clicking outside the box) updates the tokens.",
     )
-with right:
+    return text
+
+
+def _tokenizers_and_cleaning() -> tuple[list[str], list[str]]:
+    """The tokenizers to compare and the cleaning steps switched on: (names, steps)."""
     options = available_tokenizers()
     if state.get("bpe_tok") is not None:
         options.append(SESSION_BPE)
@@ -129,10 +134,11 @@ with right:
         key="tok_clean_nfkc",
         help="Compatibility forms become plain ones: ﬁ → fi, ① → 1, Ｈ → H.",
     )
+    return chosen, [s for s, on in (("html", strip), ("whitespace", space), ("nfkc", fold)) if on]
 
-steps = [s for s, on in (("html", strip), ("whitespace", space), ("nfkc", fold)) if on]
-cleaned = clean(text, steps) if steps else text
-if steps:
+
+def _show_cleaning(text: str, cleaned: str, steps: list[str]) -> None:
+    """The text before and after cleaning, side by side."""
     before_col, after_col = st.columns(2)
     before_col.caption(f"Before cleaning · {len(text):,} characters")
     before_col.code(text[:5000] or " ", language=None, wrap_lines=True)
@@ -150,7 +156,7 @@ def _tokenizer(name: str):
     return get_tokenizer(name)
 
 
-def _show_tokenizer(name: str) -> None:
+def _show_tokenizer(name: str, text: str, cleaned: str, steps: list[str]) -> None:
     st.markdown(f"#### {esc(name)}", unsafe_allow_html=True)
     try:
         tok = _tokenizer(name)
@@ -186,49 +192,46 @@ def _show_tokenizer(name: str) -> None:
         )
 
 
-if not chosen:
-    st.info("Pick at least one tokenizer above.")
-for row_start in range(0, len(chosen), PER_ROW):
-    row = chosen[row_start : row_start + PER_ROW]
-    for col, name in zip(st.columns(PER_ROW), row, strict=False):
-        with col, st.container(border=True):
-            _show_tokenizer(name)
-st.caption(
-    "Hover a piece to see its id and bytes. A dashed, italic piece such as `\\xe4\\xbd` is part of "
-    "a character whose UTF-8 bytes were split across tokens."
-)
+def _compare_tokenizers(chosen: list[str], text: str, cleaned: str, steps: list[str]) -> None:
+    """One box per tokenizer, PER_ROW to a row."""
+    if not chosen:
+        st.info("Pick at least one tokenizer above.")
+    for row_start in range(0, len(chosen), PER_ROW):
+        row = chosen[row_start : row_start + PER_ROW]
+        for col, name in zip(st.columns(PER_ROW), row, strict=False):
+            with col, st.container(border=True):
+                _show_tokenizer(name, text, cleaned, steps)
+    st.caption(
+        "Hover a piece to see its id and bytes. A dashed, italic piece such as `\\xe4\\xbd` is part of "
+        "a character whose UTF-8 bytes were split across tokens."
+    )
+
 
 # --- train your own BPE -----------------------------------------------------------------
 
-st.divider()
-st.header("Train your own BPE")
-st.caption(
-    "Byte-level BPE starts from the 256 byte values and repeatedly fuses the most frequent "
-    "adjacent pair into a new token (ties go to the pair seen first). Each merge adds one token."
-)
 
-t1, t2, t3 = st.columns(3)
-source = t1.radio(
-    "Train on", ["TinyShakespeare", "The text box"], key="bpe_source", horizontal=True
-)
-vocab_size = t2.number_input(
-    "Target vocabulary size",
-    min_value=257,
-    max_value=min(20_000, MAX_VOCAB_SIZE),
-    value=512,
-    step=64,
-    key="bpe_vocab",
-)
-pattern = t3.selectbox(
-    "Pre-split",
-    ["gpt4", "gpt2", "none"],
-    key="bpe_pattern",
-    format_func={
-        "gpt4": "GPT-4 regex (merges stay inside words)",
-        "gpt2": "GPT-2 regex",
-        "none": "none (merges may cross words)",
-    }.get,
-)
+def _bpe_settings() -> None:
+    """What to train on, the target vocabulary and the pre-split (read back from the session)."""
+    t1, t2, t3 = st.columns(3)
+    t1.radio("Train on", ["TinyShakespeare", "The text box"], key="bpe_source", horizontal=True)
+    t2.number_input(
+        "Target vocabulary size",
+        min_value=257,
+        max_value=min(20_000, MAX_VOCAB_SIZE),
+        value=512,
+        step=64,
+        key="bpe_vocab",
+    )
+    t3.selectbox(
+        "Pre-split",
+        ["gpt4", "gpt2", "none"],
+        key="bpe_pattern",
+        format_func={
+            "gpt4": "GPT-4 regex (merges stay inside words)",
+            "gpt2": "GPT-2 regex",
+            "none": "none (merges may cross words)",
+        }.get,
+    )
 
 
 def _start_training() -> None:
@@ -280,134 +283,138 @@ def _take_result(job) -> None:
     state["bpe_step"] = None
 
 
-running = current_job("bpe")
-b1, b2 = st.columns([1, 5])
-b1.button(
-    "Train",
-    key="bpe_train",
-    type="primary",
-    on_click=_start_training,
-    disabled=running is not None and running.running,
-)
-with b2:
-    machine_load_caption()
-if state.get("bpe_error"):
-    st.error(state["bpe_error"], icon="⚠️")
-_take_result(job_panel("bpe", draw=_draw_training, stop_label="Stop"))
-
-with st.expander("Load a saved tokenizer"):
-    l1, l2 = st.columns(2)
-    saved = saved_tokenizers()
-    pick = l1.selectbox(
-        "Saved in your tokenizers folder",
-        saved,
-        key="bpe_load_name",
-        placeholder="none saved yet",
-        index=0 if saved else None,
+def _train_row() -> None:
+    """The Train button, the machine's load and the running job."""
+    running = current_job("bpe")
+    b1, b2 = st.columns([1, 5])
+    b1.button(
+        "Train",
+        key="bpe_train",
+        type="primary",
+        on_click=_start_training,
+        disabled=running is not None and running.running,
     )
-    if l1.button("Load", key="bpe_load", disabled=not saved):
-        try:
-            state["bpe_tok"] = BPEAdapter(get_tokenizer(pick).bpe, name=SESSION_BPE)
-            state["bpe_done_note"] = f"Loaded {pick}."
-            st.rerun()
-        except (UserError, AttributeError) as exc:
-            st.error(str(exc))
-    upload = l2.file_uploader(
-        "Or open a tokenizer JSON file",
-        type=["json"],
-        key="bpe_upload",
-        help=f"At most {MAX_TOKENIZER_FILE_BYTES // (1024 * 1024)} MB.",
-    )
-    if upload is not None and l2.button("Open", key="bpe_open"):
-        try:
-            raw = uploaded_bytes(upload, MAX_TOKENIZER_FILE_BYTES, "tokenizer file")
-            data = parse_tokenizer_json(raw, upload.name)
-            state["bpe_tok"] = BPEAdapter(
-                BPETokenizer.from_dict(data, source=upload.name), name=SESSION_BPE
-            )
-            state["bpe_done_note"] = f"Opened {upload.name}."
-            st.rerun()
-        except UserError as exc:
-            show_user_error(exc)
+    with b2:
+        machine_load_caption()
+    if state.get("bpe_error"):
+        st.error(state["bpe_error"], icon="⚠️")
+    _take_result(job_panel("bpe", draw=_draw_training, stop_label="Stop"))
 
-adapter = state.get("bpe_tok")
-if adapter is not None:
-    bpe = adapter.bpe
-    if state.get("bpe_done_note"):
-        st.success(state["bpe_done_note"])
-    merges_col, replay_col = st.columns([2, 3])
-    with merges_col:
-        st.subheader(f"Merges in order ({len(bpe.merges):,})")
-        rows = [
-            {
-                **r,
-                "left": visible(r["left"]),
-                "right": visible(r["right"]),
-                "token": visible(r["token"]),
-            }
-            for r in bpe.merges_table()
-        ]
-        st.dataframe(
-            rows,
-            key="bpe_merges_table",
-            hide_index=True,
-            height=360,
-            column_order=["rank", "left", "right", "token", "new_id"],
+
+def _load_saved() -> None:
+    """Load a tokenizer saved earlier, or open a tokenizer JSON file."""
+    with st.expander("Load a saved tokenizer"):
+        l1, l2 = st.columns(2)
+        saved = saved_tokenizers()
+        pick = l1.selectbox(
+            "Saved in your tokenizers folder",
+            saved,
+            key="bpe_load_name",
+            placeholder="none saved yet",
+            index=0 if saved else None,
         )
-        st.caption("␣ is a space, ↵ a line break.")
-    with replay_col:
-        st.subheader("Replay on the text box")
-        sample = cleaned[:REPLAY_CHARS]
-        states = bpe.replay(sample)
-        if len(states) == 1:
-            st.info("None of the merges occurs in the text box's text.")
-        last_step = len(states) - 1
-        if (
-            state.get("bpe_step") is None
-            or state["bpe_step"] > last_step
-            or state.get("bpe_step_max") != last_step
-        ):
-            state["bpe_step"] = (
-                last_step  # a new text or tokenizer: start from the fully merged view
-            )
-        state["bpe_step_max"] = last_step
-        step = (
-            st.slider(
-                "Replay step",
-                0,
-                last_step,
-                key="bpe_step",
-                help="Step 0 is the raw bytes; each step applies the next merge that changes "
-                "this text (merges that do not occur in it are skipped).",
-            )
-            if last_step
-            else 0
+        if l1.button("Load", key="bpe_load", disabled=not saved):
+            try:
+                state["bpe_tok"] = BPEAdapter(get_tokenizer(pick).bpe, name=SESSION_BPE)
+                state["bpe_done_note"] = f"Loaded {pick}."
+                st.rerun()
+            except (UserError, AttributeError) as exc:
+                st.error(str(exc))
+        upload = l2.file_uploader(
+            "Or open a tokenizer JSON file",
+            type=["json"],
+            key="bpe_upload",
+            help=f"At most {MAX_TOKENIZER_FILE_BYTES // (1024 * 1024)} MB.",
         )
-        current = states[step]
-        if current.pair is None:
-            st.caption(f"Raw bytes: {len(current.ids):,} tokens.")
-        else:
-            a, b = current.pair
-            times = "1 time" if current.fused == 1 else f"{current.fused} times"
-            st.caption(
-                f"Merge #{current.step}: {visible(piece_text(bpe.vocab[a]))} + "
-                f"{visible(piece_text(bpe.vocab[b]))} → {visible(piece_text(bpe.vocab[current.new_id]))} "
-                f"(token {current.new_id}), fused {times} here · {len(current.ids):,} tokens now."
-            )
-        fused_here = (
-            {i for i, t in enumerate(current.ids) if t == current.new_id}
-            if current.new_id
-            else None
+        if upload is not None and l2.button("Open", key="bpe_open"):
+            try:
+                raw = uploaded_bytes(upload, MAX_TOKENIZER_FILE_BYTES, "tokenizer file")
+                data = parse_tokenizer_json(raw, upload.name)
+                state["bpe_tok"] = BPEAdapter(
+                    BPETokenizer.from_dict(data, source=upload.name), name=SESSION_BPE
+                )
+                state["bpe_done_note"] = f"Opened {upload.name}."
+                st.rerun()
+            except UserError as exc:
+                show_user_error(exc)
+
+
+def _merges_table(bpe) -> None:
+    """Every merge in order: the two pieces and the token they became."""
+    st.subheader(f"Merges in order ({len(bpe.merges):,})")
+    rows = [
+        {
+            **r,
+            "left": visible(r["left"]),
+            "right": visible(r["right"]),
+            "token": visible(r["token"]),
+        }
+        for r in bpe.merges_table()
+    ]
+    st.dataframe(
+        rows,
+        key="bpe_merges_table",
+        hide_index=True,
+        height=360,
+        column_order=["rank", "left", "right", "token", "new_id"],
+    )
+    st.caption("␣ is a space, ↵ a line break.")
+
+
+def _replay(adapter, bpe, cleaned: str) -> None:
+    """Replay the merges on the text box's text, one step at a time."""
+    st.subheader("Replay on the text box")
+    sample = cleaned[:REPLAY_CHARS]
+    states = bpe.replay(sample)
+    if len(states) == 1:
+        st.info("None of the merges occurs in the text box's text.")
+    last_step = len(states) - 1
+    if (
+        state.get("bpe_step") is None
+        or state["bpe_step"] > last_step
+        or state.get("bpe_step_max") != last_step
+    ):
+        state["bpe_step"] = last_step  # a new text or tokenizer: start from the fully merged view
+    state["bpe_step_max"] = last_step
+    step = (
+        st.slider(
+            "Replay step",
+            0,
+            last_step,
+            key="bpe_step",
+            help="Step 0 is the raw bytes; each step applies the next merge that changes "
+            "this text (merges that do not occur in it are skipped).",
         )
-        st.html(
-            render_tokens_html(
-                pieces_of(adapter, current.ids, sample),
-                token_bytes=adapter.token_bytes,
-                highlight=fused_here,
-            )
+        if last_step
+        else 0
+    )
+    current = states[step]
+    if current.pair is None:
+        st.caption(f"Raw bytes: {len(current.ids):,} tokens.")
+    else:
+        a, b = current.pair
+        times = "1 time" if current.fused == 1 else f"{current.fused} times"
+        st.caption(
+            f"Merge #{current.step}: {visible(piece_text(bpe.vocab[a]))} + "
+            f"{visible(piece_text(bpe.vocab[b]))} → {visible(piece_text(bpe.vocab[current.new_id]))} "
+            f"(token {current.new_id}), fused {times} here · {len(current.ids):,} tokens now."
         )
-        if len(cleaned) > REPLAY_CHARS:
-            st.caption(f"The replay uses the first {REPLAY_CHARS} characters of the text.")
+    fused_here = (
+        {i for i, t in enumerate(current.ids) if t == current.new_id} if current.new_id else None
+    )
+    st.html(
+        render_tokens_html(
+            pieces_of(adapter, current.ids, sample),
+            token_bytes=adapter.token_bytes,
+            highlight=fused_here,
+        )
+    )
+    if len(cleaned) > REPLAY_CHARS:
+        st.caption(f"The replay uses the first {REPLAY_CHARS} characters of the text.")
+
+
+def _save_row(bpe) -> None:
+    """Save the tokenizer in the tokenizers folder, or download it as JSON."""
     s1, s2 = st.columns([2, 1])
     name = s1.text_input(
         "Save as",
@@ -439,3 +446,43 @@ if adapter is not None:
         mime="application/json",
         key="bpe_download",
     )
+
+
+def _trained_tokenizer(cleaned: str) -> None:
+    """This session's BPE: its merges, a replay, and saving it."""
+    adapter = state.get("bpe_tok")
+    if adapter is None:
+        return
+    bpe = adapter.bpe
+    if state.get("bpe_done_note"):
+        st.success(state["bpe_done_note"])
+    merges_col, replay_col = st.columns([2, 3])
+    with merges_col:
+        _merges_table(bpe)
+    with replay_col:
+        _replay(adapter, bpe, cleaned)
+    _save_row(bpe)
+
+
+# --- the page ---------------------------------------------------------------------------
+
+left, right = st.columns([3, 2])
+with left:
+    text = _text_box()
+with right:
+    chosen, steps = _tokenizers_and_cleaning()
+cleaned = clean(text, steps) if steps else text
+if steps:
+    _show_cleaning(text, cleaned, steps)
+_compare_tokenizers(chosen, text, cleaned, steps)
+
+st.divider()
+st.header("Train your own BPE")
+st.caption(
+    "Byte-level BPE starts from the 256 byte values and repeatedly fuses the most frequent "
+    "adjacent pair into a new token (ties go to the pair seen first). Each merge adds one token."
+)
+_bpe_settings()
+_train_row()
+_load_saved()
+_trained_tokenizer(cleaned)
