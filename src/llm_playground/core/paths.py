@@ -10,6 +10,8 @@ default adapter) lives in :func:`package_data`.
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +127,48 @@ def named_file(folder: Path, name: str, suffix: str = "", what: str = "name") ->
     if resolved != base and base not in resolved.parents:
         raise UserError(f"{what} {name!r} points outside {folder}")
     return path
+
+
+def unique_name(prefix: str) -> str:
+    """``<prefix>-<YYYYmmdd-HHMMSS>-<8 random hex digits>``: a name that sorts by time and
+    that two people asking in the same second still get apart (32 random bits)."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+
+
+def unique_run_dir(parent: str | os.PathLike, prefix: str = "run", attempts: int = 16) -> Path:
+    """A new, empty folder ``parent/<unique_name(prefix)>`` that belongs to one run only.
+
+    The folder is created exclusively (``mkdir(exist_ok=False)``): when two runs draw the
+    same name, the second ``mkdir`` fails and it draws again, so no two callers, in any
+    thread or process, ever get the same folder. ``parent`` is created when missing."""
+    from llm_playground.core.errors import UserError
+
+    base = Path(parent).expanduser()
+    base.mkdir(parents=True, exist_ok=True)
+    for _ in range(attempts):
+        folder = base / unique_name(prefix)
+        try:
+            folder.mkdir(exist_ok=False)
+        except FileExistsError:
+            continue  # someone else's run took this name a moment ago: draw another
+        return folder
+    raise UserError(f"could not create a new run folder in {base} after {attempts} tries")
+
+
+def check_new_path(path: str | os.PathLike, what: str = "the output") -> Path:
+    """Check that ``path`` could be written later, without creating anything now.
+
+    The nearest folder that exists above ``path`` must be a writable folder (and no file
+    may stand where a folder of the path would be): a command that refuses its input
+    afterwards then leaves no new folder behind. Returns the path, expanded."""
+    from llm_playground.core.errors import UserError
+
+    target = Path(path).expanduser()
+    ancestor = target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"{what} {target} cannot be written: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {target} cannot be written: {ancestor} is not writable")
+    return target

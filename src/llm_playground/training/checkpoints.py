@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_model, save_file, save_model
 
 from llm_playground.core.errors import UserError
@@ -134,9 +135,14 @@ def runs_own_forward_pass(folder: str | Path) -> bool:
     )
 
 
+def _temp_name(path: Path, suffix: str) -> Path:
+    """A hidden name beside ``path`` that no other writer (process or thread) uses."""
+    return path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.{suffix}")
+
+
 def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
     """``write(tmp)`` to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = _temp_name(path, "tmp")
     try:
         write(tmp)
         os.replace(tmp, path)
@@ -146,9 +152,7 @@ def write_atomically(path: Path, write: Callable[[Path], Any]) -> None:
 
 def _replace_folder(path: Path, write: Callable[[Path], Any]) -> None:
     """Write a folder under a temporary name, then swap it in for the old one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    old = path.with_name(f".{path.name}.{os.getpid()}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp, old = _temp_name(path, "tmp"), _temp_name(path, "old")
     try:
         write(tmp)
         if path.exists():
@@ -214,14 +218,39 @@ def load_checkpoint(ckpt_dir: str | Path, device: str | torch.device = "cpu") ->
     model_config = type(config.model).from_dict(meta["model"])
     config = config.replace(**model_config.to_dict())
     model = build_model(model_config)
-    missing, unexpected = load_model(model, str(ckpt / WEIGHTS_FILE), strict=False)
-    if unexpected or [m for m in missing if m != "lm_head.weight"]:
-        raise UserError(
-            f"{ckpt / WEIGHTS_FILE} does not match its config.json "
-            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    load_weights(model, ckpt / WEIGHTS_FILE)
     model.to(device).eval()
     return LoadedCheckpoint(model, config, load_tokenizer_of(ckpt, meta), meta, ckpt)
+
+
+def unreadable(path: Path, exc: BaseException) -> UserError:
+    """The one-line error for a weights or state file that cannot be read."""
+    if isinstance(exc, FileNotFoundError):
+        return UserError(f"{path} is missing: the checkpoint folder is incomplete")
+    reason = " ".join(str(exc).split())[:160]
+    return UserError(
+        f"{path} cannot be read ({reason}): the file is damaged or truncated, or not a "
+        "safetensors file; train again or use another checkpoint"
+    )
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, device: str = "cpu") -> None:
+    """Load ``model.safetensors`` into ``model``; a damaged, truncated or mismatched file
+    is one :class:`UserError` naming the file (never a safetensors or torch traceback)."""
+    path = Path(path)
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False, device=device)
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise unreadable(path, exc) from None
+    except RuntimeError as exc:  # tensors of other shapes than the config's model
+        raise UserError(
+            f"{path} does not match its {CONFIG_FILE}: {str(exc).splitlines()[-1].strip()[:200]}"
+        ) from None
+    if unexpected or [m for m in missing if m != "lm_head.weight"]:
+        raise UserError(
+            f"{path} does not match its {CONFIG_FILE} "
+            f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
 
 
 # --- optimiser and random-number state (for resuming) ----------------------------------------
@@ -252,17 +281,21 @@ def load_training_state(path: Path) -> tuple[dict[str, Any], int, dict[str, torc
         raise UserError(f"{path.parent} has no {STATE_FILE}: it cannot be resumed")
     state: dict[int, dict[str, torch.Tensor]] = {}
     rng: dict[str, torch.Tensor] = {}
-    with safe_open(str(path), framework="pt") as f:
-        metadata = f.metadata() or {}
-        for key in f.keys():
-            kind, _, rest = key.partition(".")
-            if kind == "optimizer":
-                pid, _, name = rest.partition(".")
-                state.setdefault(int(pid), {})[name] = f.get_tensor(key)
-            elif kind == "rng":
-                rng[rest] = f.get_tensor(key)
-    groups = json.loads(metadata["param_groups"])
-    return {"state": state, "param_groups": groups}, int(metadata["step"]), rng
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            for key in f.keys():
+                kind, _, rest = key.partition(".")
+                if kind == "optimizer":
+                    pid, _, name = rest.partition(".")
+                    state.setdefault(int(pid), {})[name] = f.get_tensor(key)
+                elif kind == "rng":
+                    rng[rest] = f.get_tensor(key)
+        groups = json.loads(metadata["param_groups"])
+        step = int(metadata["step"])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise unreadable(path, exc) from None
+    return {"state": state, "param_groups": groups}, step, rng
 
 
 # --- Hugging Face export -------------------------------------------------------------------
@@ -529,12 +562,25 @@ def prepare_output(out_dir: str | Path, replace: bool = False) -> None:
 
 
 def save_run_as(src_dir: str | Path, name: str, overwrite: bool = False) -> Path:
-    """Copy a finished run folder to ``runs/<name>/`` so the other labs list it."""
+    """Copy a finished run folder to ``runs/<name>/`` so the other labs list it.
+
+    The copy is made under a hidden temporary name and renamed into place, so the other
+    labs never list a half-copied run, and two people saving under one name at once never
+    mix their files: without ``overwrite`` the second is refused."""
     name = check_run_name(name)
     dest = get_paths().ensure().runs / name
-    if dest.exists():
-        if not overwrite:
-            raise UserError(f"a run named {name!r} already exists: pick another name")
-        shutil.rmtree(dest)
-    shutil.copytree(Path(src_dir), dest, ignore=shutil.ignore_patterns("*.tmp", "*.old"))
+    if dest.exists() and not overwrite:
+        raise UserError(f"a run named {name!r} already exists: pick another name")
+    tmp, old = _temp_name(dest, "tmp"), _temp_name(dest, "old")
+    try:
+        shutil.copytree(Path(src_dir), tmp, ignore=shutil.ignore_patterns("*.tmp", "*.old"))
+        if overwrite and dest.exists():
+            os.replace(dest, old)
+        try:
+            os.rename(tmp, dest)  # fails when another save created ``dest`` meanwhile
+        except OSError:
+            raise UserError(f"a run named {name!r} already exists: pick another name") from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
     return dest

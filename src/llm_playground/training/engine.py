@@ -260,12 +260,9 @@ class Trainer:
 
     def resume(self, folder: str) -> None:
         """Continue from a checkpoint: weights, optimiser moments, step, random states, metrics."""
-        from safetensors.torch import load_model
-
         ckpt = Path(folder).expanduser()
-        load_model(
-            self.model, str(ckpt / checkpoints.WEIGHTS_FILE), strict=False, device=str(self.device)
-        )
+        # a damaged or truncated file is one line naming it, not a safetensors traceback
+        checkpoints.load_weights(self.model, ckpt / checkpoints.WEIGHTS_FILE, str(self.device))
         opt_state, self.step, rng = checkpoints.load_training_state(ckpt / checkpoints.STATE_FILE)
         self.optimizer.load_state_dict(opt_state)
         if "torch" in rng:

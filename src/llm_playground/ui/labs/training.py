@@ -3,15 +3,13 @@ then race recipes (baby-gpt against the speedrun and its ablations)."""
 
 from __future__ import annotations
 
-import time
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Sample
-from llm_playground.core.paths import get_paths
+from llm_playground.core.paths import get_paths, unique_run_dir
 from llm_playground.training.checkpoints import list_runs, save_run_as
 from llm_playground.training.config import (
     MLPS,
@@ -520,9 +518,9 @@ def training_tab() -> None:
     ):
         number = len({r["run"] for r in st.session_state["train_history"]}) + 1
         label = f"{config.run_label} · #{number}"
-        out_dir = (
-            get_paths().ensure().runs / ".scratch" / f"{time.strftime('%Y%m%d-%H%M%S')}-{number}"
-        )
+        # a folder of this run's own, created exclusively: two people who start in the
+        # same second never share metrics, checkpoints or the model that Save keeps
+        out_dir = unique_run_dir(get_paths().ensure().runs / ".scratch", "run")
         run_config = config.replace(label=label, out_dir=str(out_dir))
         start_job(
             SLOT,
