@@ -1,8 +1,10 @@
-"""The ``llm-playground`` command line.
+"""The llm-playground command line.
 
 Each lab registers its sub-commands from its own module in this package
 (``tokenize``, ``train``, ``generate``, ``finetune``, ``evaluate``, ``assets``, ``models``,
 ``serve``): a module exposes ``register(subparsers)`` and sets ``func`` on each parser it adds.
+Every parser gets its help layout and one example from :func:`example`, so ``--help`` reads
+the same everywhere, as plain text.
 
 :func:`main` is the one place where failures become messages: a
 :class:`~llm_playground.core.errors.UserError`, a file-system error (``OSError``), a
@@ -20,6 +22,7 @@ import math
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from llm_playground import __version__
 from llm_playground.core.errors import UserError
@@ -33,10 +36,45 @@ COMMAND_MODULES = (
     "finetune",
     "prefs",
     "evaluate",
+    "inspect",
     "models",
     "serve",
 )
 PROG = "llm-playground"
+DESCRIPTION = (
+    "LLM Playground from the command line: tokenizers (Lab 1), training a small GPT (Lab 2), "
+    "decoding (Lab 3), fine-tuning and preferences (Lab 4) and evaluation (Lab 5). Every "
+    "command has its own --help with an example."
+)
+EXAMPLES = (
+    "llm-playground assets check",
+    "llm-playground tokenize --tokenizer gpt2 'Hello, world'",
+    "llm-playground generate --model smollm2-135m-instruct --prompt 'Once upon a time' "
+    "--strategy top-p --seed 1",
+)
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's layout, except that the example lines at the end are kept as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("Example"):
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
+
+
+def example(*commands: str, description: str | None = None) -> dict[str, Any]:
+    """The ``add_parser`` keywords every command shares: an "Example:" section with the
+    given command lines after the options, the layout that keeps them as written, and the
+    description (when given) shown under the usage line."""
+    heading = "Example:" if len(commands) == 1 else "Examples:"
+    settings: dict[str, Any] = {
+        "epilog": "\n".join([heading, *(f"  {command}" for command in commands)]),
+        "formatter_class": HelpFormatter,
+    }
+    if description is not None:
+        settings["description"] = description
+    return settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,7 +126,7 @@ def _os_error_line(exc: OSError) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog=PROG, description=__doc__.splitlines()[0])
+    parser = _Parser(prog=PROG, **example(*EXAMPLES, description=DESCRIPTION))
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

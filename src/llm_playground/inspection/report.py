@@ -39,8 +39,9 @@ class Probe:
 @dataclass(frozen=True, eq=False)
 class Inspection:
     """What one forward pass showed. T is the number of input tokens; layers and heads
-    count from 0; lens entry 0 reads the embeddings, entry l the residual stream after
-    block l, and entry ``n_layers`` is the model's own next-token distribution."""
+    count from 0. Lens entry 0 reads the embeddings, entry l the residual stream after the
+    l-th block (layer l - 1), and entry ``n_layers`` is the model's own next-token
+    distribution; ``residual`` is numbered the same way."""
 
     label: str  # the model's label
     ids: list[int]
