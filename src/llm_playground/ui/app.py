@@ -30,6 +30,7 @@ LABS = [
     ("generation.py", "Lab 3 · Generation", "🎲", "generation"),
     ("finetuner.py", "Lab 4 · Fine-tuner", "🎛️", "finetuner"),
     ("evaluator.py", "Lab 5 · Evaluator", "📏", "evaluator"),
+    ("inside.py", "Lab 6 · Inside the model", "🔬", "inside"),
 ]
 
 home = st.Page(str(PAGES / "home.py"), title="Home", icon="🏠", url_path="home", default=True)
