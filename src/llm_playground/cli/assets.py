@@ -4,17 +4,38 @@ from __future__ import annotations
 
 import argparse
 
+from llm_playground.cli import example
 from llm_playground.core.errors import UserError
 from llm_playground.core.paths import get_paths
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("assets", help="install or check the offline assets")
+    parser = subparsers.add_parser(
+        "assets",
+        help="install or check the offline assets",
+        **example(
+            "llm-playground assets check",
+            description="The tokenizer files and models the labs use offline: install them "
+            "once, check them any time.",
+        ),
+    )
     sub = parser.add_subparsers(dest="assets_command", metavar="ACTION")
-    install = sub.add_parser("install", help="fetch, verify (sha256) and place every offline asset")
+    install = sub.add_parser(
+        "install",
+        help="fetch, verify (sha256) and place every offline asset",
+        **example(
+            "llm-playground assets install",
+            description="Fetch every offline asset, verify its sha256 and put it in place.",
+        ),
+    )
     install.set_defaults(func=_install)
     check = sub.add_parser(
-        "check", help="verify the installed assets; exit 2 when one is missing or wrong"
+        "check",
+        help="verify the installed assets; exit 2 when one is missing or wrong",
+        **example(
+            "llm-playground assets check",
+            description="Verify the installed assets; exit 2 when one is missing or wrong.",
+        ),
     )
     check.set_defaults(func=_check)
     parser.set_defaults(func=lambda args: parser.print_help() or 2)

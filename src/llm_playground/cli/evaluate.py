@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from llm_playground.cli import example
 from llm_playground.core.errors import UserError
 
 RECORD_NOTE = (
@@ -25,6 +26,10 @@ def register(subparsers) -> None:
         "eval",
         help="evaluate models: perplexity, BLEU/chrF, ROUGE, reference set, LLM judge",
         description="Lab 5, the Evaluator. " + RECORD_NOTE,
+        **example(
+            "llm-playground eval perplexity --model smollm2-135m-instruct --data wikitext-2 "
+            "--max-tokens 2048"
+        ),
     )
     sub = ev.add_subparsers(dest="eval_command", metavar="METRIC", parser_class=type(ev))
     ev.set_defaults(func=lambda args: _usage(ev))
@@ -45,6 +50,10 @@ def _add_perplexity(sub) -> None:
         help="sliding-window perplexity: token, word, bits per byte",
         description="Sliding-window perplexity (token-level, word-level and bits per "
         "byte) of a model on a text. " + RECORD_NOTE,
+        **example(
+            "llm-playground eval perplexity --model smollm2-135m-instruct --data wikitext-2 "
+            "--max-tokens 2048"
+        ),
     )
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="a registry model name (see `llm-playground models`)")
@@ -96,6 +105,7 @@ def _add_bleu(sub) -> None:
         help="corpus BLEU and chrF (sacrebleu) of a hypothesis file",
         description="Corpus BLEU and chrF through sacrebleu, one segment a line in each "
         "file; --ref may be repeated for several references. " + RECORD_NOTE,
+        **example("llm-playground eval bleu --hyp answers.txt --ref references.txt"),
     )
     b.add_argument("--hyp", required=True, metavar="FILE", help="hypotheses, one a line")
     b.add_argument(
@@ -120,6 +130,7 @@ def _add_rouge(sub) -> None:
         help="ROUGE-1/2/L/Lsum (rouge-score) averaged over lines",
         description="ROUGE-1, ROUGE-2, ROUGE-L and ROUGE-Lsum through rouge-score, one "
         "segment a line, averaged over lines. " + RECORD_NOTE,
+        **example("llm-playground eval rouge --hyp answers.txt --ref references.txt --stemmer"),
     )
     r.add_argument("--hyp", required=True, metavar="FILE", help="hypotheses, one a line")
     r.add_argument("--ref", required=True, metavar="FILE", help="references, one a line")
@@ -138,6 +149,7 @@ def _add_reference(sub) -> None:
         help="answer the shipped reference set with a model, score BLEU/chrF/ROUGE",
         description="Generate answers for the shipped reference set (greedy, Lab 3's "
         "decoding) and score them with BLEU, chrF and ROUGE. " + RECORD_NOTE,
+        **example("llm-playground eval reference --model smollm2-135m-instruct --limit 5"),
     )
     which = s.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="a registry model name")
@@ -156,6 +168,10 @@ def _add_judge(sub) -> None:
         description="Score answers from 1 to 10 with an LLM judge: an OpenAI-compatible "
         "API (--base-url; the key comes from OPENAI_API_KEY) or, without "
         "--base-url, a local registry model. " + RECORD_NOTE,
+        **example(
+            "llm-playground eval judge --judge-model smollm2-135m-instruct "
+            "--questions questions.jsonl --answers answers.jsonl"
+        ),
     )
     j.add_argument(
         "--judge-model",
@@ -194,6 +210,10 @@ def _add_harness(sub) -> None:
         "shipped tasks: playground_next_line (multiple choice), playground_last_word "
         "(cloze), playground_wikitext2 (rolling perplexity); with a network, the harness's "
         "own tasks by name (hellaswag, arc_easy, piqa, winogrande, ...). " + RECORD_NOTE,
+        **example(
+            "llm-playground eval harness --model smollm2-135m-instruct "
+            "--tasks playground_next_line --limit 20"
+        ),
     )
     which = h.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="a registry model name")
@@ -218,6 +238,7 @@ def _add_leaderboard(subparsers) -> None:
         help="every evaluated model in one table",
         description="The leaderboard: the latest results of each model, each "
         "with the data it was measured on.",
+        **example("llm-playground leaderboard --data wikitext-2"),
     )
     fmt = lb.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true", help="print JSON")

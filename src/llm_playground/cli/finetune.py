@@ -10,6 +10,7 @@ from functools import wraps
 from pathlib import Path
 from typing import Any
 
+from llm_playground.cli import example
 from llm_playground.core.errors import UserError
 
 MAX_SEED = 2**32 - 1
@@ -21,6 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fine-tune a LoRA adapter on instructions",
         description="Train LoRA weights on instruction data and save a peft adapter. Prints the "
         "trainable parameters and the held-out loss before and after.",
+        **example(
+            "llm-playground sft --base smollm2-135m-instruct --data offline --max-steps 20 "
+            "--out adapters/my-sft"
+        ),
     )
     sft.add_argument(
         "--base", required=True, help="base model (e.g. gemma3-270m, smollm2-135m-instruct)"
@@ -71,6 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a LoRA adapter with DPO on exported preferences",
         description="Direct preference optimisation (TRL DPOTrainer) on a JSONL of prompt, chosen, "
         "rejected (as `prefs export` writes it).",
+        **example(
+            "llm-playground dpo --base smollm2-135m-instruct --prefs prefs.jsonl "
+            "--out adapters/my-dpo"
+        ),
     )
     dpo.add_argument("--base", required=True, help="base model (e.g. smollm2-135m-instruct)")
     dpo.add_argument("--prefs", required=True, type=Path, help="preference JSONL file")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from llm_playground.cli import example
 from llm_playground.core.errors import UserError
 
 # The stage settings of the sampler chain: flag, setting, type, metavar.
@@ -30,6 +31,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="generate text with greedy, beam, top-k, top-p or a sampler chain",
         description="Generate text from a prompt with the project's decoding loop. "
         "Temperature 0 means greedy.",
+        **example(
+            "llm-playground generate --model smollm2-135m-instruct --prompt 'The sky is' "
+            "--strategy top-p --top-p 0.9 --temperature 0.8 --seed 1"
+        ),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(

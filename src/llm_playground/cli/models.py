@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from llm_playground.cli import example
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -12,6 +14,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="list every model: offline models, Lab 2 runs, adapters, hub models",
         description="List every model the labs can use, with its kind and whether it can be "
         "loaded here (and why not).",
+        **example("llm-playground models --offline"),
     )
     parser.add_argument(
         "--offline",

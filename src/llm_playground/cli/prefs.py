@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from llm_playground.cli import example
 from llm_playground.cli.finetune import MAX_SEED, one_line_errors
 from llm_playground.core.errors import UserError
 
@@ -25,14 +26,30 @@ def _db(args: argparse.Namespace):
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("prefs", help="store, export and rate human preference votes")
+    parser = subparsers.add_parser(
+        "prefs",
+        help="store, export and rate human preference votes",
+        **example(
+            "llm-playground prefs stats",
+            description="Store votes on pairs of responses, export them for DPO, and rate the "
+            "models that wrote them.",
+        ),
+    )
     sub = parser.add_subparsers(dest="prefs_command", metavar="ACTION")
     db_help = (
         "the vote database (SQLite), or a data folder to keep playground.sqlite in; "
         "default: the playground home's"
     )
 
-    add = sub.add_parser("add", help="store one vote on a pair of responses")
+    add = sub.add_parser(
+        "add",
+        help="store one vote on a pair of responses",
+        **example(
+            "llm-playground prefs add --prompt 'Name a colour.' --response-a Blue "
+            "--response-b 'I cannot say.' --choice a",
+            description="Store one vote on a pair of responses to a prompt.",
+        ),
+    )
     add.add_argument("--db", help=db_help)
     add.add_argument("--prompt", required=True, help="the prompt both responses answer")
     add.add_argument("--response-a", required=True, help="the response shown as A")
@@ -52,7 +69,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add.add_argument("--json", action="store_true", help="print the stored vote as JSON")
     add.set_defaults(func=add_command)
 
-    export = sub.add_parser("export", help="write the votes as a TRL preference data set")
+    export = sub.add_parser(
+        "export",
+        help="write the votes as a TRL preference data set",
+        **example(
+            "llm-playground prefs export --out prefs.jsonl",
+            description="Write the votes as a TRL preference data set (prompt, chosen, "
+            "rejected), ready for llm-playground dpo.",
+        ),
+    )
     export.add_argument("--db", help=db_help)
     export.add_argument(
         "--out",
@@ -80,7 +105,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     export.set_defaults(func=export_command)
 
-    stats = sub.add_parser("stats", help="votes per pair, win rates and ratings with intervals")
+    stats = sub.add_parser(
+        "stats",
+        help="votes per pair, win rates and ratings with intervals",
+        **example(
+            "llm-playground prefs stats --bootstrap 200",
+            description="Votes per pair, win rates, and Bradley-Terry ratings with 95% intervals.",
+        ),
+    )
     stats.add_argument("--db", help=db_help)
     stats.add_argument("--json", action="store_true", help="print the statistics as JSON")
     stats.add_argument(
@@ -99,21 +131,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 @one_line_errors
 def add_command(args: argparse.Namespace) -> int:
     from llm_playground.finetuning.preferences import PreferenceStore, normalise_choice
+    from llm_playground.finetuning.preferences.store import vote_row
 
     choice = normalise_choice(args.choice)  # before the database is touched
     if not args.prompt.strip():
         raise UserError("the prompt is empty")
+    fields = {
+        "prompt": args.prompt,
+        "response_a": args.response_a,
+        "response_b": args.response_b,
+        "choice": choice,
+        "model_a": args.model_a,
+        "model_b": args.model_b,
+        "comment": args.comment,
+        "session_id": args.session_id,
+    }
+    vote_row(fields)  # the whole vote is checked before a database (or its folder) is made
     store = PreferenceStore(_db(args))
-    vote = store.add_vote(
-        args.prompt,
-        args.response_a,
-        args.response_b,
-        choice,
-        model_a=args.model_a,
-        model_b=args.model_b,
-        comment=args.comment,
-        session_id=args.session_id,
-    )
+    vote = store.add_vote(**fields)
     if args.json:
         print(
             json.dumps(
@@ -152,6 +187,7 @@ def _may_replace(path: Path, force: bool) -> bool:
 
 @one_line_errors
 def export_command(args: argparse.Namespace) -> int:
+    from llm_playground.core.paths import check_new_path
     from llm_playground.finetuning.outputs import OutputExists
     from llm_playground.finetuning.preferences import PreferenceStore, sibling_ties_path
     from llm_playground.finetuning.preferences.export import check_dataset_dir, check_export_path
@@ -162,10 +198,12 @@ def export_command(args: argparse.Namespace) -> int:
     replaced = []
     try:
         for path in targets:
+            check_new_path(path, "--out")  # nothing is created before every check passed
             check_export_path(store, path, force=True)  # not a folder, not the database
             if _may_replace(path, args.force):
                 replaced.append(path)
         if args.dataset:  # check the folder before anything is written
+            check_new_path(args.dataset, "--dataset")
             check_dataset_dir(store, args.dataset, args.force)
         # every existing target was checked above
         result = store.export_jsonl(out, ties=args.ties, force=True)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from llm_playground.cli import int_at_least
+from llm_playground.cli import example, int_at_least
 from llm_playground.core.errors import UserError
 from llm_playground.core.net import is_loopback
 
@@ -154,6 +154,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Start the LLM Playground web app. It listens on 127.0.0.1 unless --host "
         f"says otherwise; any other address needs ${ENV_ACCESS_CODE}, which every visitor "
         "then types once to get in.",
+        **example("llm-playground serve --port 8501"),
     )
     p.add_argument(
         "--host",

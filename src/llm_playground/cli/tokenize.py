@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from llm_playground.cli import int_at_least
+from llm_playground.cli import example, int_at_least
 from llm_playground.core.errors import UserError
+from llm_playground.core.paths import check_new_path
 from llm_playground.core.textfiles import (
     MAX_TEXT_BYTES,
     check_text_size,
@@ -25,13 +25,21 @@ from llm_playground.core.textfiles import (
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("tokenizers", help="list the available tokenizer names, one a line")
+    p = subparsers.add_parser(
+        "tokenizers",
+        help="list the available tokenizer names, one a line",
+        **example(
+            "llm-playground tokenizers",
+            description="List the tokenizer names that tokenize --tokenizer takes, one a line.",
+        ),
+    )
     p.set_defaults(func=tokenizers_command)
 
     p = subparsers.add_parser(
         "tokenize",
         help="turn text into token ids and pieces",
         description="Tokenize TEXT (or standard input when TEXT is absent or '-').",
+        **example("llm-playground tokenize --tokenizer gpt2 --format text 'Hello, world'"),
     )
     p.add_argument(
         "--tokenizer",
@@ -64,10 +72,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("text", nargs="?", default="-", metavar="TEXT")
     p.set_defaults(func=tokenize_command)
 
-    p = subparsers.add_parser("bpe", help="train your own byte-level BPE tokenizer")
+    p = subparsers.add_parser(
+        "bpe",
+        help="train your own byte-level BPE tokenizer",
+        **example(
+            "llm-playground bpe train --vocab-size 512 --input play.txt --out my-bpe.json",
+            description="Train your own byte-level BPE tokenizer, and list what it learned.",
+        ),
+    )
     sub = p.add_subparsers(dest="bpe_command", metavar="ACTION")
     t = sub.add_parser(
-        "train", help="train a byte-level BPE on a UTF-8 text file and save it as JSON"
+        "train",
+        help="train a byte-level BPE on a UTF-8 text file and save it as JSON",
+        **example(
+            "llm-playground bpe train --vocab-size 512 --input play.txt --out my-bpe.json",
+            description="Train a byte-level BPE on a UTF-8 text file and save it as JSON.",
+        ),
     )
     t.add_argument(
         "--vocab-size",
@@ -88,7 +108,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="how text is split before merging (default: GPT-4's regex)",
     )
     t.set_defaults(func=bpe_train_command)
-    m = sub.add_parser("merges", help="list a saved BPE tokenizer's merges in order")
+    m = sub.add_parser(
+        "merges",
+        help="list a saved BPE tokenizer's merges in order",
+        **example(
+            "llm-playground bpe merges my-bpe.json --limit 20",
+            description="List a saved BPE tokenizer's merges in the order they were learned.",
+        ),
+    )
     m.add_argument("file", metavar="FILE.json")
     m.add_argument(
         "--limit", type=int_at_least(0), default=None, metavar="N", help="show the first N merges"
@@ -199,13 +226,8 @@ def _check_output(out: Path, force: bool) -> None:
         raise UserError(f"--out {out} is a folder; give the path of a .json file")
     if out.exists() and not force:
         raise UserError(f"--out {out} already exists; pass --force to replace it")
-    folder = out.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"--out {out} cannot be written: {exc.strerror or exc}") from None
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
-        raise UserError(f"--out {out} cannot be written: {folder} is not a writable folder")
+    # nothing is created yet: a refused input must not leave a new folder behind
+    check_new_path(out, "--out")
 
 
 def bpe_train_command(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import math
 import os
 from pathlib import Path
 
+from llm_playground.cli import example
 from llm_playground.core.errors import UserError
 from llm_playground.training.config import (
     DEVICES,
@@ -39,6 +40,7 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
         "train",
         help="train a bigram model or a baby GPT (Lab 2)",
         description="Train a bigram model or a GPT on a text and save it.",
+        **example("llm-playground train --preset baby-gpt --max-iters 200 --out runs/baby"),
     )
     p.add_argument("--preset", required=True, choices=list(PRESETS), help="starting settings")
     p.add_argument("--n-layer", type=int, metavar="N", help="transformer blocks")
@@ -136,6 +138,7 @@ def _add_sample(subparsers: argparse._SubParsersAction) -> None:
         "sample",
         help="continue a prompt with a trained model (Lab 2)",
         description="Print a trained model's continuation of a prompt.",
+        **example("llm-playground sample --checkpoint runs/baby --prompt 'ROMEO:' --seed 1"),
     )
     s.add_argument("--checkpoint", required=True, metavar="DIR", help="a folder written by train")
     s.add_argument(
