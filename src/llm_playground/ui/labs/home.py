@@ -49,12 +49,21 @@ LABS = [
         "that scores 1–10, standard benchmarks through lm-evaluation-harness, and a "
         "leaderboard of every model you have built.",
     ),
+    (
+        "🔬 Lab 6 · Inside the model",
+        "inside",
+        "Open a model up: what each attention head looks at, what every layer would predict "
+        "(the logit lens), which heads copy patterns (induction heads), what breaks when one "
+        "is knocked out, and how your baby GPT grew them while it trained.",
+    ),
 ]
 
-cols = st.columns(len(LABS))
-for col, (title, url, text) in zip(cols, LABS, strict=True):
-    with col, st.container(border=True):
-        st.markdown(f"#### {title}")
-        st.write(text)
-        if (HERE / f"{url}.py").exists():
-            st.page_link(f"labs/{url}.py", label="Open the lab", icon="➡️")
+PER_ROW = 3
+for first in range(0, len(LABS), PER_ROW):
+    row = LABS[first : first + PER_ROW]
+    for col, (title, url, text) in zip(st.columns(PER_ROW), row, strict=False):
+        with col, st.container(border=True):
+            st.markdown(f"#### {title}")
+            st.write(text)
+            if (HERE / f"{url}.py").exists():
+                st.page_link(f"labs/{url}.py", label="Open the lab", icon="➡️")

@@ -12,6 +12,7 @@ from llm_playground.core.events import Sample
 from llm_playground.core.paths import get_paths, unique_run_dir
 from llm_playground.training.checkpoints import list_runs, save_run_as
 from llm_playground.training.config import (
+    MAX_SNAPSHOTS,
     MLPS,
     OPTIMIZERS,
     POSITIONS,
@@ -87,6 +88,7 @@ def _init_state() -> None:
     ss.setdefault("train_device", "auto")
     ss.setdefault("train_dtype", "auto")
     ss.setdefault("train_target", 0.0)
+    ss.setdefault("train_snapshot_interval", 0)
     ss.setdefault("train_history", [])  # chart rows of this browser's finished runs
 
 
@@ -129,6 +131,7 @@ def _build_config():
         logit_softcap=softcap if ss["train_softcap"] else 0.0,
         schedule=ss["train_schedule"],
         target_val_loss=float(ss["train_target"]) or None,
+        snapshot_interval=int(ss["train_snapshot_interval"]),
     )
     return config.replace(label=f"{name} lr={config.lr:g}")
 
@@ -259,6 +262,15 @@ def _hardware_settings() -> None:
             key="train_target",
             help="0: run every step · else stop at the first evaluation at or below it "
             "(nanoGPT's baby config ends near 1.88)",
+        )
+        h1.number_input(
+            "Keep a snapshot every N steps",
+            min_value=0,
+            max_value=5000,
+            step=50,
+            key="train_snapshot_interval",
+            help=f"0: none · else the model is kept every N steps (at most {MAX_SNAPSHOTS} "
+            "snapshots), so that Lab 6 can show how its attention heads formed",
         )
 
 
