@@ -43,8 +43,8 @@ COMMAND_MODULES = (
 PROG = "llm-playground"
 DESCRIPTION = (
     "LLM Playground from the command line: tokenizers (Lab 1), training a small GPT (Lab 2), "
-    "decoding (Lab 3), fine-tuning and preferences (Lab 4) and evaluation (Lab 5). Every "
-    "command has its own --help with an example."
+    "decoding (Lab 3), fine-tuning and preferences (Lab 4), evaluation (Lab 5) and the "
+    "inside of a model (Lab 6). Every command has its own --help with an example."
 )
 EXAMPLES = (
     "llm-playground assets check",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from llm_playground.cli import int_at_least
+from llm_playground.cli import example, int_at_least
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,6 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Run a prompt (or the induction probe) through a model once and show "
         "every head's attention, each layer's guess for the next token (the logit lens) "
         "and the heads' roles. Layers and heads count from 0.",
+        **example("llm-playground inspect --model smollm2-135m-instruct --induction-probe 16"),
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
