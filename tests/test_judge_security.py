@@ -141,3 +141,97 @@ def test_call_settings_are_validated(timeout, retries, message):
         judge.OpenAICompatibleJudge(
             "http://127.0.0.1:9/v1", "m", SECRET, timeout=timeout, max_retries=retries
         )
+
+
+class Trickler:
+    """A loopback server that answers every request one byte at a time, ``gap`` seconds
+    apart: the status line and headers (``part="headers"``), or quick headers and then a
+    body that never ends (``part="body"``). Each connection stops by itself after
+    ``limit`` seconds or when the client hangs up."""
+
+    def __init__(self, part: str, gap: float = 0.1, limit: float = 20.0) -> None:
+        import socket
+
+        self.part, self.gap, self.limit = part, gap, limit
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(0.2)
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def port(self) -> int:
+        return self.listener.getsockname()[1]
+
+    def _accept(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                continue
+            self.connections += 1
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn) -> None:
+        import time
+
+        with conn:
+            conn.settimeout(5)
+            request = b""
+            while b"\r\n\r\n" not in request:  # the headers; the body is not waited for
+                data = conn.recv(65536)
+                if not data:
+                    return
+                request += data
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+            if self.part == "body":
+                conn.sendall(head + b"Content-Length: 100000\r\n\r\n")
+                drip = b"{" + b" " * 99_999
+            else:
+                drip = head + b"X-Slow: " + b"x" * 10_000 + b"\r\n\r\n"
+            started = time.monotonic()
+            for i in range(len(drip)):
+                if self.stopped.is_set() or time.monotonic() - started > self.limit:
+                    return
+                try:
+                    conn.sendall(drip[i : i + 1])
+                except OSError:
+                    return  # the client hung up: what the deadline should do
+                time.sleep(self.gap)
+
+    def close(self) -> None:
+        self.stopped.set()
+        self.listener.close()
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_server_that_trickles_its_answer_is_cut_at_the_deadline(part):
+    import time
+
+    server = Trickler(part)
+    try:
+        # one request: its deadline runs from connect to the last byte
+        api = judge.OpenAICompatibleJudge(
+            f"http://127.0.0.1:{server.port}/v1", "m", SECRET, timeout=0.5, max_retries=0
+        )
+        started = time.monotonic()
+        with pytest.raises(judge.JudgeCallFailed, match="no answer within 0.5 s"):
+            api.complete(judge.rubric_messages("q", "a"))
+        assert time.monotonic() - started < 0.5 + 1.0
+        assert server.connections == 1
+        # with a retry: two attempts, each cut at its own deadline, the call within 2 x 0.5 s
+        api = judge.OpenAICompatibleJudge(
+            f"http://127.0.0.1:{server.port}/v1",
+            "m",
+            SECRET,
+            timeout=0.5,
+            max_retries=1,
+            sleep=lambda s: None,
+        )
+        started = time.monotonic()
+        with pytest.raises(judge.JudgeCallFailed, match="after 2 attempt"):
+            api.complete(judge.rubric_messages("q", "a"))
+        assert time.monotonic() - started < 2 * 0.5 + 1.0
+        assert server.connections == 3
+    finally:
+        server.close()

@@ -2,8 +2,11 @@
 
 :class:`OpenAICompatibleJudge` posts a chat to ``{base_url}/chat/completions`` of any
 OpenAI-compatible API (OpenAI, Gemini's OpenAI-compatible endpoint, vLLM, llama.cpp,
-Ollama). It retries 429 and 5xx answers with exponential back-off and jitter, honouring
-``Retry-After``, within one overall deadline; reads at most :data:`MAX_RESPONSE_BYTES` of
+Ollama). Each request has one deadline, ``timeout`` seconds from connect to the last byte
+of the answer, however slowly the server sends its headers or body; 429, 5xx and timeouts
+are retried with exponential back-off and jitter, honouring ``Retry-After``, and the whole
+call, retries and back-off included, ends within ``timeout * (retries + 1)``. It reads at
+most :data:`MAX_RESPONSE_BYTES` of
 an answer; never follows a redirect (the ``Authorization`` header must not travel to
 another address); and explains a missing or refused key in one line. The key comes from
 the caller (a password field) or ``$OPENAI_API_KEY``; it is kept in memory only, never
@@ -23,6 +26,8 @@ import math
 import os
 import random
 import re
+import socket
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -136,6 +141,56 @@ class _Timeout(Exception):
     """The overall deadline of a request passed."""
 
 
+class _Watchdog:
+    """Ends one request at its deadline wherever it waits: at the deadline a timer shuts
+    the connection's socket down, which wakes a read blocked on a slow server at once.
+
+    A read timeout alone does not bound a request: it restarts with every byte, so a server
+    that trickles its headers a byte at a time would hold the call for as long as it likes.
+    The socket is learnt from httpcore's ``trace`` extension when the connection opens (and
+    again after TLS wraps it)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        """httpcore's trace callback: remember the socket of the connection just made."""
+        if name not in ("connection.connect_tcp.complete", "connection.start_tls.complete"):
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:  # the deadline passed while connecting
+            self._shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._sock
+        self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket | None) -> None:
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
 def _is_json(text: str) -> bool:
     try:
         json.loads(text)
@@ -214,7 +269,12 @@ class OpenAICompatibleJudge:
         return min(self.max_backoff, base * (0.5 + random.random()))  # jitter in [0.5, 1.5)
 
     def complete(self, messages: list[dict[str, str]], max_tokens: int = 200) -> str:
-        """POST the chat to the API; retries 429, 5xx and timeouts within one overall deadline."""
+        """POST the chat to the API and return the answer's text.
+
+        Each attempt has its own deadline of ``timeout`` seconds, from connect to the last
+        byte; 429, 5xx, unreachable servers and timeouts are retried up to ``max_retries``
+        times, and the whole call (attempts and the back-off between them) ends within
+        ``timeout * (max_retries + 1)`` seconds."""
         import httpx2
 
         body = {
@@ -227,7 +287,9 @@ class OpenAICompatibleJudge:
         deadline = time.monotonic() + self.timeout * (self.max_retries + 1)
         last = "no attempt"
         # Redirects are never followed: Authorization must not travel to another address.
-        with httpx2.Client(follow_redirects=False, trust_env=False) as client:
+        # No kept-alive connections: each attempt opens its own, which its watchdog can end.
+        limits = httpx2.Limits(max_keepalive_connections=0)
+        with httpx2.Client(follow_redirects=False, trust_env=False, limits=limits) as client:
             for attempt in range(self.max_retries + 1):
                 if attempt:
                     log.info("judge call retry %d/%d", attempt, self.max_retries)
@@ -265,21 +327,35 @@ class OpenAICompatibleJudge:
         import httpx2
 
         timeout = httpx2.Timeout(max(0.01, deadline - time.monotonic()))
-        try:
-            with client.stream("POST", self.url, json=body, headers=headers, timeout=timeout) as r:
-                chunks, size = [], 0
-                for chunk in r.iter_bytes():
-                    size += len(chunk)
-                    if size > MAX_RESPONSE_BYTES:
-                        raise JudgeCallFailed(
-                            f"the judge API's answer is larger than {MAX_RESPONSE_BYTES:,} bytes"
-                        )
-                    if time.monotonic() > deadline:
-                        raise _Timeout
-                    chunks.append(chunk)
-                return r.status_code, r.headers, b"".join(chunks).decode("utf-8", "replace")
-        except httpx2.TimeoutException:
-            raise _Timeout from None
+        with _Watchdog(deadline) as watchdog:
+            try:
+                with client.stream(
+                    "POST",
+                    self.url,
+                    json=body,
+                    headers=headers,
+                    timeout=timeout,
+                    extensions={"trace": watchdog.trace},
+                ) as r:
+                    chunks, size = [], 0
+                    for chunk in r.iter_bytes():
+                        size += len(chunk)
+                        if size > MAX_RESPONSE_BYTES:
+                            raise JudgeCallFailed(
+                                f"the judge API's answer is larger than {MAX_RESPONSE_BYTES:,} "
+                                "bytes"
+                            )
+                        if time.monotonic() > deadline:
+                            raise _Timeout
+                        chunks.append(chunk)
+                    text = b"".join(chunks).decode("utf-8", "replace")
+                    return r.status_code, r.headers, text
+            except httpx2.TimeoutException:
+                raise _Timeout from None
+            except httpx2.TransportError:
+                if watchdog.fired:  # the watchdog cut the connection at the deadline
+                    raise _Timeout from None
+                raise
 
     def _refuse(self, status: int, response_headers, text: str) -> None:
         """Raise for answers that retrying cannot fix (keys, addresses, redirects, 4xx)."""
