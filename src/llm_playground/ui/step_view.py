@@ -37,6 +37,7 @@ def step_by_step(result, cfg) -> None:
         unsafe_allow_html=True,
     )
     _how_it_was_picked(result, cfg, step)
+    _look_inside_link(so_far)
     rows = candidate_rows(step)
     reasons = [f"<b>{esc(r['token'])}</b> {esc(r['why'])}" for r in rows if r["why"]]
     if reasons:
@@ -49,6 +50,25 @@ def step_by_step(result, cfg) -> None:
         _stage_table(step)
     if result.strategy == "beam" and result.beam_steps:
         _beams(result, index, n)
+
+
+def _look_inside_link(so_far: str) -> None:
+    """A link to Lab 6 with the same model and the text before this step, so that the logit
+    lens there shows how the layers arrive at this step's pick. With the chat template on,
+    Lab 6 gets the prompt in its template (the answer so far is left out)."""
+    from streamlit.errors import StreamlitAPIException
+
+    state = st.session_state
+    model, prompt = state.get("gen_model"), state.get("gen_prompt", "")
+    if not model:
+        return
+    chat = bool(state.get("gen_chat"))
+    params = {"model": model, "text": prompt if chat else prompt + so_far, "chat": int(chat)}
+    label = "🔬 Look inside the model at this step (Lab 6)"
+    try:
+        st.page_link("labs/inside.py", label=label, query_params=params)
+    except StreamlitAPIException:  # the page run on its own, without the app's navigation
+        st.caption(label + ": open Lab 6 from the app's menu.")
 
 
 def _how_it_was_picked(result, cfg, step) -> None:
