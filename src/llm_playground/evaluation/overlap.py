@@ -146,11 +146,11 @@ def bleu_simple(
         hypothesis_length += len(words)
         reference_length += min((abs(len(r) - len(words)), len(r)) for r in references_words)[1]
         for n in range(1, 5):
-            counts = _ngrams(words, n)
+            counts = ngram_counts(words, n)
             # clip: an n-gram counts at most as often as the reference holding it most
             most_in_one_reference = Counter()
             for reference in references_words:
-                most_in_one_reference |= _ngrams(reference, n)  # | keeps the larger count
+                most_in_one_reference |= ngram_counts(reference, n)  # | keeps the larger count
             matches[n - 1] += sum((counts & most_in_one_reference).values())  # & the smaller
             totals[n - 1] += sum(counts.values())
     if not any(matches) or not all(totals):
@@ -170,7 +170,7 @@ def bleu_simple(
     return 100 * brevity * math.exp(log_precision_sum / 4)
 
 
-def _ngrams(words: list[str], n: int) -> Counter:
+def ngram_counts(words: list[str], n: int) -> Counter:
     """How often each run of ``n`` consecutive words occurs."""
     return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 

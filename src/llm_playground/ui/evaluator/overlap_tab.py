@@ -6,9 +6,10 @@ import streamlit as st
 
 from llm_playground.core.errors import UserError
 from llm_playground.evaluation import runs
-from llm_playground.evaluation.overlap import ROUGE_TYPES
+from llm_playground.evaluation.overlap import ROUGE_TYPES, bleu_simple, ngram_counts
 from llm_playground.evaluation.reference_set import ReferenceProgress, load_reference_set
 from llm_playground.ui.components import (
+    code_expander,
     current_job,
     esc,
     job_panel,
@@ -161,3 +162,11 @@ def overlap_tab() -> None:
             "bigrams and the longest common subsequence. All three reward *wording*: a correct "
             "answer phrased differently scores low, which is why the judge tab exists."
         )
+    code_expander(
+        "BLEU from its definition",
+        [bleu_simple, ngram_counts],
+        "Clipped n-gram precisions and the brevity penalty, written out. The scores above come "
+        "from sacrebleu, which gives the same BLEU on the same words (a test checks it) and "
+        "adds the standard tokenisers (13a by default) and the signature that makes a score "
+        "reproducible.",
+    )

@@ -11,9 +11,11 @@ from llm_playground.evaluation.perplexity import (
     PerplexityConfig,
     load_eval_text,
     pasted_text,
+    perplexity_simple,
     uploaded_text,
 )
 from llm_playground.ui.components import (
+    code_expander,
     current_job,
     esc,
     job_panel,
@@ -217,3 +219,12 @@ def perplexity_tab() -> None:
             "smaller stride gives more context and lower perplexity, at more compute. Compare "
             "numbers only on the same text with the same window."
         )
+    code_expander(
+        "the sliding-window loop",
+        [perplexity_simple],
+        "The loop of the transformers perplexity guide, one window at a time. The run above "
+        "gives the same number (a test checks it) but runs the windows of one shape as one "
+        "batch and sends only the scored positions through the output layer, which is most of "
+        "the work with a large vocabulary; a stride of at least *max length* uses "
+        "lm-evaluation-harness's rolling windows instead.",
+    )
