@@ -10,7 +10,7 @@ import streamlit as st
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.paths import unique_name
-from llm_playground.finetuning.dpo import DPOConfig, train_dpo
+from llm_playground.finetuning.dpo import DPOConfig, dpo_loss, train_dpo
 from llm_playground.finetuning.events import (
     DPODone,
     DPOStarted,
@@ -28,6 +28,7 @@ from llm_playground.finetuning.instructions import (
 )
 from llm_playground.finetuning.lora import (
     DEFAULT_TARGETS,
+    LoRALinear,
     adapter_details,
     check_adapter_dir,
     default_adapter_dir,
@@ -36,11 +37,13 @@ from llm_playground.finetuning.lora import (
 from llm_playground.finetuning.outputs import MAX_UPLOAD_BYTES, OutputExists, check_upload
 from llm_playground.finetuning.preferences import parse_preference_pairs, read_preference_pairs
 from llm_playground.finetuning.preferences.export import saved_exports
+from llm_playground.finetuning.preferences.ratings import bradley_terry_simple
 from llm_playground.finetuning.sft import SFTConfig, train_sft
 from llm_playground.generation.decoding import DecodingConfig, generate
 from llm_playground.generation.registry import list_models
 from llm_playground.ui.components import (
     cached_model,
+    code_expander,
     current_job,
     esc,
     job_panel,
@@ -496,6 +499,14 @@ def _train_tab() -> None:
     machine_load_caption()
     job_panel("sft", draw=_sft_draw)
     _saved_adapters_table()
+    code_expander(
+        "a LoRA layer",
+        [LoRALinear],
+        "The adapter on one linear layer: the frozen W x plus (alpha / r) · B A x. Training "
+        "here wraps the model's layers with peft's LoRA layers, which compute the same output "
+        "(a test checks it with the same A and B) and add dropout, several adapters per "
+        "layer, and merging B A into W for a model that runs as fast as the base.",
+    )
 
 
 # --- votes and preferences ------------------------------------------------------------------
@@ -542,6 +553,14 @@ def _preferences_tab(store) -> None:
         st.info("Preference statistics are not available in this build.")
     else:
         prefs_view.render_stats(store)
+    code_expander(
+        "Bradley–Terry ratings",
+        [bradley_terry_simple],
+        "The textbook fit, one simple update repeated until the strengths settle. The ratings "
+        "above come from Newton's method, which reaches the same strengths (a test checks it) "
+        "in a handful of steps instead of hundreds, gives the 95 % intervals from its "
+        "curvature, and adds a weak prior when a model never lost or never won.",
+    )
 
 
 # --- DPO ------------------------------------------------------------------------------------
@@ -681,6 +700,14 @@ def _dpo_tab() -> None:
         except UserError as exc:
             show_user_error(exc)
     job_panel("dpo", draw=_dpo_draw)
+    code_expander(
+        "the DPO loss",
+        [dpo_loss],
+        "The loss of each pair from the four log-probabilities. TRL's DPOTrainer, which "
+        "trains here, computes the same loss (a test checks it on the same numbers); the work "
+        "it adds is getting those log-probabilities: both answers of a batch in one forward "
+        "pass, the reference being the base model with the adapter switched off.",
+    )
 
 
 # --- the page ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from llm_playground.generation.decoding import (
     DecodingConfig,
     GenerationResult,
     StepRecord,
+    decode_simple,
     has_chat_template,
     iter_strategies,
     prepare,
@@ -27,6 +28,7 @@ from llm_playground.generation.samplers import ORDER_PRESETS, TRANSFORMERS_ORDER
 from llm_playground.generation.speculative import draft_models_for
 from llm_playground.ui.components import (
     cached_model,
+    code_expander,
     current_job,
     esc,
     job_panel,
@@ -633,3 +635,13 @@ _step_by_step_section()
 if compare_clicked and ready:
     _start_comparison(model_name, loaded, prompt, config, use_chat)
 job_panel(COMPARE_SLOT, draw=_draw_grid, progress=False, stop_label="Stop the comparison")
+code_expander(
+    "the decoding loop",
+    [decode_simple],
+    "One step per token, top to bottom: logits, penalties, temperature, filters, sample, "
+    "append. **Generate** picks the same tokens (a test checks it, greedy and seeded "
+    "sampling) but keeps the keys and values of earlier tokens in a cache instead of reading "
+    "the whole text again at every step, runs the model's layers fused for this CPU, stops at "
+    "the end-of-text token, lets you reorder the samplers, and records what each stage did "
+    "for the step-by-step view.",
+)
