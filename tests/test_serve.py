@@ -1,5 +1,7 @@
-"""`llm-playground serve`: loopback by default, other addresses only with an access code,
-and the gate that code puts before every page (AppTest and a real Chromium)."""
+"""`llm-playground serve`: loopback by default, other addresses only with an access code of
+10 characters or more, one line and exit 2 for a bad address or a port in use, and the
+gate that code puts before every page with its limiter of wrong tries (AppTest and a real
+Chromium). The server guard in front of it has tests/test_server_guard.py."""
 
 from __future__ import annotations
 
@@ -14,9 +16,16 @@ import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm_playground.cli.serve import check_serving, is_loopback
+from llm_playground.cli.serve import WORDS, check_serving, is_loopback
 from llm_playground.core.errors import UserError
-from llm_playground.ui.gate import FREE_TRIES, Gatekeeper, Tries, code_matches
+from llm_playground.ui import gate
+from llm_playground.ui.gate import (
+    FREE_TRIES,
+    Gatekeeper,
+    Tries,
+    WrongTryLimiter,
+    code_matches,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "src/llm_playground/ui/app.py"
@@ -32,7 +41,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_serve(tmp_path: Path, *args: str, code: str | None) -> tuple[subprocess.Popen, int]:
+def _start_serve(
+    tmp_path: Path, *args: str, code: str | None, address: str = "127.0.0.1"
+) -> tuple[subprocess.Popen, int]:
     port = _free_port()
     env = {**os.environ, "LLM_PLAYGROUND_HOME": str(tmp_path / "home")}
     env.pop(ENV_CODE, None)
@@ -58,7 +69,8 @@ def _start_serve(tmp_path: Path, *args: str, code: str | None) -> tuple[subproce
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
+            shown = f"[{address}]" if ":" in address else address
+            urllib.request.urlopen(f"http://{shown}:{port}/_stcore/health", timeout=1)
             return proc, port
         except OSError:
             if proc.poll() is not None:
@@ -102,11 +114,55 @@ def test_other_addresses_need_a_code(monkeypatch):
     check_serving("127.0.0.1")
     with pytest.raises(UserError, match=ENV_CODE):
         check_serving("0.0.0.0")
-    monkeypatch.setenv(ENV_CODE, "abc")
-    with pytest.raises(UserError, match="at least 6 characters"):
+    monkeypatch.setenv(ENV_CODE, "abcdefghi")  # nine characters
+    with pytest.raises(UserError, match="at least 10 characters.*--new-code"):
         check_serving("0.0.0.0")
-    monkeypatch.setenv(ENV_CODE, CODE)
+    monkeypatch.setenv(ENV_CODE, "abcdefghij")
     check_serving("0.0.0.0")
+
+
+def test_a_short_code_is_refused_in_one_line(cli, monkeypatch):
+    monkeypatch.setenv(ENV_CODE, "abc123")
+    proc = cli("serve", "--host", "0.0.0.0", "--no-browser", timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "at least 10 characters" in lines[0]
+
+
+def test_new_code_prints_four_random_words(cli):
+    words = set(WORDS.read_text().split())
+    assert len(words) == 2048
+    codes = []
+    for _ in range(2):
+        proc = cli("serve", "--new-code", timeout=30)
+        assert proc.returncode == 0, proc.stderr
+        code = proc.stdout.strip()
+        parts = code.split("-")
+        assert len(parts) == 4 and set(parts) <= words and len(code) >= 10
+        codes.append(code)
+    assert codes[0] != codes[1]  # 2**44 codes: equal twice means no randomness
+
+
+def test_a_port_in_use_and_a_bad_address_are_one_line_exit_2(cli, monkeypatch):
+    import socket
+
+    monkeypatch.delenv(ENV_CODE, raising=False)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        proc = cli("serve", "--port", str(port), "--no-browser", timeout=30)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"port {port}" in lines[0] and "in use" in lines[0]
+    monkeypatch.setenv(ENV_CODE, CODE)
+    for host, says in (("[nope]", "IPv6"), ("no-such-host.invalid", "does not resolve")):
+        proc = cli("serve", "--host", host, "--no-browser", timeout=30)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and says in lines[0], lines
+    proc = cli("serve", "--public-name", "http://x.example/", "--no-browser", timeout=30)
+    assert proc.returncode == 2 and "--public-name" in proc.stderr
 
 
 def test_serve_without_a_code_on_all_addresses_is_one_line_exit_2(cli, monkeypatch):
@@ -121,28 +177,86 @@ def test_serve_without_a_code_on_all_addresses_is_one_line_exit_2(cli, monkeypat
 def test_code_comparison_and_back_off():
     assert code_matches(CODE, CODE) and code_matches(f"  {CODE} ", CODE)
     assert not code_matches("violet", CODE) and not code_matches("", CODE)
-    keeper, tries = Gatekeeper(delay_s=0.0), Tries()
+    keeper, tries = Gatekeeper(), Tries()
     for _ in range(FREE_TRIES - 1):
-        assert keeper.check("wrong", CODE, tries) == (False, 0.0)
-    admitted, wait = keeper.check("wrong", CODE, tries)
-    assert not admitted and wait > 0  # from the third wrong try on, the session must wait
-    assert keeper.check(CODE, CODE, tries) == (False, pytest.approx(wait, abs=0.5))  # not compared
+        answer = keeper.check("wrong", CODE, tries)
+        assert not answer.admitted and answer.wait_s == 0 and answer.compared
+    answer = keeper.check("wrong", CODE, tries)
+    assert not answer.admitted and answer.wait_s > 0  # from the third wrong try on, it waits
+    early = keeper.check(CODE, CODE, tries)
+    assert not early.admitted and not early.compared  # a try made too early is not compared
     tries.next_allowed = 0.0
-    assert keeper.check(CODE, CODE, tries) == (True, 0.0)
-    # the global queue: wrong tries from many sessions are answered one at a time
-    slow = Gatekeeper(delay_s=0.2)
+    assert keeper.check(CODE, CODE, tries).admitted
+    assert not keeper.check(12345, CODE, Tries()).admitted  # any value: a wrong try
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_the_limiter_throttles_after_50_wrong_tries_in_10_minutes():
+    clock = FakeClock()
+    limiter = WrongTryLimiter(clock=clock)
+    assert (limiter.limit, limiter.window_s, limiter.spacing_s) == (50, 600.0, 5.0)
+    for _ in range(49):
+        assert limiter.turn() == 0.0
+        limiter.record_wrong()
+        clock.now += 1.0
+    assert not limiter.throttled() and limiter.turn() == 0.0
+    limiter.record_wrong()  # the 50th within ten minutes
+    assert limiter.throttled()
+    # every try now waits its turn, one every 5 s, however many come at once
+    assert [limiter.turn() for _ in range(4)] == [0.0, 5.0, 10.0, 15.0]
+    clock.now += 20.0
+    assert limiter.turn() == 0.0 and limiter.turn() == 5.0
+    # a turn further away than max_wait_s is not given: that try is not compared
+    waits = [limiter.turn() for _ in range(10)]
+    assert None in waits and max(w for w in waits if w is not None) <= limiter.max_wait_s
+    # ten minutes after the first of the 50 the window holds 49: answered at once again
+    clock.now = 1000.0 + 600.0
+    assert not limiter.throttled() and limiter.turn() == 0.0
+
+
+def test_wrong_tries_are_delayed_live():
+    """Real time and threads: once throttled, tries from many sessions at once are compared
+    one every ``spacing_s``, the right code too; wrong ones before that are not delayed."""
     import threading
 
+    keeper = Gatekeeper(limiter=WrongTryLimiter(limit=3, spacing_s=0.3))
     started = time.perf_counter()
-    threads = [threading.Thread(target=slow.check, args=("x", CODE, Tries())) for _ in range(5)]
+    for _ in range(3):
+        keeper.check("wrong", CODE, Tries())
+    assert time.perf_counter() - started < 0.2  # not throttled yet: answered at once
+    assert keeper.limiter.throttled()
+    answers, times = [], []
+
+    def one_try(typed):
+        answers.append(keeper.check(typed, CODE, Tries()))
+        times.append(time.perf_counter())
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=one_try, args=(t,)) for t in ("x", "y", "z", CODE)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert time.perf_counter() - started >= 0.95
+    assert max(times) - started >= 0.85  # four turns: 0, 0.3, 0.6, 0.9 s
+    assert sum(a.admitted for a in answers) == 1 and all(
+        a.throttled for a in answers if not a.admitted
+    )
 
 
 # --- the gate in AppTest ---------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def fresh_gatekeeper(monkeypatch):
+    """Each test its own gatekeeper (AppTest sessions may share a browser id)."""
+    monkeypatch.setattr(gate, "KEEPER", Gatekeeper())
 
 
 def _lab_text(at) -> str:
@@ -164,6 +278,43 @@ def test_gate_in_apptest(monkeypatch):
     at.button[0].click().run()
     assert not at.exception
     assert "Lab 1 · Tokenizer" in _lab_text(at)
+
+
+def _wrong_try(at, typed="not-the-code"):
+    at.text_input(key="gate_code").set_value(typed)
+    return at.button[0].click().run()
+
+
+def test_the_gate_reads_a_crafted_value_as_a_wrong_try(monkeypatch):
+    """A password field that sends a number (no browser does): Streamlit hands the gate an
+    int; it must answer "not the code", not fail with an error page."""
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+    from streamlit.testing.v1.element_tree import TextInput
+
+    monkeypatch.setenv(ENV_CODE, CODE)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+
+    def crafted(self):
+        return WidgetState(id=self.id, int_value=12345)
+
+    monkeypatch.setattr(TextInput, "_widget_state", property(crafted))
+    at.button[0].click().run()
+    assert not at.exception
+    assert any("not the code" in e.value for e in at.error)
+    assert at.text_input(key="gate_code") is not None
+
+
+def test_the_gate_says_when_wrong_tries_are_throttled_and_delays_them(monkeypatch):
+    monkeypatch.setenv(ENV_CODE, CODE)
+    monkeypatch.setattr(gate, "KEEPER", Gatekeeper(limiter=WrongTryLimiter(limit=1, spacing_s=1.0)))
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    _wrong_try(at)  # the one wrong try the limit allows: now the server throttles
+    assert any("one at a time" in i.value for i in at.info), [i.value for i in at.info]
+    _wrong_try(at)  # its turn is now; the next one waits a second for its own
+    started = time.perf_counter()
+    _wrong_try(at)
+    assert time.perf_counter() - started >= 0.8
+    assert any("not the code" in e.value for e in at.error) and not at.exception
 
 
 def test_no_gate_without_a_code(monkeypatch):
@@ -220,6 +371,21 @@ def test_gate_in_chromium(classroom, page):
     page.reload()  # the same browser is not asked again
     page.locator('[data-testid="stSidebarNav"]').wait_for()
     assert page.get_by_label("Access code").count() == 0
+
+
+def test_serve_on_the_ipv6_loopback_in_brackets(tmp_path):
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("this machine has no IPv6 loopback")
+    proc, port = _start_serve(tmp_path, "--host", "[::1]", code=None, address="::1")
+    try:
+        assert _listening(proc, port) == {"::1"}
+    finally:
+        _stop(proc)
 
 
 def test_the_judge_and_the_server_share_one_loopback_rule():
