@@ -23,17 +23,19 @@ from llm_playground.core.errors import UserError
 from llm_playground.generation.decoding import (
     DecodingConfig,
     GenerationResult,
-    NoRepeatNGram,
-    ProcessorList,
-    RepetitionPenalty,
     StepRecord,
-    Temperature,
-    TopK,
-    TopP,
     compare_strategies,
     generate,
     prompt_ids,
     stream,
+)
+from llm_playground.generation.samplers import (
+    NoRepeatNGram,
+    ProcessorList,
+    RepetitionPenalty,
+    Temperature,
+    TopK,
+    TopP,
 )
 
 MODEL = "smollm2-135m-instruct"

@@ -7,6 +7,8 @@
                        top-k, top-p, min-p, typical, epsilon, eta, top-nσ, XTC) and
                        per-stage attribution (``attribute``)
 - :mod:`.config`       ``DecodingConfig``: one generation's settings, and the chain they build
+- :mod:`.records`      what a generation yields: step records, beams, the result
+- :mod:`.choose`       choosing one token: the chain, then the argmax or a draw
 - :mod:`.decoding`     the decoding loop (greedy, sampling) with step records
                        (``generate``, ``stream``)
 - :mod:`.beam`         beam search around a ``BeamState``

@@ -15,16 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from llm_playground.generation.choose import decode_text, eos_ids, token_piece
 from llm_playground.generation.config import DecodingConfig, penalty_processors
-from llm_playground.generation.decoding import (
-    Beam,
-    Candidate,
-    GenerationResult,
-    StepRecord,
-    decode_text,
-    eos_ids,
-    token_piece,
-)
+from llm_playground.generation.records import Beam, Candidate, GenerationResult, StepRecord
 
 # A score that marks a slot as empty (transformers uses the same large negative number).
 EMPTY = -1e9

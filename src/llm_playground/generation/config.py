@@ -17,7 +17,6 @@ from llm_playground.generation.samplers import (
     PresenceFrequencyPenalty,
     ProcessorList,
     RepetitionPenalty,
-    Stage,
     Temperature,
     TopK,
     TopNSigma,
@@ -270,14 +269,6 @@ def sampler_stages(config: DecodingConfig, generator=None) -> ProcessorList:
         "xtc": lambda: XTC(config.xtc_probability, config.xtc_threshold, generator),
     }
     return ProcessorList(build[name]() for name in config.active_samplers())
-
-
-def sampling_filters(config: DecodingConfig) -> tuple[Stage | None, ProcessorList]:
-    """Temperature and the truncation stages of a sampling configuration (kept for callers
-    of the earlier two-part form)."""
-    stages = sampler_stages(config)
-    temperature = next((s for s in stages if s.name == "temperature"), None)
-    return temperature, ProcessorList(s for s in stages if s.name != "temperature")
 
 
 def dry_breakers(tokenizer) -> tuple[int, ...]:

@@ -3,8 +3,9 @@
 At each step the model gives logits for the next token; the penalties (repetition,
 presence, frequency, DRY, no-repeat n-gram) lower or remove tokens; when sampling, the
 sampler chain (:mod:`.samplers`, in the order the settings give) shapes the distribution;
-then a token is picked: the most likely one (greedy) or a draw (sampling). Beam search
-lives in :mod:`.beam`, speculative decoding in :mod:`.speculative`.
+then a token is picked: the most likely one (greedy) or a draw (sampling), by
+:class:`~.choose.TokenChooser`. Beam search lives in :mod:`.beam`, speculative decoding in
+:mod:`.speculative`; the records all three yield in :mod:`.records`.
 
 :func:`stream` yields one :class:`StepRecord` per generated token (the chosen token, its
 probability, the top candidates with what each stage did to them) and finally one
@@ -15,258 +16,35 @@ probability, the top candidates with what each stage did to them) and finally on
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import replace
 
 from llm_playground.core.errors import UserError
+from llm_playground.generation.choose import TokenChooser, decode_text, eos_ids
 from llm_playground.generation.config import (
     COMPARED_STRATEGIES,
-    MAX_NEW_TOKENS,
     MAX_PROMPT_CHARS,
-    STRATEGIES,
     DecodingConfig,
-    Strategy,
-    dry_breakers,
     penalty_processors,
     sampler_stages,
-    sampling_filters,
 )
-from llm_playground.generation.samplers import (
-    DRY,
-    NEG_INF,
-    XTC,
-    Epsilon,
-    Eta,
-    LogitsProcessor,
-    MinP,
-    NoRepeatNGram,
-    PresenceFrequencyPenalty,
-    ProcessorList,
-    RepetitionPenalty,
-    Stage,
-    Temperature,
-    TopK,
-    TopNSigma,
-    TopP,
-    TypicalP,
-    attribute,
-)
+from llm_playground.generation.records import GenerationResult, StepRecord, shown_token
 
+# The records live in .records; Lab 6's pages read shown_token from here too.
 __all__ = [
-    "COMPARED_STRATEGIES",
-    "DRY",
-    "MAX_NEW_TOKENS",
-    "MAX_PROMPT_CHARS",
-    "NEG_INF",
-    "STRATEGIES",
-    "XTC",
-    "Beam",
-    "Candidate",
     "DecodingConfig",
-    "Epsilon",
-    "Eta",
     "GenerationResult",
-    "LogitsProcessor",
-    "MinP",
-    "NoRepeatNGram",
-    "PresenceFrequencyPenalty",
-    "ProcessorList",
-    "RepetitionPenalty",
-    "Stage",
     "StepRecord",
-    "Strategy",
-    "Temperature",
-    "TopK",
-    "TopNSigma",
-    "TopP",
-    "TypicalP",
-    "candidate_rows",
     "compare_strategies",
+    "decode_simple",
     "generate",
+    "has_chat_template",
     "iter_strategies",
-    "penalty_processors",
     "prepare",
     "prompt_ids",
-    "sampler_stages",
-    "sampling_filters",
     "shown_token",
     "stream",
 ]
-
-
-# --- records ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """One of the most likely next tokens at a step, and what the chain did to it."""
-
-    id: int
-    token: str
-    prob_before: float  # softmax of the (penalised) logits at temperature 1
-    prob: float  # after temperature (equal to prob_before for greedy and beam search)
-    kept: bool  # survived the chain (greedy: the argmax; beam: extended into a beam)
-    removed_by: str | None = None  # the stage that removed it (None: it survived)
-    lowered_by: tuple[str, ...] = ()  # penalties that lowered it
-    after_stages: tuple[float, ...] = ()  # its probability after each stage of the step
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "token": self.token,
-            "prob": self.prob,
-            "prob_before": self.prob_before,
-            "kept": self.kept,
-            "removed_by": self.removed_by,
-            "lowered_by": list(self.lowered_by),
-            "after_stages": list(self.after_stages),
-        }
-
-
-@dataclass(frozen=True)
-class Beam:
-    """A live (or finished) beam: its new tokens, text and score."""
-
-    ids: tuple[int, ...]
-    text: str
-    score: float  # sum of log-probabilities (finished: divided by length ** length_penalty)
-    finished: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "ids": list(self.ids),
-            "text": self.text,
-            "score": self.score,
-            "finished": self.finished,
-        }
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """What happened at one decoding step."""
-
-    index: int
-    token_id: int
-    token: str
-    prob: float  # probability of the picked token in the distribution it was picked from
-    text: str  # the new text so far (for beam search: the best live beam's)
-    candidates: tuple[Candidate, ...] = ()
-    beams: tuple[Beam, ...] = ()  # beam search: live beams after this step, best first
-    finished: tuple[Beam, ...] = ()  # beam search: the best finished hypotheses so far
-    kept_count: int = 1  # how many tokens the chain left to pick from (sampling)
-    stages: tuple[str, ...] = ()  # the stages that ran at this step, in order
-    kept_after: tuple[int, ...] = ()  # how many tokens remained after each stage
-    forward_pass: int = 0  # the model forward pass that produced this token (1 = first)
-    source: str = "model"  # speculative: "draft" (an accepted draft token) or "model"
-    rejected: tuple[str, ...] = ()  # speculative: draft tokens the model rejected here
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "token_id": self.token_id,
-            "token": self.token,
-            "prob": self.prob,
-            "candidates": [c.to_dict() for c in self.candidates],
-        }
-        if self.stages:
-            out["stages"] = [
-                {"name": name, "kept": kept}
-                for name, kept in zip(self.stages, self.kept_after, strict=True)
-            ]
-        if self.beams:
-            out["beams"] = [b.to_dict() for b in self.beams]
-        if self.forward_pass:
-            out["forward_pass"] = self.forward_pass
-            out["source"] = self.source
-            if self.rejected:
-                out["rejected"] = list(self.rejected)
-        return out
-
-
-def shown_token(token: str) -> str:
-    """A token as a person can see it: spaces as ␣, newlines as ↵, tabs as →."""
-    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "→") or "∅"
-
-
-def candidate_rows(step: StepRecord) -> list[dict[str, Any]]:
-    """The step's candidates as table rows with their fate: picked, kept or cut (and by what)."""
-    rows = []
-    for rank, c in enumerate(step.candidates, start=1):
-        status = "picked" if c.id == step.token_id else ("kept" if c.kept else "cut")
-        if c.removed_by:
-            why = f"cut by {c.removed_by}"
-        elif c.lowered_by:
-            why = "lowered by " + ", ".join(c.lowered_by)
-        else:
-            why = ""
-        rows.append(
-            {
-                "rank": rank,
-                "token": shown_token(c.token),
-                "id": c.id,
-                "prob before temperature": c.prob_before,
-                "prob after temperature": c.prob,
-                "status": status,
-                "why": why,
-            }
-        )
-    return rows
-
-
-def stage_table(step: StepRecord) -> list[dict[str, Any]]:
-    """One row per candidate: its probability after each stage of the step (None once cut)."""
-    rows = []
-    for c in step.candidates:
-        row: dict[str, Any] = {"token": shown_token(c.token)}
-        removed = False
-        for name, prob in zip(step.stages, c.after_stages, strict=False):
-            removed = removed or c.removed_by == name
-            row[name] = None if removed and prob == 0 else prob
-        row["fate"] = f"cut by {c.removed_by}" if c.removed_by else "survived"
-        rows.append(row)
-    return rows
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    """The outcome of one generation: the new text only and its token ids."""
-
-    text: str
-    ids: list[int]
-    new_tokens: int
-    time_s: float
-    tokens_per_s: float
-    steps: list[StepRecord] = field(default_factory=list)
-    strategy: str = "greedy"
-    prompt_tokens: int = 0
-    stopped: bool = False  # ended by the stop event
-    finish_reason: str = "length"  # "eos", "length" or "stopped"
-    beams: list[Beam] = field(default_factory=list)  # beam search: final hypotheses, winner first
-    beam_steps: list[tuple[Beam, ...]] = field(default_factory=list)  # live beams at each step
-    speculative: str | None = None  # "prompt-lookup", "draft" or None
-    forward_passes: int = 0  # forward passes of the model (speculative: of the target model)
-    drafted_tokens: int = 0  # speculative: draft tokens proposed
-    accepted_draft_tokens: int = 0  # speculative: draft tokens the model accepted
-
-    @property
-    def tokens_per_pass(self) -> float:
-        return self.new_tokens / self.forward_passes if self.forward_passes else 0.0
-
-    def to_dict(self, with_steps: bool = False) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "text": self.text,
-            "ids": list(self.ids),
-            "new_tokens": self.new_tokens,
-            "time_s": self.time_s,
-            "tokens_per_s": self.tokens_per_s,
-        }
-        if self.speculative:
-            out["forward_passes"] = self.forward_passes
-            out["accepted_draft_tokens"] = self.accepted_draft_tokens
-            out["drafted_tokens"] = self.drafted_tokens
-        if with_steps:
-            out["steps"] = [s.to_dict() for s in self.steps]
-        return out
 
 
 # --- prompts ----------------------------------------------------------------------------
@@ -301,24 +79,6 @@ def prompt_ids(loaded, prompt: str, chat_template: bool | None = None) -> list[i
     return list(tok(prompt)["input_ids"])
 
 
-def eos_ids(loaded) -> list[int]:
-    cfg = getattr(loaded.model, "generation_config", None)
-    eos = getattr(cfg, "eos_token_id", None) if cfg is not None else None
-    if eos is None:
-        eos = loaded.tokenizer.eos_token_id
-    if eos is None:
-        return []
-    return [int(e) for e in (eos if isinstance(eos, (list, tuple)) else [eos])]
-
-
-def decode_text(tok, ids: Sequence[int]) -> str:
-    return tok.decode(list(ids), skip_special_tokens=True)
-
-
-def token_piece(tok, token_id: int) -> str:
-    return tok.decode([int(token_id)], skip_special_tokens=False)
-
-
 def check_length(loaded, n_prompt: int, config: DecodingConfig) -> None:
     limit = loaded.context_length
     if n_prompt + config.max_new_tokens > limit:
@@ -336,132 +96,6 @@ def prepare(
     ids = prompt_ids(loaded, prompt, chat_template)
     check_length(loaded, len(ids), config)
     return ids
-
-
-# --- choosing a token -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Scored:
-    """One position's logits after the chain: the final scores, and what each stage did."""
-
-    logits: Any  # [vocab] raw model logits
-    penalised: Any  # [vocab] after the penalties only
-    final: Any  # [vocab] after penalties and samplers
-    candidate_ids: tuple[int, ...] = ()
-    attribution: Any = None  # samplers.Attribution when candidates are recorded
-
-
-class TokenChooser:
-    """Turns a position's logits into a token: penalties, then (sampling) the sampler chain,
-    then the argmax or a draw. Records the top ``candidates`` with their fates."""
-
-    def __init__(self, loaded, config: DecodingConfig, candidates: int = 0, seed_offset: int = 0):
-        import torch
-
-        self.tokenizer = loaded.tokenizer
-        self.config = config
-        self.sampling = config.samples
-        self.candidates = candidates
-        breakers = dry_breakers(loaded.tokenizer) if config.dry_multiplier > 0 else ()
-        self.penalties = penalty_processors(config, breakers)
-        self.generator = None
-        xtc_generator = None
-        if self.sampling:
-            self.generator = torch.Generator()
-            xtc_generator = torch.Generator()
-            if config.seed is None:
-                self.generator.seed()
-                xtc_generator.seed()
-            else:
-                self.generator.manual_seed(config.seed + seed_offset)
-                xtc_generator.manual_seed(config.seed + seed_offset + 1_000_003)
-        self.samplers = sampler_stages(config, xtc_generator) if self.sampling else ProcessorList()
-        self.chain = ProcessorList([*self.penalties, *self.samplers])
-        self.temperature = config.temperature if self.sampling else 1.0
-
-    def score(self, context: Sequence[int], logits) -> Scored:
-        """Run the chain on one position's logits; ``context`` is every token before it."""
-        import torch
-
-        if not self.chain and not self.candidates:
-            return Scored(logits=logits, penalised=logits, final=logits)
-        ids = torch.tensor([list(context)], dtype=torch.long)
-        row = logits[None]
-        penalised = self.penalties(ids, row)[0] if self.penalties else logits
-        if not self.candidates:
-            final = self.samplers(ids, penalised[None])[0] if self.samplers else penalised
-            return Scored(logits=logits, penalised=penalised, final=final)
-        # the candidates a view shows: the most likely after temperature
-        warped = penalised / self.temperature if self.temperature != 1.0 else penalised
-        top = torch.topk(warped, min(self.candidates, warped.shape[-1])).indices.tolist()
-        attribution = attribute(self.chain, ids, row, tokens_of_interest=top)
-        return Scored(
-            logits=logits,
-            penalised=penalised,
-            final=attribution.scores[0],
-            candidate_ids=tuple(top),
-            attribution=attribution,
-        )
-
-    def probabilities(self, scored: Scored):
-        """The distribution a token is drawn from (greedy: the penalised softmax)."""
-        return scored.final.softmax(dim=-1)
-
-    def pick(self, scored: Scored) -> int:
-        """The argmax (greedy) or a draw from the final distribution (sampling)."""
-        import torch
-
-        if not self.sampling:
-            return int(scored.final.argmax())
-        probs = self.probabilities(scored)
-        return int(torch.multinomial(probs, 1, generator=self.generator)[0])
-
-    def record(
-        self, scored: Scored, token_id: int, index: int, text: str, **extra: Any
-    ) -> StepRecord:
-        """The step record of picking ``token_id`` at this position."""
-        import torch
-
-        probs = self.probabilities(scored)
-        kept_count = int(torch.isfinite(scored.final).sum()) if self.sampling else 1
-        stages: tuple[str, ...] = ()
-        kept_after: tuple[int, ...] = ()
-        candidates: tuple[Candidate, ...] = ()
-        if self.candidates:
-            attribution = scored.attribution
-            stages, kept_after = attribution.stages, attribution.kept
-            before = scored.penalised.softmax(dim=-1)
-            after_temperature = (
-                (scored.penalised / self.temperature).softmax(dim=-1)
-                if self.temperature != 1.0
-                else before
-            )
-            candidates = tuple(
-                Candidate(
-                    id=c,
-                    token=token_piece(self.tokenizer, c),
-                    prob_before=float(before[c]),
-                    prob=float(after_temperature[c]),
-                    kept=(c not in attribution.removed_by) if self.sampling else c == token_id,
-                    removed_by=attribution.removed_by.get(c),
-                    lowered_by=attribution.lowered_by.get(c, ()),
-                    after_stages=tuple(float(p[c]) for p in attribution.probs),
-                )
-                for c in scored.candidate_ids
-            )
-        return StepRecord(
-            index=index,
-            token_id=token_id,
-            token=token_piece(self.tokenizer, token_id),
-            prob=float(probs[token_id]),
-            text=text,
-            candidates=candidates,
-            kept_count=kept_count,
-            stages=stages,
-            kept_after=kept_after,
-            **extra,
-        )
 
 
 # --- the loop ---------------------------------------------------------------------------
@@ -621,9 +255,9 @@ def compare_strategies(
 
 def decode_simple(model, ids: list[int], config: DecodingConfig, steps: int) -> list[int]:
     """Lab 3's decoding loop top to bottom: logits, penalties, temperature, filters, sample,
-    append. Returns the ``steps`` new token ids after the prompt ``ids``.
+    append. Returns the `steps` new token ids after the prompt `ids`.
 
-    ``model`` is a ``transformers`` causal LM. The tokens equal :func:`generate`'s (tested,
+    `model` is a `transformers` causal LM. The tokens equal generate()'s (tested,
     greedy and seeded sampling) with the samplers in their default order, temperature first.
     The fast path keeps the keys and values of earlier tokens (a KV cache) instead of
     reading the whole text again at every step, stops at the end-of-text token, lets the

@@ -326,6 +326,8 @@ def _adapter_infos(paths: Paths) -> list[ModelInfo]:
                 meta = json.loads((folder / ADAPTER_META).read_text())
             except (OSError, json.JSONDecodeError):
                 meta = {}
+        if meta.get("kind") == "reward-model":
+            continue  # a scoring head, not a language model: Lab 4 loads it as a reward
         base = adapter_base(folder)
         base_spec = OFFLINE_MODELS.get(base or "")
         infos.append(
@@ -411,12 +413,22 @@ def info_for_dir(folder: Path) -> ModelInfo:
     """A model folder given by path: a Lab 2 run, its ``hf/`` export, a peft adapter or any HF model."""
     folder = folder.resolve()
     if (folder / "adapter_config.json").exists():
+        base = adapter_base(folder)
+        meta: dict[str, Any] = {}
+        try:
+            meta = json.loads((folder / ADAPTER_META).read_text())
+        except (OSError, json.JSONDecodeError):
+            pass
+        base_spec = OFFLINE_MODELS.get(base or "")
         return ModelInfo(
             name=folder.name,
             kind="adapter",
             description=f"LoRA adapter in {folder}",
             path=folder,
-            base=adapter_base(folder),
+            base=base,
+            # an adapter trained through the chat template is used through it (RL, DPO)
+            chat=bool(meta.get("chat", base_spec.chat if base_spec else False)),
+            details=meta if isinstance(meta, dict) else {},
         )
     if (folder / "hf" / "config.json").exists():
         return ModelInfo(

@@ -531,10 +531,6 @@ class ProcessorList(list):
         return scores
 
 
-# Kept for readers of the earlier name.
-LogitsProcessor = Stage
-
-
 # --- attribution ------------------------------------------------------------------------
 
 

@@ -31,15 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from llm_playground.core.errors import UserError
+from llm_playground.generation.choose import TokenChooser, decode_text, eos_ids, token_piece
 from llm_playground.generation.config import DecodingConfig
-from llm_playground.generation.decoding import (
-    GenerationResult,
-    StepRecord,
-    TokenChooser,
-    decode_text,
-    eos_ids,
-    token_piece,
-)
+from llm_playground.generation.records import GenerationResult, StepRecord
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """Lab 3's step-by-step view of a finished generation (a view only: the steps and their
-candidates come from :mod:`llm_playground.generation.decoding`)."""
+candidates come from :mod:`llm_playground.generation.records`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from llm_playground.generation.decoding import candidate_rows, shown_token, stage_table
+from llm_playground.generation.records import candidate_rows, shown_token, stage_table
 from llm_playground.ui.components import esc
 
 # the bar colours of a candidate's fate
