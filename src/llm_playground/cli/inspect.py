@@ -134,5 +134,5 @@ def describe(result) -> list[str]:
         where = "embeddings" if entry == 0 else f"after layer {entry - 1}"
         if entry == result.n_layers:
             where += " (the output)"
-        lines.append(f"  {where:<26} {_shown(token):<20} p={p:.3f}")
+        lines.append(f"  {where:<28} {_shown(token):<20} p={p:.3f}")
     return lines

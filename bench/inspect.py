@@ -1,0 +1,121 @@
+"""Lab 6 benchmark on SmolLM2-135M-Instruct: what looking inside costs, as ratios
+measured in this one run.
+
+1. ``inspect`` on a 64-token prompt (every layer's and head's attention through eager
+   attention, the residual stream, the logit lens with its top 5 and the next token's
+   rank at every layer and position, the head scores) against its floor: one plain forward
+   pass (the model's own attention implementation) plus the lens products (the final norm
+   and the output head on the residual stream after every block, as one product).
+   Target: at most 2x.
+2. The whole call the page makes for its grids (``encode_prompt`` + ``inspect``) in
+   seconds (target: within 2 s on 2 cores), and the induction probe at N = 64.
+
+Timings take the best of a few repeats, their runs interleaved so that a change in the
+machine's load affects them alike. The CPU flags that matter are printed first.
+
+Run: ``python bench/inspect.py [--repeats N] [--tokens T] [--json]``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file's name is the standard library's `inspect`, which torch and numpy import: run
+# as a script, its folder must not come first on the import path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import torch  # noqa: E402
+
+from llm_playground.core.hardware import machine  # noqa: E402
+from llm_playground.inspection import (  # noqa: E402
+    encode_prompt,
+    induction_probe,
+    inspect,
+    open_model,
+)
+from llm_playground.inspection.capture import capture, final_logits, parts_of  # noqa: E402
+
+TEXT = (
+    "The history of the printing press begins in the fifteenth century, when Johannes "
+    "Gutenberg, a goldsmith from Mainz, combined movable metal type, an oil-based ink and a "
+    "wooden press adapted from those used to make wine. Within fifty years presses were "
+    "running in more than two hundred cities across Europe, and the price of books fell."
+)
+
+
+def best_of(repeats: int, *fns):
+    """Best time of each function, the runs interleaved."""
+    best = [float("inf")] * len(fns)
+    for _ in range(repeats):
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    hardware = machine()
+    print(hardware.flags_line())
+    print(f"torch threads: {torch.get_num_threads()}")
+    model = open_model("smollm2-135m-instruct")
+    ids = encode_prompt(model, TEXT, chat_template=False)[: args.tokens]
+    assert len(ids) == args.tokens, f"the text is only {len(ids)} tokens"
+    parts = parts_of(model)
+    residual = capture(model, ids).residual  # (L + 1, T, d), for the lens products alone
+
+    def plain_forward_and_lens_products():
+        final_logits(model, ids)  # one plain forward pass
+        with torch.inference_mode():  # the lens products: ((L + 1) * T, d) x (d, vocab)
+            parts.head(parts.norm(residual.reshape(-1, residual.shape[-1])))
+
+    def page_call():
+        inspect(model, encode_prompt(model, TEXT, chat_template=False)[: args.tokens])
+
+    baseline, inspected, probe = best_of(
+        args.repeats,
+        plain_forward_and_lens_products,
+        page_call,
+        lambda: induction_probe(model, 64, seed=0),
+    )
+    ratio = inspected / baseline
+    figures = {
+        "model": model.label,
+        "tokens": len(ids),
+        "layers": model.n_layers,
+        "heads": model.n_heads,
+        "plain_forward_plus_lens_s": round(baseline, 4),
+        "inspect_s": round(inspected, 4),
+        "ratio": round(ratio, 3),
+        "target_ratio": 2.0,
+        "induction_probe_64_s": round(probe, 4),
+        "page_target_s": 2.0,
+        "cpu": hardware.flags_line(),
+    }
+    if args.json:
+        print(json.dumps(figures))
+        return
+    print(f"{model.label}: {len(ids)} tokens, {model.n_layers} layers x {model.n_heads} heads")
+    print(f"plain forward + lens products: {baseline:.3f} s")
+    print(
+        f"inspect (attention, residual, lens top-5 and ranks, head scores): {inspected:.3f} s "
+        f"= {ratio:.2f}x the floor (target <= 2x)"
+    )
+    print(f"the page's call for its grids: {inspected:.3f} s (target <= 2 s on 2 cores)")
+    print(f"induction probe, N = 64 (128 tokens): {probe:.3f} s")
+
+
+if __name__ == "__main__":
+    main()
