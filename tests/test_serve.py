@@ -117,8 +117,11 @@ def test_other_addresses_need_a_code(monkeypatch):
     monkeypatch.setenv(ENV_CODE, "abcdefghi")  # nine characters
     with pytest.raises(UserError, match="at least 10 characters.*--new-code"):
         check_serving("0.0.0.0")
+    with pytest.raises(UserError, match="as playground.example"):
+        check_serving("127.0.0.1", ("playground.example",))  # a reverse proxy lets others in
     monkeypatch.setenv(ENV_CODE, "abcdefghij")
     check_serving("0.0.0.0")
+    check_serving("127.0.0.1", ("playground.example",))
 
 
 def test_a_short_code_is_refused_in_one_line(cli, monkeypatch):

@@ -72,19 +72,21 @@ def listening_address(host: str) -> str:
     return host
 
 
-def check_serving(host: str) -> None:
-    """Refuse an address that other machines reach unless an access code is set."""
-    if is_loopback(host):
+def check_serving(host: str, public_names: tuple[str, ...] = ()) -> None:
+    """Refuse an address that other machines reach, or a public name (a reverse proxy
+    lets others in), unless an access code is set."""
+    if is_loopback(host) and not public_names:
         return
     code = access_code()
+    where = f"on {host}" if not is_loopback(host) else f"as {public_names[0]}"
     if not code:
         raise UserError(
-            f"serving on {host} lets other machines in: set {ENV_ACCESS_CODE} to an access "
-            "code first (or serve on 127.0.0.1)"
+            f"serving {where} lets other machines in: set {ENV_ACCESS_CODE} to an access "
+            "code first (or serve on 127.0.0.1 alone)"
         )
     if len(code) < MIN_CODE_LENGTH:
         raise UserError(
-            f"{ENV_ACCESS_CODE} is too short to guard a server on {host}: use at least "
+            f"{ENV_ACCESS_CODE} is too short to guard a server {where}: use at least "
             f"{MIN_CODE_LENGTH} characters (llm-playground serve --new-code prints one)"
         )
 
@@ -208,7 +210,7 @@ def serve_command(args: argparse.Namespace) -> int:
     if args.port > 65535:
         raise UserError(f"the port must be at most 65535, got {args.port}")
     names = _public_names(args.public_names)
-    check_serving(host)
+    check_serving(host, tuple(names))
     if not SERVED_APP.is_file() or not APP.is_file():
         raise UserError(f"the app is missing from this installation ({APP})")
     check_port_free(host, args.port)
