@@ -92,6 +92,22 @@ class EvalText:
     description: str = ""
 
 
+def bf16_is_faster() -> bool:
+    """Whether bfloat16 is fast on this CPU (the one measured rule of core.hardware)."""
+    from llm_playground.core.hardware import bf16_is_fast
+
+    return bf16_is_fast("cpu")
+
+
+def resolve_dtype(dtype: str) -> str:
+    """``auto`` becomes ``bfloat16`` where measured faster, else ``float32``."""
+    if dtype not in ("auto", "float32", "bfloat16"):
+        raise UserError(f"dtype must be auto, float32 or bfloat16, got '{dtype}'")
+    if dtype == "auto":
+        return "bfloat16" if bf16_is_faster() else "float32"
+    return dtype
+
+
 def check_text_size(text: str, what: str = "the text") -> str:
     if len(text) > MAX_TEXT_CHARS:
         raise UserError(
@@ -491,10 +507,10 @@ def _trim(states, sinks: int, keep: int):
 def perplexity_simple(model, ids: list[int], max_length: int, stride: int) -> float:
     """Token perplexity by the strided sliding-window loop of the transformers guide.
 
-    ``model`` is a ``transformers`` causal LM and ``ids`` starts with the prefix token. A
-    window of at most ``max_length`` tokens starts every ``stride`` (< ``max_length``)
+    `model` is a `transformers` causal LM and `ids` starts with the prefix token. A
+    window of at most `max_length` tokens starts every `stride` (< `max_length`)
     tokens and scores only the tokens the window before did not, so each token is scored
-    once, with up to ``max_length - stride`` tokens of context. Equal to :func:`perplexity`
+    once, with up to `max_length - stride` tokens of context. Equal to perplexity()
     with the same settings (tested); the fast path runs windows of one shape as one batch,
     sends only the scored positions through the output layer, and can stop between batches.
     """
@@ -533,8 +549,6 @@ def perplexity_events(
     ``settings`` are :class:`PerplexityConfig` fields, for callers without a config.
     """
     import torch
-
-    from llm_playground.evaluation.metrics import resolve_dtype
 
     config = config or PerplexityConfig(**settings)
     config.check()
