@@ -5,8 +5,8 @@
 
 Plain mode saves page-<name>.png of each page as it first opens. ``--journeys`` uses each
 lab like a person would (picks an example, trains a bigram model briefly, generates with
-SmolLM2, compares the Gemma base with its adapter, computes a perplexity) and saves the
-README screenshots home.png and labN-<lab>.png; a journey that fails leaves
+SmolLM2, compares the Gemma base with its adapter, computes a perplexity, opens Lab 1's
+"How it works in code") and saves the README screenshots home.png and labN-<lab>.png; a journey that fails leaves
 failed-<name>.png in the temporary folder and the script exits with 1.
 
 Without ``--url`` it starts the app on a free port itself and stops it afterwards.
@@ -74,7 +74,7 @@ def _start_app() -> tuple[subprocess.Popen, str]:
 # --- journeys: drive each lab like a person, then screenshot it ----------------------------
 
 VIEWPORT = {"width": 1400, "height": 2600}
-JOURNEYS = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator"]
+JOURNEYS = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator", "code"]
 FILES = {
     "home": "home.png",
     "tokenizer": "lab1-tokenizer.png",
@@ -82,6 +82,7 @@ FILES = {
     "generation": "lab3-generation.png",
     "finetuner": "lab4-finetuner.png",
     "evaluator": "lab5-evaluator.png",
+    "code": "lab1-code.png",
 }
 LONG = 240_000  # model loads and generation on a busy 2-core CPU are slow
 
@@ -223,6 +224,29 @@ def journey_evaluator(tab, url: str, out: Path) -> None:
     tab.get_by_text("Recorded in the leaderboard").first.wait_for(timeout=LONG)
     _settle(tab)
     _shot(tab, out, "evaluator")
+
+
+def journey_code(tab, url: str, out: Path) -> None:
+    """Lab 1's "How it works in code" opened: the textbook BPE trainer the Train button equals."""
+    _open(tab, url, "tokenizer")
+    expander = tab.locator("[data-testid='stExpander']", has_text="How it works in code").first
+    expander.locator("summary").click()
+    expander.get_by_text("def train_simple").first.wait_for()
+    _settle(tab)
+    tab.locator("[data-testid='stMain']").evaluate("el => el.scrollTo(0, 0)")
+    tab.mouse.move(5, 5)
+    time.sleep(1.0)
+    # from the "Train your own BPE" heading down to the end of the opened expander
+    heading = tab.get_by_role("heading", name="Train your own BPE").first.bounding_box()
+    box = expander.bounding_box()
+    top = max(0, heading["y"] - 24)
+    bottom = min(VIEWPORT["height"], box["y"] + box["height"] + 24)
+    left, right = max(0, box["x"] - 32), min(VIEWPORT["width"], box["x"] + box["width"] + 32)
+    path = out / FILES["code"]
+    tab.screenshot(
+        path=str(path), clip={"x": left, "y": top, "width": right - left, "height": bottom - top}
+    )
+    print(path, flush=True)
 
 
 def run_journeys(url: str, out: Path, names: list[str]) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 from llm_playground.cli import example
 from llm_playground.core.errors import UserError
@@ -152,7 +153,11 @@ def generate_command(args: argparse.Namespace) -> int:
     from llm_playground.generation.runner import at_precision
 
     hf_logging.disable_progress_bar()
-    loaded = load_model(find_model(args.model, args.checkpoint))
+    bigram = _bigram_run(args.model, args.checkpoint)
+    if bigram is not None:
+        loaded = _load_bigram(bigram)
+    else:
+        loaded = load_model(find_model(args.model, args.checkpoint))
     loaded = at_precision(loaded, args.precision)
     draft = None
     if config.speculative == "draft":
@@ -170,3 +175,39 @@ def generate_command(args: argparse.Namespace) -> int:
     else:
         print(result.text)
     return 0
+
+
+def _bigram_run(model: str | None, checkpoint: str | None) -> Path | None:
+    """The folder of a Lab 2 bigram run named by ``--checkpoint`` or ``--model``, else None.
+
+    A bigram run has no Hugging Face export; it decodes through the playground's own
+    forward pass (:mod:`llm_playground.training.causal_lm`)."""
+    from llm_playground.core.paths import get_paths, named_file
+    from llm_playground.training.checkpoints import read_meta
+
+    try:
+        folder = (
+            Path(checkpoint).expanduser()
+            if checkpoint is not None
+            else named_file(get_paths().runs, model or "")
+        )
+        meta = read_meta(folder)
+    except (UserError, OSError):
+        return None  # not a Lab 2 run: the registry explains what it is
+    kind = meta.get("model", {}).get("kind") if isinstance(meta.get("model"), dict) else None
+    return folder if kind == "bigram" else None
+
+
+def _load_bigram(folder: Path):
+    from llm_playground.generation.registry import LoadedModel, ModelInfo
+    from llm_playground.training.causal_lm import load_causal_lm
+
+    model, tokenizer = load_causal_lm(folder, allow_bigram=True)
+    info = ModelInfo(
+        name=folder.name,
+        kind="checkpoint",
+        description=f"Lab 2 bigram run in {folder}",
+        path=folder,
+    )
+    return LoadedModel(info=info, model=model, tokenizer=tokenizer)
+

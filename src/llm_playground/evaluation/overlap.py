@@ -132,9 +132,9 @@ def bleu_simple(
 ) -> float:
     """Corpus BLEU from its definition (Papineni et al. 2002), on the scale of 0 to 100.
 
-    ``references`` are streams, one reference per hypothesis in each (as :func:`bleu_chrf`).
-    Equal to sacrebleu's corpus BLEU with the same word split (tested): ``str.split`` is its
-    ``tokenize="none"``. The fast path calls sacrebleu itself, for its standard tokenisers
+    `references` are streams, one reference per hypothesis in each (as bleu_chrf()).
+    Equal to sacrebleu's corpus BLEU with the same word split (tested): `str.split` is its
+    `tokenize="none"`. The fast path calls sacrebleu itself, for its standard tokenisers
     (13a, intl, zh, ...) and the signature that makes a score reproducible.
     """
     matches, totals = [0] * 4, [0] * 4  # clipped matches and n-grams, for n = 1..4
@@ -171,7 +171,7 @@ def bleu_simple(
 
 
 def ngram_counts(words: list[str], n: int) -> Counter:
-    """How often each run of ``n`` consecutive words occurs."""
+    """How often each run of `n` consecutive words occurs."""
     return Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
 
 

@@ -92,7 +92,7 @@ def dpo_loss(
 
     Each argument is a tensor (pairs,) of summed log-probabilities of a whole answer, under
     the model being trained (policy) or the frozen reference. Equal to TRL's sigmoid loss
-    on the same log-probabilities (tested); the fast path is ``DPOTrainer``, which also
+    on the same log-probabilities (tested); the fast path is `DPOTrainer`, which also
     computes those log-probabilities (both answers in one batch, the reference being the
     base with the adapter switched off) and logs the rewards.
     """

@@ -124,9 +124,9 @@ def count_trainable(model: Any) -> tuple[int, int]:
 
 
 class LoRALinear(nn.Module):
-    """A frozen linear layer plus a trainable low-rank update: ``W x + (alpha / r) · B A x``.
+    """A frozen linear layer plus a trainable low-rank update: `W x + (alpha / r) · B A x`.
 
-    ``lora_A`` (r × in) reads the input down to ``r`` numbers and ``lora_B`` (out × r) writes
+    `lora_A` (r × in) reads the input down to `r` numbers and `lora_B` (out × r) writes
     them back up; B starts at zero, so the wrapped layer starts exactly as the base layer.
     Its output equals peft's LoRA layer with the same A and B (tested); the fast path is
     peft's, which adds dropout, several adapters per layer and merging B A into W.

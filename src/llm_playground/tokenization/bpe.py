@@ -577,12 +577,12 @@ def check_vocab_size(vocab_size: object) -> int:
 
 
 def train_simple(text: str, vocab_size: int, pattern: str | None = None) -> list[Pair]:
-    """The textbook BPE trainer, as minbpe's ``BasicTokenizer.train`` reads: the merges in order.
+    """The textbook BPE trainer, as minbpe's `BasicTokenizer.train` reads: the merges in order.
 
-    After every merge it recounts every pair of the whole text. :func:`train` learns exactly
+    After every merge it recounts every pair of the whole text. train() learns exactly
     the same merges (tested), but counts each distinct chunk once and, after a merge,
     recounts only the chunks that held the merged pair: seconds instead of minutes on
-    TinyShakespeare. ``pattern`` names a split pattern of :data:`SPLIT_PATTERNS` (None: the
+    TinyShakespeare. `pattern` names a split pattern of SPLIT_PATTERNS (None: the
     text is one chunk).
     """
     # split the text into chunks (merges never cross two chunks), each as its bytes 0-255

@@ -178,8 +178,8 @@ def training_step(
 ) -> float:
     """One optimiser step: forward, loss, backward, clip, update. Returns the loss.
 
-    ``inputs`` and ``targets`` are (batch, T) token ids, the targets being the inputs
-    shifted by one token. :meth:`Trainer.train_step` gives the same loss and the same
+    `inputs` and `targets` are (batch, T) token ids, the targets being the inputs
+    shifted by one token. Trainer.train_step() gives the same loss and the same
     updated weights (tested); it also sets the learning rate from the schedule, runs the
     forward pass in bfloat16 where that is fast, and averages over processes.
     """

@@ -61,7 +61,7 @@ def newton_schulz(
 def newton_schulz_reference(G: torch.Tensor, steps: int = NS_STEPS) -> torch.Tensor:
     """Muon's orthogonalisation of one gradient matrix G (rows, cols), as the paper writes it.
 
-    Equal to :func:`newton_schulz` (tested), which runs a whole stack of same-shaped
+    Equal to newton_schulz() (tested), which runs a whole stack of same-shaped
     matrices as one batch and in the precision measured fastest on this machine.
     """
     a, b, c = NS_COEFFICIENTS

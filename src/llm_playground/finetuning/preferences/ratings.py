@@ -168,9 +168,9 @@ def fit_bradley_terry(
 def bradley_terry_simple(wins: np.ndarray, iterations: int = 2000) -> np.ndarray:
     """Bradley–Terry log-strengths θ (mean zero) by the textbook minorise–maximise update.
 
-    ``wins[i, j]`` counts the wins of model i over model j. Each round sets every strength
+    `wins[i, j]` counts the wins of model i over model j. Each round sets every strength
     to its wins over its expected games (Zermelo 1929; Hunter 2004). Equal to
-    :func:`fit_bradley_terry` where the fit needs no prior (tested); the fast path takes
+    fit_bradley_terry() where the fit needs no prior (tested); the fast path takes
     Newton steps, a handful instead of hundreds, and its curvature gives the intervals.
     """
     import numpy as np
