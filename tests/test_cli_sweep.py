@@ -1,11 +1,15 @@
 """A sweep of bad arguments over every sub-command: each one is refused with exit status 2
-and one line on standard error, never a traceback.
+and one line on standard error, never a traceback, and leaves no new folder behind
+(``{new}`` stands for a place that does not exist: it must still not exist afterwards).
 
 Every case also gets bytes that are not UTF-8 on standard input. Cases that argparse
 refuses, and every case of Lab 1, the shell and ``serve``, run inside this process
-through ``cli.main`` (fast, in the default suite). The others start the real command, which
-may load a model before refusing: they run as real processes, several at a time, in the
-slow suite.
+through ``cli.main`` (fast, in the default suite). The cases of an outside audit
+(:data:`AUDIT`: damaged checkpoints, a model too large for memory, limits and refusals
+that used to leave folders) run as real processes forked from a preloaded interpreter,
+also in the default suite, and must be refused at once. The others start the real
+command, which may load a model before refusing: they run as real processes, several at a
+time, in the slow suite.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ class Case:
 
     @property
     def id(self) -> str:
-        shown = " ".join(a.replace("{", "").replace("}", "") for a in self.args)
+        shown = " ".join(
+            (a if len(a) <= 40 else a[:12] + "...").replace("{", "").replace("}", "")
+            for a in self.args
+        )
         shown = shown.replace("smollm2-135m-instruct", "M").replace("http://127.0.0.1:9/v1", "U")
         return shown + "".join(f" [{k}]" for k, _ in self.env)
 
@@ -253,10 +260,65 @@ def cases() -> list[Case]:
     )
     add(("leaderboard",), ("--json", "--csv"), ("--bogus",))
     add(("models",), ("--bogus",), ("extra",))
+    # a refused input leaves no new folder (``bpe train`` used to create --out's folder first)
+    add(
+        ("bpe", "train", "--vocab-size", "300", "--out", "{new}/dir/x.json", "--input"),
+        ("{missing}",),
+        ("{latin1}",),
+        ("{folder}",),
+    )
+    add(("bpe", "train", "--vocab-size", "300", "--input", "{text}", "--out"), ("{text}/d/x.json",))
+    out += AUDIT
     # a playground database that is not one
     corrupt = (("LLM_PLAYGROUND_HOME", "{corrupt_home}"),)
     out += [Case(("leaderboard",), corrupt), Case(("prefs", "stats"), corrupt)]
     return out
+
+
+#: The cases of the outside audit that printed a traceback, ran unbounded or left a folder.
+#: ``{bigram}`` is a tiny bigram run; ``{truncated}``, ``{garbage}`` and ``{bad_state}`` are
+#: copies of it with a cut ``model.safetensors``, one that is not safetensors at all, and a
+#: cut ``training_state.safetensors``.
+AUDIT = [
+    Case(("sample", "--checkpoint", "{truncated}")),
+    Case(("sample", "--checkpoint", "{garbage}")),
+    Case(("sample", "--checkpoint", "{bigram}", "--max-new-tokens", "1000000000")),
+    Case(("generate", "--checkpoint", "{truncated}", "--prompt", "hi", "--strategy", "greedy")),
+    Case(("train", "--preset", "bigram", "--resume", "{truncated}", "--out", "{new}/run")),
+    Case(("train", "--preset", "bigram", "--resume", "{bad_state}", "--out", "{new}/run")),
+    Case(
+        (
+            "train",
+            "--preset",
+            "baby-gpt",
+            "--n-layer",
+            "100000",
+            "--n-embd",
+            "100000",
+            "--out",
+            "{new}/run",
+        )
+    ),
+    Case(
+        (
+            "prefs",
+            "add",
+            "--db",
+            "{new}/dir/votes.sqlite",
+            "--prompt",
+            "p",
+            "--response-a",
+            "a",
+            "--response-b",
+            "b",
+            "--choice",
+            "a",
+            "--model-a",
+            "m" * 600,
+        )
+    ),
+    Case(("prefs", "export", "--db", "{text}", "--out", "{new}/dir/x.jsonl")),
+]
 
 
 def _parse_fails(case: Case) -> bool:
@@ -270,8 +332,9 @@ def _parse_fails(case: Case) -> bool:
 
 
 ALL = cases()
-FAST = [c for c in ALL if c.command in OWN or _parse_fails(c)]
-SLOW = [c for c in ALL if c not in FAST]
+FAST = [c for c in ALL if (c.command in OWN or _parse_fails(c)) and c not in AUDIT]
+FORKED = [c for c in AUDIT if c not in FAST]
+SLOW = [c for c in ALL if c not in FAST and c not in FORKED]
 COMMANDS = {
     name
     for action in build_parser()._subparsers._group_actions  # type: ignore[union-attr]
@@ -324,18 +387,25 @@ def files(tmp_path_factory) -> dict[str, str]:
     }
 
 
+def _new(files: dict[str, str], index: int) -> Path:
+    """The case's ``{new}``: a place that does not exist and must not after the case."""
+    return Path(files["root"]) / f"new-{index}"
+
+
 def _fill(case: Case, files: dict[str, str], index: int) -> tuple[list[str], dict[str, str]]:
-    names = {**files, "out": f"{files['out']}-{index}"}
+    names = {**files, "out": f"{files['out']}-{index}", "new": str(_new(files, index))}
     args = [a.format(**names) for a in case.args]
     env = {k: v.format(**names) for k, v in case.env}
     return args, env
 
 
-def _check(case: Case, code: int, stderr: str) -> None:
+def _check(case: Case, code: int, stderr: str, new: Path | None = None) -> None:
     lines = stderr.strip().splitlines()
     assert "Traceback" not in stderr, stderr[-3000:]
     assert code == 2, f"exit {code}: {stderr[-1000:]}"
     assert len(lines) == 1, stderr[-1000:]
+    if new is not None:
+        assert not new.exists(), f"the refused command left {new} behind"
 
 
 def _run_in_process(args: list[str], env: dict[str, str], monkeypatch) -> tuple[int, str]:
@@ -373,7 +443,7 @@ def test_bad_arguments_are_one_line_exit_2(case, files, monkeypatch, tmp_path):
     monkeypatch.setenv("LLM_PLAYGROUND_HOME", str(tmp_path / "home"))
     args, env = _fill(case, files, FAST.index(case))
     code, stderr = _run_in_process(args, env, monkeypatch)
-    _check(case, code, stderr)
+    _check(case, code, stderr, _new(files, FAST.index(case)))
 
 
 # --- commands that start real work before refusing: real processes, in the slow suite ----
@@ -443,6 +513,119 @@ def slow_results(files) -> dict[str, tuple[int, str]]:
 @pytest.mark.slow
 @pytest.mark.timeout(3600)  # the first case waits for the whole sweep (many model loads)
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=_marks(c)) for c in SLOW])
-def test_bad_arguments_of_running_commands_are_one_line_exit_2(case, slow_results):
+def test_bad_arguments_of_running_commands_are_one_line_exit_2(case, slow_results, files):
     code, stderr = slow_results[case.id]
-    _check(case, code, stderr)
+    _check(case, code, stderr, _new(files, 1000 + SLOW.index(case)))
+
+
+# --- the audit's cases: real processes forked from a preloaded interpreter ------------------
+
+
+@pytest.fixture(scope="module")
+def runs(files) -> dict[str, str]:
+    """A tiny bigram run (saved by the library, no training) and three damaged copies."""
+    import shutil
+
+    from llm_playground.training.checkpoints import STATE_FILE, WEIGHTS_FILE, save_checkpoint
+    from llm_playground.training.config import preset
+    from llm_playground.training.corpus import load_corpus
+    from llm_playground.training.model import build_model
+    from llm_playground.training.optim import build_optimizer
+
+    root = Path(files["root"])
+    corpus = load_corpus()  # what `train --preset bigram` trains on, so --resume fits it
+    config = preset("bigram").replace(vocab_size=corpus.vocab_size)
+    model = build_model(config.model)
+    bigram = save_checkpoint(
+        root / "bigram",
+        model,
+        config,
+        corpus.tokenizer,
+        step=1,
+        optimizer=build_optimizer(model, config, "cpu"),
+    )
+    made = {"bigram": str(bigram)}
+    for name, file, damage in (
+        ("truncated", WEIGHTS_FILE, lambda data: data[: len(data) // 2]),
+        ("garbage", WEIGHTS_FILE, lambda data: b"not safetensors at all" * 10),
+        ("bad_state", STATE_FILE, lambda data: data[:100]),
+    ):
+        copy = root / name
+        shutil.copytree(bigram, copy)
+        (copy / file).write_bytes(damage((copy / file).read_bytes()))
+        made[name] = str(copy)
+    return made
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in FORKED])
+def test_the_audits_cases_are_one_line_exit_2_at_once(case, files, runs, cli):
+    import time
+
+    index = 2000 + FORKED.index(case)
+    args, env = _fill(case, {**files, **runs}, index)
+    started = time.monotonic()
+    result = cli(*args, input=BAD_STDIN, env=env, timeout=120)
+    seconds = time.monotonic() - started
+    _check(case, result.returncode, result.stderr.decode("utf-8", "replace"), _new(files, index))
+    assert seconds < 60, f"refused only after {seconds:.0f} s"
+
+
+def test_the_refusals_name_the_file_the_limit_and_the_estimate(files, runs, cli):
+    err = cli("sample", "--checkpoint", runs["truncated"]).stderr
+    assert f"{runs['truncated']}/model.safetensors cannot be read" in err
+    for name, file in (("truncated", "model"), ("bad_state", "training_state")):
+        err = cli("train", "--preset", "bigram", "--resume", runs[name], "--out", "x").stderr
+        assert f"{runs[name]}/{file}.safetensors cannot be read" in err
+    err = cli("sample", "--checkpoint", runs["bigram"], "--max-new-tokens", "4097").stderr
+    assert "--max-new-tokens must be at most 4,096" in err
+    new = _new(files, 3000)
+    r = cli(
+        "train",
+        "--preset",
+        "baby-gpt",
+        "--n-layer",
+        "100000",
+        "--n-embd",
+        "100000",
+        "--out",
+        str(new),
+    )
+    assert r.returncode == 2 and "this run needs about" in r.stderr and "GB free" in r.stderr
+    assert not new.exists()
+
+
+def test_generate_decodes_with_a_bigram_run(runs, cli, tmp_path):
+    """A bigram run has no Hugging Face export; generate runs it through the playground's
+    own forward pass, by folder and by name, with each strategy."""
+    import shutil
+
+    for strategy in ("greedy", "beam", "top-k"):
+        r = cli(
+            "generate",
+            "--checkpoint",
+            runs["bigram"],
+            "--prompt",
+            "ROMEO:",
+            "--strategy",
+            strategy,
+            "--max-new-tokens",
+            "12",
+            "--json",
+        )
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["new_tokens"] == 12
+    home = tmp_path / "home"
+    shutil.copytree(runs["bigram"], home / "runs" / "my-bigram")
+    r = cli(
+        "generate",
+        "--model",
+        "my-bigram",
+        "--prompt",
+        "To be",
+        "--strategy",
+        "greedy",
+        "--max-new-tokens",
+        "5",
+        env={"LLM_PLAYGROUND_HOME": str(home)},
+    )
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr

@@ -216,12 +216,76 @@ def _check_output(args: argparse.Namespace) -> None:
         ) from None
 
 
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / 1024**3:,.1f} GB"
+
+
+def available_memory(device: str) -> int | None:
+    """Bytes free for a new run on ``device`` now: the GPU's free memory, or the machine's
+    available memory (``MemAvailable``); None when it cannot be told."""
+    if device.startswith("cuda"):
+        import torch
+
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def training_bytes(config) -> int:
+    """The memory a run needs at least, estimated from its settings before anything is
+    allocated: the model's parameters are counted on PyTorch's meta device (one and two
+    layers, the rest extrapolated, so a huge depth costs nothing to count), then
+    :func:`~llm_playground.training.model.training_memory` adds gradients, AdamW's moments
+    and the activations (at 2 bytes a value, the smallest of the precisions)."""
+    from dataclasses import replace
+
+    from llm_playground.training.model import model_summary, training_memory
+
+    model = config.model
+    if model.kind == "gpt" and model.n_layer > 2:
+        one = model_summary(replace(model, n_layer=1)).total_parameters
+        two = model_summary(replace(model, n_layer=2)).total_parameters
+        parameters = one + (model.n_layer - 1) * (two - one)
+    else:
+        parameters = model_summary(model).total_parameters
+    return sum(training_memory(model, parameters, config.batch_size, bytes_per_value=2).values())
+
+
+def check_memory(config) -> None:
+    """Refuse at once, with the estimate, a run whose model cannot fit in the memory this
+    machine has free (rather than an out-of-memory error after a long allocation)."""
+    from llm_playground.core.hardware import resolve_device
+
+    device = resolve_device(config.device)
+    needed = training_bytes(config)
+    if not device.startswith("cuda"):  # processes started by torchrun share the memory
+        needed *= max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    free = available_memory(device)
+    if free is not None and needed > free:
+        where = "the GPU" if device.startswith("cuda") else "this machine"
+        raise UserError(
+            f"this run needs about {_gib(needed)} of memory (weights, gradients, AdamW state "
+            f"and activations at batch size {config.batch_size}) but {where} has "
+            f"{_gib(free)} free: lower --n-layer, --n-embd, --block-size or --batch-size"
+        )
+
+
 def train_command(args: argparse.Namespace) -> int:
     from llm_playground.cli.progress import Wording, render
     from llm_playground.training.engine import run_training
     from llm_playground.training.events import TrainEval
 
     config = build_config(args)
+    check_memory(config)
     _check_output(args)
 
     def metric_line(e) -> str:
@@ -265,10 +329,15 @@ def train_command(args: argparse.Namespace) -> int:
 def sample_command(args: argparse.Namespace) -> int:
     import torch
 
+    from llm_playground.generation.config import MAX_NEW_TOKENS
     from llm_playground.training.checkpoints import load_checkpoint
 
     if args.max_new_tokens is None or args.max_new_tokens < 0:
         raise UserError(f"--max-new-tokens must be 0 or more, not {args.max_new_tokens}")
+    if args.max_new_tokens > MAX_NEW_TOKENS:  # the same limit as generate's
+        raise UserError(
+            f"--max-new-tokens must be at most {MAX_NEW_TOKENS:,}, not {args.max_new_tokens:,}"
+        )
     if not math.isfinite(args.temperature) or args.temperature < 0:
         raise UserError(f"--temperature must be 0 (greedy) or more, not {args.temperature}")
     if args.top_k is not None and args.top_k <= 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,6 +170,8 @@ def check_new_path(path: str | os.PathLike, what: str = "the output") -> Path:
         ancestor = ancestor.parent
     if not ancestor.is_dir():
         raise UserError(f"{what} {target} cannot be written: {ancestor} is not a folder")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise UserError(f"{what} {target} cannot be written: {ancestor} is not writable")
+    try:  # a real try (permissions alone say nothing to root or on a read-only mount)
+        os.rmdir(tempfile.mkdtemp(prefix=".write-check-", dir=ancestor))
+    except OSError as exc:
+        raise UserError(f"{what} {target} cannot be written: {exc.strerror or exc}") from None
     return target

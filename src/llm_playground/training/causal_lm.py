@@ -43,6 +43,10 @@ class CausalLMOutput:
     past_key_values: PrefixCache | None = None
 
 
+#: The context length a bigram table reports (it looks at the last token only).
+BIGRAM_POSITIONS = 1 << 20
+
+
 class PlaygroundCausalLM(nn.Module):
     """Wraps a :class:`~llm_playground.training.model.GPT` in the causal-LM call convention."""
 
@@ -51,7 +55,8 @@ class PlaygroundCausalLM(nn.Module):
         self.gpt = gpt
         c = gpt.config
         self.config = SimpleNamespace(
-            n_positions=c.block_size,
+            # a bigram table reads one token only: any prompt and answer length fits
+            n_positions=c.block_size if c.kind == "gpt" else BIGRAM_POSITIONS,
             vocab_size=c.vocab_size,
             model_type="llm-playground-gpt",
             architecture=c.to_dict(),
@@ -71,7 +76,7 @@ class PlaygroundCausalLM(nn.Module):
         ids = (
             input_ids if past_key_values is None else torch.cat((past_key_values.ids, input_ids), 1)
         )
-        window = ids[:, -self.gpt.config.block_size :]
+        window = ids[:, -self.gpt.config.block_size :] if self.gpt.config.kind == "gpt" else ids
         logits, _ = self.gpt(window)
         logits = logits[:, -new:]
         if logits_to_keep:
@@ -82,14 +87,21 @@ class PlaygroundCausalLM(nn.Module):
 
 
 def load_causal_lm(
-    folder: str | Path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu"
+    folder: str | Path,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device = "cpu",
+    *,
+    allow_bigram: bool = False,
 ) -> tuple[PlaygroundCausalLM, Any]:
-    """The model and a ``transformers`` tokenizer of a Lab 2 checkpoint folder."""
+    """The model and a ``transformers`` tokenizer of a Lab 2 checkpoint folder.
+
+    A bigram table is refused unless ``allow_bigram`` (``generate --checkpoint`` decodes
+    with it; the other labs list GPTs only)."""
     from llm_playground.core.errors import UserError
     from llm_playground.training.checkpoints import hf_tokenizer, load_checkpoint
 
     ckpt = load_checkpoint(folder, device=device)
-    if ckpt.config.model.kind != "gpt":
+    if ckpt.config.model.kind != "gpt" and not allow_bigram:
         raise UserError(f"{folder} holds a bigram table, which the other labs cannot use")
     tokenizer = hf_tokenizer(ckpt.tokenizer)
     if tokenizer is None:
