@@ -35,6 +35,8 @@ COMMAND_MODULES = (
     "generate",
     "finetune",
     "prefs",
+    "reward",
+    "rl",
     "evaluate",
     "inspect",
     "models",

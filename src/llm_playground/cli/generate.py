@@ -102,6 +102,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="with --json, list each step's K most likely tokens and what removed them",
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--best-of",
+        type=int,
+        default=0,
+        metavar="N",
+        help="sample N answers (seeds SEED, SEED+1, ...) and keep the one --reward scores highest",
+    )
+    parser.add_argument("--reward", metavar="DIR", help="the reward model folder of --best-of")
     parser.set_defaults(func=generate_command)
 
 
@@ -147,6 +155,7 @@ def generate_command(args: argparse.Namespace) -> int:
         raise UserError(f"--candidates must be at most 1000, got {args.candidates}")
     if not args.prompt.strip():
         raise UserError("the prompt is empty")
+    _check_best_of(args, config)
     from transformers.utils import logging as hf_logging
 
     from llm_playground.generation.registry import find_model, load_model
@@ -162,6 +171,8 @@ def generate_command(args: argparse.Namespace) -> int:
     draft = None
     if config.speculative == "draft":
         draft = at_precision(load_model(find_model(config.draft_model)), args.precision)
+    if args.best_of:
+        return _best_of(args, loaded, config)
     result = generate(
         loaded,
         args.prompt,
@@ -211,3 +222,36 @@ def _load_bigram(folder: Path):
     )
     return LoadedModel(info=info, model=model, tokenizer=tokenizer)
 
+
+def _check_best_of(args: argparse.Namespace, config) -> None:
+    """--best-of and --reward go together; bad values fail before any model loads."""
+    if not args.best_of and args.reward is None:
+        return
+    if not args.best_of or args.reward is None:
+        raise UserError("--best-of N and --reward DIR go together")
+    from llm_playground.finetuning.best_of import check_best_of
+    from llm_playground.finetuning.reward import check_reward_dir
+
+    try:
+        check_best_of(args.best_of, config.strategy)
+    except UserError as exc:
+        raise UserError(f"--best-of: {exc}") from None
+    check_reward_dir(args.reward)
+
+
+def _best_of(args: argparse.Namespace, loaded, config) -> int:
+    """Sample --best-of answers, score them with --reward, print the best (and all with --json)."""
+    from llm_playground.finetuning.best_of import best_of_n
+    from llm_playground.finetuning.reward import load_reward_model
+
+    reward_model = load_reward_model(args.reward)
+    chat = False if args.no_chat_template else None
+    outcome = best_of_n(loaded, args.prompt, args.best_of, reward_model, config, chat_template=chat)
+    if args.json:
+        record = outcome.results[outcome.best_index].to_dict()
+        record["best_of"] = [{"text": c.text, "score": c.score} for c in outcome.candidates]
+        record["text"] = outcome.best.text
+        print(json.dumps(record, ensure_ascii=False))
+    else:
+        print(outcome.best.text)
+    return 0
