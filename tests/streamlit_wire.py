@@ -75,10 +75,14 @@ class Session:
     def close(self) -> None:
         self._stack.close()
 
-    def run(self, widgets: list[WidgetState] | None = None, timeout: float = 30) -> list:
-        """Run the script (with these widget values); the ForwardMsgs of that run."""
+    def run(
+        self, widgets: list[WidgetState] | None = None, timeout: float = 30, page: str = ""
+    ) -> list:
+        """Run the script (with these widget values, on the page of this script hash); the
+        ForwardMsgs of that run."""
         msg = BackMsg()
         msg.rerun_script.query_string = ""
+        msg.rerun_script.page_script_hash = page
         msg.rerun_script.widget_states.widgets.extend(widgets or [])
         self.ws.send(msg.SerializeToString())
         return self.until_finished(timeout)
@@ -130,3 +134,12 @@ def texts(messages: list) -> str:
         elif kind == "exception":
             out.append("EXCEPTION " + element.exception.message)
     return "\n".join(out)
+
+
+def page_hash(messages: list, title: str) -> str:
+    """The script hash of the page called ``title`` in the latest navigation message."""
+    navigation = [m.navigation for m in messages if m.WhichOneof("type") == "navigation"]
+    for app_page in navigation[-1].app_pages:
+        if app_page.page_name == title:
+            return app_page.page_script_hash
+    raise AssertionError(f"no page {title!r}")

@@ -384,9 +384,14 @@ def test_serve_on_the_ipv6_loopback_in_brackets(tmp_path):
             probe.bind(("::1", 0))
     except OSError:
         pytest.skip("this machine has no IPv6 loopback")
+    from streamlit_wire import http_request
+
     proc, port = _start_serve(tmp_path, "--host", "[::1]", code=None, address="::1")
     try:
         assert _listening(proc, port) == {"::1"}
+        assert http_request(port, "/", address="::1")[0] == 200  # Host: [::1]:port
+        assert http_request(port, "/", address="::1", host=f"localhost:{port}")[0] == 200
+        assert http_request(port, "/", address="::1", host=f"rebind.example:{port}")[0] == 403
     finally:
         _stop(proc)
 

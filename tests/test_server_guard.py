@@ -30,7 +30,7 @@ from llm_playground.ui.server_guard import (
     parse_host,
     public_name,
 )
-from streamlit_wire import Session, elements, http_request, texts, widget_id
+from streamlit_wire import Session, elements, http_request, page_hash, texts, widget_id
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = "violet-harbour-42"
@@ -416,8 +416,8 @@ def test_crafted_gate_values_give_no_error_page_and_nothing_leaks(server):
             assert leak not in answer, leak
 
 
-def test_the_code_opens_the_labs_and_uploads(server):
-    port, _ = server
+def test_the_code_opens_the_labs_uploads_and_errors_stay_in_the_log(server):
+    port, log_path = server
     _, _, headers = http_request(port, "/_stcore/health")  # sets the XSRF cookie
     xsrf = headers["set-cookie"].split("_streamlit_xsrf=")[1].split(";")[0]
     session, code_id, enter_id = _gate_session(port)
@@ -448,5 +448,16 @@ def test_the_code_opens_the_labs_and_uploads(server):
             },
         )
         assert status == 204, message
+        # a page that fails (a crafted value Streamlit itself cannot read) says so briefly;
+        # the traceback goes to the server's log only
+        lab1 = page_hash(page, "Lab 1 · Tokenizer")
+        tokenizer = session.run(page=lab1)
+        example = widget_id(tokenizer, "selectbox")
+        failed = session.run([WidgetState(id=example, json_value="{not json")], page=lab1)
+        assert [e.WhichOneof("type") for e in elements(failed)] == ["alert"]
+        assert "Something went wrong on the server" in texts(failed)
+        for leak in (str(ROOT).encode(), b"site-packages", b"Traceback", b"JSONDecodeError"):
+            assert leak not in b"".join(session.raw), leak
+        assert "JSONDecodeError" in log_path.read_text()
     finally:
         session.close()

@@ -1,5 +1,8 @@
 """LLM Playground web app: ``llm-playground serve`` (or ``streamlit run src/llm_playground/ui/app.py``).
 
+``serve`` runs it through ``app_server.py``, behind the server guard (``server_guard.py``:
+only this server's names, no uploads before the access code, no error details).
+
 ``st.navigation`` holds one page per lab; each page is a thin file in ``labs/`` that
 calls the library. (The folder is deliberately not called ``pages/``: Streamlit treats a
 ``pages/`` folder beside the main script as an old-style page list and shows file names
