@@ -93,6 +93,14 @@ def test_text_report_and_a_snapshot_step(cli, run):
     assert "previous-token: layer" in proc.stdout and "after layer 1 (the output)" in proc.stdout
 
 
+def test_a_run_by_name_in_the_playground_home(cli, run, playground_home):
+    import shutil
+
+    shutil.copytree(run, playground_home / "runs" / "my-run")
+    out = _json(cli("inspect", "--model", "my-run", "--step", "2", "--prompt", "the", "--json"))
+    assert out["tokens"] == ["t", "h", "e"] and len(out["lens"]) == 3
+
+
 @pytest.mark.parametrize(
     ("args", "words"),
     [

@@ -4,6 +4,7 @@ and embedding maps, on tiny models built here and on SmolLM2."""
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -160,16 +161,34 @@ def test_gpt_lens_entry_by_hand():
     )
 
 
-def test_gpt_attention_equals_transformers_eager_attention_of_its_gpt2_export():
+def test_gpt_inspection_equals_that_of_its_gpt2_export_under_transformers():
+    """The explicit path against transformers' eager attention, and the whole inspection
+    (residual stream, lens) of the same weights as a transformers GPT-2 model."""
     model = inspected_gpt(**CLASSIC)
     ids = ids_of("the quick brown fox", model)
-    result = inspect(model, ids)
-    hf = to_hf_model(model.model)
-    hf.set_attn_implementation("eager")
-    with torch.no_grad():
-        out = hf(torch.tensor([ids]), output_attentions=True)
-    expected = torch.stack(out.attentions)[:, 0].numpy()
-    np.testing.assert_allclose(result.attention, expected, atol=1e-5)
+    ours = inspect(model, ids, top_k=3, ablations=["1.2"])
+    exported = from_loaded(loaded_hf(to_hf_model(model.model), hf_tokenizer(model.tokenizer)))
+    assert (exported.architecture, exported.n_layers, exported.n_heads) == ("hf", 2, 4)
+    theirs = inspect(exported, ids, top_k=3, ablations=["1.2"])
+    np.testing.assert_allclose(ours.attention, theirs.attention, atol=1e-5)
+    np.testing.assert_allclose(ours.residual, theirs.residual, atol=1e-4)
+    np.testing.assert_array_equal(ours.lens_ids, theirs.lens_ids)
+    np.testing.assert_allclose(ours.lens_probs, theirs.lens_probs, atol=1e-4)
+    assert ours.loss == pytest.approx(theirs.loss, abs=1e-4) and ours.loss != ours.base_loss
+    assert ours.tokens == theirs.tokens == list("the quick brown fox")
+
+
+def test_json_written_in_pieces_equals_the_object():
+    import io
+
+    result = induction_probe(inspected_gpt(**CLASSIC), 5, seed=2, ablations=["0.mlp"])
+    stream = io.StringIO()
+    result.write_json(stream)
+    assert json.loads(stream.getvalue()) == result.to_json()
+    assert list(result.to_json()) == [
+        "ids", "tokens", "n_layers", "n_heads", "attention", "lens", "head_scores", "probe",
+        "ablated", "loss",
+    ]  # fmt: skip
 
 
 # --- transformers models ------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from llm_playground.cli import example, int_at_least
 
@@ -88,7 +89,7 @@ def inspect_command(args: argparse.Namespace) -> int:
         ids = encode_prompt(model, args.prompt, chat_template=chat)
         result = inspect(model, ids, top_k=args.top_k, ablations=ablations)
     if args.json:
-        print(json.dumps(result.to_json(), ensure_ascii=False))
+        result.write_json(sys.stdout)
     else:
         print("\n".join(describe(result)))
     return 0

@@ -6,9 +6,10 @@ torch); :meth:`Inspection.to_json` is the ``llm-playground inspect --json`` obje
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 
@@ -93,6 +94,23 @@ class Inspection:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object of ``llm-playground inspect --json``."""
+        out = self._json_without_attention()
+        ordered = {key: out[key] for key in ("ids", "tokens", "n_layers", "n_heads")}
+        ordered["attention"] = _rounded(self.attention)
+        ordered.update((key, value) for key, value in out.items() if key not in ordered)
+        return ordered
+
+    def write_json(self, stream: TextIO) -> None:
+        """:meth:`to_json` written to ``stream`` as one line, the attention one layer at a
+        time (a long probe's maps are far larger as Python lists than as an array)."""
+        out = self._json_without_attention()
+        head = {key: out.pop(key) for key in ("ids", "tokens", "n_layers", "n_heads")}
+        stream.write(json.dumps(head, ensure_ascii=False)[:-1] + ', "attention": [')
+        for layer in range(self.n_layers):
+            stream.write((", " if layer else "") + json.dumps(_rounded(self.attention[layer])))
+        stream.write("], " + json.dumps(out, ensure_ascii=False)[1:] + "\n")
+
+    def _json_without_attention(self) -> dict[str, Any]:
         lens = [
             [
                 {
@@ -115,12 +133,8 @@ class Inspection:
             "tokens": list(self.tokens),
             "n_layers": self.n_layers,
             "n_heads": self.n_heads,
-            "attention": np.round(self.attention.astype(np.float64), JSON_DIGITS).tolist(),
             "lens": lens,
-            "head_scores": {
-                role: np.round(scores.astype(np.float64), JSON_DIGITS).tolist()
-                for role, scores in self.head_scores.items()
-            },
+            "head_scores": {role: _rounded(scores) for role, scores in self.head_scores.items()},
         }
         if self.probe is not None:
             out["probe"] = {"prefix": self.probe.prefix, "n": self.probe.n}
@@ -128,6 +142,11 @@ class Inspection:
             out["ablated"] = list(self.ablated)
             out["loss"] = {"base": self.base_loss, "ablated": self.loss}
         return out
+
+
+def _rounded(array: np.ndarray) -> list:
+    """Nested lists of floats rounded to :data:`JSON_DIGITS` decimals."""
+    return np.round(array.astype(np.float64), JSON_DIGITS).tolist()
 
 
 def _ablations(model: InspectedModel, ablations: Sequence[Ablation | str]) -> list[Ablation]:
