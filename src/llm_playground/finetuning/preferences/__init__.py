@@ -1,7 +1,8 @@
 """Human preference votes (Lab 4): the vote store, its exports and the ratings.
 
+- :mod:`.votes`    one vote (:class:`Vote`) and the choices a person can make;
 - :mod:`.store`    votes as tables of the playground database (:class:`PreferenceStore`,
-  :class:`Vote`, :class:`Pair` and :func:`make_pair` for blind A/B pairs);
+  :class:`Pair` and :func:`make_pair` for blind A/B pairs), with its exports and ratings;
 - :mod:`.export`   TRL preference files and datasets out, preference pairs back in
   (:func:`read_preference_pairs`, the one reader of DPO's input);
 - :mod:`.ratings`  win rates, Bradley–Terry ratings with intervals, online Elo.
@@ -27,16 +28,14 @@ from llm_playground.finetuning.preferences.ratings import (
     win_matrix,
 )
 from llm_playground.finetuning.preferences.store import (
-    CHOICES,
-    SCHEMA_VERSION,
     VOTE_TABLES,
     Pair,
     PreferenceStore,
-    Vote,
     make_pair,
     normalise_choice,
     resolve_db_path,
 )
+from llm_playground.finetuning.preferences.votes import CHOICES, SCHEMA_VERSION, Vote
 
 __all__ = [
     "APPLICATION_ID",

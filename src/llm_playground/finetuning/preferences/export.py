@@ -26,7 +26,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from llm_playground.core.errors import UserError
 from llm_playground.finetuning.outputs import (
@@ -36,9 +36,7 @@ from llm_playground.finetuning.outputs import (
     temp_dir_beside,
     write_text_files,
 )
-
-if TYPE_CHECKING:
-    from llm_playground.finetuning.preferences.store import PreferenceStore, Vote
+from llm_playground.finetuning.preferences.votes import Vote, VoteSource
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +133,7 @@ def to_jsonl(records: Iterable[dict]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
 
 
-def jsonl_text(store: PreferenceStore, ties: str = "separate") -> tuple[str, str | None]:
+def jsonl_text(store: VoteSource, ties: str = "separate") -> tuple[str, str | None]:
     """The export as text, for a download: (main file, ties file or None)."""
     main, side, _ = preference_records(store.list_votes(), ties)
     return to_jsonl(main), (to_jsonl(side) if ties == "separate" else None)
@@ -156,12 +154,12 @@ def _result(out: Path, ties: str, counts: dict, ties_path: Path | None) -> Expor
 # --- files ----------------------------------------------------------------------------------
 
 
-def _protected(store: PreferenceStore) -> set[Path]:
+def _protected(store: VoteSource) -> set[Path]:
     db = store.path.resolve()
     return {db} | {db.with_name(db.name + s) for s in ("-wal", "-shm", "-journal")}
 
 
-def check_export_path(store: PreferenceStore, out_path: str | os.PathLike, force: bool) -> Path:
+def check_export_path(store: VoteSource, out_path: str | os.PathLike, force: bool) -> Path:
     """A file the export may write: not a folder, not the database, new unless ``force``."""
     if str(out_path).strip() == "":
         raise UserError("the output path is empty")
@@ -174,7 +172,7 @@ def check_export_path(store: PreferenceStore, out_path: str | os.PathLike, force
 
 
 def export_jsonl(
-    store: PreferenceStore, out_path: str | os.PathLike, ties: str = "separate", *, force=False
+    store: VoteSource, out_path: str | os.PathLike, ties: str = "separate", *, force=False
 ) -> ExportResult:
     """Write the TRL preference file (and the ties file), atomically."""
     check_ties(ties)
@@ -198,7 +196,7 @@ def export_jsonl(
     return result
 
 
-def check_dataset_dir(store: PreferenceStore, out_dir: str | os.PathLike, force: bool) -> Path:
+def check_dataset_dir(store: VoteSource, out_dir: str | os.PathLike, force: bool) -> Path:
     """A folder the dataset may be saved to: new or empty, or (with ``force``) a dataset."""
     if str(out_dir).strip() == "":
         raise UserError("the output folder is empty")
@@ -219,7 +217,7 @@ def check_dataset_dir(store: PreferenceStore, out_dir: str | os.PathLike, force:
 
 
 def export_dataset(
-    store: PreferenceStore, out_dir: str | os.PathLike, ties: str = "drop", *, force=False
+    store: VoteSource, out_dir: str | os.PathLike, ties: str = "drop", *, force=False
 ) -> ExportResult:
     """Save the A/B votes as a Hugging Face ``datasets`` Dataset (``save_to_disk``) with
     string columns ``prompt``, ``chosen``, ``rejected`` (and ``label`` when

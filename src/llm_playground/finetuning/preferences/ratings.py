@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from llm_playground.finetuning.preferences.store import CHOICES, SCHEMA_VERSION, Vote
+from llm_playground.finetuning.preferences.votes import CHOICES, SCHEMA_VERSION, Vote
 
 if TYPE_CHECKING:  # numpy is imported where ratings are computed, not to store a vote
     import numpy as np

@@ -37,10 +37,9 @@ from typing import Any
 
 from llm_playground.core.db import Database, TableSet, db_error, inspect, utc_now
 from llm_playground.core.errors import UserError
+from llm_playground.finetuning.preferences import export, ratings
+from llm_playground.finetuning.preferences.votes import CHOICES, SCHEMA_VERSION, Vote
 
-#: Version of the vote tables; a database with a larger one is refused.
-SCHEMA_VERSION = 1
-CHOICES = ("a", "b", "tie", "both-bad")
 MAX_TEXT_CHARS = 1_000_000
 #: The table where vote databases of earlier releases kept their schema version.
 LEGACY_META_TABLE = "prefs_meta"
@@ -87,37 +86,6 @@ _INSERT = (
 
 
 # --- records ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Vote:
-    """One stored vote, as the person saw it (A on the left, B on the right)."""
-
-    id: int
-    uid: str
-    prompt: str
-    response_a: str
-    response_b: str
-    model_a: str | None
-    model_b: str | None
-    choice: str
-    comment: str
-    created_at: str
-    session_id: str
-
-    @property
-    def winner(self) -> str | None:
-        """The model that was preferred (None for a tie, both bad, or an unnamed model)."""
-        return {"a": self.model_a, "b": self.model_b}.get(self.choice)
-
-    @property
-    def chosen(self) -> str | None:
-        """The preferred response, or None when the vote carries no preference."""
-        return {"a": self.response_a, "b": self.response_b}.get(self.choice)
-
-    @property
-    def rejected(self) -> str | None:
-        return {"a": self.response_b, "b": self.response_a}.get(self.choice)
 
 
 @dataclass(frozen=True)
@@ -424,40 +392,30 @@ class PreferenceStore:
     # export and statistics (see .export and .ratings) -------------------------------------
 
     def preference_records(self, ties: str = "separate") -> tuple[list[dict], list[dict], dict]:
-        from llm_playground.finetuning.preferences.export import preference_records
-
-        return preference_records(self.list_votes(), ties)
+        return export.preference_records(self.list_votes(), ties)
 
     def jsonl_text(self, ties: str = "separate") -> tuple[str, str | None]:
-        from llm_playground.finetuning.preferences.export import jsonl_text
-
-        return jsonl_text(self, ties)
+        return export.jsonl_text(self, ties)
 
     def export_jsonl(
         self, out_path: str | os.PathLike, ties: str = "separate", *, force: bool = False
     ):
-        from llm_playground.finetuning.preferences.export import export_jsonl
-
-        return export_jsonl(self, out_path, ties, force=force)
+        return export.export_jsonl(self, out_path, ties, force=force)
 
     def export_dataset(
         self, out_dir: str | os.PathLike, ties: str = "drop", *, force: bool = False
     ):
-        from llm_playground.finetuning.preferences.export import export_dataset
-
-        return export_dataset(self, out_dir, ties, force=force)
+        return export.export_dataset(self, out_dir, ties, force=force)
 
     def stats(self, *, bootstrap: int = 0, seed: int = 0, elo_k: float = 32.0) -> dict:
         """Everything the statistics page shows, JSON-serialisable (see
         :func:`llm_playground.finetuning.preferences.ratings.compute_stats`)."""
-        from llm_playground.finetuning.preferences.ratings import compute_stats
-
-        out = compute_stats(self.vote_outcomes(), bootstrap=bootstrap, seed=seed, elo_k=elo_k)
+        out = ratings.compute_stats(
+            self.vote_outcomes(), bootstrap=bootstrap, seed=seed, elo_k=elo_k
+        )
         out["db"] = str(self.path)
         return out
 
     def ratings(self, *, bootstrap: int = 0, seed: int = 0) -> list:
         """Bradley–Terry ratings per model, best first (the leaderboard's human rating)."""
-        from llm_playground.finetuning.preferences.ratings import ratings_from_votes
-
-        return ratings_from_votes(self.vote_outcomes(), bootstrap=bootstrap, seed=seed)
+        return ratings.ratings_from_votes(self.vote_outcomes(), bootstrap=bootstrap, seed=seed)
