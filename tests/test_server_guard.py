@@ -362,7 +362,15 @@ def test_metrics_are_refused_before_the_code(server):
     assert status == 404 and b"cache" not in body.lower()
 
 
+def _xsrf_headers(port: int) -> dict[str, str]:
+    """The XSRF cookie and header a page of this server sends with an upload."""
+    _, _, headers = http_request(port, "/_stcore/health")  # sets the XSRF cookie
+    xsrf = headers["set-cookie"].split("_streamlit_xsrf=")[1].split(";")[0]
+    return {"Cookie": f"_streamlit_xsrf={xsrf}", "X-Xsrftoken": xsrf}
+
+
 def test_an_upload_before_the_code_is_refused_by_the_server(server):
+    """The audit's upload: a valid session id and XSRF token, no code typed."""
     port, _ = server
     session, _, _ = _gate_session(port)
     try:
@@ -377,7 +385,10 @@ def test_an_upload_before_the_code_is_refused_by_the_server(server):
             f"/_stcore/upload_file/{session_id}/f1",
             method="PUT",
             body=body,
-            headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+            headers={
+                "Content-Type": f"multipart/form-data; boundary={boundary}",
+                **_xsrf_headers(port),
+            },
         )
         assert status == 403 and b"access code" in message
     finally:
@@ -418,8 +429,6 @@ def test_crafted_gate_values_give_no_error_page_and_nothing_leaks(server):
 
 def test_the_code_opens_the_labs_uploads_and_errors_stay_in_the_log(server):
     port, log_path = server
-    _, _, headers = http_request(port, "/_stcore/health")  # sets the XSRF cookie
-    xsrf = headers["set-cookie"].split("_streamlit_xsrf=")[1].split(";")[0]
     session, code_id, enter_id = _gate_session(port)
     try:
         page = session.run(
@@ -443,8 +452,7 @@ def test_the_code_opens_the_labs_uploads_and_errors_stay_in_the_log(server):
             body=body,
             headers={
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
-                "Cookie": f"_streamlit_xsrf={xsrf}",
-                "X-Xsrftoken": xsrf,
+                **_xsrf_headers(port),
             },
         )
         assert status == 204, message
