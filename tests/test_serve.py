@@ -307,6 +307,27 @@ def test_the_gate_reads_a_crafted_value_as_a_wrong_try(monkeypatch):
     assert at.text_input(key="gate_code") is not None
 
 
+def test_the_gate_survives_a_widget_that_fails_to_read_its_value(monkeypatch):
+    """Whatever Streamlit raises while reading the password field, the gate page stays."""
+    import streamlit as st
+
+    monkeypatch.setenv(ENV_CODE, CODE)
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+
+    def unreadable(*args, **kwargs):
+        raise ValueError("a widget value no browser sends")
+
+    monkeypatch.setattr(st, "text_input", unreadable)
+    at.run()
+    assert not at.exception and "Lab 1 · Tokenizer" not in _lab_text(at)
+    assert any("access code" in m.value for m in at.markdown)
+    monkeypatch.undo()
+    monkeypatch.setenv(ENV_CODE, CODE)
+    monkeypatch.setattr(gate, "KEEPER", Gatekeeper())
+    _wrong_try(at.run(), CODE)  # the form is back and works
+    assert "Lab 1 · Tokenizer" in _lab_text(at)
+
+
 def test_the_gate_says_when_wrong_tries_are_throttled_and_delays_them(monkeypatch):
     monkeypatch.setenv(ENV_CODE, CODE)
     monkeypatch.setattr(gate, "KEEPER", Gatekeeper(limiter=WrongTryLimiter(limit=1, spacing_s=1.0)))
