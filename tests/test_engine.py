@@ -9,7 +9,7 @@ from llm_playground.core import hardware
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
 from llm_playground.training.config import preset
-from llm_playground.training.engine import resolve_device, resolve_dtype, run_training
+from llm_playground.training.engine import resolve_device, run_training
 from llm_playground.training.events import TrainDone, TrainEval, TrainStarted, TrainStep
 
 
@@ -174,22 +174,20 @@ def test_bad_data_and_settings_become_error_events(tmp_path):
     assert "unknown tokenizer" in run(tiny(tokenizer="nope"))[-1].message
 
 
-def test_device_and_dtype_choices():
+def test_device_choices_and_the_bf16_instruction_rule():
     assert resolve_device("cpu") == "cpu"
     if not torch.cuda.is_available():
         assert resolve_device("auto") == "cpu"
         with pytest.raises(UserError, match="no CUDA GPU"):
             resolve_device("cuda")
-    assert resolve_dtype("float32", "cpu") == torch.float32
-    assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
-    auto = resolve_dtype("auto", "cpu")
-    assert auto == (torch.bfloat16 if hardware.bf16_is_fast("cpu") else torch.float32)
-    if hardware.has_bf16_instructions() is False:
-        assert auto == torch.float32  # emulated bf16 is never chosen, however the probe ran
+    assert hardware.pick_dtype("float32", "cpu") == torch.float32
+    assert hardware.pick_dtype("bfloat16", "cpu") == torch.bfloat16
     no_bf16 = {"avx2": True, "avx512f": True, "avx512_bf16": False, "amx_bf16": False}
     if hardware.has_bf16_instructions(no_bf16) is not None:  # an x86 machine
         assert hardware.has_bf16_instructions(no_bf16) is False
         assert hardware.has_bf16_instructions({**no_bf16, "amx_bf16": True}) is True
+    if hardware.has_bf16_instructions() is False:
+        assert hardware.bf16_supported("cpu")[0] is False  # emulated bf16 is never timed
 
 
 def test_bf16_autocast_trains():

@@ -1,18 +1,22 @@
 """The one place that decides where a model runs and in which number format.
 
 - :func:`resolve_device`: ``auto`` takes a CUDA GPU when PyTorch sees one, else the CPU.
-- :func:`bf16_is_fast`: the one rule for bfloat16. On a GPU, bf16 when the GPU supports
-  it. On a CPU, one short measured probe (cached for the process): a matrix product in
-  fp32 and in bf16; bf16 counts as fast when it runs at least :data:`BF16_MIN_SPEEDUP`
-  times as fast as fp32. CPUs with AMX or AVX-512 BF16 pass easily (2-10x). An x86 CPU
-  without those instructions emulates bf16 (one to two orders of magnitude slower), so
-  it is never chosen there, whatever a timing on a busy machine says. The flags are a
-  necessary condition, not a sufficient one: a flag says an instruction exists, not
-  that PyTorch's kernels use it for these shapes, so the probe still decides.
-- :func:`pick_dtype`: ``auto`` / ``float32`` / ``bfloat16`` to a ``torch.dtype`` by that rule;
-  training, fine-tuning and perplexity all ask here.
-- :func:`newton_schulz_dtype`: the number format of Muon's Newton-Schulz iteration
-  (bf16 where it is fast, fp32 elsewhere).
+- :func:`decide_precision`: the one rule for float32 against bfloat16 ("auto"). A decision
+  is taken on the work it is for: the caller hands in one step of that work (a few
+  training steps of this model at this batch and block size, a few decoding steps, one
+  perplexity window) and the step is timed in each precision, after a warm-up call of
+  each, in interleaved rounds keeping each precision's fastest. bf16 is chosen only when
+  it runs at least :data:`PRECISION_MIN_SPEEDUP` times as fast (a margin, so that two
+  nearly equal precisions do not flip from run to run). Where bf16 is not supported (an
+  x86 CPU without AVX-512 BF16 or AMX emulates it, one to two orders of magnitude slower;
+  a GPU without bf16) it is float32 without measuring. Each decision is kept for the
+  process by the shape of the work (:class:`WorkKey`), and, where the caller names a
+  file, for the machine (CPU model, torch version and thread count in the key).
+  A single big matrix product is no stand-in: on a 2-core Xeon with AMX one measured
+  2.91x faster in bf16 while a 128-wide GPT's training steps ran 1.2-1.45x slower.
+- :func:`pick_dtype`: ``float32`` / ``bfloat16`` as asked; ``auto`` for callers that have no
+  work to time (fine-tuning) by :func:`bf16_is_fast`, a matrix-product probe
+  (:func:`probe_cpu_bf16`). Training, decoding and perplexity decide on their own work.
 - :func:`input_major_is_faster`: the weight layout for batch-1 decoding. ``nn.Linear``
   stores a weight as [out, in]; some CPU BLAS libraries multiply a single row by an
   [in, out] matrix markedly faster (the same numbers, read in another order). One short
@@ -29,17 +33,31 @@
 from __future__ import annotations
 
 import functools
+import json
+import math
 import os
 import platform
+import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from llm_playground.core.errors import UserError
 
-#: bf16 is used on a CPU only when its measured matrix product is at least this much faster.
+#: The proxy probe (:func:`probe_cpu_bf16`) counts bf16 as fast from this speed-up on.
 BF16_MIN_SPEEDUP = 1.25
+#: ``auto`` takes bf16 for a piece of work only when its timed steps run this much faster.
+PRECISION_MIN_SPEEDUP = 1.1
+#: Timed rounds per precision after the warm-up; each precision's fastest round counts.
+PRECISION_ROUNDS = 3
+#: The two precisions ``auto`` chooses between, by their torch names.
+PRECISIONS = ("float32", "bfloat16")
+#: The machine cache of precision decisions, a file in the playground home.
+PRECISION_CACHE_FILE = "precision.json"
+#: Machine-cache entries older than this many days are measured again.
+PRECISION_CACHE_DAYS = 7
 #: The CPU instruction-set flags that decide how fast training runs.
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")
 #: Shape of the probe's matrix product (rows, inner, columns): a small GPT's MLP layer.
@@ -245,7 +263,8 @@ def has_bf16_instructions(flags: dict[str, bool] | None = None) -> bool | None:
 
 
 def bf16_is_fast(device: str = "cpu") -> bool:
-    """The one rule: bf16 where the GPU supports it, or where the CPU probe measures it fast."""
+    """The proxy rule, for work that has nothing of its own to time (fine-tuning): bf16
+    where the GPU supports it, or where the CPU's matrix-product probe measures it fast."""
     import torch
 
     if device.startswith("cuda"):
@@ -256,7 +275,8 @@ def bf16_is_fast(device: str = "cpu") -> bool:
 
 
 def pick_dtype(requested: str = "auto", device: str = "cpu") -> Any:
-    """``float32``/``bfloat16`` as asked, or for ``auto`` bf16 exactly where it is fast."""
+    """``float32``/``bfloat16`` as asked, or for ``auto`` the proxy rule :func:`bf16_is_fast`
+    (training, decoding and perplexity decide on their own work: :func:`decide_precision`)."""
     import torch
 
     if requested == "float32":
@@ -268,6 +288,235 @@ def pick_dtype(requested: str = "auto", device: str = "cpu") -> Any:
     return torch.bfloat16 if bf16_is_fast(device) else torch.float32
 
 
-def newton_schulz_dtype(device: str = "cpu") -> Any:
-    """Muon's orthogonalisation runs in bf16 where bf16 is fast, else in fp32."""
-    return pick_dtype("auto", device)
+# --- precision decided on the work itself ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkKey:
+    """The shape of a piece of work whose precision is decided: what it is (``train``,
+    ``newton-schulz``, ``decode``, ``perplexity``), its shape as sorted (name, value) pairs
+    (model size, batch, block...), and the device. Equal keys share one decision."""
+
+    kind: str
+    shape: tuple[tuple[str, Any], ...] = ()
+    device: str = "cpu"
+
+    @classmethod
+    def of(cls, kind: str, device: str = "cpu", **shape: Any) -> WorkKey:
+        return cls(kind, tuple(sorted(shape.items())), device)
+
+    def text(self) -> str:
+        shape = ", ".join(f"{name}={value}" for name, value in self.shape)
+        return f"{self.kind} on {self.device}: {shape}"
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """Which precision a piece of work runs in, and why.
+
+    ``ratio`` is float32's seconds over bfloat16's on the timed steps: bf16's speed as a
+    multiple of float32's (above 1: bf16 faster); None where nothing was measured.
+    ``measured`` says the work was timed (in this process or earlier on this machine).
+    """
+
+    dtype: str
+    ratio: float | None = None
+    seconds_fp32: float | None = None
+    seconds_bf16: float | None = None
+    measured: bool = False
+    reason: str = ""
+    requested: str = "auto"
+
+    @property
+    def torch_dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def summary(self) -> str:
+        """One line for a CLI or a page, e.g. ``bfloat16 (auto: bf16 measured 1.32x ...)``."""
+        if self.requested != "auto":
+            return f"{self.dtype} (as asked)"
+        if self.ratio is None:
+            return f"{self.dtype} (auto: {self.reason})"
+        return f"{self.dtype} (auto: bf16 ran at {self.ratio:.2f}x float32's speed {self.reason})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PrecisionChoice:
+        names = {name for name in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def asked_precision(requested: str) -> PrecisionChoice:
+    """The choice for an explicit ``float32`` or ``bfloat16``; anything else is refused."""
+    if requested not in PRECISIONS:
+        raise UserError(f"unknown dtype {requested!r}; choose auto, float32 or bfloat16")
+    return PrecisionChoice(dtype=requested, reason="as asked", requested=requested)
+
+
+def bf16_supported(device: str = "cpu") -> tuple[bool, str]:
+    """Whether bf16 is worth timing on ``device``, and if not, why (in words)."""
+    import torch
+
+    if device.startswith("cuda"):
+        if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return True, ""
+        return False, "this GPU has no bf16"
+    if has_bf16_instructions() is False:
+        return (
+            False,
+            "this CPU has no native bf16 (AVX-512 BF16 or AMX); emulated bf16 is far slower",
+        )
+    return True, ""
+
+
+#: The process cache of precision decisions, one per shape of work (see decide_precision).
+_PRECISION_DECISIONS: dict[WorkKey, PrecisionChoice] = {}
+_PRECISION_LOCK = threading.Lock()
+
+
+def clear_precision_decisions() -> None:
+    """Forget this process's precision decisions (tests; a machine whose load changed)."""
+    with _PRECISION_LOCK:
+        _PRECISION_DECISIONS.clear()
+
+
+def precision_cache_file() -> Path:
+    """The machine cache of precision decisions in the playground home."""
+    from llm_playground.core.paths import home
+
+    return home() / PRECISION_CACHE_FILE
+
+
+def decide_precision(
+    work: WorkKey,
+    run_step: Callable[[str], Any],
+    *,
+    timer: Callable[[], float] = time.perf_counter,
+    rounds: int = PRECISION_ROUNDS,
+    supported: bool | None = None,
+    cache_file: Path | None = None,
+) -> PrecisionChoice:
+    """float32 or bfloat16 for ``work``, by timing ``run_step`` in each (see the module doc).
+
+    ``run_step(dtype_name)`` runs one step of the work in ``"float32"`` or ``"bfloat16"``
+    and returns when it is done. The answer is kept for the process by ``work``; with a
+    ``cache_file`` it is also read from and written to that file for this machine.
+    ``supported`` overrides :func:`bf16_supported` (tests).
+    """
+    with _PRECISION_LOCK:
+        known = _PRECISION_DECISIONS.get(work)
+    if known is not None:
+        return known
+    why = ""
+    if supported is None:
+        supported, why = bf16_supported(work.device)
+    if not supported:
+        choice = PrecisionChoice(dtype="float32", reason=why or "bf16 is not supported here")
+    else:
+        choice = _read_machine_cache(cache_file, work) if cache_file else None
+        if choice is None:
+            step = _synchronised(run_step) if work.device.startswith("cuda") else run_step
+            choice = _time_precisions(step, timer, rounds)
+            if cache_file and choice.measured:
+                _write_machine_cache(cache_file, work, choice)
+    with _PRECISION_LOCK:
+        return _PRECISION_DECISIONS.setdefault(work, choice)
+
+
+def _synchronised(run_step: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``run_step`` that returns only when the GPU has finished its work."""
+    import torch
+
+    def step(dtype: str) -> None:
+        run_step(dtype)
+        torch.cuda.synchronize()
+
+    return step
+
+
+def _time_precisions(
+    run_step: Callable[[str], Any], timer: Callable[[], float], rounds: int
+) -> PrecisionChoice:
+    """Warm up each precision once, then ``rounds`` interleaved timings; fastest of each.
+
+    Interleaving keeps a burst of load on a shared machine from landing on one side only,
+    and the fastest round is the one least disturbed by it.
+    """
+    best = {name: math.inf for name in PRECISIONS}
+    run_step("float32")  # warm-up: the first calls build kernels and caches
+    try:
+        run_step("bfloat16")
+    except RuntimeError as exc:  # an operation of this work has no bf16 kernel here
+        return PrecisionChoice(dtype="float32", reason=f"bf16 failed on this work ({exc})")
+    for _ in range(max(1, rounds)):
+        for name in PRECISIONS:
+            start = timer()
+            run_step(name)
+            best[name] = min(best[name], timer() - start)
+    fp32, bf16 = best["float32"], best["bfloat16"]
+    ratio = fp32 / bf16 if bf16 > 0 else math.inf
+    faster = ratio >= PRECISION_MIN_SPEEDUP
+    rule = f"on this work; bf16 is taken from {PRECISION_MIN_SPEEDUP:g}x"
+    return PrecisionChoice(
+        dtype="bfloat16" if faster else "float32",
+        ratio=ratio,
+        seconds_fp32=fp32,
+        seconds_bf16=bf16,
+        measured=True,
+        reason=rule,
+    )
+
+
+def _machine_key(work: WorkKey) -> str:
+    import torch
+
+    return (
+        f"{cpu_model()} | torch {torch.__version__} | {torch.get_num_threads()} threads | "
+        f"{work.text()}"
+    )
+
+
+def _read_cache_entries(cache_file: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(cache_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def _read_machine_cache(cache_file: Path, work: WorkKey) -> PrecisionChoice | None:
+    """A decision measured earlier on this machine for this work, unless too old or unreadable."""
+    entry = _read_cache_entries(cache_file).get(_machine_key(work))
+    if not isinstance(entry, dict):
+        return None
+    age_days = (time.time() - float(entry.get("measured_at", 0))) / 86400
+    if not 0 <= age_days <= PRECISION_CACHE_DAYS:
+        return None
+    try:
+        choice = PrecisionChoice.from_dict(entry["choice"])
+    except (KeyError, TypeError):
+        return None
+    if choice.dtype not in PRECISIONS:
+        return None
+    when = time.strftime("%Y-%m-%d", time.localtime(float(entry["measured_at"])))
+    reason = f"on this work, measured on this machine on {when}"
+    return PrecisionChoice(**{**choice.to_dict(), "reason": reason, "measured": True})
+
+
+def _write_machine_cache(cache_file: Path, work: WorkKey, choice: PrecisionChoice) -> None:
+    """Add this decision to the machine cache: written to a temporary name, then renamed.
+    A cache that cannot be written is left alone (the decision still holds for the process)."""
+    entries = _read_cache_entries(cache_file)
+    entries[_machine_key(work)] = {"measured_at": time.time(), "choice": choice.to_dict()}
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+        temporary.write_text(json.dumps({"version": 1, "entries": entries}, indent=1), "utf-8")
+        os.replace(temporary, cache_file)
+    except OSError:
+        pass

@@ -65,8 +65,10 @@ def save_checkpoint(
     rng: dict[str, torch.Tensor] | None = None,
     export_hf: bool = True,
     target: dict[str, Any] | None = None,
+    precision: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint folder (see the module docstring); returns its path.
+    ``precision``: how the run's precision was decided (kept as ``precision``).
 
     Every file is written to a temporary name and renamed into place, the settings last,
     so a crash or a kill in the middle of a save leaves the previous checkpoint loadable.
@@ -97,6 +99,8 @@ def save_checkpoint(
         meta["hf_export_note"] = NO_HF_EXPORT
     if target is not None:
         meta["target"] = target
+    if precision is not None:
+        meta["precision"] = precision
     write_atomically(
         out / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp), metadata={"format": FORMAT})
     )

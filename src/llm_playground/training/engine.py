@@ -19,8 +19,10 @@ checkpoint, and stepped), and :meth:`Trainer.events` is the loop itself.
   (:mod:`llm_playground.training.snapshots`), for Lab 6 to show how its insides form.
 - Resumable: a checkpoint keeps the optimiser moments, the step and every random-number
   state, so a resumed run continues the same loss curve.
-- Hardware: :mod:`llm_playground.core.hardware` picks the device and decides by
-  measurement whether bf16 autocast is fast here.
+- Hardware: :mod:`llm_playground.core.hardware` picks the device; with ``dtype="auto"``
+  :mod:`llm_playground.training.precision` times a few throwaway steps of this very model,
+  batch and block size in float32 and in bf16 autocast (and Muon's Newton-Schulz in each)
+  and the run takes the faster; the decision is in ``TrainStarted`` and ``config.json``.
 - Distributed: launched by ``torchrun`` (``RANK``/``WORLD_SIZE`` set), every process draws the
   same global batch and trains on its own slice; gradients are averaged by
   ``DistributedDataParallel`` (gloo on CPU, NCCL on GPU); only rank 0 writes files.
@@ -57,6 +59,7 @@ from llm_playground.training.events import (
 )
 from llm_playground.training.model import build_model, count_parameters
 from llm_playground.training.optim import build_optimizer, set_lr_factor
+from llm_playground.training.precision import autocast, decide_training_precision
 
 RESUMABLE_FIELDS = ("kind", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
 RESUMABLE_FIELDS += ("pos", "qk_norm", "mlp", "tied_head", "logit_softcap")
@@ -67,17 +70,6 @@ RESUMABLE_FIELDS += ("pos", "qk_norm", "mlp", "tied_head", "logit_softcap")
 def resolve_device(device: str) -> str:
     """``auto``, ``cpu`` or ``cuda`` to the device a run uses (see core.hardware)."""
     return hardware.resolve_device(device)
-
-
-def resolve_dtype(dtype: str, device: str) -> torch.dtype:
-    """The compute dtype: float32 or bfloat16 (autocast); ``auto`` asks core.hardware."""
-    return hardware.pick_dtype(dtype, device)
-
-
-def autocast(device: str, dtype: torch.dtype):
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device, dtype=dtype)
 
 
 # --- distributed -----------------------------------------------------------------------------
@@ -106,6 +98,16 @@ class Dist:
         value = value.clone()
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         return value / self.world_size
+
+    def first(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every process (itself when alone), e.g. one precision."""
+        if not self.enabled:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
 
 @contextlib.contextmanager
@@ -224,13 +226,19 @@ class Trainer:
                 f"batch size {config.batch_size} does not split evenly over "
                 f"{dist.world_size} processes"
             )
-        self.dtype = resolve_dtype(config.dtype, self.device_type)
+        # the precision: as asked, or the faster one on a few timed throwaway steps of this
+        # model at this batch and block size (the same decision on every process)
+        share = config.batch_size // dist.world_size
+        self.precision = dist.first(decide_training_precision(config, corpus, device, share))
+        self.dtype = self.precision.dtype
 
         # one seed for the initial weights and one generator for the batches
         torch.manual_seed(config.seed)
         self.batch_generator = torch.Generator().manual_seed(config.seed)
         self.model = build_model(config.model).to(device)
-        self.optimizer = build_optimizer(self.model, config, self.device_type)
+        self.optimizer = build_optimizer(
+            self.model, config, self.device_type, ns_dtype=self.precision.newton_schulz_dtype
+        )
         self.train_model = torch.compile(self.model) if config.compile else self.model
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -402,6 +410,7 @@ class Trainer:
             self.optimizer,
             self.rng_state(),
             target=self.reached.metrics() if self.reached else None,
+            precision=self.precision.to_dict(),
         )
         yield Saved(step=self.step, path=str(path))
 
@@ -411,6 +420,8 @@ class Trainer:
             label=config.run_label,
             device=self.device,
             dtype=str(self.dtype).replace("torch.", ""),
+            precision=self.precision.summary(),
+            bf16_ratio=self.precision.compute.ratio,
             parameters=count_parameters(self.model),
             vocab_size=config.model.vocab_size,
             max_iters=config.max_iters,

@@ -30,6 +30,8 @@ class TrainStarted(Started):
     device: str
     dtype: str
     parameters: int
+    precision: str = ""  # how the dtype was decided, in words (auto: bf16's measured speed)
+    bf16_ratio: float | None = None  # bf16's speed as a multiple of float32's on this work
     vocab_size: int
     max_iters: int
     start_step: int = 0

@@ -14,7 +14,8 @@ optimiser with two kinds of parameter groups,
 
 PyTorch ships ``torch.optim.Muon``, but it runs the Newton-Schulz iteration in bfloat16,
 which CPUs without native bf16 run a hundred times slower than fp32; here the iteration
-runs in whatever :func:`llm_playground.core.hardware.newton_schulz_dtype` measures to be fast.
+runs in the precision the run hands in: float32, or bfloat16 where timing this iteration on
+the run's own matrix shapes found it faster (:mod:`llm_playground.training.precision`).
 Every group keeps its starting learning rate as ``initial_lr``, so one schedule factor
 (:meth:`TrainConfig.lr_factor`) drives both kinds.
 """
@@ -227,12 +228,13 @@ def configure_optimizers(
     return optimizer
 
 
-def build_optimizer(model: nn.Module, config, device_type: str = "cpu") -> torch.optim.Optimizer:
-    """The optimiser ``config.optimizer`` names, set up for ``model``."""
+def build_optimizer(
+    model: nn.Module, config, device_type: str = "cpu", ns_dtype: torch.dtype = torch.float32
+) -> torch.optim.Optimizer:
+    """The optimiser ``config.optimizer`` names, set up for ``model``; ``ns_dtype`` is the
+    precision of Muon's Newton-Schulz iteration (decided by the run, see training.precision)."""
     if config.optimizer == "muon":
-        from llm_playground.core.hardware import newton_schulz_dtype
-
-        return Muon(muon_parameter_groups(model, config), ns_dtype=newton_schulz_dtype(device_type))
+        return Muon(muon_parameter_groups(model, config), ns_dtype=ns_dtype)
     return configure_optimizers(
         model,
         config.weight_decay,
