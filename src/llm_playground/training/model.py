@@ -3,7 +3,8 @@
 ``BigramLanguageModel`` predicts the next token from the current one only: its whole
 knowledge is one table of next-token scores. ``GPT`` is the decoder-only transformer of
 GPT-2: token and position embeddings, a stack of pre-norm :class:`TransformerBlock`s
-(causal multi-head self-attention through ``F.scaled_dot_product_attention`` and a GELU
+(causal multi-head self-attention through ``F.scaled_dot_product_attention``, or written
+out step by step by :func:`explicit_attention` when its weights are wanted, and a GELU
 MLP, each wrapped in a residual connection), a final LayerNorm, and an output layer that
 shares its weights with the token embedding. Layer names follow GPT-2's (``c_attn``,
 ``c_proj``, ``c_fc``, ``ln_1``...), so a checkpoint maps one to one onto Hugging Face's
