@@ -186,7 +186,7 @@ def from_loaded(loaded) -> InspectedModel:
             vocab_size=c.vocab_size,
             context_length=c.block_size,
         )
-    from llm_playground.inspection.capture import hf_parts
+    from llm_playground.inspection.parts import hf_parts
 
     parts = hf_parts(model)
     config = parts.config
