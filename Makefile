@@ -4,7 +4,8 @@
 #   make test      install if needed, then run the default test suite
 #   make test-all  the default suite plus tests marked slow
 #   make bench     the benchmarks in bench/
-#   make lint      ruff check and ruff format --check (CI runs the same)
+#   make lint      ruff check, ruff format --check and the import contracts of pyproject.toml
+#                  (lint-imports: layers, no cycles; CI runs the same)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -58,6 +59,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/lint-imports --no-logo
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
