@@ -75,7 +75,11 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", metavar="FILE", help="a UTF-8 text file (default: TinyShakespeare)")
     p.add_argument("--device", choices=DEVICES, help="auto picks a GPU when there is one")
-    p.add_argument("--dtype", choices=DTYPES, help="auto measures whether bf16 is fast here")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        help="auto: time a few steps of this model in each, train in the faster",
+    )
     p.add_argument("--compile", action="store_true", help="compile the model with torch.compile")
     p.add_argument("--resume", metavar="DIR", help="continue from a checkpoint folder")
     p.add_argument("--out", required=True, metavar="DIR", help="checkpoint folder to write")
@@ -301,6 +305,7 @@ def train_command(args: argparse.Namespace) -> int:
             f"training {e.label}: {e.parameters:,} parameters, vocabulary "
             f"{e.vocab_size}, {e.device} {e.dtype}"
             + (f", {e.world_size} processes" if e.world_size > 1 else "")
+            + (f"\nprecision: {e.precision}" if e.precision else "")
         ),
         postfix=lambda e: {"loss": f"{e.loss:.4f}", "tok_s": f"{e.tokens_per_s:,.0f}"},
         metric_line=metric_line,
