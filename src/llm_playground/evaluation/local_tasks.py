@@ -12,6 +12,10 @@ They make the harness path work offline and show the two answer formats side by 
 - ``playground_wikitext2`` (rolling log-likelihood): every article of the shipped
   WikiText-2 test split; the harness's ``word_perplexity``, ``byte_perplexity`` and
   ``bits_per_byte``, which Lab 5's perplexity reproduces.
+- ``playground_arithmetic`` (generate_until): the 200 held-out problems of Lab 4's
+  reinforcement learning (a+b, a−b, a×b from :mod:`llm_playground.finetuning.rewards`,
+  seed 1234); greedy decoding until a new line, the number the answer ends with, exact
+  match with the true value. Metric ``exact_match``.
 
 The JSONL files of the first two are built by :func:`build_task_files` (deterministic:
 a fixed seed) and shipped under ``data/benchmarks/``; a test rebuilds them and checks
@@ -32,11 +36,13 @@ TASKS_FOLDER = "benchmarks"
 NEXT_LINE = "playground_next_line"
 LAST_WORD = "playground_last_word"
 WIKITEXT = "playground_wikitext2"
-LOCAL_TASKS = (NEXT_LINE, LAST_WORD, WIKITEXT)
+ARITHMETIC = "playground_arithmetic"
+LOCAL_TASKS = (NEXT_LINE, LAST_WORD, WIKITEXT, ARITHMETIC)
 LOCAL_TASK_INFO = {
     NEXT_LINE: "multiple choice, 4 options: the next line of a TinyShakespeare speech",
     LAST_WORD: "cloze: the last word of a WikiText-2 sentence (greedy match)",
     WIKITEXT: "rolling log-likelihood over the shipped WikiText-2 test articles",
+    ARITHMETIC: "generate until a new line: a+b, a−b, a×b, exact match of the final number",
 }
 SEED = 1234
 N_TRAIN = 16  # few-shot examples, kept apart from the test items
@@ -103,6 +109,15 @@ def build_last_word(text: str, n_items: int, seed: int = SEED) -> list[dict]:
     return [{"context": " ".join(words[:-1]), "target": words[-1]} for words in sentences[:n_items]]
 
 
+def build_arithmetic(n_train: int = N_TRAIN) -> list[dict]:
+    """Few-shot problems (never held out) then Lab 4's held-out problems, with answers."""
+    from llm_playground.finetuning.rewards import HELDOUT_SEED, heldout_problems, make_problems
+
+    heldout = heldout_problems()
+    shots = make_problems(n_train, HELDOUT_SEED + 7, exclude=heldout)
+    return [{"question": p.question, "answer": str(p.answer)} for p in shots + heldout]
+
+
 def build_task_files(folder: Path) -> list[Path]:
     """Write the JSONL files of the two built tasks into ``folder`` (deterministic)."""
     from llm_playground.training.corpus import tinyshakespeare_validation
@@ -112,6 +127,7 @@ def build_task_files(folder: Path) -> list[Path]:
     made = {
         NEXT_LINE: build_next_line(tinyshakespeare_validation(), 200 + N_TRAIN),
         LAST_WORD: build_last_word(wikitext, 200 + N_TRAIN),
+        ARITHMETIC: build_arithmetic(),
     }
     written = []
     for name, items in made.items():
@@ -199,6 +215,30 @@ def write_task_yamls(folder: Path) -> Path:
         "  - metric: bits_per_byte\n    aggregation: bits_per_byte\n    higher_is_better: false\n",
         {"test": str(articles)},
     )
-    for name, body in ((NEXT_LINE, next_line), (LAST_WORD, last_word), (WIKITEXT, wikitext)):
+    arithmetic = _yaml(
+        ARITHMETIC,
+        "training_split: train\nfewshot_split: train\ntest_split: test\n"
+        "output_type: generate_until\n"
+        'doc_to_text: "Question: {{question}}\\nAnswer:"\n'
+        'doc_to_target: "{{answer}}"\n'
+        'target_delimiter: " "\n'
+        'fewshot_delimiter: "\\n\\n"\n'
+        "generation_kwargs:\n"
+        '  until: ["\\n"]\n'
+        "  max_gen_toks: 24\n"
+        "  do_sample: false\n"
+        # the answer is the number the reply ends with (Lab 4's verifier reads it the same way)
+        "filter_list:\n"
+        "  - name: final-number\n"
+        "    filter:\n"
+        "      - function: regex\n"
+        "        regex_pattern: '(-?\\d+)\\s*\\.?\\s*$'\n"
+        "      - function: take_first\n"
+        "metric_list:\n"
+        "  - metric: exact_match\n    aggregation: mean\n    higher_is_better: true\n",
+        {"train": _data_file(ARITHMETIC, "train"), "test": _data_file(ARITHMETIC, "test")},
+    )
+    tasks = ((NEXT_LINE, next_line), (LAST_WORD, last_word), (WIKITEXT, wikitext))
+    for name, body in (*tasks, (ARITHMETIC, arithmetic)):
         (folder / f"{name}.yaml").write_text(body, encoding="utf-8")
     return folder
