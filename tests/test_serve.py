@@ -373,7 +373,9 @@ def test_serve_on_all_addresses_with_a_code(classroom):
 
 
 @pytest.mark.browser
-def test_gate_in_chromium(classroom, page):
+def test_gate_in_chromium(classroom, page, tmp_path):
+    from llm_playground.tokenization.bpe import BPETokenizer
+
     _, port = classroom
     url = f"http://127.0.0.1:{port}"
     for path in ("", "/tokenizer"):
@@ -395,6 +397,16 @@ def test_gate_in_chromium(classroom, page):
     page.reload()  # the same browser is not asked again
     page.locator('[data-testid="stSidebarNav"]').wait_for()
     assert page.get_by_label("Access code").count() == 0
+    # and its new browser session may upload (the server guard knows it typed the code)
+    page.goto(url + "/tokenizer")
+    page.get_by_text("Load a saved tokenizer").click()
+    tokenizer_json = tmp_path / "mine.json"
+    BPETokenizer(merges=[(104, 101)], name="mine").save(tokenizer_json)
+    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(str(tokenizer_json))
+    page.get_by_text("mine.json").wait_for()
+    uploader = page.locator('[data-testid="stFileUploader"]')
+    page.wait_for_timeout(500)
+    assert "error" not in uploader.inner_text().lower(), uploader.inner_text()
 
 
 def test_serve_on_the_ipv6_loopback_in_brackets(tmp_path):
