@@ -189,10 +189,6 @@ class Gatekeeper:
 KEEPER = Gatekeeper()
 
 
-def _gatekeeper() -> Gatekeeper:
-    return KEEPER
-
-
 def require_access() -> bool:
     """Show the gate and return False until this browser has entered the code.
 
@@ -202,7 +198,7 @@ def require_access() -> bool:
     code = configured_code()
     if not code:
         return True
-    keeper, browser = _gatekeeper(), owner_id()
+    keeper, browser = KEEPER, owner_id()
     if st.session_state.get("gate_open") is True or keeper.admitted(browser, code):
         st.session_state["gate_open"] = True
         admit_current_session()  # the server guard now accepts this session's uploads
@@ -227,8 +223,7 @@ def _gate_form() -> tuple[object, bool]:
             entered = st.form_submit_button("Enter", type="primary")
     except Exception:  # noqa: BLE001 - a crafted widget value: the form starts afresh
         server_log().warning("The gate dropped a widget value it cannot read", exc_info=True)
-        for key in ("gate_code",):
-            st.session_state.pop(key, None)
+        st.session_state.pop("gate_code", None)
         return "", False
     return typed, entered is True
 

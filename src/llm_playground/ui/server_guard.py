@@ -35,6 +35,7 @@ import os
 import re
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -296,7 +297,7 @@ class ServerGuard:
         code_required: bool | None = None,
         file_cap_mb: int | None = None,
         session_cap_mb: int = MAX_SESSION_UPLOAD_MB,
-        stored_bytes: Any = None,
+        stored_bytes: Callable[[str], int] | None = None,
         admitted: Admissions = ADMITTED,
     ) -> None:
         self.app = app
