@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from llm_playground.inspection import run_snapshot_steps
 from llm_playground.tokenization.tokenizer import CharTokenizer
 from llm_playground.training.checkpoints import save_checkpoint
 from llm_playground.training.config import preset
@@ -99,6 +100,8 @@ def test_a_run_by_name_in_the_playground_home(cli, run, playground_home):
     shutil.copytree(run, playground_home / "runs" / "my-run")
     out = _json(cli("inspect", "--model", "my-run", "--step", "2", "--prompt", "the", "--json"))
     assert out["tokens"] == ["t", "h", "e"] and len(out["lens"]) == 3
+    assert run_snapshot_steps("my-run") == [2] == run_snapshot_steps(checkpoint=run)
+    assert run_snapshot_steps("smollm2-135m-instruct") == []
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """Lab 6: inside the model, for every model the playground can load.
 
 - :mod:`.models`      ``open_model`` (a registry name, a run folder, a run's snapshot) and
-                      ``InspectedModel``; ``encode_prompt``, ``probe_ids``
+                      ``InspectedModel``; ``encode_prompt``, ``probe_ids``, ``run_snapshot_steps``
 - :mod:`.capture`     one forward pass that keeps every head's attention and the residual
                       stream after each block, with ablations as hooks
 - :mod:`.lens`        the logit lens: the final norm and the output head on each block's
@@ -38,6 +38,7 @@ from llm_playground.inspection.models import (
     from_loaded,
     open_model,
     probe_ids,
+    run_snapshot_steps,
 )
 from llm_playground.inspection.report import (
     Inspection,
@@ -71,5 +72,6 @@ __all__ = [
     "previous_token_scores",
     "probe_ids",
     "reference_sources",
+    "run_snapshot_steps",
     "top_heads",
 ]

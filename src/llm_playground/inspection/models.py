@@ -114,6 +114,17 @@ def open_model(
     return from_loaded(load_model(info, device=device, paths=paths))
 
 
+def run_snapshot_steps(
+    name: str | None = None, checkpoint: str | Path | None = None, paths: Paths | None = None
+) -> list[int]:
+    """The steps of the snapshots of a Lab 2 run (a registry name or a folder), in order;
+    empty for a run without snapshots and for any other model."""
+    from llm_playground.training.snapshots import snapshot_steps
+
+    run = _run_folder(name, checkpoint, paths)
+    return snapshot_steps(run) if run is not None else []
+
+
 def _run_of(folder: Path) -> Path | None:
     """The Lab 2 run folder of a registry path (the run itself, or the run above ``hf/``)."""
     from llm_playground.training.checkpoints import CONFIG_FILE, FORMAT
