@@ -258,6 +258,26 @@ def cases() -> list[Case]:
         ("--questions", "{missing}", "--answers", "{answers}"),
         ("--questions", "{folder}", "--answers", "{answers}"),
     )
+    # Lab 4's reward models and GRPO, Lab 6's inspection
+    add(
+        ("reward",),
+        ("nope",),
+        ("score", "--reward", "{missing}", "--prompt", "p", "--response", "r"),
+    )
+    add(
+        ("reward", "train", "--base", model, "--out", "{new}/reward", "--prefs"),
+        ("{missing}",),
+        ("{folder}",),
+    )
+    rl = ("rl", "--base", model, "--out", "{new}/run", "--reward")
+    add(rl, ("nope",), ("arithmetic", "--steps", "-1"), ("arithmetic", "--beta", "nan"))
+    add(
+        ("inspect", "--model", model),
+        ("--prompt", "hi", "--top-k", "-1"),
+        ("--induction-probe", "2"),
+        ("--prompt", "hi", "--ablate", "nope"),
+    )
+    add(("inspect", "--prompt", "hi", "--checkpoint"), ("{missing}",), ("{folder}",))
     add(("leaderboard",), ("--json", "--csv"), ("--bogus",))
     add(("models",), ("--bogus",), ("extra",))
     # a refused input leaves no new folder (``bpe train`` used to create --out's folder first)
