@@ -336,6 +336,7 @@ def test_ablating_a_head_equals_zeroing_its_output_by_hand():
         result.lens_probs[-1], F.softmax(logits, -1).topk(3).values.numpy(), atol=1e-5
     )
     assert result.ablated == ("1.3",) and result.base_top_ids.shape == (len(ids), 3)
+    assert result.base_top_tokens[2] == model.token_texts(result.base_top_ids[2])
     # the hooks are gone: the model answers as before
     torch.testing.assert_close(final_logits(model, ids), before)
 

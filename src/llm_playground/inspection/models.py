@@ -20,6 +20,7 @@ import numpy as np
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.paths import Paths
+from llm_playground.inspection.parts import hf_parts
 
 #: The longest prompt Lab 6 inspects, in tokens (chat template included).
 MAX_PROMPT_TOKENS = 128
@@ -197,8 +198,6 @@ def from_loaded(loaded) -> InspectedModel:
             vocab_size=c.vocab_size,
             context_length=c.block_size,
         )
-    from llm_playground.inspection.parts import hf_parts
-
     parts = hf_parts(model)
     config = parts.config
     n_heads = int(getattr(config, "num_attention_heads", None) or config.n_head)

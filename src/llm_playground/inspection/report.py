@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 import numpy as np
 
 from llm_playground.core.errors import UserError
 from llm_playground.inspection.ablation import Ablation, parse_ablation
+from llm_playground.inspection.capture import capture, final_logits
 from llm_playground.inspection.heads import (
     HeadScore,
     first_token_scores,
@@ -22,6 +23,7 @@ from llm_playground.inspection.heads import (
     previous_token_scores,
     top_heads,
 )
+from llm_playground.inspection.lens import lens, lens_logits, mean_next_token_loss, top_of
 from llm_playground.inspection.models import InspectedModel, probe_ids
 
 MAX_TOP_K = 50
@@ -62,9 +64,9 @@ class Inspection:
     ablated: tuple[str, ...] = ()  # the ablations' specs ("3.2", "3.attn", "3.mlp")
     base_top_ids: np.ndarray | None = None  # (T, top_k): the unablated model's top guesses
     base_top_probs: np.ndarray | None = None  # (T, top_k)
+    base_top_tokens: list[list[str]] | None = None  # [T][top_k]: their texts
     probe: Probe | None = None
     step: int | None = None  # the training step of a Lab 2 run
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n_tokens(self) -> int:
@@ -161,6 +163,24 @@ def _ablations(model: InspectedModel, ablations: Sequence[Ablation | str]) -> li
     return parsed
 
 
+def _checked_input(model: InspectedModel, ids: Sequence[int], top_k: int) -> list[int]:
+    """The ids as a list, refused (UserError) when empty, longer than the model's context
+    or outside its vocabulary, or when ``top_k`` is out of range."""
+    ids = [int(i) for i in ids]
+    if not ids:
+        raise UserError("nothing to inspect: the input has no tokens")
+    if len(ids) > model.context_length:
+        raise UserError(
+            f"the input is {len(ids)} tokens, more than the model's context of "
+            f"{model.context_length}"
+        )
+    if not 1 <= int(top_k) <= min(MAX_TOP_K, model.vocab_size):
+        raise UserError(f"top-k must be from 1 to {min(MAX_TOP_K, model.vocab_size)}, got {top_k}")
+    if any(not 0 <= i < model.vocab_size for i in ids):
+        raise UserError(f"token ids must be from 0 to {model.vocab_size - 1}")
+    return ids
+
+
 def inspect(
     model: InspectedModel,
     ids: Sequence[int],
@@ -174,21 +194,7 @@ def inspect(
     induction score when ``probe`` describes the input). With ``ablations`` (specs such as
     "3.2", "3.attn", "3.mlp" or :class:`Ablation` objects) everything is that of the
     ablated model, and ``base_loss``/``base_top_*`` those of the model without them."""
-    from llm_playground.inspection.capture import capture, final_logits
-    from llm_playground.inspection.lens import lens, mean_next_token_loss, top_of
-
-    ids = [int(i) for i in ids]
-    if not ids:
-        raise UserError("nothing to inspect: the input has no tokens")
-    if len(ids) > model.context_length:
-        raise UserError(
-            f"the input is {len(ids)} tokens, more than the model's context of "
-            f"{model.context_length}"
-        )
-    if not 1 <= int(top_k) <= min(MAX_TOP_K, model.vocab_size):
-        raise UserError(f"top-k must be from 1 to {min(MAX_TOP_K, model.vocab_size)}, got {top_k}")
-    if any(not 0 <= i < model.vocab_size for i in ids):
-        raise UserError(f"token ids must be from 0 to {model.vocab_size - 1}")
+    ids = _checked_input(model, ids, top_k)
     knocked_out = _ablations(model, ablations)
     # one forward pass: attention (L, H, T, T), residual (L + 1, T, d), logits (T, V)
     captured = capture(model, ids, knocked_out)
@@ -207,6 +213,9 @@ def inspect(
     }
     if probe is not None:
         scores["induction"] = induction_scores(attention, probe.n, probe.prefix)
+    base_top_tokens = (
+        None if base_top_ids is None else [model.token_texts(row) for row in base_top_ids]
+    )
     return Inspection(
         label=model.label,
         ids=ids,
@@ -226,6 +235,7 @@ def inspect(
         ablated=tuple(a.spec for a in knocked_out),
         base_top_ids=base_top_ids,
         base_top_probs=base_top_probs,
+        base_top_tokens=base_top_tokens,
         probe=probe,
         step=model.step,
     )
@@ -250,7 +260,6 @@ def reference_sources() -> dict[str, str]:
     the logit lens and the induction score (name -> source)."""
     import inspect as source
 
-    from llm_playground.inspection.lens import lens_logits
     from llm_playground.training.model import explicit_attention
 
     return {
