@@ -7,6 +7,7 @@ line on 127.0.0.1 (one for the module)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import subprocess
 import sys
@@ -110,7 +111,9 @@ def _call(app, scope: dict, body: bytes = b"") -> list[dict]:
     async def send(message):
         sent.append(message)
 
-    asyncio.run(app(scope, receive, send))
+    # a thread of its own: the browser tests' driver may hold this thread's event loop
+    with concurrent.futures.ThreadPoolExecutor(1) as worker:
+        worker.submit(asyncio.run, app(scope, receive, send)).result()
     return sent
 
 
