@@ -296,6 +296,9 @@ def test_probe_ids_are_a_seeded_random_sequence_repeated():
     assert result.probe.prefix == 0 and result.probe.n == 8
     expected = induction_scores(result.attention, 8, 0)
     np.testing.assert_array_equal(result.head_scores["induction"], expected)
+    quick = induction_probe(model, 8, seed=1, with_lens=False)
+    np.testing.assert_array_equal(quick.head_scores["induction"], expected)
+    assert quick.lens_ids.shape == (4, 16, 0) and quick.next_rank.shape == (4, 0)
 
 
 # --- ablation -----------------------------------------------------------------------------

@@ -89,6 +89,17 @@ def lens(
     )
 
 
+def no_lens(model: InspectedModel, ids: Sequence[int]) -> LensReading:
+    """An empty reading, for an inspection without the lens: no guesses at any entry."""
+    entries, T = model.n_layers + 1, len(ids)
+    return LensReading(
+        top_ids=np.zeros((entries, T, 0), dtype=np.int64),
+        top_probs=np.zeros((entries, T, 0), dtype=np.float32),
+        next_rank=np.zeros((entries, 0), dtype=np.int64),
+        next_prob=np.zeros((entries, 0), dtype=np.float32),
+    )
+
+
 def mean_next_token_loss(logits: torch.Tensor, ids: Sequence[int]) -> float | None:
     """Mean cross-entropy of each position's prediction of the next token (None for one token)."""
     if len(ids) < 2:

@@ -23,7 +23,13 @@ from llm_playground.inspection.heads import (
     previous_token_scores,
     top_heads,
 )
-from llm_playground.inspection.lens import lens, lens_logits, mean_next_token_loss, top_of
+from llm_playground.inspection.lens import (
+    lens,
+    lens_logits,
+    mean_next_token_loss,
+    no_lens,
+    top_of,
+)
 from llm_playground.inspection.models import InspectedModel, probe_ids
 
 MAX_TOP_K = 50
@@ -187,19 +193,22 @@ def inspect(
     top_k: int = 5,
     ablations: Sequence[Ablation | str] = (),
     probe: Probe | None = None,
+    with_lens: bool = True,
 ) -> Inspection:
     """Run ``ids`` through ``model`` once, keeping every head's attention, the residual
     stream after each block and the logit lens (top ``top_k`` guesses per layer and
     position), with the previous-token and first-token scores of every head (and the
     induction score when ``probe`` describes the input). With ``ablations`` (specs such as
     "3.2", "3.attn", "3.mlp" or :class:`Ablation` objects) everything is that of the
-    ablated model, and ``base_loss``/``base_top_*`` those of the model without them."""
+    ablated model, and ``base_loss``/``base_top_*`` those of the model without them.
+    ``with_lens=False`` skips the logit lens, most of the cost on a large vocabulary (its
+    arrays are then empty: no guesses, shapes (n_layers + 1, T, 0) and (n_layers + 1, 0))."""
     ids = _checked_input(model, ids, top_k)
     knocked_out = _ablations(model, ablations)
     # one forward pass: attention (L, H, T, T), residual (L + 1, T, d), logits (T, V)
     captured = capture(model, ids, knocked_out)
     # the logit lens on every entry of the residual stream
-    read = lens(model, captured.residual, ids, top_k)
+    read = lens(model, captured.residual, ids, top_k) if with_lens else no_lens(model, ids)
     loss = mean_next_token_loss(captured.logits, ids)
     base_loss, base_top_ids, base_top_probs = loss, None, None
     if knocked_out:  # the same input through the intact model, for comparison
@@ -247,12 +256,15 @@ def induction_probe(
     seed: int = 0,
     top_k: int = 5,
     ablations: Sequence[Ablation | str] = (),
+    with_lens: bool = True,
 ) -> Inspection:
     """:func:`inspect` on the induction probe (:func:`~llm_playground.inspection.models.probe_ids`:
     a beginning-of-text token if the tokenizer adds one, N random ordinary tokens, the same
-    N again), with ``head_scores["induction"]``. N from 4 to 512."""
+    N again), with ``head_scores["induction"]``. N from 4 to 512. The probe depends on the
+    model and the seed only; ``with_lens=False`` when only the head scores are wanted."""
     ids, prefix = probe_ids(model, n, seed)
-    return inspect(model, ids, top_k, ablations, probe=Probe(prefix=prefix, n=int(n), seed=seed))
+    probe = Probe(prefix=prefix, n=int(n), seed=seed)
+    return inspect(model, ids, top_k, ablations, probe=probe, with_lens=with_lens)
 
 
 def reference_sources() -> dict[str, str]:
