@@ -202,6 +202,21 @@ class FakeClock:
 
 
 def test_the_limiter_throttles_after_50_wrong_tries_in_10_minutes():
+    import logging
+
+    from llm_playground.ui.server_guard import server_log
+
+    logged: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: logged.append(record.getMessage())
+    server_log().addHandler(handler)
+    try:
+        _throttle_with_a_fake_clock(logged)
+    finally:
+        server_log().removeHandler(handler)
+
+
+def _throttle_with_a_fake_clock(logged: list[str]) -> None:
     clock = FakeClock()
     limiter = WrongTryLimiter(clock=clock)
     assert (limiter.limit, limiter.window_s, limiter.spacing_s) == (50, 600.0, 5.0)
@@ -210,8 +225,12 @@ def test_the_limiter_throttles_after_50_wrong_tries_in_10_minutes():
         limiter.record_wrong()
         clock.now += 1.0
     assert not limiter.throttled() and limiter.turn() == 0.0
+    assert not logged
     limiter.record_wrong()  # the 50th within ten minutes
     assert limiter.throttled()
+    assert logged == [
+        "50 wrong access codes in the last 10 minutes: from now on one try is compared every 5 s"
+    ]
     # every try now waits its turn, one every 5 s, however many come at once
     assert [limiter.turn() for _ in range(4)] == [0.0, 5.0, 10.0, 15.0]
     clock.now += 20.0
@@ -222,6 +241,7 @@ def test_the_limiter_throttles_after_50_wrong_tries_in_10_minutes():
     # ten minutes after the first of the 50 the window holds 49: answered at once again
     clock.now = 1000.0 + 600.0
     assert not limiter.throttled() and limiter.turn() == 0.0
+    assert len(logged) == 2 and "answered at once" in logged[1]
 
 
 def test_wrong_tries_are_delayed_live():
