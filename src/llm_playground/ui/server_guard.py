@@ -55,6 +55,10 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 WILDCARD_ADDRESSES = frozenset({"0.0.0.0", "::"})
 MB = 1024 * 1024
 
+REFUSED_NAME = (
+    "This server does not answer to that name. Use its address, or its owner can add the "
+    "name with: llm-playground serve --public-name NAME"
+)
 _UPLOAD_PATH = re.compile(r"/_stcore/upload_file/([^/]+)/([^/]+)$")
 _METRICS_PATH = re.compile(r"/_stcore/metrics$")
 
@@ -322,7 +326,7 @@ class ServerGuard:
         host, origin = headers.get("host"), headers.get("origin")
         if not (rule.allows_host(host) and rule.allows_origin(origin)):
             self._log_refused(host, origin)
-            await _refuse(scope, send, 403, "This server does not answer to that name.")
+            await _refuse(scope, send, 403, REFUSED_NAME)
             return
         if scope["type"] == "websocket":
             connection = _Connection()
