@@ -244,6 +244,18 @@ def _throttle_with_a_fake_clock(logged: list[str]) -> None:
     assert len(logged) == 2 and "answered at once" in logged[1]
 
 
+def test_a_throttled_try_waits_its_turn_or_is_not_checked():
+    clock, slept = FakeClock(), []
+    limiter = WrongTryLimiter(limit=1, spacing_s=5.0, max_wait_s=6.0, clock=clock)
+    keeper = Gatekeeper(limiter=limiter, sleep=slept.append)
+    first = keeper.check("wrong", CODE, Tries())
+    assert first.compared and first.throttled and not slept  # the limit reached: throttled
+    assert keeper.check("wrong", CODE, Tries()).compared and not slept  # its turn is now
+    assert keeper.check(CODE, CODE, Tries()).admitted and slept == [5.0]  # waited its turn
+    busy = keeper.check(CODE, CODE, Tries())  # the next turn is 10 s away: over max_wait_s
+    assert busy.busy and not busy.compared and not busy.admitted and slept == [5.0]
+
+
 def test_wrong_tries_are_delayed_live():
     """Real time and threads: once throttled, tries from many sessions at once are compared
     one every ``spacing_s``, the right code too; wrong ones before that are not delayed."""

@@ -139,6 +139,7 @@ class Answer:
     wait_s: float = 0.0  # this session must wait that long before its next try
     throttled: bool = False  # the server is slowing down everyone's tries
     compared: bool = True  # False: the try was not looked at (too early, or no turn left)
+    busy: bool = False  # the server's queue of tries was too long for this one
 
 
 @dataclass
@@ -157,7 +158,7 @@ class Gatekeeper:
             return Answer(False, wait, self.limiter.throttled(), compared=False)
         turn = self.limiter.turn()
         if turn is None:
-            return Answer(False, self.limiter.spacing_s, throttled=True, compared=False)
+            return Answer(False, throttled=True, compared=False, busy=True)
         if turn > 0:
             self.sleep(turn)  # wait for this try's turn; then it is compared like any other
         if isinstance(typed, str) and code_matches(typed, code):
@@ -236,7 +237,7 @@ def _answer(answer: Answer, keeper: Gatekeeper, browser: str, code: str) -> None
         st.session_state.pop("gate_tries", None)
         admit_current_session()
         st.rerun()
-    if not answer.compared and answer.throttled:
+    if answer.busy:
         st.warning(
             "Many wrong codes are being typed on this server, so yours was not checked. "
             "Try again in a minute.",
