@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator"]
+PAGES = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator", "inside"]
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -74,7 +74,16 @@ def _start_app() -> tuple[subprocess.Popen, str]:
 # --- journeys: drive each lab like a person, then screenshot it ----------------------------
 
 VIEWPORT = {"width": 1400, "height": 2600}
-JOURNEYS = ["home", "tokenizer", "training", "generation", "finetuner", "evaluator", "code"]
+JOURNEYS = [
+    "home",
+    "tokenizer",
+    "training",
+    "generation",
+    "finetuner",
+    "evaluator",
+    "inside",
+    "code",
+]
 FILES = {
     "home": "home.png",
     "tokenizer": "lab1-tokenizer.png",
@@ -82,6 +91,7 @@ FILES = {
     "generation": "lab3-generation.png",
     "finetuner": "lab4-finetuner.png",
     "evaluator": "lab5-evaluator.png",
+    "inside": "lab6-inside.png",
     "code": "lab1-code.png",
 }
 LONG = 240_000  # model loads and generation on a busy 2-core CPU are slow
@@ -224,6 +234,64 @@ def journey_evaluator(tab, url: str, out: Path) -> None:
     tab.get_by_text("Recorded in the leaderboard").first.wait_for(timeout=LONG)
     _settle(tab)
     _shot(tab, out, "evaluator")
+
+
+def journey_inside(tab, url: str, out: Path) -> None:
+    """SmolLM2 on a repeated sentence: the Attention tab for the README; every other tab
+    (and, when a Lab 2 run with snapshots is saved, its training timeline) goes to
+    lab6-<tab>.png in the temporary folder, for review."""
+    _open(tab, url, "inside")
+    _select(tab, "inside_model", "smollm2-135m-instruct")
+    _select(tab, "inside_example", "A sentence, repeated")
+    tab.locator(f"{_key('inside_run')} button:not([disabled])").wait_for(timeout=LONG)
+    grid = tab.locator("img[title='layer 29, head 8']")
+    for _ in range(3):  # a click that lands while the page redraws can be lost: try again
+        _settle(tab)
+        _click(tab, "inside_run")
+        try:
+            grid.wait_for(timeout=LONG // 3)
+            break
+        except Exception:  # noqa: BLE001 - Playwright's timeout: click once more
+            continue
+    grid.wait_for(timeout=LONG)
+    tab.get_by_text("looks most at").first.wait_for(timeout=LONG)
+    _settle(tab)
+    _shot(tab, out, "inside", anchor=_key("inside_run"))
+    review = Path(tempfile.gettempdir())
+    for name in ("Logit lens", "Head roles", "Ablation", "Embeddings"):
+        tab.get_by_role("tab", name=name).click()
+        if name == "Ablation":
+            heads = tab.locator(f"{_key('inside_ablate_heads')} input")
+            heads.fill("layer 18, head 6")  # the list is long: filter it, take the match
+            heads.press("Enter")
+            tab.keyboard.press("Escape")
+            _settle(tab)
+            _click(tab, "inside_ablate_run")
+            tab.get_by_text("Loss with the parts knocked out").first.wait_for(timeout=LONG)
+        _settle(tab)
+        _review_shot(tab, review / f"lab6-{name.lower().replace(' ', '-')}.png")
+    runs = tab.locator(f"{_key('inside_model')} [role='combobox']")
+    runs.first.click()
+    lab2 = tab.locator("[role='option']", has_text="Lab 2 run")
+    if lab2.count():  # a saved run: its training timeline
+        lab2.first.click()
+        _settle(tab)
+        tab.get_by_role("tab", name="Training timeline").click()
+        tab.locator(f"{_key('inside_timeline_run')} button:not([disabled])").wait_for(timeout=LONG)
+        _click(tab, "inside_timeline_run")
+        tab.get_by_text("Validation loss").first.wait_for(timeout=LONG)
+        _settle(tab)
+        _review_shot(tab, review / "lab6-training-timeline.png")
+    else:
+        tab.keyboard.press("Escape")
+
+
+def _review_shot(tab, path: Path) -> None:
+    """A full-page screenshot of the current state (for looking at, not for the README)."""
+    tab.mouse.move(5, 5)
+    time.sleep(1.5)
+    tab.screenshot(path=str(path), full_page=True)
+    print(path, flush=True)
 
 
 def journey_code(tab, url: str, out: Path) -> None:

@@ -94,7 +94,7 @@ def _show(ablated: Ablated, label: str) -> None:
         key="inside_ablate_position",
         format_func=lambda i: labels[i],
     )
-    intact = zip(ablated.base_tokens[position], result.base_top_probs[position], strict=True)
+    intact = zip(result.base_top_tokens[position], result.base_top_probs[position], strict=True)
     knocked = zip(result.lens_tokens[-1][position], result.lens_probs[-1, position], strict=True)
     rows = [
         {"model": name, "token": shown_token(text), "probability": float(p)}

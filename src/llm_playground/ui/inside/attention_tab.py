@@ -46,7 +46,7 @@ def _large_map(weights, labels: list[str], layer: int, head: int) -> None:
         for i in range(T)
         for j in range(i + 1)
     ]
-    side = min(720, max(260, 18 * T))
+    cell = max(8, min(36, 560 // T))  # pixels per token: the map stays within ~560 px
     chart = (
         alt.Chart(pd.DataFrame(rows))
         .mark_rect()
@@ -63,9 +63,11 @@ def _large_map(weights, labels: list[str], layer: int, head: int) -> None:
             ),
             tooltip=["query", "key", alt.Tooltip("weight:Q", format=".3f")],
         )
-        .properties(width=side, height=side, title=f"layer {layer}, head {head}")
+        .properties(
+            width=alt.Step(cell), height=alt.Step(cell), title=f"layer {layer}, head {head}"
+        )
     )
-    st.altair_chart(chart, key="inside_attn_chart")
+    st.altair_chart(chart, width="content", key="inside_attn_chart")
 
 
 def _query_over_text(tokens: list[str], weights, labels: list[str], layer: int, head: int) -> None:

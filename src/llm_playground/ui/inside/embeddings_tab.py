@@ -59,7 +59,11 @@ def _scatter(points) -> None:
     base = alt.Chart(df).encode(
         x=alt.X("x:Q", title=f"first principal component ({first:.0%} of the variance)"),
         y=alt.Y("y:Q", title=f"second principal component ({second:.0%})"),
-        color=alt.Color("group:N", scale=GROUP_COLOURS, legend=alt.Legend(orient="bottom")),
+        color=alt.Color(
+            "group:N",
+            scale=GROUP_COLOURS,
+            legend=None if set(points.groups) == {"word"} else alt.Legend(orient="bottom"),
+        ),
         tooltip=["token", "group"],
     )
     chart = base.mark_circle(size=60, opacity=0.5) + base.mark_text(

@@ -46,7 +46,6 @@ class Ablated(Done):
 
     result: Inspection
     specs: tuple[str, ...]
-    base_tokens: list[list[str]]  # the texts of result.base_top_ids, (T, top_k)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,8 +91,7 @@ def ablate_run(
         yield Started(label=f"ablate {', '.join(specs)}", total=1, unit="pass")
         result = inspect(model, ids, top_k=top_k, ablations=list(specs))
         yield Progress(step=1, total=1)
-        base_tokens = [model.token_texts(row) for row in result.base_top_ids]
-        yield Ablated(result=result, specs=tuple(specs), base_tokens=base_tokens)
+        yield Ablated(result=result, specs=tuple(specs))
 
     return run
 

@@ -72,7 +72,7 @@ def grid_html(inspection, positions) -> str:
         "<style>.lens-grid td,.lens-grid th{border:1px solid #e3e3e3;padding:2px 4px;"
         "font-family:monospace;font-size:0.8em;text-align:center;white-space:pre;max-width:7em;"
         "overflow:hidden}.lens-grid .lens-row{text-align:right;font-family:sans-serif;"
-        "color:#555;font-weight:normal}.lens-grid .lens-actual{font-weight:bold;"
+        "color:#555;font-weight:normal;max-width:none}.lens-grid .lens-actual{font-weight:bold;"
         "background:#fff6e0}</style><div style='overflow-x:auto'><table class='lens-grid'>"
         + "".join(rows)
         + "</table></div>"
@@ -105,8 +105,9 @@ def _next_token_rank(inspection) -> None:
     ]
     target = shown_token(inspection.tokens[position + 1])
     st.markdown(
-        f"**Where the actual next token {esc(target)} ranks, layer by layer** "
-        "(1 = the top guess; a log scale)"
+        f"**Where the actual next token <code>{esc(target)}</code> ranks, layer by layer** "
+        "(1 = the top guess; a log scale)",
+        unsafe_allow_html=True,
     )
     chart = (
         alt.Chart(pd.DataFrame(rows))
