@@ -223,3 +223,42 @@ def test_an_explicit_dtype_is_recorded_as_asked(tmp_path, fake_timings):
     meta = json.loads((out / "config.json").read_text())
     assert meta["precision"]["compute"]["requested"] == "float32"
     assert meta["precision"]["newton_schulz"]["dtype"] == "float32"
+
+
+# --- perplexity --------------------------------------------------------------------------
+
+
+def test_perplexity_auto_decides_on_a_window_of_its_text(tmp_path, monkeypatch):
+    from llm_playground.evaluation.perplexity import PRECISION_WINDOW, perplexity
+    from llm_playground.generation.registry import load_model
+    from llm_playground.training.checkpoints import save_run_as
+
+    out = tmp_path / "run"
+    list(run_training(tiny("speedrun", dtype="float32", out_dir=str(out))))
+    save_run_as(out, "tiny-scorer")
+    loaded = load_model("tiny-scorer")
+    decided: list[WorkKey] = []
+    original = hardware.decide_precision
+
+    def fake_decide(work, run_step, **options):
+        fake = FakeWork(fp32=1.0, bf16=0.8)  # bf16 1.25x faster on the fake clock
+
+        def step(dtype: str) -> None:
+            run_step(dtype)  # the real forward pass over the window
+            fake.step(dtype)
+
+        decided.append(work)
+        return original(work, step, timer=fake.timer, supported=True)
+
+    monkeypatch.setattr(hardware, "decide_precision", fake_decide)
+    text = "To be, or not to be, that is the question. " * 4
+    auto = perplexity(loaded, text, stride=8, dtype="auto")
+    assert auto.dtype == "bfloat16" and auto.bf16_ratio == pytest.approx(1.25)
+    assert "1.25x" in auto.precision and auto.to_json()["precision"] == auto.precision
+    (work,) = decided
+    assert work.kind == "perplexity" and dict(work.shape)["window"] <= PRECISION_WINDOW
+    bf16 = perplexity(loaded, text, stride=8, dtype="bfloat16")
+    assert auto.token_perplexity == bf16.token_perplexity  # the same run as asking for bf16
+    fp32 = perplexity(loaded, text, stride=8, dtype="float32")
+    assert fp32.precision == "float32 (as asked)" and fp32.bf16_ratio is None
+    assert len(decided) == 1  # explicit precisions time nothing

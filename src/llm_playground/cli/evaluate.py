@@ -84,7 +84,7 @@ def _add_perplexity(sub) -> None:
         "--dtype",
         choices=("auto", "float32", "bfloat16"),
         default="auto",
-        help="auto uses bfloat16 where this CPU runs it faster (default auto)",
+        help="auto times a window of the text in each and scores in the faster (default auto)",
     )
     p.add_argument(
         "--mode",
@@ -379,6 +379,8 @@ def perplexity_command(args) -> int:
         "stride": result.stride,
         "max_length": result.max_length,
         "dtype": result.dtype,
+        "precision": result.precision,
+        "bf16_ratio": result.bf16_ratio,
         "mode": result.mode,
         "capped": result.capped,
         "tokens_per_s": result.tokens_per_s,
@@ -395,6 +397,7 @@ def perplexity_command(args) -> int:
             f"  bits per byte     {result.bits_per_byte:.4f}  over {result.n_bytes:,} bytes",
             f"  stride {result.stride}, max length {result.max_length}, {result.dtype}{cached}, "
             f"{result.tokens_per_s:,.0f} tokens/s",
+            f"  precision {result.precision}",
         ],
     )
     return run.finish(code)

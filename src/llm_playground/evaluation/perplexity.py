@@ -35,6 +35,11 @@ Two ways to run it:
   context their tokens had then, and are not recomputed as a window would: the number
   is close to the windows' but not the same (SmolLM2 on 3,072 tokens of WikiText-2,
   stride 512: 17.32 against 16.97), so it is recorded under its own name.
+
+Precision: ``dtype="auto"`` times this model's forward pass over one window of the text
+(its first :data:`PRECISION_WINDOW` tokens, half of them scored) in float32 and in bf16
+autocast and scores in the faster (:func:`llm_playground.core.hardware.decide_precision`:
+bf16 only from 1.1x, one measurement per model and window per process and machine).
 """
 
 from __future__ import annotations
@@ -55,6 +60,9 @@ from llm_playground.core.textfiles import read_text_file
 from llm_playground.evaluation.scoring import Scorer, scorer_for
 
 LN2 = math.log(2.0)
+#: Tokens of the window timed in each precision when ``dtype="auto"``.
+PRECISION_WINDOW = 256
+DTYPES = ("auto", "float32", "bfloat16")
 DEFAULT_STRIDE = 512
 DEFAULT_MAX_LENGTH = 1024
 MODES = ("windows", "cached")
@@ -92,20 +100,30 @@ class EvalText:
     description: str = ""
 
 
-def bf16_is_faster() -> bool:
-    """Whether bfloat16 is fast on this CPU (the one measured rule of core.hardware)."""
-    from llm_playground.core.hardware import bf16_is_fast
+def decide_precision(scorer: Scorer, seq: list[int], requested: str):
+    """float32 or bfloat16 for scoring with ``scorer``: as asked, or for ``auto`` timed on a
+    window of ``seq`` (see the module doc); a ``core.hardware.PrecisionChoice``."""
+    import torch
 
-    return bf16_is_fast("cpu")
+    from llm_playground.core import hardware
 
+    if requested != "auto":
+        return hardware.asked_precision(requested)
+    length = max(1, min(PRECISION_WINDOW, len(seq) - 1))
+    window = torch.tensor([seq[:length]], device=scorer.device)
+    device_type = scorer.device.type
 
-def resolve_dtype(dtype: str) -> str:
-    """``auto`` becomes ``bfloat16`` where measured faster, else ``float32``."""
-    if dtype not in ("auto", "float32", "bfloat16"):
-        raise UserError(f"dtype must be auto, float32 or bfloat16, got '{dtype}'")
-    if dtype == "auto":
-        return "bfloat16" if bf16_is_faster() else "float32"
-    return dtype
+    def run_step(dtype: str) -> None:
+        bf16 = dtype == "bfloat16"
+        with torch.inference_mode(), torch.autocast(device_type, torch.bfloat16, enabled=bf16):
+            scorer.logits(window, max(1, length // 2))
+
+    work = hardware.WorkKey.of(
+        "perplexity", device=str(scorer.device), model=scorer.name, window=length
+    )
+    return hardware.decide_precision(
+        work, run_step, rounds=2, cache_file=hardware.precision_cache_file()
+    )
 
 
 def check_text_size(text: str, what: str = "the text") -> str:
@@ -306,6 +324,8 @@ class PerplexityResult:
     dtype: str
     batch_size: int
     time_s: float
+    precision: str = ""  # how the dtype was decided (auto: bf16's measured speed)
+    bf16_ratio: float | None = None  # bf16's speed as a multiple of float32's (auto)
     capped: bool = False  # the text was cut at max_tokens
     stopped: bool = False  # ended early by the stop signal: the numbers cover part of the text
     mode: str = "windows"
@@ -324,6 +344,7 @@ class PerplexityResult:
             "stride": self.stride,
             "max_length": self.max_length,
             "dtype": self.dtype,
+            "precision": self.precision,
             "mode": self.mode,
             "n_tokens": self.n_tokens,
             "n_words": self.n_words,
@@ -350,6 +371,8 @@ class PerplexityConfig:
     mode: str = "windows"
 
     def check(self) -> None:
+        if self.dtype not in DTYPES:
+            raise UserError(f"dtype must be auto, float32 or bfloat16, got '{self.dtype}'")
         if self.mode not in MODES:
             raise UserError(f"perplexity mode must be windows or cached, got '{self.mode}'")
         if self.max_tokens is not None and self.max_tokens < 2:
@@ -559,11 +582,12 @@ def perplexity_events(
     max_length = min(int(config.max_length or scorer.context_length), scorer.context_length)
     stride = min(config.stride, max_length)
     check_window(max_length, stride)
-    dtype = resolve_dtype(config.dtype)
     if config.mode == "cached" and not scorer.supports_cache:
         raise UserError(f"the cached mode is not available for {scorer.name}: use the windows mode")
     t0 = time.perf_counter()
     seq, scored_text, capped = _prepared(scorer, text, config)
+    precision = decide_precision(scorer, seq, config.dtype)
+    dtype = precision.dtype
     if config.mode == "cached":
         n_calls = math.ceil((len(seq) - 1) / max(1, min(stride, max_length - 1)))
         windows = []
@@ -605,6 +629,8 @@ def perplexity_events(
         dtype=dtype,
         batch_size=config.batch_size,
         time_s=time.perf_counter() - t0,
+        precision=precision.summary(),
+        bf16_ratio=precision.ratio,
         capped=capped,
         stopped=stopped,
         mode=config.mode,

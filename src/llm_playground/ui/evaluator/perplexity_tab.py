@@ -69,6 +69,7 @@ def _draw_perplexity(job, events) -> None:
         f"lm-evaluation-harness scores it), {r.n_words:,} words, {r.n_bytes:,} bytes; "
         f"stride {r.stride}, max length {r.max_length}, {r.dtype}, {r.tokens_per_s:,.0f} "
         "tokens/s."
+        + (f" Precision: {esc(r.precision)}." if r.precision else "")
         + mode
         + (
             " Stopped early: not recorded in the leaderboard."
@@ -144,7 +145,8 @@ def _window_settings() -> dict:
         "Precision",
         ["auto", "float32", "bfloat16"],
         key="ev_ppl_dtype",
-        help="auto uses bfloat16 where this CPU runs it faster (measured once).",
+        help="auto times a window of the text in float32 and bfloat16 and scores in the "
+        "faster (once per model on this machine).",
     )
     mode = c5.selectbox(
         "Mode",
