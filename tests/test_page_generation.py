@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from llm_playground.generation.samplers import CHAIN_SETTINGS, PENALTY_SETTINGS
+
 PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/generation.py"
 
 
@@ -56,6 +58,9 @@ def test_page_explains_bad_settings():
     at.run()
     assert any("top-p must be in (0, 1]" in e.value for e in at.error)
     assert at.button(key="gen_run").disabled
+    # one widget per setting the stages describe (a new stage gets its widget by itself)
+    keys = {w.key for w in [*at.slider, *at.number_input]}
+    assert {f"gen_{s.field}" for s in (*CHAIN_SETTINGS, *PENALTY_SETTINGS)} <= keys
     at.slider(key="gen_top_p").set_value(0.9)
     at.number_input(key="gen_max_new").set_value(9000)
     at.run()

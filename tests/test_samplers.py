@@ -20,8 +20,12 @@ from transformers.generation.logits_process import (
 from llm_playground.core.errors import UserError
 from llm_playground.generation.config import DecodingConfig, sampler_stages
 from llm_playground.generation.samplers import (
+    CHAIN_SETTINGS,
     DRY,
     LLAMA_CPP_ORDER,
+    PENALTY_SETTINGS,
+    SAMPLER_CLASSES,
+    SAMPLER_STAGES,
     TRANSFORMERS_ORDER,
     XTC,
     Epsilon,
@@ -104,6 +108,34 @@ def test_kept_sets_on_ties_and_single_candidates():
 def test_stages_validate_on_construction(make):
     with pytest.raises(UserError):
         make()
+
+
+def test_every_described_setting_is_a_config_field_with_the_off_default():
+    """A stage's settings name DecodingConfig fields whose defaults are the stage's own (its
+    first setting's default leaves it out), so a new stage cannot forget its field."""
+    defaults = DecodingConfig()
+    settings = (*CHAIN_SETTINGS, *PENALTY_SETTINGS)
+    assert len({s.flag for s in settings}) == len(settings)
+    for setting in settings:
+        assert getattr(defaults, setting.field) == setting.default, setting.field
+    assert defaults.active_samplers() == ()  # greedy: no stage
+    sampled = DecodingConfig(strategy="sample", top_k=None, top_p=None)
+    assert sampled.active_samplers() == ()  # every further stage off by default
+    assert set(TRANSFORMERS_ORDER) == set(LLAMA_CPP_ORDER) == set(SAMPLER_STAGES)
+    assert all(stage.summary for stage in SAMPLER_CLASSES)
+
+
+@pytest.mark.parametrize("setting", CHAIN_SETTINGS + PENALTY_SETTINGS, ids=lambda s: s.field)
+def test_each_setting_checks_its_range_in_the_config(setting):
+    """Out of range by the description: the config refuses it with the setting's name."""
+    bad = setting.low if setting.open_low else setting.low - 1
+    with pytest.raises(UserError, match=setting.name):
+        DecodingConfig(strategy="sample", **{setting.field: bad})
+    if setting.high is not None:
+        with pytest.raises(UserError, match=setting.name):
+            DecodingConfig(strategy="sample", **{setting.field: setting.high + 1})
+    stage = DecodingConfig(strategy="sample", **{setting.field: setting.default})
+    assert getattr(stage, setting.field) == setting.default
 
 
 def test_stage_messages_name_the_setting():

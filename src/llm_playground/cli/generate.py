@@ -8,22 +8,10 @@ from pathlib import Path
 
 from llm_playground.cli import example
 from llm_playground.core.errors import UserError
+from llm_playground.generation.samplers import CHAIN_SETTINGS, PENALTY_SETTINGS
 
-# The stage settings of the sampler chain: flag, setting, type, metavar.
-STAGE_FLAGS = (
-    ("--min-p", "min_p", float, "X"),
-    ("--typical-p", "typical_p", float, "X"),
-    ("--epsilon", "epsilon", float, "X"),
-    ("--eta", "eta", float, "X"),
-    ("--top-n-sigma", "top_n_sigma", float, "X"),
-    ("--presence-penalty", "presence_penalty", float, "X"),
-    ("--frequency-penalty", "frequency_penalty", float, "X"),
-    ("--dry-multiplier", "dry_multiplier", float, "X"),
-    ("--dry-base", "dry_base", float, "X"),
-    ("--dry-allowed-length", "dry_allowed_length", int, "N"),
-    ("--xtc-probability", "xtc_probability", float, "X"),
-    ("--xtc-threshold", "xtc_threshold", float, "X"),
-)
+# The settings the stages describe themselves: one flag each (--min-p, --dry-base, ...).
+STAGE_SETTINGS = (*CHAIN_SETTINGS, *PENALTY_SETTINGS)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,8 +49,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--top-p", type=float, default=None, metavar="X", help="top-p (default 0.9 for top-p)"
     )
     chain = parser.add_argument_group("sampler chain (with --strategy sample, or any sampling)")
-    for flag, dest, kind, metavar in STAGE_FLAGS:
-        chain.add_argument(flag, dest=dest, type=kind, default=None, metavar=metavar)
+    for setting in STAGE_SETTINGS:
+        chain.add_argument(
+            setting.flag,
+            dest=setting.field,
+            type=int if setting.whole else float,
+            default=None,
+            metavar="N" if setting.whole else "X",
+            help=setting.help,
+        )
     chain.add_argument(
         "--sampler-order",
         metavar="A,B,C",
@@ -118,9 +113,9 @@ def decoding_config(args: argparse.Namespace):
     from llm_playground.generation.config import DecodingConfig
 
     settings = {
-        dest: getattr(args, dest)
-        for _, dest, _, _ in STAGE_FLAGS
-        if getattr(args, dest) is not None
+        setting.field: getattr(args, setting.field)
+        for setting in STAGE_SETTINGS
+        if getattr(args, setting.field) is not None
     }
     if args.sampler_order is not None:
         settings["sampler_order"] = args.sampler_order

@@ -7,21 +7,18 @@ from typing import Any, Literal
 
 from llm_playground.core.errors import UserError
 from llm_playground.generation.samplers import (
+    CHAIN_SETTINGS,
     DRY,
+    PENALTY_SETTINGS,
+    SAMPLER_CLASSES,
     TRANSFORMERS_ORDER,
-    XTC,
-    Epsilon,
-    Eta,
-    MinP,
     NoRepeatNGram,
     PresenceFrequencyPenalty,
     ProcessorList,
     RepetitionPenalty,
     Temperature,
     TopK,
-    TopNSigma,
     TopP,
-    TypicalP,
     finite,
     in_range,
     parse_order,
@@ -105,15 +102,9 @@ class DecodingConfig:
             checked["top_p"] = in_range("top-p", self.top_p, 0, 1, open_low=True)
         elif self.strategy == "top-p":
             raise UserError("top-p sampling needs a top-p setting")
-        checked["min_p"] = in_range("min-p", self.min_p, 0, 1)
-        checked["typical_p"] = in_range("typical-p", self.typical_p, 0, 1, open_low=True)
-        checked["epsilon"] = in_range("epsilon", self.epsilon, 0, 1)
-        checked["eta"] = in_range("eta", self.eta, 0, 1)
-        checked["top_n_sigma"] = finite("top-n-sigma", self.top_n_sigma)
-        if checked["top_n_sigma"] < 0:
-            raise UserError(f"top-n-sigma must be 0 (off) or more, got {self.top_n_sigma:g}")
-        checked["xtc_probability"] = in_range("XTC probability", self.xtc_probability, 0, 1)
-        checked["xtc_threshold"] = in_range("XTC threshold", self.xtc_threshold, 0, 1)
+        # the further stages check their own settings, as each describes them
+        for setting in CHAIN_SETTINGS:
+            checked[setting.field] = setting.check(getattr(self, setting.field))
         checked["sampler_order"] = parse_order(self.sampler_order)
         return checked
 
@@ -128,21 +119,8 @@ class DecodingConfig:
         if repetition <= 0:
             raise UserError(f"the repetition penalty must be above 0 (1 = off), got {repetition:g}")
         checked["repetition_penalty"] = repetition
-        checked["presence_penalty"] = in_range("presence penalty", self.presence_penalty, -2, 2)
-        checked["frequency_penalty"] = in_range("frequency penalty", self.frequency_penalty, -2, 2)
-        checked["dry_multiplier"] = finite("DRY multiplier", self.dry_multiplier)
-        if checked["dry_multiplier"] < 0:
-            raise UserError(
-                f"the DRY multiplier must be 0 (off) or more, got {self.dry_multiplier:g}"
-            )
-        checked["dry_base"] = finite("DRY base", self.dry_base)
-        if checked["dry_base"] < 1:
-            raise UserError(f"the DRY base must be at least 1, got {self.dry_base:g}")
-        checked["dry_allowed_length"] = whole("DRY allowed length", self.dry_allowed_length)
-        if checked["dry_allowed_length"] < 1:
-            raise UserError(
-                f"the DRY allowed length must be at least 1, got {self.dry_allowed_length}"
-            )
+        for setting in PENALTY_SETTINGS:
+            checked[setting.field] = setting.check(getattr(self, setting.field))
         return checked
 
     def _run_settings(self) -> dict[str, Any]:
@@ -201,20 +179,16 @@ class DecodingConfig:
         """The sampler stages this configuration runs, in its order (empty unless sampling)."""
         if not self.samples:
             return ()
-        active = {
-            "temperature": self.temperature != 1.0,
-            "top_k": self.strategy == "top-k"
-            or (self.strategy == "sample" and self.top_k is not None),
-            "top_p": self.strategy in ("top-p", "sample")
-            and self.top_p is not None
-            and self.top_p < 1.0,
-            "min_p": self.min_p > 0,
-            "typical_p": self.typical_p < 1.0,
-            "epsilon": self.epsilon > 0,
-            "eta": self.eta > 0,
-            "top_n_sigma": self.top_n_sigma > 0,
-            "xtc": self.xtc_probability > 0,
-        }
+        # temperature, top-k and top-p follow the strategy; every other stage is on when its
+        # first setting leaves the value that turns it off
+        active = {cls.name: cls.is_active(self) for cls in SAMPLER_CLASSES if cls.settings}
+        active["temperature"] = self.temperature != 1.0
+        active["top_k"] = self.strategy == "top-k" or (
+            self.strategy == "sample" and self.top_k is not None
+        )
+        active["top_p"] = (
+            self.strategy in ("top-p", "sample") and self.top_p is not None and self.top_p < 1.0
+        )
         return tuple(name for name in self.sampler_order if active[name])
 
     def describe(self) -> str:
@@ -257,18 +231,18 @@ def penalty_processors(config: DecodingConfig, breakers: tuple[int, ...] = ()) -
 def sampler_stages(config: DecodingConfig, generator=None) -> ProcessorList:
     """The sampler stages of a sampling configuration, in its order (``generator`` draws
     XTC's coin)."""
-    build: dict[str, Any] = {
+    by_name = {cls.name: cls for cls in SAMPLER_CLASSES}
+    # temperature, top-k and top-p take the strategy's settings; the others build themselves
+    strategy_stages = {
         "temperature": lambda: Temperature(config.temperature),
         "top_k": lambda: TopK(config.top_k),
         "top_p": lambda: TopP(config.top_p),
-        "min_p": lambda: MinP(config.min_p),
-        "typical_p": lambda: TypicalP(config.typical_p),
-        "epsilon": lambda: Epsilon(config.epsilon),
-        "eta": lambda: Eta(config.eta),
-        "top_n_sigma": lambda: TopNSigma(config.top_n_sigma),
-        "xtc": lambda: XTC(config.xtc_probability, config.xtc_threshold, generator),
     }
-    return ProcessorList(build[name]() for name in config.active_samplers())
+    stages = ProcessorList()
+    for name in config.active_samplers():
+        build = strategy_stages.get(name)
+        stages.append(build() if build else by_name[name].from_config(config, generator))
+    return stages
 
 
 def dry_breakers(tokenizer) -> tuple[int, ...]:

@@ -15,6 +15,13 @@ Two kinds of stage:
   ``transformers.generate`` runs them) or :data:`LLAMA_CPP_ORDER` (temperature last, as
   llama.cpp's default chain runs them).
 
+A stage describes itself: its ``name``, a one-line ``summary`` with its source, and its
+numbers as :class:`Setting` records (field, flag, label, help, range, the value that
+leaves it out). The settings' checks (:class:`~.config.DecodingConfig`), the command
+line's flags and the page's widgets are all made from those records, so a new stage is
+its class here (listed in :data:`SAMPLER_CLASSES` and the two orders), its settings field
+and its tests.
+
 :func:`attribute` runs a chain stage by stage and records, for every token, which stage
 removed it (``removed_by``) or lowered it, and the distribution after each stage: the
 "why could this token not be picked" of the step view.
@@ -31,18 +38,6 @@ from llm_playground.core.errors import UserError
 
 NEG_INF = float("-inf")
 
-# Stage names, as the settings, the command line and the JSON output spell them.
-SAMPLER_STAGES: tuple[str, ...] = (
-    "top_k",
-    "top_p",
-    "min_p",
-    "typical_p",
-    "epsilon",
-    "eta",
-    "top_n_sigma",
-    "xtc",
-    "temperature",
-)
 # transformers' _get_logits_processor: temperature, then top-k, top-p, min-p, typical,
 # epsilon, eta (it has no top-nσ or XTC; they come last here).
 TRANSFORMERS_ORDER: tuple[str, ...] = (
@@ -127,6 +122,45 @@ def parse_order(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(names) + tuple(n for n in TRANSFORMERS_ORDER if n not in names)
 
 
+# --- how a stage describes its settings --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One number a stage takes, described once. The settings (:class:`DecodingConfig`'s
+    field), the command line (``--min-p``) and the page (a slider) are all made from it.
+
+    ``low``/``high`` bound the value (``high`` None: no upper bound; ``open_low``: ``low``
+    itself is refused); ``default`` is the value that leaves the stage out when it is the
+    stage's first setting. ``page_range``, ``step`` and ``number_box`` shape the widget."""
+
+    field: str  # the settings field, e.g. "min_p"; the flag is --min-p
+    name: str  # as messages say it: "min-p"
+    label: str  # as the page says it: "Min-p"
+    help: str
+    low: float
+    high: float | None = None
+    open_low: bool = False
+    whole: bool = False
+    default: float = 0.0
+    step: float = 0.01
+    page_range: tuple[float, float] | None = None  # the widget's range, where it differs
+    number_box: bool = False  # a number box (fine steps) instead of a slider
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.field.replace("_", "-")
+
+    def check(self, value: Any) -> float:
+        """``value`` checked against the range, else a :class:`UserError` naming the setting."""
+        number = whole(self.name, value) if self.whole else finite(self.name, value)
+        if self.high is not None:
+            return in_range(self.name, number, self.low, self.high, open_low=self.open_low)
+        if number < self.low:
+            raise UserError(f"{self.name} must be at least {self.low:g}, got {number:g}")
+        return number
+
+
 # --- the stages -------------------------------------------------------------------------
 
 
@@ -135,6 +169,20 @@ class Stage:
 
     name = "stage"
     lowers = False  # a penalty: lowers scores rather than removing tokens
+    summary = ""  # one line for the page: what it does (and the source it follows)
+    settings: tuple[Setting, ...] = ()  # its numbers, described (the chain builds it from them)
+
+    @classmethod
+    def is_active(cls, config: Any) -> bool:
+        """Whether ``config`` (a DecodingConfig) turns this stage on: its first setting away
+        from the default that leaves it out."""
+        first = cls.settings[0]
+        return getattr(config, first.field) != first.default
+
+    @classmethod
+    def from_config(cls, config: Any, generator=None) -> Stage:
+        """The stage with ``config``'s values for its settings (``generator``: XTC's coin)."""
+        return cls(*(getattr(config, setting.field) for setting in cls.settings))
 
     def __call__(self, input_ids, scores):  # pragma: no cover - interface
         raise NotImplementedError
@@ -173,6 +221,7 @@ class Temperature(Stage):
     Source: transformers ``TemperatureLogitsWarper``; Ackley, Hinton & Sejnowski (1985)."""
 
     name = "temperature"
+    summary = "divides the logits (transformers TemperatureLogitsWarper)"
 
     def __init__(self, temperature: float):
         t = finite("temperature", temperature)
@@ -192,6 +241,7 @@ class TopK(Stage):
     Source: transformers ``TopKLogitsWarper``; Fan, Lewis & Dauphin (2018), arXiv 1805.04833."""
 
     name = "top_k"
+    summary = "keeps the k most likely (Fan et al. 2018)"
 
     def __init__(self, top_k: int, min_tokens_to_keep: int = 1):
         k = whole("top-k", top_k)
@@ -213,6 +263,7 @@ class TopP(Stage):
     arXiv 1904.09751."""
 
     name = "top_p"
+    summary = "keeps the smallest head of mass p (Holtzman et al. 2019)"
 
     def __init__(self, top_p: float, min_tokens_to_keep: int = 1):
         self.top_p = in_range("top-p", top_p, 0, 1, open_low=True)
@@ -232,6 +283,8 @@ class MinP(Stage):
     Source: Nguyen et al. (2024), arXiv 2407.01082; transformers ``MinPLogitsWarper``."""
 
     name = "min_p"
+    summary = "cuts p < min-p·p_max (Nguyen et al. 2024, arXiv 2407.01082)"
+    settings = (Setting("min_p", "min-p", "Min-p", summary, low=0, high=1),)
 
     def __init__(self, min_p: float, min_tokens_to_keep: int = 1):
         self.min_p = in_range("min-p", min_p, 0, 1)
@@ -249,6 +302,20 @@ class TypicalP(Stage):
     Source: Meister et al. (2022), arXiv 2202.00666; transformers ``TypicalLogitsWarper``."""
 
     name = "typical_p"
+    summary = "keeps tokens of typical surprisal (Meister et al. 2022, arXiv 2202.00666)"
+    settings = (
+        Setting(
+            "typical_p",
+            "typical-p",
+            "Typical-p",
+            summary,
+            low=0,
+            high=1,
+            open_low=True,
+            default=1.0,
+            page_range=(0.01, 1.0),
+        ),
+    )
 
     def __init__(self, mass: float, min_tokens_to_keep: int = 1):
         self.mass = in_range("typical-p", mass, 0, 1, open_low=True)
@@ -275,6 +342,20 @@ class Epsilon(Stage):
     ``EpsilonLogitsWarper``."""
 
     name = "epsilon"
+    summary = "cuts p < ε (Hewitt et al. 2022, arXiv 2210.15191)"
+    settings = (
+        Setting(
+            "epsilon",
+            "epsilon",
+            "Epsilon",
+            summary,
+            low=0,
+            high=1,
+            step=0.0001,
+            page_range=(0.0, 0.99),
+            number_box=True,
+        ),
+    )
 
     def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
         self.epsilon = in_range("epsilon", epsilon, 0, 1, open_low=True)
@@ -291,6 +372,20 @@ class Eta(Stage):
     ``EtaLogitsWarper``."""
 
     name = "eta"
+    summary = "cuts p < min(ε, √ε·e^−H) (Hewitt et al. 2022)"
+    settings = (
+        Setting(
+            "eta",
+            "eta",
+            "Eta",
+            summary,
+            low=0,
+            high=1,
+            step=0.0001,
+            page_range=(0.0, 0.99),
+            number_box=True,
+        ),
+    )
 
     def __init__(self, epsilon: float, min_tokens_to_keep: int = 1):
         self.epsilon = in_range("eta", epsilon, 0, 1, open_low=True)
@@ -313,6 +408,12 @@ class TopNSigma(Stage):
     Source: Tang et al. (2024), arXiv 2411.07641; llama.cpp ``llama_sampler_top_n_sigma``."""
 
     name = "top_n_sigma"
+    summary = "cuts logits below max − n·σ (Tang et al. 2024, arXiv 2411.07641)"
+    settings = (
+        Setting(
+            "top_n_sigma", "top-n-sigma", "Top-nσ", summary, low=0, step=0.1, page_range=(0, 5)
+        ),
+    )
 
     def __init__(self, n: float):
         self.n = finite("top-n-sigma", n)
@@ -347,6 +448,23 @@ class XTC(Stage):
     """
 
     name = "xtc"
+    summary = "removes the top choices but the least likely (text-generation-webui PR 6335)"
+    settings = (
+        Setting("xtc_probability", "XTC probability", "XTC probability", summary, 0, 1, step=0.05),
+        Setting(
+            "xtc_threshold",
+            "XTC threshold",
+            "XTC threshold",
+            "The tokens at least this likely are the top choices XTC may remove.",
+            low=0,
+            high=1,
+            default=0.1,
+        ),
+    )
+
+    @classmethod
+    def from_config(cls, config: Any, generator=None) -> Stage:
+        return cls(config.xtc_probability, config.xtc_threshold, generator)
 
     def __init__(self, probability: float, threshold: float, generator=None):
         self.probability = in_range("XTC probability", probability, 0, 1)
@@ -403,6 +521,26 @@ class PresenceFrequencyPenalty(Stage):
     ``llama_sampler_penalties``; OpenAI's presence and frequency penalties."""
 
     lowers = True
+    settings = (
+        Setting(
+            "presence_penalty",
+            "presence penalty",
+            "Presence penalty",
+            "Subtracted once from every token seen in the last 64 (llama.cpp, OpenAI).",
+            low=-2,
+            high=2,
+            step=0.1,
+        ),
+        Setting(
+            "frequency_penalty",
+            "frequency penalty",
+            "Frequency penalty",
+            "Subtracted per occurrence in the last 64 tokens (llama.cpp, OpenAI).",
+            low=-2,
+            high=2,
+            step=0.1,
+        ),
+    )
 
     def __init__(self, presence: float = 0.0, frequency: float = 0.0, last_n: int = 64):
         self.presence = in_range("presence penalty", presence, -2, 2)
@@ -437,6 +575,39 @@ class DRY(Stage):
 
     name = "dry"
     lowers = True
+    settings = (
+        Setting(
+            "dry_multiplier",
+            "DRY multiplier",
+            "DRY multiplier",
+            "Don't Repeat Yourself: penalises the token that would extend a repeat "
+            "(text-generation-webui PR 5677; 0 = off).",
+            low=0,
+            step=0.1,
+            page_range=(0, 3),
+        ),
+        Setting(
+            "dry_base",
+            "DRY base",
+            "DRY base",
+            "The penalty grows by this factor per token of repeat past the allowed length.",
+            low=1,
+            default=1.75,
+            step=0.05,
+            page_range=(1, 4),
+        ),
+        Setting(
+            "dry_allowed_length",
+            "DRY allowed length",
+            "DRY allowed length",
+            "Repeats up to this many tokens long go unpenalised.",
+            low=1,
+            whole=True,
+            default=2,
+            step=1,
+            page_range=(1, 8),
+        ),
+    )
 
     def __init__(
         self,
@@ -529,6 +700,29 @@ class ProcessorList(list):
         for stage in self:
             scores = stage(input_ids, scores)
         return scores
+
+
+# --- the stages, listed -----------------------------------------------------------------
+
+# The sampler stages; those with settings of their own (the chain beyond temperature, top-k
+# and top-p, which the strategy sets) give the settings fields, flags and widgets.
+SAMPLER_CLASSES: tuple[type[Stage], ...] = (
+    TopK,
+    TopP,
+    MinP,
+    TypicalP,
+    Epsilon,
+    Eta,
+    TopNSigma,
+    XTC,
+    Temperature,
+)
+CHAIN_SETTINGS: tuple[Setting, ...] = tuple(s for cls in SAMPLER_CLASSES for s in cls.settings)
+# Stage names, as the settings, the command line and the JSON output spell them.
+SAMPLER_STAGES: tuple[str, ...] = tuple(cls.name for cls in SAMPLER_CLASSES)
+# The penalties that describe their settings the same way (repetition and no-repeat n-gram
+# act on every strategy with settings of their own).
+PENALTY_SETTINGS: tuple[Setting, ...] = (*PresenceFrequencyPenalty.settings, *DRY.settings)
 
 
 # --- attribution ------------------------------------------------------------------------

@@ -24,7 +24,14 @@ from llm_playground.generation.runner import (
     memory_bandwidth,
     weight_bytes_per_token,
 )
-from llm_playground.generation.samplers import ORDER_PRESETS, TRANSFORMERS_ORDER
+from llm_playground.generation.samplers import (
+    CHAIN_SETTINGS,
+    ORDER_PRESETS,
+    PENALTY_SETTINGS,
+    SAMPLER_CLASSES,
+    TRANSFORMERS_ORDER,
+    Setting,
+)
 from llm_playground.generation.speculative import draft_models_for
 from llm_playground.ui.components import (
     cached_model,
@@ -59,17 +66,8 @@ STRATEGY_LABELS = {
     "sample": "Sampler chain",
 }
 SHORT_LABELS = {"greedy": "Greedy", "beam": "Beam search", "top-k": "Top-k", "top-p": "Top-p"}
-STAGE_SOURCES = {
-    "temperature": "divides the logits (transformers TemperatureLogitsWarper)",
-    "top_k": "keeps the k most likely (Fan et al. 2018)",
-    "top_p": "keeps the smallest head of mass p (Holtzman et al. 2019)",
-    "min_p": "cuts p < min-p·p_max (Nguyen et al. 2024, arXiv 2407.01082)",
-    "typical_p": "keeps tokens of typical surprisal (Meister et al. 2022, arXiv 2202.00666)",
-    "epsilon": "cuts p < ε (Hewitt et al. 2022, arXiv 2210.15191)",
-    "eta": "cuts p < min(ε, √ε·e^−H) (Hewitt et al. 2022)",
-    "top_n_sigma": "cuts logits below max − n·σ (Tang et al. 2024, arXiv 2411.07641)",
-    "xtc": "removes the top choices but the least likely (text-generation-webui PR 6335)",
-}
+# What each sampler stage does, as the stage describes itself (the Order tab's rows).
+STAGE_SOURCES = {stage.name: stage.summary for stage in SAMPLER_CLASSES}
 CANDIDATES = 15
 GEN_SLOT, COMPARE_SLOT = "gen", "gen_compare"
 
@@ -212,45 +210,28 @@ def _sampling_tab(strategy: str) -> dict:
     }
 
 
+def _setting_widget(setting: Setting) -> float:
+    """A slider (or a number box, for fine steps) for a setting a stage describes."""
+    low, high = setting.page_range or (setting.low, setting.high)
+    number = int if setting.whole else float
+    bounds = (number(low), number(high), number(setting.default), number(setting.step))
+    key = f"gen_{setting.field}"
+    if setting.number_box:
+        decimals = len(f"{setting.step:g}".split(".")[-1])
+        return st.number_input(
+            setting.label, *bounds, format=f"%.{decimals}f", key=key, help=setting.help
+        )
+    return st.slider(setting.label, *bounds, key=key, help=setting.help)
+
+
 def _chain_tab() -> dict:
-    """The further sampler stages (min-p, typical-p, ε, η, top-nσ, XTC)."""
+    """The further sampler stages (min-p, typical-p, ε, η, top-nσ, XTC), one widget per
+    setting they describe."""
     st.caption(
         "Used by **Sampler chain** (and on top of top-k / top-p sampling). "
         "0 (or 1 for typical-p) leaves a stage out."
     )
-    min_p = st.slider("Min-p", 0.0, 1.0, 0.0, 0.01, key="gen_min_p", help=STAGE_SOURCES["min_p"])
-    typical_p = st.slider(
-        "Typical-p", 0.01, 1.0, 1.0, 0.01, key="gen_typical_p", help=STAGE_SOURCES["typical_p"]
-    )
-    epsilon = st.number_input(
-        "Epsilon",
-        0.0,
-        0.99,
-        0.0,
-        0.0001,
-        format="%.4f",
-        key="gen_epsilon",
-        help=STAGE_SOURCES["epsilon"],
-    )
-    eta = st.number_input(
-        "Eta", 0.0, 0.99, 0.0, 0.0001, format="%.4f", key="gen_eta", help=STAGE_SOURCES["eta"]
-    )
-    top_n_sigma = st.slider(
-        "Top-nσ", 0.0, 5.0, 0.0, 0.1, key="gen_top_n_sigma", help=STAGE_SOURCES["top_n_sigma"]
-    )
-    xtc_probability = st.slider(
-        "XTC probability", 0.0, 1.0, 0.0, 0.05, key="gen_xtc_p", help=STAGE_SOURCES["xtc"]
-    )
-    xtc_threshold = st.slider("XTC threshold", 0.0, 1.0, 0.1, 0.01, key="gen_xtc_t")
-    return {
-        "min_p": min_p,
-        "typical_p": typical_p,
-        "epsilon": epsilon,
-        "eta": eta,
-        "top_n_sigma": top_n_sigma,
-        "xtc_probability": xtc_probability,
-        "xtc_threshold": xtc_threshold,
-    }
+    return {setting.field: _setting_widget(setting) for setting in CHAIN_SETTINGS}
 
 
 def _order_tab() -> None:
@@ -307,45 +288,10 @@ def _penalties_tab() -> dict:
         key="gen_repetition",
         help="Makes tokens already in the text less likely (1 = off; CTRL, Keskar et al. 2019).",
     )
-    presence = st.slider(
-        "Presence penalty",
-        -2.0,
-        2.0,
-        0.0,
-        0.1,
-        key="gen_presence",
-        help="Subtracted once from every token seen in the last 64 (llama.cpp, OpenAI).",
-    )
-    frequency = st.slider(
-        "Frequency penalty",
-        -2.0,
-        2.0,
-        0.0,
-        0.1,
-        key="gen_frequency",
-        help="Subtracted per occurrence in the last 64 tokens (llama.cpp, OpenAI).",
-    )
-    dry_multiplier = st.slider(
-        "DRY multiplier",
-        0.0,
-        3.0,
-        0.0,
-        0.1,
-        key="gen_dry",
-        help="Don't Repeat Yourself: penalises the token that would extend a repeat "
-        "(text-generation-webui PR 5677; 0 = off).",
-    )
-    dry_base = st.slider("DRY base", 1.0, 4.0, 1.75, 0.05, key="gen_dry_base")
-    dry_allowed = st.slider("DRY allowed length", 1, 8, 2, key="gen_dry_allowed")
-    return {
-        "no_repeat_ngram_size": no_repeat,
-        "repetition_penalty": repetition,
-        "presence_penalty": presence,
-        "frequency_penalty": frequency,
-        "dry_multiplier": dry_multiplier,
-        "dry_base": dry_base,
-        "dry_allowed_length": dry_allowed,
-    }
+    settings = {"no_repeat_ngram_size": no_repeat, "repetition_penalty": repetition}
+    for setting in PENALTY_SETTINGS:
+        settings[setting.field] = _setting_widget(setting)
+    return settings
 
 
 def _speed_tab(model_name: str | None) -> tuple[dict, str]:
