@@ -204,7 +204,8 @@ if model is not None:
     if result is None:
         st.info("Press **Look inside** to run the prompt through the model once.")
     tabs = st.tabs(
-        ["Attention", "Logit lens", "Head roles", "Training timeline", "Ablation", "Embeddings"]
+        ["Attention", "Logit lens", "Head roles", "Training timeline", "Ablation", "Embeddings"],
+        key="inside_tabs",  # the open tab stays open when a note above it comes or goes
     )
     with tabs[0]:
         attention_tab.render(result)
