@@ -154,6 +154,22 @@ def test_a_run_without_snapshots_says_how_to_keep_them(tiny_run, playground_home
     assert "--snapshot-interval 50" in text_of(at)
 
 
+def test_lab_3_hands_over_its_model_and_text(tiny_run, playground_home):
+    """Lab 3's step view links here with ?model=...&text=...&chat=0: the page takes them once."""
+    shutil.copytree(tiny_run, playground_home / "runs" / RUN)
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.query_params["model"] = RUN
+    at.query_params["text"] = "JULIET:\nO Romeo"
+    at.query_params["chat"] = "0"
+    at.run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="inside_model").value == RUN
+    assert at.text_area(key="inside_prompt").value == "JULIET:\nO Romeo"
+    assert not at.query_params  # used once: the learner's later edits stay
+    at.text_area(key="inside_prompt").set_value("ROMEO: hi").run()
+    assert at.text_area(key="inside_prompt").value == "ROMEO: hi"
+
+
 def test_the_page_and_its_tabs_lay_out_widgets_only():
     for path in [PAGE, *sorted((ROOT / "src/llm_playground/ui/inside").glob("*.py"))]:
         source = path.read_text()
