@@ -228,29 +228,42 @@ def test_an_explicit_dtype_is_recorded_as_asked(tmp_path, fake_timings):
 # --- perplexity --------------------------------------------------------------------------
 
 
-def test_perplexity_auto_decides_on_a_window_of_its_text(tmp_path, monkeypatch):
-    from llm_playground.evaluation.perplexity import PRECISION_WINDOW, perplexity
+def tiny_model(tmp_path, name: str = "tiny-scorer"):
+    """A few steps of a tiny speedrun GPT, loaded as Labs 3 and 5 load a run."""
     from llm_playground.generation.registry import load_model
     from llm_playground.training.checkpoints import save_run_as
 
     out = tmp_path / "run"
     list(run_training(tiny("speedrun", dtype="float32", out_dir=str(out))))
-    save_run_as(out, "tiny-scorer")
-    loaded = load_model("tiny-scorer")
-    decided: list[WorkKey] = []
-    original = hardware.decide_precision
+    save_run_as(out, name)
+    return load_model(name)
 
-    def fake_decide(work, run_step, **options):
-        fake = FakeWork(fp32=1.0, bf16=0.8)  # bf16 1.25x faster on the fake clock
+
+def fake_hardware_timings(monkeypatch, fp32: float, bf16: float) -> list[WorkKey]:
+    """core.hardware's decisions run the real steps but read a fake clock; returns the list
+    of the work measured."""
+    decided: list[WorkKey] = []
+
+    def fake_decide(work, run_step, **options):  # the machine cache left out
+        fake = FakeWork(fp32=fp32, bf16=bf16)
 
         def step(dtype: str) -> None:
-            run_step(dtype)  # the real forward pass over the window
+            if not fake.calls:
+                decided.append(work)  # measured (a kept decision runs no step)
+            run_step(dtype)  # the real work
             fake.step(dtype)
 
-        decided.append(work)
-        return original(work, step, timer=fake.timer, supported=True)
+        return decide_precision(work, step, timer=fake.timer, supported=True)
 
     monkeypatch.setattr(hardware, "decide_precision", fake_decide)
+    return decided
+
+
+def test_perplexity_auto_decides_on_a_window_of_its_text(tmp_path, monkeypatch):
+    from llm_playground.evaluation.perplexity import PRECISION_WINDOW, perplexity
+
+    loaded = tiny_model(tmp_path)
+    decided = fake_hardware_timings(monkeypatch, fp32=1.0, bf16=0.8)  # bf16 1.25x faster
     text = "To be, or not to be, that is the question. " * 4
     auto = perplexity(loaded, text, stride=8, dtype="auto")
     assert auto.dtype == "bfloat16" and auto.bf16_ratio == pytest.approx(1.25)
@@ -262,3 +275,31 @@ def test_perplexity_auto_decides_on_a_window_of_its_text(tmp_path, monkeypatch):
     fp32 = perplexity(loaded, text, stride=8, dtype="float32")
     assert fp32.precision == "float32 (as asked)" and fp32.bf16_ratio is None
     assert len(decided) == 1  # explicit precisions time nothing
+
+
+# --- decoding ----------------------------------------------------------------------------
+
+
+def test_decoding_auto_times_decoding_steps_and_takes_the_faster(tmp_path, monkeypatch):
+    import torch
+
+    from llm_playground.generation.decoding import DecodingConfig, generate
+    from llm_playground.generation.runner import at_precision, decoding_precision
+
+    loaded = tiny_model(tmp_path)
+    decided = fake_hardware_timings(monkeypatch, fp32=1.0, bf16=1.5)  # bf16 slower
+    choice = decoding_precision(loaded)
+    assert choice.dtype == "float32" and choice.ratio == pytest.approx(1 / 1.5)
+    assert at_precision(loaded, "auto") is loaded  # the same decision, kept for the process
+    (work,) = decided
+    assert work.kind == "decode" and dict(work.shape)["threads"] == torch.get_num_threads()
+    hardware.clear_precision_decisions()
+    decided = fake_hardware_timings(monkeypatch, fp32=1.5, bf16=1.0)  # bf16 faster
+    auto = at_precision(loaded, "auto")
+    assert next(auto.model.parameters()).dtype == torch.bfloat16
+    assert next(loaded.model.parameters()).dtype == torch.float32  # a copy
+    config = DecodingConfig("greedy", max_new_tokens=4)
+    tokens = generate(auto, "ROMEO:", config, chat_template=False).ids
+    assert (
+        tokens == generate(at_precision(loaded, "bf16"), "ROMEO:", config, chat_template=False).ids
+    )

@@ -21,7 +21,12 @@ speculative decoding does after a rejected draft).
   every step).
 
 :func:`int8_model` makes the int8 weight-only copy behind ``precision="int8"`` (int8
-weights with a float32 scale per output channel, float32 activations).
+weights with a float32 scale per output channel, float32 activations); ``precision="bf16"``
+a copy with bfloat16 weights; ``precision="auto"`` times a few decoding steps of this model
+in float32 and in bfloat16 (:func:`decoding_precision`, through
+:func:`llm_playground.core.hardware.decide_precision`) and takes the faster: a one-row
+product reads every weight once, and whether bf16's halved reads beat float32's kernels
+depends on the CPU, so it is measured, not assumed.
 """
 
 from __future__ import annotations
@@ -29,7 +34,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-PRECISIONS: tuple[str, ...] = ("fp32", "int8")
+PRECISIONS: tuple[str, ...] = ("fp32", "int8", "bf16", "auto")
+# With precision "auto": a prompt of DECIDE_PROMPT tokens and DECIDE_TOKENS one-token steps
+# are timed in each precision, with the runner generate would pick for the model.
+DECIDE_TOKENS = 4
+DECIDE_PROMPT = 16
 # Up to this many rows an int8 linear layer runs the fused int8 kernel; a longer input (a
 # prompt, a perplexity window) widens the weights once and runs a float32 matmul, which is
 # far faster there on CPUs without AVX-512 (the fused kernel has no AVX2 fast path).
@@ -96,7 +105,8 @@ def fast_path_supported(model) -> bool:
     cfg = model.config
     rope = getattr(cfg, "rope_parameters", None) or getattr(cfg, "rope_scaling", None) or {}
     return (
-        getattr(cfg, "hidden_act", "") == "silu"
+        next(model.parameters()).dtype == torch.float32  # its RMS norm is float32's
+        and getattr(cfg, "hidden_act", "") == "silu"
         and not getattr(cfg, "attention_bias", False)
         and not getattr(cfg, "mlp_bias", False)
         and rope.get("rope_type", "default") == "default"
@@ -479,16 +489,69 @@ def weight_bytes_per_token(model) -> int:
     return total
 
 
+def bf16_model(model):
+    """A copy of ``model`` with bfloat16 weights, without the fast path's float32 caches."""
+    import copy
+
+    import torch
+
+    copied = copy.deepcopy(model)
+    for cache in ("_fused_projections", "_input_major_head"):
+        copied.__dict__.pop(cache, None)
+    return copied.to(torch.bfloat16)
+
+
+def decoding_precision(loaded):
+    """float32 or bfloat16 for decoding with ``loaded`` (a float32 model), timed on a short
+    prompt and :data:`DECIDE_TOKENS` one-token steps, with the runner ``generate`` would use;
+    one measurement per model and thread count per process (and per machine, in the
+    playground home). A ``core.hardware.PrecisionChoice``."""
+    import torch
+
+    from llm_playground.core import hardware
+
+    model = loaded.model
+    device = next(model.parameters()).device
+    copies: dict[str, Any] = {"float32": model}
+
+    def run_step(dtype: str) -> None:
+        if dtype not in copies:  # the warm-up call makes the copy
+            copies[dtype] = bf16_model(model)
+        # a short prompt, then one token at a time, as a generation runs
+        runner = make_runner(copies[dtype], DECIDE_PROMPT + DECIDE_TOKENS)
+        with torch.inference_mode():
+            runner.forward(list(range(1, DECIDE_PROMPT + 1)))
+            for token in range(DECIDE_TOKENS):
+                runner.forward([token + 1])
+
+    work = hardware.WorkKey.of(
+        "decode",
+        device=str(device),
+        model=loaded.info.name,
+        parameters=sum(p.numel() for p in model.parameters()),
+        threads=torch.get_num_threads(),
+    )
+    choice = hardware.decide_precision(work, run_step, cache_file=hardware.precision_cache_file())
+    copies.clear()
+    return choice
+
+
 def at_precision(loaded, precision: str):
-    """``loaded`` as it is ("fp32"), or a copy with int8 weights ("int8")."""
+    """``loaded`` as it is ("fp32"), a copy with int8 weights ("int8") or bfloat16 weights
+    ("bf16"), or for "auto" the faster of float32 and bfloat16 on this model's decoding
+    steps (:func:`decoding_precision`)."""
     from dataclasses import replace
 
     from llm_playground.core.errors import UserError
 
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision '{precision}': pick one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        precision = "bf16" if decoding_precision(loaded).dtype == "bfloat16" else "fp32"
     if precision == "fp32":
         return loaded
+    if precision == "bf16":
+        return replace(loaded, model=bf16_model(loaded.model))
     if next(loaded.model.parameters()).device.type != "cpu":
         raise UserError("int8 weights run on the CPU only")
     return replace(loaded, model=int8_model(loaded.model))
