@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from llm_playground.cli import example
@@ -80,9 +81,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--draft-model", metavar="NAME", help="a smaller model, same tokenizer")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "int8"),
+        choices=("fp32", "int8", "bf16", "auto"),
         default="fp32",
-        help="int8: weight-only int8 linear layers (faster on a CPU, slightly less exact)",
+        help="int8: weight-only int8 linear layers (faster on a CPU, slightly less exact); "
+        "bf16: bfloat16 weights; auto: time a few decoding steps in fp32 and bf16, take the "
+        "faster (printed on stderr)",
     )
     parser.add_argument(
         "--no-chat-template",
@@ -162,6 +165,10 @@ def generate_command(args: argparse.Namespace) -> int:
         loaded = _load_bigram(bigram)
     else:
         loaded = load_model(find_model(args.model, args.checkpoint))
+    if args.precision == "auto":  # decided once here, then kept for the process
+        from llm_playground.generation.runner import decoding_precision
+
+        print(f"precision: {decoding_precision(loaded).summary()}", file=sys.stderr)
     loaded = at_precision(loaded, args.precision)
     draft = None
     if config.speculative == "draft":
