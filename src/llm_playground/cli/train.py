@@ -230,7 +230,9 @@ def available_memory(device: str) -> int | None:
     if device.startswith("cuda"):
         import torch
 
-        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        index = torch.device(device).index  # "cuda": this process's GPU under torchrun
+        index = int(os.environ.get("LOCAL_RANK", "0") or 0) if index is None else index
+        return int(torch.cuda.mem_get_info(index)[0])
     try:
         with open("/proc/meminfo", encoding="ascii") as f:
             for line in f:
