@@ -254,6 +254,9 @@ def journey_inside(tab, url: str, out: Path) -> None:
         except Exception:  # noqa: BLE001 - Playwright's timeout: click once more
             continue
     grid.wait_for(timeout=LONG)
+    _number(tab, "inside_attn_layer", 18)  # SmolLM2's strongest induction head
+    _number(tab, "inside_attn_head", 6)
+    tab.get_by_text("layer 18, head 6").first.wait_for(timeout=LONG)
     tab.get_by_text("looks most at").first.wait_for(timeout=LONG)
     _settle(tab)
     _shot(tab, out, "inside", anchor=_key("inside_run"))

@@ -15,8 +15,9 @@ from llm_playground.ui.inside.jobs import Timeline, timeline_run
 INTRO = (
     "A run trained with snapshots kept its model every few steps. Here every snapshot gets "
     "your prompt and the induction probe, so you can scrub through training and watch the "
-    "attention maps sharpen, the lens' guesses turn from noise into letters and words, and "
-    "induction heads appear, often all at once, while the loss drops."
+    "attention maps sharpen and the lens' guesses turn from noise into letters and words "
+    "while the loss drops. Do induction heads appear? Olsson et al. saw them form suddenly, "
+    "in a narrow window early in training, as the loss on repeated text fell."
 )
 NO_SNAPSHOTS = (
     "This model has no training snapshots. In Lab 2, set **Keep a snapshot every N steps** "
@@ -94,12 +95,14 @@ def _charts(points) -> None:
             .encode(
                 x=alt.X("step:Q", title="training step"),
                 y=alt.Y("best head:Q", scale=alt.Scale(domain=[0, 1]), title="best head's score"),
-                color=alt.Color("role:N", legend=alt.Legend(orient="bottom")),
+                color=alt.Color("role:N", legend=alt.Legend(orient="bottom", labelLimit=260)),
                 tooltip=["step", "role", alt.Tooltip("best head:Q", format=".3f")],
             )
         )
         st.altair_chart(
-            alt.layer(lines, rule).properties(height=300, title="The best head of each role"),
+            alt.layer(lines, rule).properties(
+                height=300, title=f"The best head of each role (dashed: {THRESHOLD})"
+            ),
             width="stretch",
             key="inside_timeline_scores",
         )
