@@ -5,13 +5,16 @@ For stride 512 (and 1024), max length 1024, in this one run, against the same to
 1. the plain loop of the transformers perplexity guide (the baseline): one window per
    forward pass, full logits of every position, the loss through ``labels``, float32;
 2. the library's windows mode (:func:`llm_playground.evaluation.perplexity.perplexity`):
-   the same windows batched, only the scored positions through the output layer, float32
-   (identical perplexity to rounding) and ``auto`` precision (bfloat16 where measured faster);
+   the same windows batched, only the scored positions through the output layer, in
+   float32 (identical perplexity to rounding), in bfloat16, and in ``auto`` precision (the
+   faster of the two on a timed window of this model: the choice and bf16's measured speed
+   are printed beside the three, so a wrong choice shows at once);
 3. the library's cached mode: each chunk of ``stride`` tokens reuses the key/value cache of
    the tokens before it instead of recomputing them in a fresh window: a different
    measurement, whose perplexity is printed beside the others.
 
 Target: 2x the plain loop. The CPU flags that decide bfloat16 speed are printed.
+Every decision is measured in this run (a fresh playground home: no machine cache).
 
 Run: ``python bench/eval.py [--max-tokens N] [--threads N] [--strides 512,1024] [--json]``.
 """
@@ -21,7 +24,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
+import tempfile
 import time
 
 import torch
@@ -65,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strides", default="512,1024", help="strides to measure")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
+    os.environ["LLM_PLAYGROUND_HOME"] = tempfile.mkdtemp(prefix="bench-eval-")
 
     from llm_playground.evaluation import metrics
     from llm_playground.evaluation.scoring import scorer_for
@@ -77,7 +83,6 @@ def main(argv: list[str] | None = None) -> int:
     scorer = scorer_for(loaded)
     # The library scores the first token after a prefix token: give the guide's loop the same.
     ids = [scorer.prefix_id, *scorer.encode(text[: args.max_tokens * 8])[0][: args.max_tokens]]
-    bf16 = metrics.bf16_is_faster()
     rows = []
     # Warm-up: one small forward pass of each kind.
     metrics.perplexity(loaded, text[:2000], stride=128, max_length=256, dtype="auto")
@@ -92,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         }
         for key, dtype, mode in (
             ("batched_fp32", "float32", "windows"),
+            ("batched_bf16", "bfloat16", "windows"),
             ("library", "auto", "windows"),
             ("cached_fp32", "float32", "cached"),
         ):
@@ -114,14 +120,17 @@ def main(argv: list[str] | None = None) -> int:
             row[f"{key}_tokens_per_s"] = r.tokens_per_s
             row[f"{key}_ppl"] = r.token_perplexity
             row[f"{key}_dtype"] = r.dtype
+            row[f"{key}_precision"] = r.precision
         row["speedup"] = row["library_tokens_per_s"] / row["plain_tokens_per_s"]
         row["speedup_fp32"] = row["batched_fp32_tokens_per_s"] / row["plain_tokens_per_s"]
+        row["speedup_bf16"] = row["batched_bf16_tokens_per_s"] / row["plain_tokens_per_s"]
+        faster = max(row["batched_fp32_tokens_per_s"], row["batched_bf16_tokens_per_s"])
+        row["auto_over_faster"] = row["library_tokens_per_s"] / faster
         row["speedup_cached"] = row["cached_fp32_tokens_per_s"] / row["plain_tokens_per_s"]
         rows.append(row)
     info = {
         "threads": torch.get_num_threads(),
         "cpu": torch.backends.cpu.get_cpu_capability(),
-        "bf16_faster": bf16,
         "cpu_flags": cpu_flags(),
         "rows": rows,
     }
@@ -131,14 +140,18 @@ def main(argv: list[str] | None = None) -> int:
     flags = ", ".join(f"{k} {'yes' if v else 'no'}" for k, v in info["cpu_flags"].items())
     print(
         f"SmolLM2-135M on WikiText-2 (first {args.max_tokens} tokens), {info['threads']} threads, "
-        f"{info['cpu']} ({flags}), bf16 faster here: {bf16}"
+        f"{info['cpu']} ({flags})"
     )
     for r in rows:
         print(
             f"stride {r['stride']:>4}: plain {r['plain_tokens_per_s']:7.1f} tok/s (ppl {r['plain_ppl']:.3f}) | "
             f"batched fp32 {r['batched_fp32_tokens_per_s']:7.1f} tok/s ({r['speedup_fp32']:.2f}x, "
-            f"ppl {r['batched_fp32_ppl']:.3f}) | library {r['library_dtype']} "
-            f"{r['library_tokens_per_s']:7.1f} tok/s ({r['speedup']:.2f}x, ppl {r['library_ppl']:.3f})"
+            f"ppl {r['batched_fp32_ppl']:.3f}) | batched bf16 "
+            f"{r['batched_bf16_tokens_per_s']:7.1f} tok/s ({r['speedup_bf16']:.2f}x, "
+            f"ppl {r['batched_bf16_ppl']:.3f}) | library auto -> "
+            f"{r['library_tokens_per_s']:7.1f} tok/s ({r['speedup']:.2f}x, ppl {r['library_ppl']:.3f}; "
+            f"{r['auto_over_faster']:.2f}x the faster precision's speed; "
+            f"{r['library_precision']})"
             f" | cached mode fp32 {r['cached_fp32_tokens_per_s']:7.1f} tok/s "
             f"({r['speedup_cached']:.2f}x, ppl {r['cached_fp32_ppl']:.3f}, a different measurement)"
         )

@@ -10,12 +10,16 @@
 3. the per-token overhead of attribution (the sampler chain with top-10 candidates and
    what each stage did to them) against the same chain without it (target: <= 1.3x);
 4. int8 weight-only against fp32: speed-up, and WikiText-2 perplexity of both;
+   precision ``auto`` (a few decoding steps timed in fp32 and bf16, the faster kept) beside
+   greedy decoding in fp32 (the own loop) and in bf16 (bfloat16 weights, the general
+   runner), so a wrong choice shows at once;
 5. the machine's memory bandwidth, and tokens/s against the bandwidth limit (bytes of
    weights read per token);
 6. the KV cache against recomputing the whole prefix at every step.
 
 Timings take the best of a few repeats, their runs interleaved so that a change in the
-machine's load affects them alike. The CPU flags that matter are printed first.
+machine's load affects them alike. The CPU flags that matter are printed first. Every
+precision decision is measured in this run (a fresh playground home: no machine cache).
 
 Run: ``python bench/generate.py [--quick] [--tokens N] [--repeats N] [--json]``.
 """
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 
 import torch
@@ -170,6 +176,38 @@ def int8_trade(loaded, tokens: int, repeats: int, ppl_tokens: int) -> dict:
     }
 
 
+def precision_trade(loaded, tokens: int, repeats: int) -> dict:
+    """``auto``'s decision for decoding, and greedy tokens/s in fp32, bf16 and auto."""
+    from llm_playground.core import hardware
+    from llm_playground.generation.runner import decoding_precision
+
+    hardware.clear_precision_decisions()
+    start = time.perf_counter()
+    choice = decoding_precision(loaded)
+    deciding_s = time.perf_counter() - start
+    bf16 = at_precision(loaded, "bf16")
+    auto = at_precision(loaded, "auto")  # the decision above, kept for the process
+    config = DecodingConfig("greedy", max_new_tokens=tokens)
+    generate(bf16, PROMPT, config, chat_template=False)  # warm-up
+    runs = best_of(
+        repeats,
+        lambda: generate(loaded, PROMPT, config, chat_template=False),
+        lambda: generate(bf16, PROMPT, config, chat_template=False),
+        lambda: generate(auto, PROMPT, config, chat_template=False),
+    )
+    speed = {
+        name: out.new_tokens / seconds
+        for name, (seconds, out) in zip(("fp32", "bf16", "auto"), runs, strict=True)
+    }
+    return {
+        "auto": choice.to_dict(),
+        "auto_summary": choice.summary(),
+        "deciding_s": deciding_s,
+        "tokens_per_s": speed,
+        "auto_over_faster": speed["auto"] / max(speed["fp32"], speed["bf16"]),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer tokens and repeats")
@@ -179,6 +217,7 @@ def main() -> int:
     parser.add_argument("--ppl-tokens", type=int, default=None, help="WikiText-2 tokens scored")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    os.environ["LLM_PLAYGROUND_HOME"] = tempfile.mkdtemp(prefix="bench-generate-")
     tokens = args.tokens or (32 if args.quick else 128)
     repeats = args.repeats or (1 if args.quick else 3)
     ppl_tokens = args.ppl_tokens or (2048 if args.quick else 16384)
@@ -207,6 +246,7 @@ def main() -> int:
     int8 = int8_trade(loaded, tokens, repeats, ppl_tokens)
     int8.pop("quantized")
     report["int8"] = int8
+    report["precision"] = precision_trade(loaded, tokens, repeats)
     bandwidth = memory_bandwidth()
     report["memory_bandwidth_gb_s"] = bandwidth / 1e9
     report["fp32_limit_tokens_per_s"] = bandwidth / int8["fp32_bytes_per_token"]
@@ -261,6 +301,13 @@ def main() -> int:
         f"({int8['int8_tokens_per_s']:.1f} vs {int8['fp32_tokens_per_s']:.1f}); WikiText-2 "
         f"perplexity over {ppl_tokens} tokens {int8['fp32_perplexity']:.2f} -> "
         f"{int8['int8_perplexity']:.2f} ({100 * int8['perplexity_change']:+.1f}%)"
+    )
+    trade = report["precision"]
+    speed = trade["tokens_per_s"]
+    print(
+        f"precision auto: {trade['auto_summary']} (deciding took {trade['deciding_s']:.1f} s); "
+        f"greedy fp32 {speed['fp32']:.1f}, bf16 {speed['bf16']:.1f}, auto {speed['auto']:.1f} "
+        f"tokens/s: auto at {trade['auto_over_faster']:.2f}x the faster precision's speed"
     )
     print(
         f"memory bandwidth {report['memory_bandwidth_gb_s']:.1f} GB/s: weights per token "
