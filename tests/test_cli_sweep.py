@@ -649,3 +649,17 @@ def test_generate_decodes_with_a_bigram_run(runs, cli, tmp_path):
         env={"LLM_PLAYGROUND_HOME": str(home)},
     )
     assert r.returncode == 0 and r.stdout.strip(), r.stderr
+
+
+def test_the_memory_estimate_counts_every_layer_without_building_them():
+    """``train``'s estimate counts the parameters of one and two layers and extrapolates:
+    the same count as the whole model built, and the same bytes as training_memory's."""
+    from llm_playground.cli.train import training_bytes
+    from llm_playground.training.config import preset
+    from llm_playground.training.model import build_model, count_parameters, training_memory
+
+    for name in ("baby-gpt", "speedrun"):
+        config = preset(name).replace(n_layer=5, n_embd=64, n_head=4, vocab_size=65)
+        built = count_parameters(build_model(config.model))
+        expected = training_memory(config.model, built, config.batch_size, bytes_per_value=2)
+        assert training_bytes(config) == sum(expected.values())
