@@ -88,6 +88,10 @@ def test_a_missing_step_names_the_steps_there_are(tmp_path):
     list(run_training(tiny(max_iters=8, snapshot_interval=4, out_dir=str(out))))
     with pytest.raises(UserError, match=r"no snapshot of step 5; its snapshots are at steps 4, 8"):
         load_snapshot(out, 5)
+    for step in (12, 16, 20):
+        save_snapshot(out, load_snapshot(out, 8).model, step)
+    with pytest.raises(UserError, match=r"at steps 4 to 20, every 4$"):
+        load_snapshot(out, 6)
     plain = tmp_path / "plain"
     list(run_training(tiny(max_iters=2, out_dir=str(plain))))
     assert snapshot_steps(plain) == []

@@ -106,6 +106,14 @@ def _losses_at(run_dir: Path, step: int, batch_loss: float | None) -> dict[str, 
     }
 
 
+def _describe(steps: list[int]) -> str:
+    """ "steps 50 to 2000, every 50" for evenly spaced steps, else "steps 4, 8, 10"."""
+    gaps = {b - a for a, b in zip(steps, steps[1:], strict=False)}
+    if len(steps) > 3 and len(gaps) == 1:
+        return f"steps {steps[0]} to {steps[-1]}, every {gaps.pop()}"
+    return "steps " + ", ".join(str(s) for s in steps)
+
+
 def load_snapshot(run_dir: str | Path, step: int, device: str = "cpu") -> LoadedCheckpoint:
     """The model of a run after ``step`` steps (eval mode), with the run's settings and
     tokenizer. ``meta`` is the run's, with ``step`` set to the snapshot's and the losses at
@@ -119,8 +127,7 @@ def load_snapshot(run_dir: str | Path, step: int, device: str = "cpu") -> Loaded
                 f"{run_dir} has no snapshots: train it with --snapshot-interval N to keep some"
             )
         raise UserError(
-            f"{run_dir} has no snapshot of step {step}; its snapshots are at steps "
-            + ", ".join(str(s) for s in steps)
+            f"{run_dir} has no snapshot of step {step}; its snapshots are at {_describe(steps)}"
         )
     meta = dict(checkpoints.read_meta(run))
     path = snapshot_path(run, step)
