@@ -71,7 +71,7 @@ def test_the_speedrun_preset_sets_every_switch_and_explains_the_export():
     assert at.selectbox(key="train_optimizer").value == "muon"
     assert at.selectbox(key="train_pos").value == "rope"
     assert at.selectbox(key="train_mlp").value == "relu2"
-    assert at.checkbox(key="train_qk_norm").value and not at.checkbox(key="train_tied_head").value
+    assert at.checkbox(key="train_qk_norm").value and at.checkbox(key="train_untied_head").value
     assert "no Hugging Face GPT-2 export" in text_of(at)
     params = int({m.label: m.value for m in at.metric}["Parameters"].replace(",", ""))
     assert abs(params - 809_856) / 809_856 < 0.25

@@ -258,3 +258,27 @@ def test_a_race_runs_recipes_in_turn_and_records_them(tmp_path):
     assert table[0]["trick"] == "Muon optimizer" and table[0]["bought (loss)"] == 0.5
     with pytest.raises(UserError, match="unknown recipe"):
         records.recipe_config("nope")
+
+
+@pytest.mark.parametrize("name", list(TRICKS))
+def test_each_trick_is_a_switch_of_the_train_command(name):
+    """The train command's switch of every trick, as the trick describes it, turns it on
+    and off (a new trick gets its flag by itself)."""
+    from llm_playground.cli import build_parser
+    from llm_playground.cli.train import build_config
+
+    trick = TRICKS[name]
+    parser = build_parser()
+    words = {
+        value: next((w for w, v in (trick.flag_values or {}).items() if v == value), None)
+        for value in (trick.on, trick.off)
+    }
+    for value in (trick.on, trick.off):
+        if trick.flag_values:
+            flag = [trick.flag, words[value]]
+        elif trick.choices or not isinstance(value, bool):
+            flag = [trick.flag, str(value)]
+        else:
+            flag = [trick.flag if value else "--no-" + trick.flag[2:]]
+        args = parser.parse_args(["train", "--preset", "speedrun", "--out", "x", *flag])
+        assert trick.value_in(build_config(args)) == value

@@ -20,11 +20,9 @@ from llm_playground.training.config import (
     DEVICES,
     DTYPES,
     MAX_SNAPSHOTS,
-    MLPS,
-    OPTIMIZERS,
-    POSITIONS,
     PRESETS,
-    SCHEDULES,
+    TRICKS,
+    Trick,
     config_from_settings,
 )
 
@@ -102,38 +100,50 @@ def _add_train(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_recipe_switches(p: argparse.ArgumentParser) -> None:
-    """The speedrun preset's ingredients, each one a switch of its own."""
+    """The speedrun preset's ingredients, each one a switch of its own (as each describes
+    itself in TRICKS), and the settings that go with them."""
     recipe = p.add_argument_group(
         "recipe switches", "each ingredient of the speedrun preset, to add or remove one at a time"
     )
-    recipe.add_argument("--optimizer", choices=OPTIMIZERS, help="muon: Muon on hidden matrices")
+    for trick in TRICKS.values():
+        _add_trick_switch(recipe, trick)
     recipe.add_argument("--muon-lr", type=float, metavar="X", help="Muon's learning rate")
-    recipe.add_argument("--pos", choices=POSITIONS, help="position embedding table or rotary")
-    recipe.add_argument(
-        "--qk-norm", action=argparse.BooleanOptionalAction, help="RMS-normalise queries and keys"
-    )
-    recipe.add_argument("--mlp", choices=MLPS, help="MLP activation: GELU or ReLU squared")
-    recipe.add_argument(
-        "--zero-init",
-        action=argparse.BooleanOptionalAction,
-        help="start every block's output projection at zero",
-    )
-    recipe.add_argument(
-        "--head", choices=("tied", "untied"), help="share the output layer with the embedding"
-    )
-    recipe.add_argument(
-        "--logit-softcap", type=float, metavar="X", help="bound logits to +-X (0: off)"
-    )
     recipe.add_argument(
         "--bias", action=argparse.BooleanOptionalAction, help="biases in linear layers and norms"
-    )
-    recipe.add_argument(
-        "--schedule", choices=SCHEDULES, help="cosine, constant, or wsd (warm-up/stable/decay)"
     )
     recipe.add_argument("--warmup-iters", type=int, metavar="N", help="warm-up steps")
     recipe.add_argument(
         "--decay-frac", type=float, metavar="X", help="wsd: fraction of the steps that decay"
     )
+
+
+def _add_trick_switch(group: argparse._ArgumentGroup, trick: Trick) -> None:
+    """One trick's switch: a choice, words that stand for values, yes/no, or a number."""
+    if trick.choices or trick.flag_values:
+        choices = tuple(trick.flag_values or trick.choices)
+        group.add_argument(trick.flag, dest=trick.setting, choices=choices, help=trick.help)
+    elif isinstance(trick.on, bool):
+        group.add_argument(
+            trick.flag,
+            dest=trick.setting,
+            action=argparse.BooleanOptionalAction,
+            help=trick.help,
+        )
+    else:
+        group.add_argument(
+            trick.flag, dest=trick.setting, type=type(trick.on), metavar="X", help=trick.help
+        )
+
+
+def _trick_settings(args: argparse.Namespace) -> dict:
+    """The tricks' settings from their switches (None where a switch is absent: the preset's)."""
+    settings = {}
+    for trick in TRICKS.values():
+        value = getattr(args, trick.setting)
+        if trick.flag_values and value is not None:
+            value = trick.flag_values[value]
+        settings[trick.setting] = value
+    return settings
 
 
 def _add_sample(subparsers: argparse._SubParsersAction) -> None:
@@ -186,18 +196,11 @@ def build_config(args: argparse.Namespace):
         target_val_loss=args.target_val_loss,
         checkpoint_interval=args.checkpoint_interval,
         snapshot_interval=args.snapshot_interval,
-        optimizer=args.optimizer,
         muon_lr=args.muon_lr,
-        pos=args.pos,
-        qk_norm=args.qk_norm,
-        mlp=args.mlp,
-        zero_init=args.zero_init,
-        tied_head=None if args.head is None else args.head == "tied",
-        logit_softcap=args.logit_softcap,
         bias=args.bias,
-        schedule=args.schedule,
         warmup_iters=args.warmup_iters,
         decay_frac=args.decay_frac,
+        **_trick_settings(args),
     )
     return config.validate()
 

@@ -106,6 +106,13 @@ class ModelConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+#: The model settings a checkpoint must share with the run that resumes it: every field of
+#: ModelConfig but dropout (a training-time choice) and zero_init (the first step only).
+RESUMABLE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(ModelConfig) if f.name not in ("dropout", "zero_init")
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run: model, data, tokenizer, optimiser, schedule, hardware and output."""
@@ -374,80 +381,141 @@ PRESETS: dict[str, TrainConfig] = {
     ),
 }
 
-#: Each ingredient of the speedrun: its setting, the value that turns it on and off,
-#: why it helps in one line, and where it comes from.
-TRICKS: dict[str, dict[str, Any]] = {
-    "muon": {
-        "setting": "optimizer",
-        "on": "muon",
-        "off": "adamw",
-        "title": "Muon optimizer",
-        "why": "orthogonalised momentum updates every direction of a hidden matrix at the same "
+@dataclass(frozen=True)
+class Trick:
+    """One ingredient of the speedrun, described once: the setting it changes, the value that
+    turns it on and off, why it helps in one line and where it comes from, and how the train
+    command and the page offer it. The command's recipe switches, the page's switches and the
+    race's ablations are all made from these descriptions.
+
+    The switch takes one of ``choices`` (a flag with choices, a select box); or, with
+    ``flag_values``, words that stand for values (``--head tied``); with neither, a yes/no
+    switch (``--qk-norm/--no-qk-norm``) for a yes/no setting, else a number flag, and on the
+    page a check box that turns the trick on."""
+
+    setting: str  # a TrainConfig or ModelConfig field
+    on: Any
+    off: Any
+    title: str
+    why: str
+    source: str
+    flag: str  # the train command's switch
+    help: str
+    label: str  # the page's switch
+    choices: tuple[str, ...] = ()
+    flag_values: dict[str, Any] | None = None
+
+    @property
+    def architecture(self) -> bool:
+        """Whether the trick changes the model (a GPT's), rather than how it is trained."""
+        return self.setting in {f.name for f in dataclasses.fields(ModelConfig)}
+
+    def value_in(self, config: TrainConfig) -> Any:
+        """The trick's setting in ``config``."""
+        return getattr(config.model if self.architecture else config, self.setting)
+
+
+TRICKS: dict[str, Trick] = {
+    "muon": Trick(
+        setting="optimizer",
+        on="muon",
+        off="adamw",
+        title="Muon optimizer",
+        why="orthogonalised momentum updates every direction of a hidden matrix at the same "
         "rate, so it learns more per step than AdamW",
-        "source": "https://kellerjordan.github.io/posts/muon/",
-    },
-    "rope": {
-        "setting": "pos",
-        "on": "rope",
-        "off": "learned",
-        "title": "Rotary position embeddings",
-        "why": "rotating queries and keys by their position makes attention depend on relative "
+        source="https://kellerjordan.github.io/posts/muon/",
+        flag="--optimizer",
+        help="muon: Muon on hidden matrices",
+        label="Optimizer",
+        choices=OPTIMIZERS,
+    ),
+    "rope": Trick(
+        setting="pos",
+        on="rope",
+        off="learned",
+        title="Rotary position embeddings",
+        why="rotating queries and keys by their position makes attention depend on relative "
         "distance, with nothing to learn",
-        "source": "https://arxiv.org/abs/2104.09864",
-    },
-    "qk_norm": {
-        "setting": "qk_norm",
-        "on": True,
-        "off": False,
-        "title": "QK-norm",
-        "why": "normalised queries and keys keep attention logits bounded, which allows a "
+        source="https://arxiv.org/abs/2104.09864",
+        flag="--pos",
+        help="position embedding table or rotary",
+        label="Positions",
+        choices=POSITIONS,
+    ),
+    "qk_norm": Trick(
+        setting="qk_norm",
+        on=True,
+        off=False,
+        title="QK-norm",
+        why="normalised queries and keys keep attention logits bounded, which allows a "
         "higher learning rate without blow-ups",
-        "source": "https://arxiv.org/abs/2010.04245",
-    },
-    "relu2": {
-        "setting": "mlp",
-        "on": "relu2",
-        "off": "gelu",
-        "title": "ReLU² activation",
-        "why": "relu(x)² is sparse and sharper than GELU and trained slightly better in the "
+        source="https://arxiv.org/abs/2010.04245",
+        flag="--qk-norm",
+        help="RMS-normalise queries and keys",
+        label="QK-norm",
+    ),
+    "relu2": Trick(
+        setting="mlp",
+        on="relu2",
+        off="gelu",
+        title="ReLU² activation",
+        why="relu(x)² is sparse and sharper than GELU and trained slightly better in the "
         "speedrun's ablations",
-        "source": "https://arxiv.org/abs/2109.08668",
-    },
-    "zero_init": {
-        "setting": "zero_init",
-        "on": True,
-        "off": False,
-        "title": "Zero-initialised projections",
-        "why": "each block starts as the identity, so the untrained stack passes the embedding "
+        source="https://arxiv.org/abs/2109.08668",
+        flag="--mlp",
+        help="MLP activation: GELU or ReLU squared",
+        label="MLP activation",
+        choices=MLPS,
+    ),
+    "zero_init": Trick(
+        setting="zero_init",
+        on=True,
+        off=False,
+        title="Zero-initialised projections",
+        why="each block starts as the identity, so the untrained stack passes the embedding "
         "straight through and learns from there",
-        "source": "https://github.com/KellerJordan/modded-nanogpt",
-    },
-    "untied_head": {
-        "setting": "tied_head",
-        "on": False,
-        "off": True,
-        "title": "Untied output head",
-        "why": "the input embedding and the output layer solve different problems; separate "
+        source="https://github.com/KellerJordan/modded-nanogpt",
+        flag="--zero-init",
+        help="start every block's output projection at zero",
+        label="Zero-init projections",
+    ),
+    "untied_head": Trick(
+        setting="tied_head",
+        on=False,
+        off=True,
+        title="Untied output head",
+        why="the input embedding and the output layer solve different problems; separate "
         "weights let each do its own",
-        "source": "https://github.com/KellerJordan/modded-nanogpt",
-    },
-    "softcap": {
-        "setting": "logit_softcap",
-        "on": 15.0,
-        "off": 0.0,
-        "title": "Logit soft-cap",
-        "why": "c·tanh(z/c) keeps the output logits from growing without bound early on",
-        "source": "https://arxiv.org/abs/2408.00118",
-    },
-    "wsd": {
-        "setting": "schedule",
-        "on": "wsd",
-        "off": "cosine",
-        "title": "Warm-up, stable, decay schedule",
-        "why": "holding the peak learning rate and decaying only at the end learns fast early "
+        source="https://github.com/KellerJordan/modded-nanogpt",
+        flag="--head",
+        help="share the output layer with the embedding",
+        label="Untied head",
+        flag_values={"tied": True, "untied": False},
+    ),
+    "softcap": Trick(
+        setting="logit_softcap",
+        on=15.0,
+        off=0.0,
+        title="Logit soft-cap",
+        why="c·tanh(z/c) keeps the output logits from growing without bound early on",
+        source="https://arxiv.org/abs/2408.00118",
+        flag="--logit-softcap",
+        help="bound logits to +-X (0: off)",
+        label="Logit soft-cap",
+    ),
+    "wsd": Trick(
+        setting="schedule",
+        on="wsd",
+        off="cosine",
+        title="Warm-up, stable, decay schedule",
+        why="holding the peak learning rate and decaying only at the end learns fast early "
         "and still settles into a low loss",
-        "source": "https://arxiv.org/abs/2405.18392",
-    },
+        source="https://arxiv.org/abs/2405.18392",
+        flag="--schedule",
+        help="cosine, constant, or wsd (warm-up/stable/decay)",
+        label="Schedule",
+        choices=SCHEDULES,
+    ),
 }
 
 
@@ -456,15 +524,16 @@ def without_trick(config: TrainConfig, trick: str) -> TrainConfig:
     if trick not in TRICKS:
         raise UserError(f"unknown trick {trick!r}; choose one of {', '.join(TRICKS)}")
     entry = TRICKS[trick]
-    changed = config.replace(**{entry["setting"]: entry["off"]})
+    changed = config.replace(**{entry.setting: entry.off})
     if trick == "muon":  # AdamW alone on every weight: baby-gpt's optimiser settings
         changed = changed.replace(lr=1e-3, min_lr=1e-4, beta1=0.9, beta2=0.99, weight_decay=0.1)
-    return changed.replace(label=f"{config.preset} without {entry['title']}")
+    return changed.replace(label=f"{config.preset} without {entry.title}")
 
 
-#: Settings that only a GPT has (a bigram preset ignores them).
-GPT_ONLY = ("n_layer", "n_head", "n_embd", "pos", "qk_norm", "mlp", "zero_init", "tied_head")
-GPT_ONLY += ("logit_softcap",)
+#: Settings that only a GPT has (a bigram preset ignores them): its size and every trick
+#: that changes the architecture.
+GPT_ONLY = ("n_layer", "n_head", "n_embd")
+GPT_ONLY += tuple(trick.setting for trick in TRICKS.values() if trick.architecture)
 
 
 def config_from_settings(name: str, *, interactive: bool = False, **settings: Any) -> TrainConfig:

@@ -47,7 +47,7 @@ from llm_playground.core import hardware
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Error, Sample, Saved
 from llm_playground.training import checkpoints, snapshots
-from llm_playground.training.config import TrainConfig
+from llm_playground.training.config import RESUMABLE_FIELDS, TrainConfig
 from llm_playground.training.corpus import Corpus, get_batch, load_corpus
 from llm_playground.training.events import (
     TargetReached,
@@ -60,9 +60,6 @@ from llm_playground.training.events import (
 from llm_playground.training.model import build_model, count_parameters
 from llm_playground.training.optim import build_optimizer, set_lr_factor
 from llm_playground.training.precision import autocast, decide_training_precision
-
-RESUMABLE_FIELDS = ("kind", "vocab_size", "n_layer", "n_head", "n_embd", "block_size", "bias")
-RESUMABLE_FIELDS += ("pos", "qk_norm", "mlp", "tied_head", "logit_softcap")
 
 # --- hardware --------------------------------------------------------------------------------
 

@@ -244,12 +244,12 @@ def trick_table(results: dict[str, RecipeDone]) -> list[dict[str, Any]]:
             continue
         rows.append(
             {
-                "trick": entry["title"],
+                "trick": entry.title,
                 "val loss without it": round(ablation.final_val_loss, 4),
                 "val loss with it": round(full.final_val_loss, 4),
                 "bought (loss)": round(ablation.final_val_loss - full.final_val_loss, 4),
-                "why": entry["why"],
-                "source": entry["source"],
+                "why": entry.why,
+                "source": entry.source,
             }
         )
     return rows

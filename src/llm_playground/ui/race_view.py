@@ -133,5 +133,5 @@ def race_tab() -> None:
     with st.expander("Why each trick helps"):
         for trick in TRICKS.values():
             st.markdown(
-                f"- **{esc(trick['title'])}**: {esc(trick['why'])} ([source]({trick['source']}))"
+                f"- **{esc(trick.title)}**: {esc(trick.why)} ([source]({trick.source}))"
             )

@@ -13,11 +13,7 @@ from llm_playground.core.paths import get_paths, unique_run_dir
 from llm_playground.training.checkpoints import list_runs, save_run_as
 from llm_playground.training.config import (
     MAX_SNAPSHOTS,
-    MLPS,
-    OPTIMIZERS,
-    POSITIONS,
     PRESETS,
-    SCHEDULES,
     TRICKS,
     config_from_settings,
 )
@@ -58,6 +54,22 @@ def _nearest(options: list, value):
     return min(options, key=lambda o: abs(o - value))
 
 
+def _switch_key(name: str) -> str:
+    """The widget key of a trick's switch: its setting's name for a choice, else its own."""
+    trick = TRICKS[name]
+    return f"train_{trick.setting if trick.choices else name}"
+
+
+def _trick_settings() -> dict:
+    """The tricks' settings from their switches (a check box turns its trick on or off)."""
+    ss = st.session_state
+    settings = {}
+    for name, trick in TRICKS.items():
+        value = ss[_switch_key(name)]
+        settings[trick.setting] = value if trick.choices else (trick.on if value else trick.off)
+    return settings
+
+
 def _apply_preset() -> None:
     """Put the chosen preset's values into the sliders and the recipe switches."""
     p = PRESETS[st.session_state["train_preset"]]
@@ -71,14 +83,9 @@ def _apply_preset() -> None:
     ss["train_batch_size"] = p.batch_size
     ss["train_dropout"] = p.model.dropout
     ss["train_seed"] = p.seed
-    ss["train_optimizer"] = p.optimizer
-    ss["train_pos"] = p.model.pos
-    ss["train_qk_norm"] = p.model.qk_norm
-    ss["train_mlp"] = p.model.mlp
-    ss["train_zero_init"] = p.model.zero_init
-    ss["train_tied_head"] = p.model.tied_head
-    ss["train_softcap"] = p.model.logit_softcap > 0
-    ss["train_schedule"] = p.schedule
+    for name, trick in TRICKS.items():
+        value = trick.value_in(p)
+        ss[_switch_key(name)] = value if trick.choices else value != trick.off
 
 
 def _init_state() -> None:
@@ -108,7 +115,6 @@ def _build_config():
     """The run the widgets describe, built by the library (as the CLI builds it from flags)."""
     ss = st.session_state
     name = ss["train_preset"]
-    softcap = PRESETS["speedrun"].model.logit_softcap
     config = config_from_settings(
         name,
         interactive=True,
@@ -124,16 +130,9 @@ def _build_config():
         n_embd=int(ss["train_n_embd"]),
         n_layer=int(ss["train_n_layer"]),
         n_head=int(ss["train_n_head"]),
-        optimizer=ss["train_optimizer"],
-        pos=ss["train_pos"],
-        qk_norm=bool(ss["train_qk_norm"]),
-        mlp=ss["train_mlp"],
-        zero_init=bool(ss["train_zero_init"]),
-        tied_head=bool(ss["train_tied_head"]),
-        logit_softcap=softcap if ss["train_softcap"] else 0.0,
-        schedule=ss["train_schedule"],
         target_val_loss=float(ss["train_target"]) or None,
         snapshot_interval=int(ss["train_snapshot_interval"]),
+        **_trick_settings(),
     )
     return config.replace(label=f"{name} lr={config.lr:g}")
 
@@ -277,21 +276,26 @@ def _hardware_settings() -> None:
 
 
 def recipe_switches(is_bigram: bool) -> None:
-    """One widget per ingredient of the speedrun, each with why it helps and its source."""
+    """One widget per ingredient of the speedrun, each with why it helps and its source:
+    a select box for a choice, a check box that turns the trick on."""
     with st.expander("Recipe switches (the speedrun's ingredients, one at a time)"):
-        r1, r2, r3, r4 = st.columns(4)
-        r1.selectbox("Optimizer", OPTIMIZERS, key="train_optimizer", disabled=is_bigram)
-        r2.selectbox("Positions", POSITIONS, key="train_pos", disabled=is_bigram)
-        r3.selectbox("MLP activation", MLPS, key="train_mlp", disabled=is_bigram)
-        r4.selectbox("Schedule", SCHEDULES, key="train_schedule")
-        t1, t2, t3, t4 = st.columns(4)
-        t1.checkbox("QK-norm", key="train_qk_norm", disabled=is_bigram)
-        t2.checkbox("Zero-init projections", key="train_zero_init", disabled=is_bigram)
-        t3.checkbox("Tied head", key="train_tied_head", disabled=is_bigram)
-        t4.checkbox("Logit soft-cap", key="train_softcap", disabled=is_bigram)
+        choices = [name for name, trick in TRICKS.items() if trick.choices]
+        switches = [name for name, trick in TRICKS.items() if not trick.choices]
+        rows = [group[i : i + 4] for group in (choices, switches) for i in range(0, len(group), 4)]
+        for row in rows:
+            for column, name in zip(st.columns(4), row, strict=False):
+                trick = TRICKS[name]
+                # a bigram model has no architecture to change; its training still can
+                disabled = is_bigram and trick.architecture
+                if trick.choices:
+                    column.selectbox(
+                        trick.label, trick.choices, key=_switch_key(name), disabled=disabled
+                    )
+                else:
+                    column.checkbox(trick.label, key=_switch_key(name), disabled=disabled)
         st.markdown(
             "\n".join(
-                f"- **{esc(t['title'])}**: {esc(t['why'])} ([source]({t['source']}))"
+                f"- **{esc(t.title)}**: {esc(t.why)} ([source]({t.source}))"
                 for t in TRICKS.values()
             )
         )
