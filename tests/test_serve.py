@@ -159,7 +159,12 @@ def test_a_port_in_use_and_a_bad_address_are_one_line_exit_2(cli, monkeypatch):
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and f"port {port}" in lines[0] and "in use" in lines[0]
     monkeypatch.setenv(ENV_CODE, CODE)
-    for host, says in (("[nope]", "IPv6"), ("no-such-host.invalid", "does not resolve")):
+    for host, says in (
+        ("[nope]", "IPv6"),
+        ("[::1", "IPv6"),
+        ("no-such-host.invalid", "does not resolve"),
+        ("192.0.2.1", "cannot listen on 192.0.2.1"),  # not an address of this machine
+    ):
         proc = cli("serve", "--host", host, "--no-browser", timeout=30)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         lines = proc.stderr.strip().splitlines()

@@ -63,7 +63,7 @@ def listening_address(host: str) -> str:
     if not host:
         raise UserError("the host must not be empty")
     if host.startswith("[") or host.endswith("]"):
-        inner = host.strip("[]")
+        inner = host[1:-1] if host.startswith("[") and host.endswith("]") else ""
         try:
             ipaddress.IPv6Address(inner)
         except ValueError:
