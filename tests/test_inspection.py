@@ -211,6 +211,26 @@ def test_llama_grouped_query_heads_each_get_a_map_and_the_lens_ends_at_the_logit
     assert model.model.config._attn_implementation == "sdpa"
 
 
+def test_a_lora_adapter_is_inspected_with_its_adapter_active():
+    from peft import LoraConfig, get_peft_model
+
+    base = tiny_llama()
+    ids = ids_of("the lazy dog", base)
+    plain = inspect(base, ids)
+    config = LoraConfig(r=4, target_modules=["q_proj", "o_proj"], init_lora_weights=False)
+    adapted = from_loaded(loaded_hf(get_peft_model(base.model, config), base.tokenizer))
+    assert (adapted.n_layers, adapted.n_heads) == (3, 4)
+    result = inspect(adapted, ids, ablations=["2.1"])
+    with torch.no_grad():
+        logits = adapted.model(input_ids=torch.tensor([ids])).logits[0]
+    assert not np.allclose(result.attention, plain.attention)  # the adapter changes q
+    assert result.base_loss == pytest.approx(
+        float(F.cross_entropy(logits[:-1], torch.tensor(ids[1:]))), abs=1e-5
+    )
+    assert result.loss != pytest.approx(result.base_loss, abs=1e-5)
+    assert adapted.model.get_base_model().config._attn_implementation == "sdpa"
+
+
 def test_gemma_soft_cap_applies_to_the_lens():
     from transformers import Gemma3ForCausalLM, Gemma3TextConfig
 
