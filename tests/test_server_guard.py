@@ -81,6 +81,19 @@ def test_other_addresses_and_public_names():
     assert parse_host("[::1]:8501") == ("::1", 8501) and parse_host("x:99999") is None
 
 
+def test_the_running_server_takes_its_rule_from_streamlit_and_serve(monkeypatch):
+    from streamlit import config
+
+    from llm_playground.ui.server_guard import ENV_PUBLIC_NAMES, rule_from_streamlit_config
+
+    monkeypatch.setattr(
+        config, "get_option", {"server.address": "::1", "server.port": 8600}.__getitem__
+    )
+    monkeypatch.setenv(ENV_PUBLIC_NAMES, f"{PUBLIC},http://bad/,")
+    rule = rule_from_streamlit_config()
+    assert rule == HostRule("::1", 8600, (PUBLIC,))  # a malformed name is left out
+
+
 def test_public_names_are_names_alone():
     assert public_name(" Playground.Example. ") == "playground.example"
     assert public_name("[2001:db8::1]") == "2001:db8::1"

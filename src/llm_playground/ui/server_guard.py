@@ -180,7 +180,12 @@ def rule_from_streamlit_config() -> HostRule:
     ``serve`` passed on in ``$LLM_PLAYGROUND_PUBLIC_NAMES`` (comma-separated)."""
     from streamlit import config
 
-    names = [n for n in os.environ.get(ENV_PUBLIC_NAMES, "").split(",") if n.strip()]
+    names = []
+    for name in filter(str.strip, os.environ.get(ENV_PUBLIC_NAMES, "").split(",")):
+        try:
+            names.append(public_name(name))
+        except ValueError as error:  # set by hand, not by serve: left out, and said
+            server_log().warning("Ignored %s: %s", ENV_PUBLIC_NAMES, error)
     return HostRule(
         address=config.get_option("server.address") or "0.0.0.0",
         port=int(config.get_option("server.port")),
