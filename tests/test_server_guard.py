@@ -436,7 +436,14 @@ def test_crafted_gate_values_give_no_error_page_and_nothing_leaks(server):
         answers = [b"".join(session.raw)]
     finally:
         session.close()
-    for path in ("/", "/tokenizer", "/_stcore/host-config", "/_stcore/health", "/nowhere"):
+    for path in (
+        "/",
+        "/tokenizer",
+        "/_stcore/host-config",
+        "/_stcore/health",
+        "/_stcore/agent/openapi.json",
+        "/nowhere",
+    ):
         answers.append(http_request(port, path)[1])
     for answer in answers:
         for leak in (str(ROOT).encode(), b"site-packages", b"Traceback", b"/usr/lib/python"):
