@@ -54,7 +54,7 @@ LABS = [
         "inside",
         "Open a model up: what each attention head looks at, what every layer would predict "
         "(the logit lens), which heads copy patterns (induction heads), what breaks when one "
-        "is knocked out, and how your baby GPT grew them while it trained.",
+        "is knocked out, and how your own baby GPT's heads formed while it trained.",
     ),
 ]
 
