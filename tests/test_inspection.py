@@ -311,6 +311,8 @@ def test_probe_ids_are_a_seeded_random_sequence_repeated():
             probe_ids(model, n)
     with pytest.raises(UserError, match="context of 128"):
         probe_ids(model, 100)
+    with pytest.raises(UserError, match="seed must be 0 or more"):
+        probe_ids(model, 8, seed=-1)
     result = induction_probe(model, 8, seed=1)
     assert result.head_scores["induction"].shape == (3, 4)
     assert result.probe.prefix == 0 and result.probe.n == 8

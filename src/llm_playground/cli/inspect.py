@@ -38,7 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "and every head's induction score",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="the probe's random tokens (default 0)"
+        "--seed",
+        type=int_at_least(0),
+        default=0,
+        metavar="S",
+        help="the probe's random tokens (default 0)",
     )
     parser.add_argument(
         "--no-chat-template",

@@ -140,7 +140,10 @@ def nearest_neighbours(model: InspectedModel, query: str | int, k: int = 10) -> 
         own = (int(query),)
     target = matrix[list(own)].mean(axis=0)
     # cosine of every row with the target: (V, d) x (d,) -> (V,)
-    norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(target)), 1e-12)
+    # row lengths without a (V, d) temporary: sqrt of each row's dot product with itself
+    norms = np.sqrt(np.einsum("ij,ij->i", matrix, matrix)) * max(
+        float(np.linalg.norm(target)), 1e-12
+    )
     cosine = matrix @ target / np.maximum(norms, 1e-12)
     cosine[list(own)] = -np.inf
     cosine[sorted(i for i in model.special_ids if i < len(cosine))] = -np.inf

@@ -293,6 +293,8 @@ def probe_ids(model: InspectedModel, n: int, seed: int = 0) -> tuple[list[int], 
     ``seed`` from the ordinary (not special) tokens, then the same ``n`` ids again."""
     if not PROBE_MIN <= int(n) <= PROBE_MAX:
         raise UserError(f"the induction probe's N must be from {PROBE_MIN} to {PROBE_MAX}, got {n}")
+    if int(seed) < 0:
+        raise UserError(f"the induction probe's seed must be 0 or more, got {seed}")
     n = int(n)
     total = model.prefix + 2 * n
     if total > model.context_length:
