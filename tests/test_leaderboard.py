@@ -13,6 +13,8 @@ from llm_playground.core.db import APPLICATION_ID
 from llm_playground.core.errors import UserError
 from llm_playground.evaluation import leaderboard as lb
 from llm_playground.evaluation.metrics import PerplexityResult, bleu_chrf, rouge
+from llm_playground.evaluation.runs import bleu_run, overlap_scores, rouge_run
+from llm_playground.finetuning.preferences import PreferenceStore
 
 
 def ppl_result(token=20.0, word=60.0, bpb=1.1, stopped=False, capped=False) -> PerplexityResult:
@@ -177,11 +179,31 @@ def test_human_ratings_join_the_rows(tmp_path):
     assert rows["m9"]["kind"] == "votes" and rows["m9"]["judge_score"] is None
 
 
+def test_bleu_and_rouge_record_through_the_one_evaluate_then_record_path(tmp_path):
+    """The CLI's eval bleu / eval rouge and the page's scores go through runs.bleu_run and
+    runs.rouge_run: scores, then the leaderboard row (or the reason there is none)."""
+    db = tmp_path / "db.sqlite"
+    hyps, refs = ["The cat sat on the mat today."], ["The cat sat on the mat today."]
+    bleu, recorded = bleu_run(hyps, [refs], "m1", "file", "refs.txt", db_path=db)
+    assert bleu.bleu == pytest.approx(100.0) and recorded.run_id and not recorded.error
+    scores, recorded = rouge_run(hyps, refs, "m1", "file", "refs.txt", db_path=db)
+    assert scores["rouge1"]["fmeasure"] == pytest.approx(1.0) and recorded.run_id
+    row = {r["model"]: r for r in lb.Leaderboard(db).leaderboard(human_ratings=[])}["m1"]
+    assert row["bleu"] == pytest.approx(100.0) and row["rougeL"] == pytest.approx(1.0)
+    assert row["bleu_data"] == row["rouge_data"] == "refs.txt"
+    # not asked to record: the scores alone; a refused database: the reason, scores kept
+    *_, skipped = overlap_scores(hyps, [refs], "m2", "file", "x", record=False, db_path=db)
+    assert skipped.skipped and "m2" not in {r["model"] for r in lb.Leaderboard(db).leaderboard()}
+    foreign = tmp_path / "foreign.sqlite"
+    foreign.write_bytes(b"not a database" * 100)
+    bleu, refused = bleu_run(hyps, [refs], "m3", "file", "x", db_path=foreign)
+    assert bleu.bleu == pytest.approx(100.0) and refused.error and not refused.run_id
+
+
 def test_human_ratings_from_lab_4_votes_in_the_same_database():
-    prefs = pytest.importorskip("llm_playground.finetuning.preferences")
     board = lb.Leaderboard()
     lb.record_judge(board, "m1", "offline", 6.0, None, 1, "q.jsonl")
-    store = prefs.PreferenceStore(board.path)  # the vote store accepts the shared file
+    store = PreferenceStore(board.path)  # the vote store accepts the shared file
     for choice in ("a", "a", "b", "a"):
         store.add_vote("p", "x", "y", choice, model_a="m1", model_b="m2")
     rows = {r["model"]: r for r in lb.Leaderboard().leaderboard()}

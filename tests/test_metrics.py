@@ -356,8 +356,7 @@ def test_reference_set_ships_with_unique_ids():
 
 
 def test_reference_set_scoring_generates_and_scores(smollm):
-    pytest.importorskip("llm_playground.generation.decoding")
-    from llm_playground.generation.decoding import DecodingConfig
+    from llm_playground.generation.config import DecodingConfig
 
     events = list(
         metrics.reference_set_events(

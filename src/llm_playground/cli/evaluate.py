@@ -403,25 +403,29 @@ def perplexity_command(args) -> int:
     return run.finish(code)
 
 
-def _overlap_record(args, label: str, kind: str, dataset: str, store) -> None:
-    """Record BLEU or ROUGE; a refusal is one line after the printed scores."""
-    from llm_playground.evaluation.runs import record_safely
-
-    if args.no_record:
-        return
-    outcome = record_safely(lambda: store(_board(), label, kind, dataset))
-    if outcome.error:
-        raise UserError(outcome.error)
+def _refused(recorded) -> None:
+    """After the printed scores: a refused recording is one line on stderr, exit 2."""
+    if recorded.error:
+        raise UserError(recorded.error)
 
 
 def bleu_command(args) -> int:
     from llm_playground.evaluation import overlap
-    from llm_playground.evaluation.leaderboard import record_bleu
+    from llm_playground.evaluation.runs import bleu_run
 
     hyps = overlap.read_segments(args.hyp, "hypothesis file")
     refs = [overlap.read_segments(r, "reference file") for r in args.ref]
     try:
-        result = overlap.bleu_chrf(hyps, refs, tokenize=args.tokenize, sentences=False)
+        result, recorded = bleu_run(
+            hyps,
+            refs,
+            args.label or f"file:{Path(args.hyp).name}",
+            "file",
+            ", ".join(Path(r).name for r in args.ref),
+            tokenize=args.tokenize,
+            sentences=False,
+            record=not args.no_record,
+        )
     except (KeyError, ValueError, RuntimeError) as exc:
         if isinstance(exc, UserError):
             raise
@@ -442,37 +446,31 @@ def bleu_command(args) -> int:
             f"chrF {result.chrf:.2f}  ({result.chrf_signature})",
         ],
     )
-    _overlap_record(
-        args,
-        args.label or f"file:{Path(args.hyp).name}",
-        "file",
-        ", ".join(Path(r).name for r in args.ref),
-        lambda board, label, kind, dataset: record_bleu(board, label, kind, result, dataset),
-    )
+    _refused(recorded)
     return 0
 
 
 def rouge_command(args) -> int:
     from llm_playground.evaluation import overlap
-    from llm_playground.evaluation.leaderboard import record_rouge
+    from llm_playground.evaluation.runs import rouge_run
 
     hyps = overlap.read_segments(args.hyp, "hypothesis file")
     refs = overlap.read_segments(args.ref, "reference file")
-    scores = overlap.rouge(hyps, refs, use_stemmer=args.stemmer)
+    scores, recorded = rouge_run(
+        hyps,
+        refs,
+        args.label or f"file:{Path(args.hyp).name}",
+        "file",
+        Path(args.ref).name,
+        use_stemmer=args.stemmer,
+        record=not args.no_record,
+    )
     lines = [
         f"{t:<10} P {v['precision']:.4f}  R {v['recall']:.4f}  F {v['fmeasure']:.4f}"
         for t, v in scores.items()
     ]
     _emit(args, dict(scores), lines + [f"averaged over {len(hyps)} lines"])
-    _overlap_record(
-        args,
-        args.label or f"file:{Path(args.hyp).name}",
-        "file",
-        Path(args.ref).name,
-        lambda board, label, kind, dataset: record_rouge(
-            board, label, kind, scores, dataset, n=len(hyps), settings={"stemmer": args.stemmer}
-        ),
-    )
+    _refused(recorded)
     return 0
 
 

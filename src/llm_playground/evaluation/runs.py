@@ -170,6 +170,60 @@ def harness_run(
     yield from _with_record(harness_events(model, config, stop_event=stop_event), record, store)
 
 
+def _record_now(record: bool, store: Callable[[], str | None]) -> Recorded:
+    return record_safely(store) if record else Recorded(skipped=True)
+
+
+def bleu_run(
+    hyps: list[str],
+    refs: list[list[str]],
+    label: str,
+    kind: str,
+    dataset: str,
+    *,
+    tokenize: str = "13a",
+    sentences: bool = True,
+    record: bool = True,
+    db_path: str | Path | None = None,
+) -> tuple[Any, Recorded]:
+    """Corpus BLEU and chrF of ``hyps`` against the reference streams ``refs``, recorded
+    under ``label`` with their signatures: (the BleuResult, what became of the record)."""
+    from llm_playground.evaluation.leaderboard import record_bleu
+    from llm_playground.evaluation.overlap import bleu_chrf
+
+    result = bleu_chrf(hyps, refs, tokenize=tokenize, sentences=sentences)
+
+    def store() -> str:
+        return record_bleu(_board(db_path), label, kind, result, dataset)
+
+    return result, _record_now(record, store)
+
+
+def rouge_run(
+    hyps: list[str],
+    refs: list[str],
+    label: str,
+    kind: str,
+    dataset: str,
+    *,
+    use_stemmer: bool = False,
+    record: bool = True,
+    db_path: str | Path | None = None,
+) -> tuple[dict[str, dict[str, float]], Recorded]:
+    """ROUGE-1/2/L/Lsum of ``hyps`` against ``refs``, recorded under ``label``: (the scores,
+    what became of the record)."""
+    from llm_playground.evaluation.leaderboard import record_rouge
+    from llm_playground.evaluation.overlap import rouge
+
+    scores = rouge(hyps, refs, use_stemmer=use_stemmer)
+    settings = {"stemmer": use_stemmer}
+
+    def store() -> str:
+        return record_rouge(_board(db_path), label, kind, scores, dataset, len(hyps), settings)
+
+    return scores, _record_now(record, store)
+
+
 def overlap_scores(
     hyps: list[str],
     refs: list[list[str]],
@@ -181,21 +235,14 @@ def overlap_scores(
     record: bool = True,
     db_path: str | Path | None = None,
 ) -> tuple[Any, dict[str, dict[str, float]], Recorded]:
-    """BLEU/chrF and ROUGE of ``hyps`` (ROUGE against the first reference stream), recorded."""
-    from llm_playground.evaluation.leaderboard import record_bleu, record_rouge
-    from llm_playground.evaluation.overlap import bleu_chrf, rouge
-
-    bleu = bleu_chrf(hyps, refs, tokenize=tokenize)
-    scores = rouge(hyps, refs[0])
-    if not record:
-        return bleu, scores, Recorded(skipped=True)
-
-    def store() -> str:
-        board = _board(db_path)
-        record_bleu(board, label, kind, bleu, dataset)
-        return record_rouge(board, label, kind, scores, dataset, len(hyps))
-
-    return bleu, scores, record_safely(store)
+    """BLEU/chrF and ROUGE of ``hyps`` (ROUGE against the first reference stream), each
+    recorded as :func:`bleu_run` and :func:`rouge_run` record it; the last outcome."""
+    options = {"record": record, "db_path": db_path}
+    bleu, recorded = bleu_run(hyps, refs, label, kind, dataset, tokenize=tokenize, **options)
+    if recorded.error:
+        return bleu, rouge_run(hyps, refs[0], label, kind, dataset, record=False)[0], recorded
+    scores, recorded = rouge_run(hyps, refs[0], label, kind, dataset, **options)
+    return bleu, scores, recorded
 
 
 def last_done(events: list[Any]) -> Done | None:
