@@ -364,6 +364,19 @@ def test_ablating_a_head_equals_zeroing_its_output_by_hand():
     assert result.base_top_tokens[2] == model.token_texts(result.base_top_ids[2])
     # the hooks are gone: the model answers as before
     torch.testing.assert_close(final_logits(model, ids), before)
+    # while they are on, another thread (another page sharing the model) sees no ablation
+    import threading
+
+    from llm_playground.inspection.capture import ablated
+
+    seen = []
+    with ablated(model, [Ablation(1, "head", 3)]):
+        other = threading.Thread(target=lambda: seen.append(final_logits(model, ids)))
+        other.start()
+        other.join()
+        here = final_logits(model, ids)
+    torch.testing.assert_close(seen[0], before)
+    torch.testing.assert_close(here, logits, atol=1e-5, rtol=1e-5)
 
 
 def test_ablating_attention_and_mlp_equals_zeroing_them_by_hand():

@@ -42,6 +42,20 @@ def parts_of(model: InspectedModel) -> Parts:
 # --- ablations --------------------------------------------------------------------------------
 
 
+def this_thread_only(hook):
+    """``hook``, acting only in the thread that made it: a model the app shares between
+    pages (its jobs are threads) runs unchanged for everyone else while an inspection's
+    hooks are on it."""
+    owner = threading.get_ident()
+
+    def guarded(module, *rest):
+        if threading.get_ident() != owner:
+            return None  # a hook that returns None changes nothing
+        return hook(module, *rest)
+
+    return guarded
+
+
 def _zero_head(head: int, n_heads: int):
     """A pre-hook on an output projection: zero one head's slice of its input."""
 
@@ -70,11 +84,11 @@ def ablated(model: InspectedModel, ablations: Sequence[Ablation]) -> Iterator[No
         for ablation in ablations:
             if ablation.part == "head":
                 projection = parts.out_projections[ablation.layer]
-                hook = _zero_head(ablation.head, model.n_heads)
+                hook = this_thread_only(_zero_head(ablation.head, model.n_heads))
                 handles.append(projection.register_forward_pre_hook(hook))
             else:
                 part = (parts.attentions if ablation.part == "attn" else parts.mlps)[ablation.layer]
-                handles.append(part.register_forward_hook(_zero_output))
+                handles.append(part.register_forward_hook(this_thread_only(_zero_output)))
         yield
     finally:
         for handle in handles:
@@ -157,8 +171,11 @@ def _hf_pass(model: nn.Module, idx: torch.Tensor):
     def keep_output(module, args, output):
         residual.append(output[0] if isinstance(output, tuple) else output)
 
-    handles = [parts.layers[0].register_forward_pre_hook(keep_input, with_kwargs=True)]
-    handles += [layer.register_forward_hook(keep_output) for layer in parts.layers]
+    first = parts.layers[0]
+    handles = [first.register_forward_pre_hook(this_thread_only(keep_input), with_kwargs=True)]
+    handles += [
+        layer.register_forward_hook(this_thread_only(keep_output)) for layer in parts.layers
+    ]
     try:
         with eager_attention(model):
             out = model(input_ids=idx, output_attentions=True, use_cache=False)
