@@ -35,6 +35,9 @@ def test_page_renders_with_the_shipped_adapter_as_default():
         "Vote",
         "Preferences",
         "DPO",
+        "Reward model",
+        "Best-of-n",
+        "RL (GRPO)",
     ]
     # the shipped default pair: the Gemma base on the left, its instruction adapter on the right
     assert at.selectbox(key="ft_right").value == "gemma3-270m-instruct"

@@ -349,6 +349,26 @@ class RewardModel:
         return out
 
 
+REWARD_FOLDER = "reward-models"
+
+
+def default_reward_dir(name: str) -> Path:
+    """Where the app saves a named reward model: ``<home>/reward-models/<name>``."""
+    from llm_playground.finetuning.outputs import home_file
+
+    return home_file(name, REWARD_FOLDER, what="reward model name")
+
+
+def saved_reward_models() -> list[Path]:
+    """The reward models saved in the playground home, by name."""
+    from llm_playground.core.paths import get_paths
+
+    root = get_paths().home / REWARD_FOLDER
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if read_meta(p).get("kind") == KIND)
+
+
 def check_reward_dir(folder: str | Path) -> Path:
     """A folder that holds a reward model (``reward train`` wrote it), else a UserError."""
     folder = Path(folder).expanduser()

@@ -214,7 +214,7 @@ def make_task(config: RLConfig, n_items: int) -> Task:
         problems = training_problems(n_items, config.seed)
         heldout = heldout_problems(config.eval_problems)
         questions = [spec.question(p) for p in problems]
-        fixed = [spec.question(p) for p in heldout[:N_FIXED]]
+        fixed = [spec.question(p) for p in heldout_problems(N_FIXED)]
         return Task(spec, questions, list(problems), heldout, fixed)
     from llm_playground.finetuning.instructions import load_offline
 

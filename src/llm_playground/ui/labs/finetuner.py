@@ -52,6 +52,7 @@ from llm_playground.ui.components import (
     show_user_error,
     start_job,
 )
+from llm_playground.ui.finetuner import best_of_tab, reward_tab, rl_tab
 
 DEFAULT_BASE = "gemma3-270m"
 DEFAULT_ADAPTER = "gemma3-270m-instruct"
@@ -712,8 +713,17 @@ def _dpo_tab() -> None:
 
 # --- the page ---------------------------------------------------------------------------
 
-tab_side, tab_train, tab_vote, tab_prefs, tab_dpo = st.tabs(
-    ["Side by side", "Train an adapter", "Vote", "Preferences", "DPO"]
+tab_side, tab_train, tab_vote, tab_prefs, tab_dpo, tab_reward, tab_best, tab_rl = st.tabs(
+    [
+        "Side by side",
+        "Train an adapter",
+        "Vote",
+        "Preferences",
+        "DPO",
+        "Reward model",
+        "Best-of-n",
+        "RL (GRPO)",
+    ]
 )
 with tab_side:
     _side_by_side_tab()
@@ -725,3 +735,9 @@ with tab_prefs:
     _preferences_tab(store)
 with tab_dpo:
     _dpo_tab()
+with tab_reward:
+    reward_tab.render_reward_tab(store)
+with tab_best:
+    best_of_tab.render_best_of_tab()
+with tab_rl:
+    rl_tab.render_rl_tab()
