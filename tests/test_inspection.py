@@ -431,6 +431,11 @@ def test_open_model_for_a_run_and_its_bad_step(tmp_path):
         open_model(checkpoint=tmp_path / "run", step=10)
     with pytest.raises(UserError, match="not one"):
         open_model(checkpoint=tmp_path, step=10)
+    # a classic run's GPT-2 export leads back to the run: the playground's own GPT
+    model, tok, config = tiny_gpt(**CLASSIC)
+    save_checkpoint(tmp_path / "classic", model, config, tok, step=5)
+    classic = open_model(checkpoint=tmp_path / "classic" / "hf")
+    assert (classic.architecture, classic.label) == ("gpt", "classic (step 5)")
 
 
 # --- embeddings -------------------------------------------------------------------------------

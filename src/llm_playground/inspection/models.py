@@ -111,7 +111,7 @@ def open_model(
     if run is not None:
         from llm_playground.training.checkpoints import load_checkpoint
 
-        return from_checkpoint(load_checkpoint(run, device=device), label=info.name)
+        return from_checkpoint(load_checkpoint(run, device=device), label=run.name)
     return from_loaded(load_model(info, device=device, paths=paths))
 
 
