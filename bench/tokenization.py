@@ -5,7 +5,12 @@
 2. the same over Hugging Face ``tokenizers`` (GPT-2 byte-level BPE built from the shipped
    vocabulary files), encoding with offsets;
 3. own BPE training to a vocabulary of 512 (target: under 30 s) over Hugging Face's
-   ``BpeTrainer`` to the same size on the same text.
+   ``BpeTrainer`` to the same size on the same text;
+4. the replay of a short text with 60,000 merges applying every merge in turn over
+   applying only those that change it (target: at least 50x: the cost follows the text),
+   and one 100,000-character chunk with no pre-split over
+   the same text split by the GPT-2 pattern (target: at most 5x: the heap, not a rescan
+   per merge). The tests count these operations; the timings live here.
 
 Run: ``python bench/tokenization.py`` (after ``llm-playground assets install``).
 """
@@ -20,7 +25,7 @@ from pathlib import Path
 
 from llm_playground.core.paths import package_data
 from llm_playground.tokenization import assets
-from llm_playground.tokenization.bpe import train
+from llm_playground.tokenization.bpe import BPETokenizer, train
 from llm_playground.tokenization.tokenizer import get_tokenizer, tokenize_with_pieces
 
 REPEATS = 5
@@ -68,6 +73,29 @@ def hf_train_bpe(text: str, vocab_size: int) -> float:
     return time.perf_counter() - start
 
 
+def replay_and_long_chunk(text: str) -> tuple[float, float]:
+    """Replay with many merges over few, and one long chunk over pre-split chunks (ratios)."""
+    many = BPETokenizer(merges=[(a, b) for a in range(1, 256) for b in range(1, 256)][:60_000])
+    sample = text[:600]
+    changes = best_of(lambda: many.replay(sample))
+    every = best_of(lambda: many.replay(sample, only_changes=False), repeats=1)
+    print(
+        f"replay of 600 characters, 60,000 merges: the merges that change it "
+        f"{changes * 1000:7.1f} ms, every merge in turn {every * 1000:7.1f} ms   "
+        f"ratio {every / changes:6.0f}x  (target >= 50x)"
+    )
+    one_chunk = train(text[:5_000], 300, pattern="none")
+    split = train(text[:5_000], 300, pattern="gpt2")
+    body = text[:100_000]
+    long_time = best_of(lambda: one_chunk._encode_long(list(body.encode())), repeats=3)
+    split_time = best_of(lambda: BPETokenizer(merges=split.merges, pattern="gpt2").encode(body))
+    print(
+        f"100,000 characters: one chunk {long_time:6.2f} s, split by GPT-2's pattern "
+        f"{split_time:6.2f} s   ratio {long_time / split_time:4.2f}x  (target <= 5x)"
+    )
+    return every / changes, long_time / split_time
+
+
 def main() -> None:
     assets.install_tiktoken_assets()
     text = package_data("tinyshakespeare.txt").read_text(encoding="utf-8")
@@ -109,7 +137,10 @@ def main() -> None:
         f"BPE 512      own trainer {own:6.2f} s (target < 30 s)   HF BpeTrainer {hf_train:6.2f} s   "
         f"ratio {own / hf_train:5.1f}x   merges {len(bpe.merges)}"
     )
+    replay_ratio, long_ratio = replay_and_long_chunk(text)
     summary = {
+        "replay_every_merge_over_changes": round(replay_ratio, 1),
+        "one_chunk_over_split": round(long_ratio, 3),
         "pieces_over_tiktoken": {k: round(v[1] / v[0], 3) for k, v in rows.items()},
         "pieces_over_hf_tokenizers_gpt2": round(ours / hf_time, 3),
         "bpe512_seconds": round(own, 3),
@@ -117,6 +148,7 @@ def main() -> None:
     }
     print(json.dumps(summary))
     ok = all(v[1] / v[0] <= 1.5 for v in rows.values()) and own < 30
+    ok = ok and replay_ratio >= 50 and long_ratio <= 5
     print("targets met" if ok else "TARGET MISSED")
 
 
