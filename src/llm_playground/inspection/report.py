@@ -33,7 +33,7 @@ from llm_playground.inspection.lens import (
 from llm_playground.inspection.models import InspectedModel, probe_ids
 
 MAX_TOP_K = 50
-JSON_DIGITS = 6  # decimals kept in the JSON output: rows still sum to 1 within 1e-5
+JSON_DIGITS = 8  # decimals kept in the JSON output: a row of 1,025 still sums to 1 within 1e-5
 
 
 @dataclass(frozen=True)
