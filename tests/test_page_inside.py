@@ -185,6 +185,10 @@ def test_inside_the_model_in_chromium(app_url, app_home, tiny_run, page):
     page.locator(".st-key-inside_model [role='combobox']").first.click()
     page.get_by_role("option", name=RUN).first.click()
     page.get_by_text("2 layers × 2 heads").first.wait_for(timeout=60_000)
+    prompt = page.get_by_label("Prompt", exact=True)  # the tiny run's context is 32 characters
+    prompt.fill("ROMEO: to be or not to be")
+    prompt.press("Control+Enter")
+    page.get_by_text("25 tokens (at most 128)").first.wait_for()
     page.get_by_role("button", name="Look inside").click()
     page.locator("img[title='layer 1, head 1']").first.wait_for(timeout=60_000)
     page.get_by_role("tab", name="Logit lens").click()
