@@ -35,6 +35,7 @@ def _next_token_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torc
     """Mean cross-entropy of the next-token predictions (in float32 under autocast), or None."""
     if targets is None:
         return None
+    # every position of every row is one prediction: (B, T, vocab) -> (B*T, vocab)
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), targets.reshape(-1))
 
 
@@ -47,6 +48,7 @@ class BigramLanguageModel(nn.Module):
         self.token_embedding_table = nn.Embedding(config.vocab_size, config.vocab_size)
 
     def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None):
+        # each token's row of the table is its guess at the next token: (B, T) -> (B, T, vocab)
         logits = self.token_embedding_table(idx)
         return logits, _next_token_loss(logits, targets)
 
@@ -69,7 +71,10 @@ class Rotary(nn.Module):
     def __init__(self, head_size: int, max_positions: int, base: float = 10000.0):
         super().__init__()
         half = head_size // 2
-        frequencies = base ** (-torch.arange(half, dtype=torch.float32) / half)
+        # one frequency per pair of dimensions, from 1 down to 1/base: the first pairs turn
+        # fast (nearby positions differ), the last slowly (far positions stay apart)
+        frequencies = base ** (-torch.arange(half, dtype=torch.float32) / half)  # (hs/2,)
+        # (positions,) outer (hs/2,) -> (positions, hs/2): the angle of every pair at every position
         angles = torch.outer(torch.arange(max_positions, dtype=torch.float32), frequencies)
         # buffers, not parameters, and not saved: they are recomputed from the config
         self.register_buffer("cos", angles.cos(), persistent=False)
@@ -78,9 +83,11 @@ class Rotary(nn.Module):
     def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
         """Rotate ``x`` (batch, heads, T, head size) as if its first position were ``offset``."""
         T = x.size(-2)
-        cos = self.cos[offset : offset + T].to(x.dtype)
+        cos = self.cos[offset : offset + T].to(x.dtype)  # (T, hs/2), broadcast over B and nh
         sin = self.sin[offset : offset + T].to(x.dtype)
-        first, second = x.chunk(2, dim=-1)
+        # dimension i pairs with dimension i + hs/2 (the "rotate half" layout of Llama)
+        first, second = x.chunk(2, dim=-1)  # (B, nh, T, hs) -> two of (B, nh, T, hs/2)
+        # a 2-D rotation of each pair by its angle: (B, nh, T, hs/2) x 2 -> (B, nh, T, hs)
         return torch.cat((first * cos + second * sin, second * cos - first * sin), dim=-1)
 
 
@@ -148,8 +155,8 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, return_weights: bool = False):
         """The attention output (B, T, C); with ``return_weights``, ``(output, weights)``
         where weights are (B, heads, T, T), computed by :func:`explicit_attention`."""
-        B, T, C = x.shape
-        q, k, v = self.queries_keys_values(x)
+        B, T, C = x.shape  # batch, positions, embedding size
+        q, k, v = self.queries_keys_values(x)  # each (B, nh, T, hs)
         weights = None
         if return_weights:  # the written-out path, which keeps the weights (Lab 6)
             y, weights = explicit_attention(q, k, v)
@@ -157,7 +164,9 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(
                 q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
             )
+        # the heads side by side again: (B, nh, T, hs) -> (B, T, nh, hs) -> (B, T, C)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
+        # one projection mixes what the heads found, back into the residual stream
         y = self.resid_dropout(self.c_proj(y))
         return (y, weights) if return_weights else y
 
@@ -176,12 +185,16 @@ class MLP(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=config.bias)
-        self.gelu = ReLUSquared() if config.mlp == "relu2" else nn.GELU(approximate="tanh")
+        # no parameters, so no state_dict key: the name can say what it is for either choice
+        self.activation = ReLUSquared() if config.mlp == "relu2" else nn.GELU(approximate="tanh")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=config.bias)
         self.dropout = nn.Dropout(config.dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        # widen: (B, T, C) -> (B, T, 4C); the non-linearity is where each position computes
+        hidden = self.activation(self.c_fc(x))
+        # narrow back into the residual stream: (B, T, 4C) -> (B, T, C)
+        return self.dropout(self.c_proj(hidden))
 
 
 class TransformerBlock(nn.Module):
@@ -195,8 +208,10 @@ class TransformerBlock(nn.Module):
         self.mlp = MLP(config)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        # each sub-layer adds to the residual stream (B, T, C) rather than replacing it, so the
+        # gradient reaches early layers unchanged; norms come first (pre-norm: stabler deep)
+        x = x + self.attn(self.ln_1(x))  # positions exchange information
+        return x + self.mlp(self.ln_2(x))  # each position thinks on its own
 
 
 class GPT(nn.Module):
@@ -239,14 +254,17 @@ class GPT(nn.Module):
             raise ValueError(
                 f"sequence of {T} tokens is longer than the block size {self.config.block_size}"
             )
-        x = self.wte(idx)
+        x = self.wte(idx)  # token embeddings: (B, T) -> (B, T, C)
         if self.wpe is not None:
+            # position embeddings (T, C), broadcast over the batch: the model knows where
             x = x + self.wpe(torch.arange(T, dtype=torch.long, device=idx.device))
         x = self.drop(x)
         for block in self.h:
-            x = block(x)
+            x = block(x)  # (B, T, C) -> (B, T, C)
+        # a score for every token of the vocabulary at every position: (B, T, C) -> (B, T, vocab)
         logits = self.lm_head(self.ln_f(x))
         if self.config.logit_softcap:
+            # tanh bounds the logits to (-cap, cap): early training cannot blow them up
             cap = self.config.logit_softcap
             logits = cap * torch.tanh(logits / cap)
         return logits, _next_token_loss(logits, targets)
@@ -279,8 +297,9 @@ def _generate(
     model.eval()
     try:
         for _ in range(max_new_tokens):
+            # the model sees at most its block size: crop the context from the left
             logits, _ = model(idx[:, -context:])
-            logits = logits[:, -1, :].float()
+            logits = logits[:, -1, :].float()  # the last position's: (B, T, vocab) -> (B, vocab)
             if temperature <= 0:
                 next_id = logits.argmax(dim=-1, keepdim=True)
             else:
@@ -290,7 +309,7 @@ def _generate(
                     logits = logits.masked_fill(logits < kth, float("-inf"))
                 probs = F.softmax(logits, dim=-1)
                 next_id = torch.multinomial(probs, 1, generator=generator)
-            idx = torch.cat((idx, next_id), dim=1)
+            idx = torch.cat((idx, next_id), dim=1)  # (B, T) -> (B, T + 1)
     finally:
         model.train(was_training)
     return idx
