@@ -90,15 +90,17 @@ class TokenChooser:
 
         if not self.chain and not self.candidates:
             return Scored(logits=logits, penalised=logits, final=logits)
+        # the stages work on batches: one row of context (1, len) and of logits (1, vocab)
         ids = torch.tensor([list(context)], dtype=torch.long)
         row = logits[None]
-        penalised = self.penalties(ids, row)[0] if self.penalties else logits
+        penalised = self.penalties(ids, row)[0] if self.penalties else logits  # (vocab,)
         if not self.candidates:
             final = self.samplers(ids, penalised[None])[0] if self.samplers else penalised
             return Scored(logits=logits, penalised=penalised, final=final)
-        # the candidates a view shows: the most likely after temperature
+        # the candidates a view shows: the most likely after temperature, (vocab,) -> K ids
         warped = penalised / self.temperature if self.temperature != 1.0 else penalised
         top = torch.topk(warped, min(self.candidates, warped.shape[-1])).indices.tolist()
+        # the chain again, stage by stage, noting what each stage did to those K tokens
         attribution = attribute(self.chain, ids, row, tokens_of_interest=top)
         return Scored(
             logits=logits,
@@ -118,7 +120,8 @@ class TokenChooser:
 
         if not self.sampling:
             return int(scored.final.argmax())
-        probs = self.probabilities(scored)
+        probs = self.probabilities(scored)  # (vocab,), 0 where a stage removed the token
+        # a seeded generator of our own: the same seed draws the same tokens every time
         return int(torch.multinomial(probs, 1, generator=self.generator)[0])
 
     def record(

@@ -152,7 +152,8 @@ def _single_stream(
     finish = "length"
     start = time.perf_counter()
     with torch.inference_mode():
-        # the first forward pass reads the whole prompt and fills the cache
+        # the first forward pass reads the whole prompt and fills the cache; only its last
+        # position predicts the next token: (prompt length, vocab) -> (vocab,)
         logits = runner.forward(prompt)[-1]
         for index in range(config.max_new_tokens):
             if stop_event is not None and stop_event.is_set():
@@ -169,7 +170,8 @@ def _single_stream(
             if next_id in end_of_text:
                 finish = "eos"
                 break
-            # feed the new token: its logits are the next step's
+            # feed the new token alone: the cache holds every earlier key and value, so a
+            # step costs one position, not the whole text. (1, vocab) -> (vocab,)
             if index + 1 < config.max_new_tokens:
                 logits = runner.forward([next_id])[-1]
     elapsed = time.perf_counter() - start

@@ -233,7 +233,8 @@ class Temperature(Stage):
         self.temperature = t
 
     def __call__(self, input_ids, scores):
-        return scores / self.temperature
+        # softmax(z / t): t < 1 widens the gaps between logits, t > 1 narrows them
+        return scores / self.temperature  # (batch, vocab), same shape
 
 
 class TopK(Stage):
@@ -253,7 +254,9 @@ class TopK(Stage):
         import torch
 
         k = min(self.top_k, scores.size(-1))
+        # the k-th highest score of each row: (batch, vocab) -> (batch, k) -> (batch, 1)
         threshold = torch.topk(scores, k)[0][..., -1, None]
+        # -inf, not 0: softmax turns -inf into probability exactly 0
         return scores.masked_fill(scores < threshold, NEG_INF)
 
 
@@ -270,10 +273,12 @@ class TopP(Stage):
         self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
 
     def __call__(self, input_ids, scores):
+        # ascending, so the running sum starts in the unlikely tail: (batch, vocab) each
         sorted_scores, sorted_index = scores.sort(dim=-1, descending=False)
         cumulative = sorted_scores.softmax(dim=-1).cumsum(dim=-1)
         remove_sorted = cumulative <= (1 - self.top_p)  # the unlikely tail of mass <= 1 - p
         remove_sorted[..., -self.min_tokens_to_keep :] = False
+        # back from sorted order to vocabulary order: (batch, vocab)
         remove = remove_sorted.scatter(-1, sorted_index, remove_sorted)
         return scores.masked_fill(remove, NEG_INF)
 
@@ -291,7 +296,9 @@ class MinP(Stage):
         self.min_tokens_to_keep = _min_keep(min_tokens_to_keep)
 
     def __call__(self, input_ids, scores):
-        probs = scores.softmax(dim=-1)
+        probs = scores.softmax(dim=-1)  # (batch, vocab)
+        # the cut scales with the top token's probability: strict when the model is sure,
+        # loose when it is not. (batch, 1) broadcast over the vocabulary
         remove = probs < self.min_p * probs.amax(dim=-1, keepdim=True)
         return scores.masked_fill(_keep_top(probs, remove, self.min_tokens_to_keep), NEG_INF)
 
@@ -324,11 +331,14 @@ class TypicalP(Stage):
     def __call__(self, input_ids, scores):
         import torch
 
-        log_probs = torch.log_softmax(scores, dim=-1)
+        log_probs = torch.log_softmax(scores, dim=-1)  # (batch, vocab)
+        # the expected surprisal, H: (batch, vocab) -> (batch, 1)
         entropy = -(log_probs * log_probs.exp()).nansum(-1, keepdim=True)
         distance = (-log_probs - entropy).abs()  # how atypical each token is
+        # the most typical first, then their mass adds up until it reaches the target
         sorted_distance, sorted_index = torch.sort(distance, descending=False)
         cumulative = scores.gather(-1, sorted_index).softmax(dim=-1).cumsum(dim=-1)
+        # the last kept position of each row: (batch,)
         last = (cumulative < self.mass).sum(dim=1).clamp_(max=sorted_distance.shape[-1] - 1)
         remove_sorted = sorted_distance > sorted_distance.gather(1, last.view(-1, 1))
         remove_sorted[..., : self.min_tokens_to_keep] = False
@@ -394,10 +404,11 @@ class Eta(Stage):
     def __call__(self, input_ids, scores):
         import torch
 
-        probs = scores.softmax(dim=-1)
-        entropy = torch.distributions.Categorical(logits=scores).entropy()
+        probs = scores.softmax(dim=-1)  # (batch, vocab)
+        entropy = torch.distributions.Categorical(logits=scores).entropy()  # (batch,)
         epsilon = torch.tensor(self.epsilon)
-        eta = torch.min(epsilon, torch.sqrt(epsilon) * torch.exp(-entropy))[..., None]
+        # a flat distribution (high entropy) gets a lower cut, so its many fair choices stay
+        eta = torch.min(epsilon, torch.sqrt(epsilon) * torch.exp(-entropy))[..., None]  # (batch, 1)
         remove = probs < eta
         return scores.masked_fill(_keep_ties(scores, remove, self.min_tokens_to_keep), NEG_INF)
 
@@ -425,15 +436,17 @@ class TopNSigma(Stage):
 
         if self.n == 0:
             return scores
-        finite_mask = torch.isfinite(scores)
-        count = finite_mask.sum(dim=-1, keepdim=True).clamp(min=1)
+        # statistics over the logits earlier stages left (-inf ones are already gone)
+        finite_mask = torch.isfinite(scores)  # (batch, vocab)
+        count = finite_mask.sum(dim=-1, keepdim=True).clamp(min=1)  # (batch, 1)
         values = torch.where(finite_mask, scores, torch.zeros_like(scores))
         top = torch.where(finite_mask, scores, torch.full_like(scores, NEG_INF)).amax(
             dim=-1, keepdim=True
         )
         mean = values.sum(dim=-1, keepdim=True) / count
         squared = torch.where(finite_mask, (scores - mean) ** 2, torch.zeros_like(scores))
-        sigma = (squared.sum(dim=-1, keepdim=True) / count).sqrt()
+        sigma = (squared.sum(dim=-1, keepdim=True) / count).sqrt()  # (batch, 1)
+        # logits, not probabilities: the cut does not move with the temperature
         return scores.masked_fill(scores < top - self.n * sigma, NEG_INF)
 
 
@@ -481,7 +494,7 @@ class XTC(Stage):
             if coin >= self.probability:
                 return scores
         probs = scores.softmax(dim=-1)
-        above = probs >= self.threshold
+        above = probs >= self.threshold  # (batch, vocab): the "top choices"
         out = scores.clone()
         for row in range(scores.shape[0]):
             chosen = above[row].nonzero().flatten()
@@ -510,9 +523,11 @@ class RepetitionPenalty(Stage):
     def __call__(self, input_ids, scores):
         import torch
 
+        # the scores of the tokens already in the text: (batch, vocab) -> (batch, len)
         picked = torch.gather(scores, 1, input_ids)
+        # dividing a negative score would raise it: multiply those instead (CTRL's rule)
         picked = torch.where(picked < 0, picked * self.penalty, picked / self.penalty)
-        return scores.scatter(1, input_ids, picked)
+        return scores.scatter(1, input_ids, picked)  # back in place: (batch, vocab)
 
 
 class PresenceFrequencyPenalty(Stage):
@@ -555,7 +570,8 @@ class PresenceFrequencyPenalty(Stage):
     def __call__(self, input_ids, scores):
         import torch
 
-        recent = input_ids[:, -self.last_n :]
+        recent = input_ids[:, -self.last_n :]  # (batch, len) -> (batch, <= last_n)
+        # how often each token occurs lately: (batch, vocab)
         counts = torch.zeros_like(scores).scatter_add_(
             1, recent, torch.ones_like(recent, dtype=scores.dtype)
         )
