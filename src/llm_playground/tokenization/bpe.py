@@ -76,6 +76,7 @@ def merge_ids(ids: list[int], pair: Pair, new_id: int) -> list[int]:
     i, n = 0, len(ids)
     while i < n:
         if i < n - 1 and ids[i] == a and ids[i + 1] == b:
+            # the pair becomes one token; skip both, so "aaa" with (a, a) gives (aa, a)
             out.append(new_id)
             i += 2
         else:
@@ -196,7 +197,8 @@ class BPETokenizer:
         return self.vocab[token_id]
 
     def _encode_chunk(self, chunk: str) -> list[int]:
-        ids = list(chunk.encode("utf-8"))
+        ids = list(chunk.encode("utf-8"))  # start from the bytes, as training did
+        # rescanning a long chunk once per merge is quadratic: a heap does it in n log n
         if len(ids) > LONG_CHUNK_BYTES:
             return self._encode_long(ids)
         ranks = self.ranks
@@ -534,6 +536,8 @@ class ChunkTable:
     def most_frequent_pair(self) -> tuple[Pair, int]:
         """The most frequent pair and its count; a tie goes to the pair seen first."""
         best_count = max(self.pair_counts.values())
+        # the counts' order changes as merges move them, so a tie is broken by the text
+        # itself: the same merges as the recount-everything trainer, whatever the order
         tied = [pair for pair, count in self.pair_counts.items() if count == best_count]
         best = tied[0] if len(tied) == 1 else min(tied, key=self.first_seen)
         return best, best_count
@@ -544,6 +548,7 @@ class ChunkTable:
         for chunk_index in list(self.chunks_with_pair[pair]):
             old_chunk = self.chunks[chunk_index]
             new_chunk = merge_ids(old_chunk, pair, new_id)
+            # a chunk stands for every occurrence of its text: its pairs count that often
             times = self.chunk_counts[chunk_index]
             old_pairs, new_pairs = Counter(pairwise(old_chunk)), Counter(pairwise(new_chunk))
             # take away the pairs the chunk held before the merge ...

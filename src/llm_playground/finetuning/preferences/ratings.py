@@ -120,19 +120,22 @@ def fit_bradley_terry(
     n = len(w)
     if prior is None:
         prior = 0.0 if _strongly_connected(w) else DEFAULT_PRIOR
-    games = w + w.T
-    wins = w.sum(axis=1)
-    theta = np.zeros(n)
+    games = w + w.T  # (models, models): how often i and j met
+    wins = w.sum(axis=1)  # (models,)
+    theta = np.zeros(n)  # log-strengths, everyone equal at the start
+    # adding 1/n everywhere pins the mean: θ and θ + c predict the same, so the Hessian alone
+    # is singular along (1, ..., 1)
     ones = np.ones((n, n)) / n
 
     def loglik(t: np.ndarray) -> float:
-        d = t[:, None] - t[None, :]
+        d = t[:, None] - t[None, :]  # (models, models): θi − θj
+        # log σ(d) = −log(1 + e^−d), written with logaddexp so a large gap cannot overflow
         return float(-(w * np.logaddexp(0.0, -d)).sum() - prior / 2 * (t @ t))
 
     def information(t: np.ndarray) -> np.ndarray:
         d = t[:, None] - t[None, :]
-        p = 1.0 / (1.0 + np.exp(-d))
-        q = games * p * (1.0 - p)
+        p = 1.0 / (1.0 + np.exp(-d))  # P(i beats j), (models, models)
+        q = games * p * (1.0 - p)  # the variance of each pair's outcomes
         info = -q
         np.fill_diagonal(info, q.sum(axis=1) - np.diag(q))
         return info + prior * np.eye(n)
@@ -143,8 +146,10 @@ def fit_bradley_terry(
     for iterations in range(1, max_iter + 1):  # noqa: B007
         d = theta[:, None] - theta[None, :]
         p = 1.0 / (1.0 + np.exp(-d))
+        # the gradient: wins minus the wins the current strengths expect, (models,)
         grad = wins - (games * p).sum(axis=1) - prior * theta
         info = information(theta)
+        # Newton's step: the curvature says how far to go (a handful of steps, not hundreds)
         step = np.linalg.solve(info + ones, grad)
         scale = 1.0
         while True:  # backtracking keeps every step an ascent step
@@ -232,6 +237,7 @@ def _bt_table(votes: list[Vote], *, bootstrap: int, seed: int) -> tuple[list[dic
         iterations=fit.iterations,
         converged=fit.converged,
     )
+    # the curvature at the optimum gives the standard errors: a normal 95 % interval
     se = np.sqrt(np.clip(np.diag(fit.cov), 0.0, None))
     low = fit.theta - 1.959964 * se
     high = fit.theta + 1.959964 * se
@@ -239,6 +245,7 @@ def _bt_table(votes: list[Vote], *, bootstrap: int, seed: int) -> tuple[list[dic
         rng = np.random.default_rng(seed)
         samples = np.empty((int(bootstrap), len(models)))
         for b in range(int(bootstrap)):
+            # the same number of votes, drawn with replacement: how much the fit would move
             picks = rng.integers(0, len(rated_bt), len(rated_bt))
             sample = [rated_bt[i] for i in picks]
             samples[b] = fit_bradley_terry(
@@ -277,6 +284,7 @@ def elo_ratings(votes: Iterable[Vote], *, k: float = 32.0) -> list[dict]:
         if choice == "both-bad":
             continue
         ra, rb = rating.setdefault(ma, BASE_RATING), rating.setdefault(mb, BASE_RATING)
+        # Elo's expected score: 400 points apart means odds of 10 to 1
         expected_a = 1.0 / (1.0 + 10 ** ((rb - ra) / 400.0))
         score_a = {"a": 1.0, "b": 0.0, "tie": 0.5}[choice]
         rating[ma] = ra + k * (score_a - expected_a)
