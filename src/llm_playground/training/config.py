@@ -381,6 +381,7 @@ PRESETS: dict[str, TrainConfig] = {
     ),
 }
 
+
 @dataclass(frozen=True)
 class Trick:
     """One ingredient of the speedrun, described once: the setting it changes, the value that

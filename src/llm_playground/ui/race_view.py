@@ -132,6 +132,4 @@ def race_tab() -> None:
         st.caption("No records yet: finish a race to add one row per recipe.")
     with st.expander("Why each trick helps"):
         for trick in TRICKS.values():
-            st.markdown(
-                f"- **{esc(trick.title)}**: {esc(trick.why)} ([source]({trick.source}))"
-            )
+            st.markdown(f"- **{esc(trick.title)}**: {esc(trick.why)} ([source]({trick.source}))")
