@@ -104,12 +104,23 @@ def test_a_grpo_run_shows_its_group_accuracy_and_answers(tiny_run, playground_ho
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_rl_tab_in_a_browser(app_url, page):
+def test_rl_tab_runs_grpo_in_a_browser(app_url, app_home, page):
+    run = app_home / "runs" / "tiny-llama-rl"
+    tiny_llama(run / "hf")
+    (run / "config.json").write_text(json.dumps({"model": {"kind": "llama"}}))
     page.goto(app_url + "/finetuner")
     page.get_by_text("Lab 4 · Fine-tuner").first.wait_for()
     page.get_by_role("tab", name="RL (GRPO)").click()
     page.get_by_text("Start GRPO").wait_for()
-    page.get_by_label("Reward").first.click()
+    page.get_by_label("Reward", exact=True).click()
     page.get_by_role("option", name="length").click()
     page.get_by_text("A story about reward hacking").wait_for()
-    assert page.get_by_text("Group size G").count() >= 1
+    page.get_by_label("Base model").filter(visible=True).click()
+    page.get_by_role("option", name="tiny-llama-rl").click()
+    page.get_by_label("Steps", exact=True).filter(visible=True).fill("3")
+    page.get_by_label("Steps", exact=True).filter(visible=True).press("Enter")
+    page.get_by_role("button", name="Start GRPO").click()
+    page.get_by_text("Adapter saved").first.wait_for(timeout=240_000)
+    assert page.get_by_text("Done after 3 steps").count() >= 1
+    assert page.get_by_text("one prompt's group").count() >= 1
+    assert (app_home / "adapters").is_dir()
