@@ -200,17 +200,7 @@ class _BeamSearch:
         next_live, chosen_finished, newly_finished, merged_scores = _choose(
             state, best.totals, best.ends, self.among_best
         )
-        records = _step_records(
-            self.tokenizer,
-            state,
-            log_probs,
-            best.source_beam.tolist(),
-            best.next_token.tolist(),
-            next_live.tolist(),
-            chosen_finished,
-            self.index,
-            self.candidates,
-        )
+        records = self.step_records(log_probs, best, next_live.tolist(), chosen_finished)
         # 4. the finished slots: the best of the old ones and the new ones
         _update_finished(
             state, chosen_finished, newly_finished, merged_scores, records, best.source_beam
@@ -228,6 +218,36 @@ class _BeamSearch:
         self.index += 1
         self.last_ends = best.ends
         return record
+
+    def step_records(
+        self, log_probs, best: _Continuations, live_list: list[int], chosen_finished: list[int]
+    ) -> dict[int, StepRecord]:
+        """A step record for every continuation kept as a live beam or a finished hypothesis."""
+        tokenizer, state = self.tokenizer, self.state
+        source_list, token_list = best.source_beam.tolist(), best.next_token.tolist()
+        beams = state.num_beams
+        used = set(live_list) | {slot - beams for slot in chosen_finished if slot >= beams}
+        kept_by_beam: dict[int, set[int]] = {}
+        for j in used:
+            kept_by_beam.setdefault(source_list[j], set()).add(token_list[j])
+        candidates_of_beam: dict[int, tuple[Candidate, ...]] = {}
+        records: dict[int, StepRecord] = {}
+        for j in sorted(used):
+            beam, token = source_list[j], token_list[j]
+            if self.candidates and beam not in candidates_of_beam:
+                candidates_of_beam[beam] = _top_candidates(
+                    tokenizer, log_probs[beam], self.candidates, kept_by_beam.get(beam, set())
+                )
+            new_ids = [r.token_id for r in state.live_history[beam]] + [token]
+            records[j] = StepRecord(
+                index=self.index,
+                token_id=token,
+                token=token_piece(tokenizer, token),
+                prob=math.exp(float(log_probs[beam, token])),
+                text=decode_text(tokenizer, new_ids),
+                candidates=candidates_of_beam.get(beam, ()),
+            )
+        return records
 
     def next_log_probs(self):
         """Log-probabilities of the next token after every live beam, penalties applied."""
@@ -334,43 +354,6 @@ def _choose(state: BeamState, best_totals, ends, among_best):
     merged_scores = torch.cat([state.finished_scores, finished_scores])
     chosen_finished = torch.topk(merged_scores, state.num_beams).indices.tolist()
     return next_live, chosen_finished, newly_finished, merged_scores
-
-
-def _step_records(
-    tokenizer,
-    state: BeamState,
-    log_probs,
-    source_list: list[int],
-    token_list: list[int],
-    live_list: list[int],
-    chosen_finished: list[int],
-    index: int,
-    candidates: int,
-) -> dict[int, StepRecord]:
-    """A step record for every continuation kept as a live beam or a finished hypothesis."""
-    beams = state.num_beams
-    used = set(live_list) | {slot - beams for slot in chosen_finished if slot >= beams}
-    kept_by_beam: dict[int, set[int]] = {}
-    for j in used:
-        kept_by_beam.setdefault(source_list[j], set()).add(token_list[j])
-    candidates_of_beam: dict[int, tuple[Candidate, ...]] = {}
-    records: dict[int, StepRecord] = {}
-    for j in sorted(used):
-        beam, token = source_list[j], token_list[j]
-        if candidates and beam not in candidates_of_beam:
-            candidates_of_beam[beam] = _top_candidates(
-                tokenizer, log_probs[beam], candidates, kept_by_beam.get(beam, set())
-            )
-        new_ids = [r.token_id for r in state.live_history[beam]] + [token]
-        records[j] = StepRecord(
-            index=index,
-            token_id=token,
-            token=token_piece(tokenizer, token),
-            prob=math.exp(float(log_probs[beam, token])),
-            text=decode_text(tokenizer, new_ids),
-            candidates=candidates_of_beam.get(beam, ()),
-        )
-    return records
 
 
 def _update_finished(
