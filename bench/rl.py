@@ -15,15 +15,20 @@ Run: ``python bench/rl.py [--steps N] [--skip-reward] [--skip-rl] [--json]``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import resource
 import sys
-import time
-from dataclasses import replace
 
-from llm_playground.core.hardware import machine
+# bench/ holds a script named inspect.py: keep this folder off the import path so that the
+# standard library's inspect (imported by dataclasses) is the one found.
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import time  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from llm_playground.core.hardware import machine  # noqa: E402
 
 
 def _cpu_seconds() -> float:

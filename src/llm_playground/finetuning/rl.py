@@ -359,6 +359,12 @@ def _policy(config: RLConfig, start_adapter: str | None) -> tuple[Any, Any, bool
 
     from llm_playground.finetuning.sft import load_base
 
+    if start_adapter:
+        trained_on = read_meta(start_adapter).get("base")
+        if trained_on and trained_on != config.base:
+            raise UserError(
+                f"the adapter in {start_adapter} was trained on {trained_on}, not {config.base}"
+            )
     loaded = load_base(config.base, torch.float32)
     tokenizer = loaded.tokenizer
     if tokenizer.pad_token is None:
