@@ -215,28 +215,30 @@ def test_the_timed_steps_leave_the_run_as_the_chosen_dtype_would_run_it(fake_tim
     assert fake_timings and decided == run_losses("bfloat16")
 
 
-def test_an_explicit_dtype_is_recorded_as_asked(tmp_path, fake_timings):
-    out = tmp_path / "run"
-    events = list(run_training(tiny("speedrun", dtype="float32", out_dir=str(out))))
-    assert events[0].dtype == "float32" and events[0].bf16_ratio is None
-    assert fake_timings == []  # nothing timed
-    meta = json.loads((out / "config.json").read_text())
-    assert meta["precision"]["compute"]["requested"] == "float32"
-    assert meta["precision"]["newton_schulz"]["dtype"] == "float32"
-
-
 # --- perplexity --------------------------------------------------------------------------
 
 
-def tiny_model(tmp_path, name: str = "tiny-scorer"):
-    """A few steps of a tiny speedrun GPT, loaded as Labs 3 and 5 load a run."""
-    from llm_playground.generation.registry import load_model
-    from llm_playground.training.checkpoints import save_run_as
-
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A few float32 steps of a tiny speedrun GPT, saved (shared by the tests below)."""
+    out = tmp_path_factory.mktemp("tiny") / "run"
     list(run_training(tiny("speedrun", dtype="float32", out_dir=str(out))))
-    save_run_as(out, name)
-    return load_model(name)
+    return out
+
+
+def tiny_model(folder):
+    """The tiny run loaded as Labs 3 and 5 load a run folder."""
+    from llm_playground.generation.registry import find_model, load_model
+
+    return load_model(find_model(folder=folder))
+
+
+def test_an_explicit_dtype_is_recorded_as_asked(tiny_run):
+    meta = json.loads((tiny_run / "config.json").read_text())
+    assert meta["train"]["dtype"] == "float32"
+    compute, ns = meta["precision"]["compute"], meta["precision"]["newton_schulz"]
+    assert compute["requested"] == "float32" and not compute["measured"]
+    assert compute["ratio"] is None and ns["dtype"] == "float32"
 
 
 def fake_hardware_timings(monkeypatch, fp32: float, bf16: float) -> list[WorkKey]:
@@ -259,10 +261,10 @@ def fake_hardware_timings(monkeypatch, fp32: float, bf16: float) -> list[WorkKey
     return decided
 
 
-def test_perplexity_auto_decides_on_a_window_of_its_text(tmp_path, monkeypatch):
+def test_perplexity_auto_decides_on_a_window_of_its_text(tiny_run, monkeypatch):
     from llm_playground.evaluation.perplexity import PRECISION_WINDOW, perplexity
 
-    loaded = tiny_model(tmp_path)
+    loaded = tiny_model(tiny_run)
     decided = fake_hardware_timings(monkeypatch, fp32=1.0, bf16=0.8)  # bf16 1.25x faster
     text = "To be, or not to be, that is the question. " * 4
     auto = perplexity(loaded, text, stride=8, dtype="auto")
@@ -280,13 +282,13 @@ def test_perplexity_auto_decides_on_a_window_of_its_text(tmp_path, monkeypatch):
 # --- decoding ----------------------------------------------------------------------------
 
 
-def test_decoding_auto_times_decoding_steps_and_takes_the_faster(tmp_path, monkeypatch):
+def test_decoding_auto_times_decoding_steps_and_takes_the_faster(tiny_run, monkeypatch):
     import torch
 
     from llm_playground.generation.decoding import DecodingConfig, generate
     from llm_playground.generation.runner import at_precision, decoding_precision
 
-    loaded = tiny_model(tmp_path)
+    loaded = tiny_model(tiny_run)
     decided = fake_hardware_timings(monkeypatch, fp32=1.0, bf16=1.5)  # bf16 slower
     choice = decoding_precision(loaded)
     assert choice.dtype == "float32" and choice.ratio == pytest.approx(1 / 1.5)
