@@ -42,6 +42,7 @@ def test_train_writes_a_checkpoint_and_sample_continues_a_prompt(cli, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert "step 20: train loss" in r.stderr and "20/20" in r.stderr  # progress on stderr
+    assert "precision: float32 (as asked)" in r.stderr + r.stdout
     assert f"saved {out}" in r.stdout
     for name in (
         "model.safetensors",
