@@ -13,7 +13,7 @@ from llm_playground.core.db import APPLICATION_ID
 from llm_playground.core.errors import UserError
 from llm_playground.evaluation import leaderboard as lb
 from llm_playground.evaluation.metrics import PerplexityResult, bleu_chrf, rouge
-from llm_playground.evaluation.runs import bleu_run, overlap_scores, rouge_run
+from llm_playground.evaluation.runs import Entry, bleu_run, overlap_scores, rouge_run
 from llm_playground.finetuning.preferences import PreferenceStore
 
 
@@ -184,19 +184,23 @@ def test_bleu_and_rouge_record_through_the_one_evaluate_then_record_path(tmp_pat
     runs.rouge_run: scores, then the leaderboard row (or the reason there is none)."""
     db = tmp_path / "db.sqlite"
     hyps, refs = ["The cat sat on the mat today."], ["The cat sat on the mat today."]
-    bleu, recorded = bleu_run(hyps, [refs], "m1", "file", "refs.txt", db_path=db)
+    entry = Entry(label="m1", kind="file", dataset="refs.txt", db_path=db)
+    bleu, recorded = bleu_run(hyps, [refs], entry)
     assert bleu.bleu == pytest.approx(100.0) and recorded.run_id and not recorded.error
-    scores, recorded = rouge_run(hyps, refs, "m1", "file", "refs.txt", db_path=db)
+    scores, recorded = rouge_run(hyps, refs, entry)
     assert scores["rouge1"]["fmeasure"] == pytest.approx(1.0) and recorded.run_id
     row = {r["model"]: r for r in lb.Leaderboard(db).leaderboard(human_ratings=[])}["m1"]
     assert row["bleu"] == pytest.approx(100.0) and row["rougeL"] == pytest.approx(1.0)
     assert row["bleu_data"] == row["rouge_data"] == "refs.txt"
     # not asked to record: the scores alone; a refused database: the reason, scores kept
-    *_, skipped = overlap_scores(hyps, [refs], "m2", "file", "x", record=False, db_path=db)
+    off = Entry(label="m2", kind="file", dataset="x", record=False, db_path=db)
+    *_, skipped = overlap_scores(hyps, [refs], off)
     assert skipped.skipped and "m2" not in {r["model"] for r in lb.Leaderboard(db).leaderboard()}
     foreign = tmp_path / "foreign.sqlite"
     foreign.write_bytes(b"not a database" * 100)
-    bleu, refused = bleu_run(hyps, [refs], "m3", "file", "x", db_path=foreign)
+    bleu, refused = bleu_run(
+        hyps, [refs], Entry(label="m3", kind="file", dataset="x", db_path=foreign)
+    )
     assert bleu.bleu == pytest.approx(100.0) and refused.error and not refused.run_id
 
 

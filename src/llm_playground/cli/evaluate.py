@@ -411,21 +411,18 @@ def _refused(recorded) -> None:
 
 def bleu_command(args) -> int:
     from llm_playground.evaluation import overlap
-    from llm_playground.evaluation.runs import bleu_run
+    from llm_playground.evaluation.runs import Entry, bleu_run
 
     hyps = overlap.read_segments(args.hyp, "hypothesis file")
     refs = [overlap.read_segments(r, "reference file") for r in args.ref]
     try:
-        result, recorded = bleu_run(
-            hyps,
-            refs,
-            args.label or f"file:{Path(args.hyp).name}",
-            "file",
-            ", ".join(Path(r).name for r in args.ref),
-            tokenize=args.tokenize,
-            sentences=False,
+        entry = Entry(
+            label=args.label or f"file:{Path(args.hyp).name}",
+            kind="file",
+            dataset=", ".join(Path(r).name for r in args.ref),
             record=not args.no_record,
         )
+        result, recorded = bleu_run(hyps, refs, entry, tokenize=args.tokenize, sentences=False)
     except (KeyError, ValueError, RuntimeError) as exc:
         if isinstance(exc, UserError):
             raise
@@ -452,19 +449,17 @@ def bleu_command(args) -> int:
 
 def rouge_command(args) -> int:
     from llm_playground.evaluation import overlap
-    from llm_playground.evaluation.runs import rouge_run
+    from llm_playground.evaluation.runs import Entry, rouge_run
 
     hyps = overlap.read_segments(args.hyp, "hypothesis file")
     refs = overlap.read_segments(args.ref, "reference file")
-    scores, recorded = rouge_run(
-        hyps,
-        refs,
-        args.label or f"file:{Path(args.hyp).name}",
-        "file",
-        Path(args.ref).name,
-        use_stemmer=args.stemmer,
+    entry = Entry(
+        label=args.label or f"file:{Path(args.hyp).name}",
+        kind="file",
+        dataset=Path(args.ref).name,
         record=not args.no_record,
     )
+    scores, recorded = rouge_run(hyps, refs, entry, use_stemmer=args.stemmer)
     lines = [
         f"{t:<10} P {v['precision']:.4f}  R {v['recall']:.4f}  F {v['fmeasure']:.4f}"
         for t, v in scores.items()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,79 +170,76 @@ def harness_run(
     yield from _with_record(harness_events(model, config, stop_event=stop_event), record, store)
 
 
-def _record_now(record: bool, store: Callable[[], str | None]) -> Recorded:
-    return record_safely(store) if record else Recorded(skipped=True)
+@dataclass(frozen=True)
+class Entry:
+    """Where a score goes on the leaderboard: the row's name and kind, the data it was
+    measured on, and the database (``record`` False: the score alone, nothing stored)."""
+
+    label: str
+    kind: str
+    dataset: str
+    record: bool = True
+    db_path: str | Path | None = None
+
+    def store(self, write: Callable[[Any], str | None]) -> Recorded:
+        """``write(board)`` unless recording is off; a refusal becomes the reason."""
+        if not self.record:
+            return Recorded(skipped=True)
+        return record_safely(lambda: write(_board(self.db_path)))
+
+
+#: Scores shown, not stored (text pasted into the page).
+NOT_RECORDED = Entry(label="", kind="", dataset="", record=False)
 
 
 def bleu_run(
     hyps: list[str],
     refs: list[list[str]],
-    label: str,
-    kind: str,
-    dataset: str,
+    entry: Entry,
     *,
     tokenize: str = "13a",
     sentences: bool = True,
-    record: bool = True,
-    db_path: str | Path | None = None,
 ) -> tuple[Any, Recorded]:
     """Corpus BLEU and chrF of ``hyps`` against the reference streams ``refs``, recorded
-    under ``label`` with their signatures: (the BleuResult, what became of the record)."""
+    with their signatures as ``entry`` says: (the BleuResult, what became of the record)."""
     from llm_playground.evaluation.leaderboard import record_bleu
     from llm_playground.evaluation.overlap import bleu_chrf
 
     result = bleu_chrf(hyps, refs, tokenize=tokenize, sentences=sentences)
-
-    def store() -> str:
-        return record_bleu(_board(db_path), label, kind, result, dataset)
-
-    return result, _record_now(record, store)
+    recorded = entry.store(
+        lambda board: record_bleu(board, entry.label, entry.kind, result, entry.dataset)
+    )
+    return result, recorded
 
 
 def rouge_run(
-    hyps: list[str],
-    refs: list[str],
-    label: str,
-    kind: str,
-    dataset: str,
-    *,
-    use_stemmer: bool = False,
-    record: bool = True,
-    db_path: str | Path | None = None,
+    hyps: list[str], refs: list[str], entry: Entry, *, use_stemmer: bool = False
 ) -> tuple[dict[str, dict[str, float]], Recorded]:
-    """ROUGE-1/2/L/Lsum of ``hyps`` against ``refs``, recorded under ``label``: (the scores,
-    what became of the record)."""
+    """ROUGE-1/2/L/Lsum of ``hyps`` against ``refs``, recorded as ``entry`` says: (the
+    scores, what became of the record)."""
     from llm_playground.evaluation.leaderboard import record_rouge
     from llm_playground.evaluation.overlap import rouge
 
     scores = rouge(hyps, refs, use_stemmer=use_stemmer)
     settings = {"stemmer": use_stemmer}
-
-    def store() -> str:
-        return record_rouge(_board(db_path), label, kind, scores, dataset, len(hyps), settings)
-
-    return scores, _record_now(record, store)
+    recorded = entry.store(
+        lambda board: record_rouge(
+            board, entry.label, entry.kind, scores, entry.dataset, len(hyps), settings
+        )
+    )
+    return scores, recorded
 
 
 def overlap_scores(
-    hyps: list[str],
-    refs: list[list[str]],
-    label: str,
-    kind: str,
-    dataset: str,
-    *,
-    tokenize: str = "13a",
-    record: bool = True,
-    db_path: str | Path | None = None,
+    hyps: list[str], refs: list[list[str]], entry: Entry = NOT_RECORDED, *, tokenize: str = "13a"
 ) -> tuple[Any, dict[str, dict[str, float]], Recorded]:
     """BLEU/chrF and ROUGE of ``hyps`` (ROUGE against the first reference stream), each
     recorded as :func:`bleu_run` and :func:`rouge_run` record it; the last outcome."""
-    options = {"record": record, "db_path": db_path}
-    bleu, recorded = bleu_run(hyps, refs, label, kind, dataset, tokenize=tokenize, **options)
-    if recorded.error:
-        return bleu, rouge_run(hyps, refs[0], label, kind, dataset, record=False)[0], recorded
-    scores, recorded = rouge_run(hyps, refs[0], label, kind, dataset, **options)
-    return bleu, scores, recorded
+    bleu, recorded = bleu_run(hyps, refs, entry, tokenize=tokenize)
+    if recorded.error:  # the database refused the first: do not try the second
+        entry = replace(entry, record=False)
+    scores, rouge_recorded = rouge_run(hyps, refs[0], entry)
+    return bleu, scores, recorded if recorded.error else rouge_recorded
 
 
 def last_done(events: list[Any]) -> Done | None:

@@ -116,7 +116,7 @@ def overlap_tab() -> None:
                 refs = ref_text.rstrip("\n").split("\n") if ref_text.strip() else []
                 if not hyps or not refs:
                     raise UserError("type at least one hypothesis and one reference")
-                bleu, scores, _ = runs.overlap_scores(hyps, [refs], "", "", "", record=False)
+                bleu, scores, _ = runs.overlap_scores(hyps, [refs])
                 st.session_state["ev_bleu_result"] = (bleu, scores)
             except UserError as exc:
                 st.session_state.pop("ev_bleu_result", None)
