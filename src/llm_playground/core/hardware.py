@@ -50,8 +50,9 @@ from llm_playground.core.errors import UserError
 BF16_MIN_SPEEDUP = 1.25
 #: ``auto`` takes bf16 for a piece of work only when its timed steps run this much faster.
 PRECISION_MIN_SPEEDUP = 1.1
-#: Timed rounds per precision after the warm-up; each precision's fastest round counts.
-PRECISION_ROUNDS = 3
+#: Timed rounds per precision after the warm-up; each precision's fastest round counts (more
+#: rounds, more chances of one undisturbed by other work on a shared machine).
+PRECISION_ROUNDS = 5
 #: The two precisions ``auto`` chooses between, by their torch names.
 PRECISIONS = ("float32", "bfloat16")
 #: The machine cache of precision decisions, a file in the playground home.

@@ -531,7 +531,8 @@ def decoding_precision(loaded):
         parameters=sum(p.numel() for p in model.parameters()),
         threads=torch.get_num_threads(),
     )
-    choice = hardware.decide_precision(work, run_step, cache_file=hardware.precision_cache_file())
+    cache = hardware.precision_cache_file()
+    choice = hardware.decide_precision(work, run_step, rounds=3, cache_file=cache)
     copies.clear()
     return choice
 
