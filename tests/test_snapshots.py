@@ -1,6 +1,7 @@
 """Training snapshots: kept every N steps, loaded to the same logits, kept across a resume,
 bounded to 50, and asked for from the command line."""
 
+import shutil
 import threading
 
 import pytest
@@ -48,10 +49,17 @@ def logits_of(model, ids):
 IDS = torch.randint(65, (2, 16), generator=torch.Generator().manual_seed(5))
 
 
-def test_a_run_keeps_every_nth_model_and_each_loads_to_the_same_logits(tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A 12-step run with a snapshot every 4 steps: its folder and its events (made once)."""
+    out = tmp_path_factory.mktemp("snapshots") / "run"
     events = list(run_training(tiny(snapshot_interval=4, out_dir=str(out))))
     assert isinstance(events[-1], TrainDone)
+    return out, events
+
+
+def test_a_run_keeps_every_nth_model_and_each_loads_to_the_same_logits(run):
+    out, events = run
     assert snapshot_steps(out) == [4, 8, 12]
     assert snapshot_path(out, 8).name == "step-000008.safetensors"
 
@@ -69,40 +77,39 @@ def test_a_run_keeps_every_nth_model_and_each_loads_to_the_same_logits(tmp_path)
     assert early.meta["eval_step"] == 4 and early.meta["val_loss"] == evals[4]
 
 
-def test_save_and_load_round_trip_a_trained_model_exactly(tmp_path):
+def test_save_and_load_round_trip_a_trained_model_exactly(run, tmp_path):
     out = tmp_path / "run"
-    list(run_training(tiny(max_iters=3, out_dir=str(out))))
+    shutil.copytree(run[0], out)
     model = load_checkpoint(out).model
     with torch.no_grad():  # weights unlike any the run saved
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    save_snapshot(out, model, 7, loss=2.5)
-    loaded = load_snapshot(out, 7)
+    save_snapshot(out, model, 14, loss=2.5)
+    loaded = load_snapshot(out, 14)
     assert torch.equal(logits_of(model, IDS), logits_of(loaded.model, IDS))
-    assert loaded.meta["batch_loss"] == 2.5 and loaded.meta["eval_step"] == 3
+    assert loaded.meta["batch_loss"] == 2.5 and loaded.meta["eval_step"] == 12
     assert not list((out / "snapshots").glob("*.tmp"))  # written to a temporary name, renamed
 
 
-def test_a_missing_step_names_the_steps_there_are(tmp_path):
+def test_a_missing_step_names_the_steps_there_are(run, tmp_path):
     out = tmp_path / "run"
-    list(run_training(tiny(max_iters=8, snapshot_interval=4, out_dir=str(out))))
-    with pytest.raises(UserError, match=r"no snapshot of step 5; its snapshots are at steps 4, 8"):
+    shutil.copytree(run[0], out)
+    with pytest.raises(
+        UserError, match=r"no snapshot of step 5; its snapshots are at steps 4, 8, 12$"
+    ):
         load_snapshot(out, 5)
-    for step in (12, 16, 20):
+    for step in (16, 20):
         save_snapshot(out, load_snapshot(out, 8).model, step)
     with pytest.raises(UserError, match=r"at steps 4 to 20, every 4$"):
         load_snapshot(out, 6)
-    plain = tmp_path / "plain"
-    list(run_training(tiny(max_iters=2, out_dir=str(plain))))
-    assert snapshot_steps(plain) == []
+    shutil.rmtree(out / "snapshots")  # a run trained without snapshots
+    assert snapshot_steps(out) == []
     with pytest.raises(UserError, match="has no snapshots: train it with --snapshot-interval"):
-        load_snapshot(plain, 2)
+        load_snapshot(out, 4)
 
 
-def test_a_resumed_run_keeps_its_snapshots_and_writes_the_same_ones(tmp_path):
-    config = tiny(snapshot_interval=4)
-    whole = tmp_path / "whole"
-    list(run_training(config.replace(out_dir=str(whole))))
+def test_a_resumed_run_keeps_its_snapshots_and_writes_the_same_ones(run, tmp_path):
+    config, whole = tiny(snapshot_interval=4), run[0]
     part = tmp_path / "part"
     stop = threading.Event()
     for event in run_training(config.replace(out_dir=str(part)), stop):
