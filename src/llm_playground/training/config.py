@@ -199,6 +199,15 @@ class TrainConfig:
     ) -> TrainConfig:
         """Refuse impossible settings; with token counts, also a block size the data cannot fill."""
         self.model.validate()
+        self._check_lengths()
+        self._check_optimiser()
+        self._check_run()
+        if n_train_tokens is not None and n_val_tokens is not None:
+            self._check_fits(n_train_tokens, n_val_tokens)
+        return self
+
+    def _check_lengths(self) -> None:
+        """Batch, steps, intervals and the seed."""
         _positive_int("batch size", self.batch_size)
         _positive_int("max iterations", self.max_iters)
         _positive_int("eval interval", self.eval_interval)
@@ -212,6 +221,9 @@ class TrainConfig:
             or not 0 <= self.seed < 2**63
         ):
             raise UserError(f"seed must be a whole number from 0 to 2^63 - 1, not {self.seed!r}")
+
+    def _check_optimiser(self) -> None:
+        """Learning rates, weight decay, clipping, betas, the schedule and the optimiser."""
         for name, value in (("learning rate", self.lr), ("final learning rate", self.final_lr)):
             if not _finite(value):
                 raise UserError(f"{name} must be a finite number, not {value}")
@@ -232,12 +244,19 @@ class TrainConfig:
         _one_of("optimizer", self.optimizer, OPTIMIZERS)
         if not _finite(self.decay_frac) or not 0.0 < self.decay_frac <= 1.0:
             raise UserError(f"decay fraction must be above 0 and at most 1, not {self.decay_frac}")
+        self._check_muon()
+
+    def _check_muon(self) -> None:
+        """Muon's learning rate and momentum, and a model it can train."""
         if not _finite(self.muon_lr) or self.muon_lr <= 0:
             raise UserError(f"Muon learning rate must be positive, not {self.muon_lr}")
         if not _finite(self.muon_momentum) or not 0.0 <= self.muon_momentum < 1.0:
             raise UserError(f"Muon momentum must be in [0, 1), not {self.muon_momentum}")
         if self.optimizer == "muon" and self.model.kind != "gpt":
             raise UserError("Muon trains the hidden matrices of a GPT: use AdamW for a bigram")
+
+    def _check_run(self) -> None:
+        """The target loss, saving, the hardware and the samples."""
         if self.target_val_loss is not None and (
             not _finite(self.target_val_loss) or self.target_val_loss <= 0
         ):
@@ -252,15 +271,16 @@ class TrainConfig:
             raise UserError(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPES)}")
         if not isinstance(self.sample_tokens, int) or self.sample_tokens < 0:
             raise UserError(f"sample length must be 0 or more, not {self.sample_tokens}")
-        if n_train_tokens is not None and n_val_tokens is not None:
-            smallest = min(n_train_tokens, n_val_tokens)
-            if self.model.block_size >= smallest:
-                raise UserError(
-                    f"block size {self.model.block_size} is larger than the data allows: the "
-                    f"{'training' if n_train_tokens <= n_val_tokens else 'validation'} split has "
-                    f"only {smallest} tokens (use a block size below {smallest} or more text)"
-                )
-        return self
+
+    def _check_fits(self, n_train_tokens: int, n_val_tokens: int) -> None:
+        """A block size both splits of the data can fill."""
+        smallest = min(n_train_tokens, n_val_tokens)
+        if self.model.block_size >= smallest:
+            raise UserError(
+                f"block size {self.model.block_size} is larger than the data allows: the "
+                f"{'training' if n_train_tokens <= n_val_tokens else 'validation'} split has "
+                f"only {smallest} tokens (use a block size below {smallest} or more text)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
