@@ -306,7 +306,9 @@ class PreferenceStore:
 
     # votes --------------------------------------------------------------------------------
 
-    def add_vote(
+    # one argument per field of the vote, the optional ones by keyword: a record type here
+    # would only repeat Vote's fields
+    def add_vote(  # noqa: PLR0913
         self,
         prompt: str,
         response_a: str,
