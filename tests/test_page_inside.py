@@ -51,7 +51,7 @@ def tiny_run(tmp_path_factory) -> Path:
 def no_jobs_left_over():
     yield
     manager = job_manager()
-    for slot in ("inside", "inside_ablate", "inside_timeline"):
+    for slot in ("inside", "inside_probe", "inside_ablate", "inside_timeline"):
         for job in manager.jobs(slot):
             manager.stop(job.id)
             manager.wait(job.id, 30)
@@ -93,6 +93,7 @@ def test_looking_inside_a_run_fills_every_grid(tiny_run, playground_home):
     assert "2 layers × 2 heads" in text_of(at) and "count from 0" in text_of(at)
     at.button(key="inside_run").click().run()
     at = wait_for(at, "inside")
+    at = wait_for(at, "inside_probe")  # the induction probe starts when the prompt is done
     text = text_of(at)
     # attention: a map per layer and head; the large map; the query over the text, escaped
     assert text.count("<img src='data:image/png;base64,") >= 4
@@ -195,6 +196,7 @@ def test_inside_the_model_in_chromium(app_url, app_home, tiny_run, page):
     page.get_by_text("actual next token").first.wait_for()
     page.get_by_role("tab", name="Head roles").click()
     page.get_by_text("The top heads of each role").first.wait_for()
+    page.get_by_text("The induction probe: 16 random tokens").first.wait_for(timeout=60_000)
     started = time.time()
     page.get_by_role("tab", name="Training timeline").click()
     page.get_by_role("button", name="Compute the timeline").click()

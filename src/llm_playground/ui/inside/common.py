@@ -19,6 +19,7 @@ from llm_playground.training.snapshots import snapshot_steps
 from llm_playground.ui.components import cached_model, esc
 
 SLOT, ABLATE_SLOT, TIMELINE_SLOT = "inside", "inside_ablate", "inside_timeline"
+PROBE_SLOT = "inside_probe"
 FINAL = "final"
 
 # white -> deep blue, the colour of attention and probability everywhere on the page

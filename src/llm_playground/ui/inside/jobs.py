@@ -1,8 +1,9 @@
 """The background runs of Lab 6, as generators of the playground's events.
 
 Each one calls :mod:`llm_playground.inspection` and hands its result to the page in one
-``Done`` event: the inspection of the prompt with the induction probe beside it, the
-same prompt with parts knocked out, and the training timeline (every snapshot of a run).
+``Done`` event: the inspection of the prompt, the induction probe (run after it, so that
+the prompt's grids come first), the same prompt with parts knocked out, and the training
+timeline (every snapshot of a run).
 """
 
 from __future__ import annotations
@@ -34,9 +35,15 @@ def probe_length(model: InspectedModel) -> int:
 
 @dataclass(frozen=True, kw_only=True)
 class Inspected(Done):
-    """The prompt inspected, and the induction probe on the same model."""
+    """The prompt inspected."""
 
     prompt: Inspection
+
+
+@dataclass(frozen=True, kw_only=True)
+class Probed(Done):
+    """The induction probe on the same model (its lens and attention included)."""
+
     probe: Inspection
 
 
@@ -69,15 +76,26 @@ class Timeline(Done):
 def inspect_run(
     model: InspectedModel, ids: Sequence[int], top_k: int = 5
 ) -> Callable[[threading.Event], Iterator]:
-    """The factory of the Inspect button's job: the prompt, then the induction probe."""
+    """The factory of the Look inside button's job: the prompt through the model once."""
 
     def run(stop: threading.Event) -> Iterator:
-        yield Started(label=f"inspect {model.label}", total=2, unit="pass")
+        yield Started(label=f"inspect {model.label}", total=1, unit="pass")
         prompt = inspect(model, ids, top_k=top_k)
-        yield Progress(step=1, total=2)
+        yield Progress(step=1, total=1)
+        yield Inspected(prompt=prompt)
+
+    return run
+
+
+def probe_run(model: InspectedModel) -> Callable[[threading.Event], Iterator]:
+    """The factory of the induction probe's job (it reads the lens of 2N + 1 positions, so on
+    a large vocabulary it takes longer than the prompt: it runs second)."""
+
+    def run(stop: threading.Event) -> Iterator:
+        yield Started(label=f"induction probe on {model.label}", total=1, unit="pass")
         probe = induction_probe(model, probe_length(model), seed=PROBE_SEED, top_k=1)
-        yield Progress(step=2, total=2)
-        yield Inspected(prompt=prompt, probe=probe)
+        yield Progress(step=1, total=1)
+        yield Probed(probe=probe)
 
     return run
 

@@ -146,7 +146,7 @@ def _one_step(points) -> None:
         help=f"at the evaluation of step {point.eval_step}, the last one up to this snapshot",
     )
     columns = st.columns(3)
-    scores = heads_tab.scores_of(point)
+    scores = heads_tab.scores_of(point.prompt, point.probe)
     for column, (role, values) in zip(columns, scores.items(), strict=True):
         with column:
             heatmap_title = heads_tab.ROLES[role]

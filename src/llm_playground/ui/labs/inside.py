@@ -199,7 +199,8 @@ def how_it_works() -> None:
 name, model, ids = settings()
 if model is not None:
     run_button(name, model, ids)
-    job_panel(SLOT)
+    # the induction probe reads many more positions: it starts when the prompt's grids are in
+    job_panel(SLOT, on_finish=lambda job, events: heads_tab.ensure_probe(name, model))
     result = finished_result(name, model)
     if result is None:
         st.info("Press **Look inside** to run the prompt through the model once.")
@@ -212,7 +213,7 @@ if model is not None:
     with tabs[1]:
         lens_tab.render(result)
     with tabs[2]:
-        heads_tab.render(result)
+        heads_tab.render(result, name, model)
     with tabs[3]:
         timeline_tab.render(name, model, ids)
     with tabs[4]:
