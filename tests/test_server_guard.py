@@ -22,7 +22,9 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.exceptions import InvalidStatus
 
 from llm_playground.ui.server_guard import (
+    MAX_GATE_MESSAGE_BYTES,
     MAX_GATE_VALUE_CHARS,
+    MAX_GATE_WIDGETS,
     Admissions,
     HostRule,
     ServerGuard,
@@ -208,11 +210,12 @@ def upload_app(monkeypatch):
         admitted=admitted,
     )
 
-    def put(session_id: str, file_id: str, size: int) -> tuple[int, bytes]:
+    def put(session_id: str, file_id: str, size: int, **extra: str) -> tuple[int, bytes]:
         body, boundary = _multipart(b"x" * size)
         headers = {
             "content-type": f"multipart/form-data; boundary={boundary}",
             "content-length": str(len(body)),
+            **extra,
         }
         path = f"/_stcore/upload_file/{session_id}/{file_id}"
         sent = _call(guard, _scope("http", path, method="PUT", headers=headers), body)
@@ -241,6 +244,20 @@ def test_uploads_are_capped_per_file_and_per_session_with_the_cap_named(upload_a
     status, message = put("s2", "c", MB - 4096)
     assert status == 413 and b"2 MB for one browser session" in message
     assert set(store.file_storage["s2"]) == {"a", "b"}
+
+
+def test_a_chunked_upload_is_refused_whatever_size_it_states(upload_app):
+    """A small Content-Length beside ``Transfer-Encoding: chunked`` (which the server reads
+    instead): each such upload reserved a few bytes and stored a whole file, so one session
+    went past its cap."""
+    put, store, admitted = upload_app
+    admitted.admit("s4")
+    for file_id in ("a", "b", "c"):
+        status, message = put(
+            "s4", file_id, MB - 4096, **{"content-length": "100", "transfer-encoding": "chunked"}
+        )
+        assert status == 411 and b"not be sent in chunks" in message
+    assert "s4" not in store.file_storage
 
 
 def test_an_upload_must_state_its_size():
@@ -278,6 +295,33 @@ def test_messages_before_the_code_carry_only_what_the_gate_has():
     assert [w.id for w in kept.rerun_script.widget_states.widgets] == ["code", "enter"]
     everything = _rerun(code, *crafted, press)
     assert gate_message(everything, admitted=True) == everything
+
+
+def test_a_large_message_before_the_code_keeps_only_what_the_gate_needs():
+    """Streamlit keeps a run's page address (``context_info``) for the life of a session:
+    20 MB addresses from five sessions grew the server by 230 MiB before anyone typed the
+    code. Before the code a message over the cap keeps only the gate's widget values (the
+    gate still answers), a run keeps few widgets, and what cannot be made small is dropped."""
+    big = BackMsg()
+    big.rerun_script.context_info.url = "x" * (MAX_GATE_MESSAGE_BYTES + 1)
+    big.rerun_script.query_string = "q=" + "x" * MAX_GATE_MESSAGE_BYTES
+    big.rerun_script.cached_message_hashes.extend(f"h{i}" for i in range(20_000))
+    big.rerun_script.widget_states.widgets.append(WidgetState(id="code", string_value="a"))
+    data = big.SerializeToString()
+    assert gate_message(data, admitted=True) == data  # after the code, Streamlit's own cap
+    small = gate_message(data, admitted=False)
+    assert small is not None and len(small) < 100
+    kept = BackMsg()
+    kept.ParseFromString(small)
+    assert not kept.rerun_script.HasField("context_info") and not kept.rerun_script.query_string
+    assert [w.string_value for w in kept.rerun_script.widget_states.widgets] == ["a"]
+    many = _rerun(*(WidgetState(id=f"w{i}", string_value="z") for i in range(5000)))
+    kept.ParseFromString(gate_message(many, admitted=False))
+    assert len(kept.rerun_script.widget_states.widgets) == MAX_GATE_WIDGETS
+    long_id = _rerun(WidgetState(id="i" * (MAX_GATE_MESSAGE_BYTES + 1), string_value="a"))
+    assert gate_message(long_id, admitted=False) is None
+    beat = BackMsg(app_heartbeat=True).SerializeToString() + b"\x9a\x06\x80\x80\x04" + b"u" * 65536
+    assert gate_message(beat, admitted=False) is None  # a keep-alive padded with unknown bytes
 
 
 def test_new_sessions_name_the_script_without_its_folder():
@@ -448,6 +492,44 @@ def test_crafted_gate_values_give_no_error_page_and_nothing_leaks(server):
     for answer in answers:
         for leak in (str(ROOT).encode(), b"site-packages", b"Traceback", b"/usr/lib/python"):
             assert leak not in answer, leak
+
+
+def _server_memory_mib(port: int) -> float:
+    """The resident memory of the server listening on ``port``."""
+    import psutil
+
+    for connection in psutil.net_connections(kind="inet"):
+        if connection.laddr.port == port and connection.status == psutil.CONN_LISTEN:
+            return psutil.Process(connection.pid).memory_info().rss / MB
+    raise AssertionError(f"no server on port {port}")
+
+
+def test_large_messages_before_the_code_store_nothing(server):
+    """The memory attack live: sessions that send an 8 MB page address before the code and
+    hang up. The gate still answers each, and the server keeps none of the addresses
+    (before, each one stayed after its session had gone: 72 MiB for these six)."""
+    port, _ = server
+    warm, _, _ = _gate_session(port)
+    warm.close()
+    before = _server_memory_mib(port)
+    for _ in range(6):
+        session, code_id, enter_id = _gate_session(port)
+        try:
+            big = BackMsg()
+            big.rerun_script.context_info.url = "x" * (8 * MB)
+            big.rerun_script.widget_states.widgets.extend(
+                [
+                    WidgetState(id=code_id, string_value="a wrong guess"),
+                    WidgetState(id=enter_id, trigger_value=True),
+                ]
+            )
+            session.send_raw(big)
+            assert "not the code" in texts(session.until_finished())
+        finally:
+            session.close()
+    time.sleep(0.5)  # the server lets go of each connection
+    grown = _server_memory_mib(port) - before
+    assert grown < 40, f"the server grew by {grown:.0f} MiB for 48 MB sent before the code"
 
 
 def test_the_code_opens_the_labs_uploads_and_errors_stay_in_the_log(server):

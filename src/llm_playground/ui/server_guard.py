@@ -19,7 +19,9 @@ outermost layer of Streamlit's Starlette app). For every request, page, file or 
 - **Messages before the code.** On the WebSocket, a session that has not typed the code
   may only run the script (with widget values that are short strings or button presses:
   all the gate has), keep the connection alive and stop a run; anything else it sends is
-  dropped. No session may clear the server's caches (which every visitor shares).
+  dropped; a message over :data:`MAX_GATE_MESSAGE_BYTES` keeps only what the gate needs
+  (Streamlit keeps parts of a run's message, such as the page's address, for the life of
+  the session). No session may clear the server's caches (which every visitor shares).
 - **Paths.** The first message of every session names the app's script without its
   folder, so no page shows where the app lives on the server.
 
@@ -49,6 +51,8 @@ MAX_UPLOAD_MB = 64  # a ceiling for any one upload; pages cap their own uploads 
 MAX_SESSION_UPLOAD_MB = 128  # all the uploads one browser session holds at a time
 MAX_ADMITTED = 10_000  # sessions remembered as admitted (the oldest are forgotten first)
 MAX_GATE_VALUE_CHARS = 1024  # the longest widget value a session sends before the code
+MAX_GATE_WIDGETS = 16  # widget values kept in one message before the code (the gate has 2)
+MAX_GATE_MESSAGE_BYTES = 64 * 1024  # the largest message a session sends before the code
 GATE_MESSAGES = frozenset({"rerun_script", "app_heartbeat", "stop_script"})
 GATE_WIDGET_VALUES = frozenset({"string_value", "trigger_value"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
@@ -259,8 +263,9 @@ def _without_script_folder(data: bytes) -> tuple[bytes, str | None]:
 def gate_message(data: bytes, admitted: bool) -> bytes | None:
     """A browser's message (a serialized BackMsg) as the app may see it: None to drop it.
 
-    Nobody clears the shared caches; before the code only :data:`GATE_MESSAGES` pass, and
-    a script run keeps only the widget values the gate has (short strings, presses).
+    Nobody clears the shared caches; before the code only :data:`GATE_MESSAGES` pass, of
+    at most :data:`MAX_GATE_MESSAGE_BYTES`, and a script run keeps only what the gate
+    needs (see :func:`_gate_run`).
     """
     from streamlit.proto.BackMsg_pb2 import BackMsg
 
@@ -272,19 +277,37 @@ def gate_message(data: bytes, admitted: bool) -> bytes | None:
     kind = msg.WhichOneof("type")
     if kind == "clear_cache" or (not admitted and kind not in GATE_MESSAGES):
         return None
-    if admitted or kind != "rerun_script":
+    if admitted:
         return data
-    widgets = msg.rerun_script.widget_states.widgets
+    if kind != "rerun_script":
+        return data if len(data) <= MAX_GATE_MESSAGE_BYTES else None
+    return _gate_run(msg, data)
+
+
+def _gate_run(msg: Any, data: bytes) -> bytes | None:
+    """A script run before the code: the widget values the gate has (short strings and
+    presses, the first :data:`MAX_GATE_WIDGETS`), and, when the message is still over
+    :data:`MAX_GATE_MESSAGE_BYTES`, without the rest of the browser's state (its address,
+    query string, cached messages), which Streamlit would keep for the session; None
+    when even that is too large."""
+    state = msg.rerun_script
+    widgets = state.widget_states.widgets
     kept = [
         w
         for w in widgets
         if w.WhichOneof("value") in GATE_WIDGET_VALUES
         and len(w.string_value) <= MAX_GATE_VALUE_CHARS
-    ]
-    if len(kept) == len(widgets):
+    ][:MAX_GATE_WIDGETS]
+    if len(kept) == len(widgets) and len(data) <= MAX_GATE_MESSAGE_BYTES:
         return data
     del widgets[:]
     widgets.extend(kept)
+    if msg.ByteSize() > MAX_GATE_MESSAGE_BYTES:
+        for name in ("context_info", "query_string", "cached_message_hashes", "page_name"):
+            state.ClearField(name)
+        state.ClearField("fragment_id")
+    if msg.ByteSize() > MAX_GATE_MESSAGE_BYTES:
+        return None  # what is left is not of this protocol (long ids, unknown fields)
     return msg.SerializeToString()
 
 
@@ -365,7 +388,7 @@ class ServerGuard:
         if scope["method"] != "PUT":
             await self.app(scope, receive, send)  # removing a file, or a preflight
             return
-        refusal = self._upload_refusal(session_id, headers.get("content-length"))
+        refusal = self._upload_refusal(session_id, headers)
         if refusal is not None:
             await _refuse(scope, send, *refusal)
             return
@@ -378,12 +401,16 @@ class ServerGuard:
             if left > 0:
                 self._in_flight[session_id] = left
 
-    def _upload_refusal(
-        self, session_id: str, content_length: str | None
-    ) -> tuple[int, str] | None:
-        """``(status, message)`` when an upload of that size must be refused, else None."""
-        if content_length is None or not content_length.strip().isdigit():
+    def _upload_refusal(self, session_id: str, headers: dict) -> tuple[int, str] | None:
+        """``(status, message)`` when an upload of that size must be refused, else None.
+
+        The size must be stated and be the body's: a chunked body (``Transfer-Encoding``,
+        which the server reads instead of ``Content-Length``) could be any size."""
+        content_length = headers.get("content-length")
+        if content_length is None or not re.fullmatch(r"[0-9]+", content_length.strip()):
             return 411, "An upload must state its size (Content-Length)."
+        if "transfer-encoding" in headers:
+            return 411, "An upload must state its size (Content-Length), not be sent in chunks."
         size = int(content_length)
         file_cap_mb = self.file_cap_mb or _configured_upload_cap_mb()
         if size > file_cap_mb * MB:
