@@ -23,7 +23,10 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import os
+import secrets
 import shutil
+import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,15 +163,22 @@ def _gguf_source(spec: OfflineSpec, paths: Paths) -> Path:
     if target.exists() and (spec.sha256 is None or _sha256(target) == spec.sha256):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".partial")
-    with tmp.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as src:  # type: ignore[union-attr]
-                shutil.copyfileobj(src, out, 1 << 22)
-    if spec.sha256 and _sha256(tmp) != spec.sha256:
-        tmp.unlink()
-        raise UserError(f"the GGUF file of '{spec.name}' does not match its sha256")
-    tmp.replace(target)
+    # a temporary name of its own: two people reassembling it at once never share one
+    handle, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.", suffix=".partial"
+    )
+    tmp = Path(tmp_name)
+    try:
+        os.chmod(tmp, 0o644)  # as an ordinary new file, not mkstemp's owner-only mode
+        with os.fdopen(handle, "wb") as out:
+            for part in parts:
+                with part.open("rb") as src:  # type: ignore[union-attr]
+                    shutil.copyfileobj(src, out, 1 << 22)
+        if spec.sha256 and _sha256(tmp) != spec.sha256:
+            raise UserError(f"the GGUF file of '{spec.name}' does not match its sha256")
+        os.replace(tmp, target)  # a copy finished at the same time has the same bytes
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
 
 
@@ -210,18 +220,40 @@ def convert_offline_model(name: str, paths: Paths | None = None, force: bool = F
     model.hf_quantizer = None
     if hasattr(model.config, "_pre_quantization_dtype"):
         del model.config._pre_quantization_dtype
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tokenizer.save_pretrained(tmp)
-    (tmp / CONVERTED_MARK).write_text(
-        json.dumps(
-            {"version": 1, "name": name, "source": str(gguf), "licence": spec.licence}, indent=2
+    # built in a folder of its own, renamed into place when complete
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / CONVERTED_MARK).write_text(
+            json.dumps(
+                {"version": 1, "name": name, "source": str(gguf), "licence": spec.licence},
+                indent=2,
+            )
         )
-    )
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.replace(target)
+        _move_into_place(tmp, target, replace=force)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _move_into_place(tmp: Path, target: Path, replace: bool) -> None:
+    """Rename the converted folder ``tmp`` to ``target``. An unfinished ``target`` (no
+    mark), or any with ``replace``, is moved aside first; when another conversion of the
+    same model finished first (two people loading it for the first time at once), its
+    copy stays and ``tmp`` is left for the caller to remove."""
+    if target.exists() and (replace or not (target / CONVERTED_MARK).exists()):
+        old = target.with_name(f".{target.name}.old-{secrets.token_hex(4)}")
+        try:
+            target.rename(old)
+        except FileNotFoundError:
+            pass  # another conversion moved it first
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        tmp.rename(target)
+    except OSError:
+        if not (target / CONVERTED_MARK).exists():
+            raise
 
 
 def prepare_offline_models(

