@@ -190,7 +190,12 @@ def _add_judge(sub) -> None:
     j.add_argument(
         "--answers", required=True, metavar="FILE.jsonl", help='lines of {"id", "answer"}'
     )
-    j.add_argument("--timeout", type=float, default=60.0, help="seconds per API call (default 60)")
+    j.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds per request (connect to the last byte; default 60)",
+    )
     j.add_argument(
         "--retries", type=int, default=4, help="retries on 429, 5xx and timeouts (default 4)"
     )
