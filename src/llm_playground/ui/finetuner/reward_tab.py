@@ -4,13 +4,12 @@ Bradley–Terry."""
 
 from __future__ import annotations
 
-import time
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.paths import unique_name
 from llm_playground.finetuning.lora import check_adapter_dir
 from llm_playground.finetuning.outputs import OutputExists
 from llm_playground.finetuning.preferences import read_preference_pairs
@@ -121,7 +120,7 @@ def _train_form() -> None:
         help="The offline set pairs answers of the instruction data with cut, shuffled or "
         "off-topic copies; saved exports are your votes.",
     )
-    st.session_state.setdefault("ft_rm_name", f"reward-{time.strftime('%H%M')}")
+    st.session_state.setdefault("ft_rm_name", unique_name("reward"))  # one per person
     name = c3.text_input("Reward model name", key="ft_rm_name")
     c4, c5, c6 = st.columns(3)
     steps = c4.number_input("Steps", 1, 5000, 60, key="ft_rm_steps")

@@ -4,13 +4,12 @@ advantages, the answers to fixed prompts before and after; stop and resume."""
 
 from __future__ import annotations
 
-import time
-
 import altair as alt
 import pandas as pd
 import streamlit as st
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.paths import unique_name
 from llm_playground.finetuning.lora import check_adapter_dir, default_adapter_dir
 from llm_playground.finetuning.outputs import OutputExists
 from llm_playground.finetuning.rewards import BUILT_IN, group_advantages
@@ -192,7 +191,7 @@ def _settings() -> dict:
         format_func=lambda r: r if r in BUILT_IN else f"reward model: {r}",
         help="; ".join(f"{k}: {v}" for k, v in REWARD_HELP.items()),
     )
-    state.setdefault("ft_rl_name", f"grpo-{time.strftime('%H%M')}")
+    state.setdefault("ft_rl_name", unique_name("grpo"))  # never two people's in one minute
     name = c3.text_input("Adapter name", key="ft_rl_name")
     c4, c5, c6, c7 = st.columns(4)
     form = {
