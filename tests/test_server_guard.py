@@ -345,13 +345,15 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`serve --public-name playground.example` on 127.0.0.1 with an access code."""
+    """`serve --public-name playground.example` on 127.0.0.1 with an access code (and
+    Streamlit's agent API asked for in the environment, which serve keeps off)."""
     tmp_path = tmp_path_factory.mktemp("guarded")
     port = _free_port()
     env = {
         **os.environ,
         "LLM_PLAYGROUND_HOME": str(tmp_path / "home"),
         "LLM_PLAYGROUND_ACCESS_CODE": CODE,
+        "STREAMLIT_SERVER_ENABLE_AGENT_API": "true",
     }
     log_path = tmp_path / "serve.log"
     with open(log_path, "w") as log:
@@ -414,6 +416,17 @@ def test_a_public_name_is_answered(server):
     assert http_request(port, "/", host=f"{PUBLIC}:443")[0] == 200
     session, _, _ = _gate_session(port, host=PUBLIC, origin=f"https://{PUBLIC}")
     session.close()
+
+
+def test_the_app_cannot_be_driven_over_plain_http(server):
+    """Streamlit's agent API runs the script from an HTTP request, past the guard's checks of
+    WebSocket messages (it served the gate's form when the environment turned it on)."""
+    port, _ = server
+    for path in ("/_stcore/agent/interact", "/_stcore/agent/mcp"):
+        status, body, _ = http_request(
+            port, path, method="POST", body=b"{}", headers={"Content-Type": "application/json"}
+        )
+        assert status in (400, 403) and b"not_available" in body and b"gate_code" not in body
 
 
 def test_metrics_are_refused_before_the_code(server):

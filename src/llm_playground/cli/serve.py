@@ -140,6 +140,10 @@ def streamlit_command(host: str, port: int) -> list[str]:
         # A short message in the page instead of tracebacks; the details go to the log.
         "--client.showErrorDetails",
         "none",
+        # No driving the app over plain HTTP (Streamlit's agent API), whatever a config file
+        # or the environment says: the server guard checks what reaches the WebSocket.
+        "--server.enableAgentApi",
+        "false",
         # Streamlit collects all garbage after every script run by default; with torch and
         # transformers loaded that takes most of a second, and a job panel polling twice a
         # second then starves the background run of the interpreter (a 4-token generation
