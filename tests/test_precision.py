@@ -78,6 +78,16 @@ def test_warm_up_then_interleaved_rounds_keep_each_precisions_fastest():
     assert choice.dtype == "float32"
 
 
+def test_a_ratio_near_the_margin_is_timed_for_twice_the_rounds():
+    rounds = hardware.PRECISION_ROUNDS
+    clear = FakeWork(fp32=2.0, bf16=1.0)  # 2x: far from the margin
+    decide(WorkKey.of("train", batch=3), clear)
+    assert len(clear.calls) == 2 + 2 * rounds
+    close = FakeWork(fp32=1.2, bf16=1.0)  # 1.2x: within 1.2x of the 1.1x margin
+    decide(WorkKey.of("train", batch=4), close)
+    assert len(close.calls) == 2 + 2 * 2 * rounds
+
+
 def test_one_measurement_per_shape_of_work():
     first = FakeWork(fp32=2.0, bf16=1.0)
     choice = decide(WORK, first)

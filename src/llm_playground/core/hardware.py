@@ -53,6 +53,8 @@ PRECISION_MIN_SPEEDUP = 1.1
 #: Timed rounds per precision after the warm-up; each precision's fastest round counts (more
 #: rounds, more chances of one undisturbed by other work on a shared machine).
 PRECISION_ROUNDS = 5
+#: A measured ratio within this factor of the margin is timed for twice the rounds.
+PRECISION_CLOSE = 1.2
 #: The two precisions ``auto`` chooses between, by their torch names.
 PRECISIONS = ("float32", "bfloat16")
 #: The machine cache of precision decisions, a file in the playground home.
@@ -445,7 +447,8 @@ def _time_precisions(
     """Warm up each precision once, then ``rounds`` interleaved timings; fastest of each.
 
     Interleaving keeps a burst of load on a shared machine from landing on one side only,
-    and the fastest round is the one least disturbed by it.
+    and the fastest round is the one least disturbed by it. A ratio near the margin (within
+    :data:`PRECISION_CLOSE` of it either way) is timed for as many rounds again.
     """
     best = {name: math.inf for name in PRECISIONS}
     run_step("float32")  # warm-up: the first calls build kernels and caches
@@ -453,13 +456,17 @@ def _time_precisions(
         run_step("bfloat16")
     except RuntimeError as exc:  # an operation of this work has no bf16 kernel here
         return PrecisionChoice(dtype="float32", reason=f"bf16 failed on this work ({exc})")
-    for _ in range(max(1, rounds)):
+    rounds = max(1, rounds)
+    for round_number in range(2 * rounds):
         for name in PRECISIONS:
             start = timer()
             run_step(name)
             best[name] = min(best[name], timer() - start)
+        ratio = best["float32"] / best["bfloat16"] if best["bfloat16"] > 0 else math.inf
+        close = 1 / PRECISION_CLOSE < ratio / PRECISION_MIN_SPEEDUP < PRECISION_CLOSE
+        if round_number + 1 == rounds and not close:
+            break
     fp32, bf16 = best["float32"], best["bfloat16"]
-    ratio = fp32 / bf16 if bf16 > 0 else math.inf
     faster = ratio >= PRECISION_MIN_SPEEDUP
     rule = f"on this work; bf16 is taken from {PRECISION_MIN_SPEEDUP:g}x"
     return PrecisionChoice(

@@ -33,8 +33,12 @@ from llm_playground.training.corpus import Corpus, get_batch
 from llm_playground.training.model import build_model
 from llm_playground.training.optim import build_optimizer, newton_schulz
 
-#: Optimiser steps in one timed call of the training work (after one warm-up call).
-TIMED_STEPS = 2
+#: Optimiser steps in one timed call of the training work (after one warm-up call): one,
+#: so that each precision's fastest is taken over as many single steps as there are rounds.
+TIMED_STEPS = 1
+#: Timed rounds per precision for the training steps (cheap: a step of Lab 2's models takes
+#: tens of milliseconds on two cores).
+TIMED_ROUNDS = 8
 
 
 def autocast(device: str, dtype: torch.dtype):
@@ -146,7 +150,11 @@ def decide_autocast(
 def _decide(work: WorkKey, run_step, timer) -> PrecisionChoice:
     extra = {"timer": timer} if timer is not None else {}
     return hardware.decide_precision(
-        work, run_step, cache_file=hardware.precision_cache_file(), **extra
+        work,
+        run_step,
+        rounds=TIMED_ROUNDS,
+        cache_file=hardware.precision_cache_file(),
+        **extra,
     )
 
 
