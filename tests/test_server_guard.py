@@ -410,6 +410,16 @@ def test_a_foreign_host_gets_403_for_a_page_and_a_websocket(server):
     assert FOREIGN in log_path.read_text()  # refusals are logged
 
 
+def test_no_other_site_may_frame_the_app(server):
+    """A page of another site could show the app in a frame (its Host and Origin are then
+    the app's own) and lay itself over its buttons: every answer now forbids that."""
+    port, _ = server
+    for path in ("/", "/tokenizer", "/_stcore/health", "/static/index.html"):
+        _, _, headers = http_request(port, path)
+        assert headers.get("x-frame-options") == "SAMEORIGIN", path
+        assert headers.get("content-security-policy") == "frame-ancestors 'self'", path
+
+
 def test_a_public_name_is_answered(server):
     port, _ = server
     assert http_request(port, "/", host=PUBLIC)[0] == 200

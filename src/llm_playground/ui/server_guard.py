@@ -24,6 +24,9 @@ outermost layer of Streamlit's Starlette app). For every request, page, file or 
   the session). No session may clear the server's caches (which every visitor shares).
 - **Paths.** The first message of every session names the app's script without its
   folder, so no page shows where the app lives on the server.
+- **Frames.** No other site's page may show the app in a frame (``frame-ancestors
+  'self'``): a page cannot lay itself over the app's buttons, nor talk to the app as the
+  page that hosts it.
 
 The gate (:mod:`llm_playground.ui.gate`) records the sessions that typed the code in
 :data:`ADMITTED`, the one list of this server process, which the guard reads.
@@ -362,6 +365,7 @@ class ServerGuard:
                 scope, self._filtered(receive, connection), self._scrubbed(send, connection)
             )
             return
+        send = _not_framed(send)
         path = re.sub("/{2,}", "/", scope["path"]).rstrip("/")
         if _METRICS_PATH.search(path):
             await _refuse(scope, send, 404, "Not served.")
@@ -473,6 +477,24 @@ class _Connection:
     """One WebSocket: its Streamlit session, once the first new-session message told it."""
 
     session_id: str | None = None
+
+
+def _not_framed(send: Any) -> Any:
+    """``send`` for an HTTP answer that other sites' pages may not show in a frame (they
+    could lay their own page over the app's buttons); the app's own frames still work."""
+
+    async def send_not_framed(message: dict) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *_NOT_FRAMED]}
+        await send(message)
+
+    return send_not_framed
+
+
+_NOT_FRAMED = (
+    (b"x-frame-options", b"SAMEORIGIN"),
+    (b"content-security-policy", b"frame-ancestors 'self'"),
+)
 
 
 def _configured_upload_cap_mb() -> int:
