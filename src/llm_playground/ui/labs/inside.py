@@ -169,16 +169,17 @@ def run_button(name: str, model, ids) -> None:
     machine_load_caption()
 
 
+def _of_this_model(job, name: str, model) -> bool:
+    return (job.params.get("model"), job.params.get("step")) == (name, model.step)
+
+
 def finished_result(name: str, model) -> Inspected | None:
     """The last inspection of this browser, with a note when it was of another model."""
     job = current_job(SLOT)
     if job is None or job.running:
         return None
     result = next((e for e in reversed(job.snapshot()) if isinstance(e, Inspected)), None)
-    if result is not None and (job.params.get("model"), job.params.get("step")) != (
-        name,
-        model.step,
-    ):
+    if result is not None and not _of_this_model(job, name, model):
         st.warning(
             f"Showing {job.params.get('label')}: press **Look inside** to see {model.label}."
         )
@@ -199,11 +200,13 @@ def how_it_works() -> None:
 name, model, ids = settings()
 if model is not None:
     run_button(name, model, ids)
-    # the induction probe reads many more positions: it starts when the prompt's grids are in
-    job_panel(SLOT, on_finish=lambda job, events: heads_tab.ensure_probe(name, model))
+    job_panel(SLOT)
     result = finished_result(name, model)
     if result is None:
         st.info("Press **Look inside** to run the prompt through the model once.")
+    elif _of_this_model(current_job(SLOT), name, model):
+        # the induction probe reads many more positions: it starts once the prompt's grids are in
+        heads_tab.ensure_probe(name, model)
     tabs = st.tabs(
         ["Attention", "Logit lens", "Head roles", "Training timeline", "Ablation", "Embeddings"],
         key="inside_tabs",  # the open tab stays open when a note above it comes or goes
