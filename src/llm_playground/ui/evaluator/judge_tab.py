@@ -163,8 +163,8 @@ def _votes() -> list:
         return []
 
 
-def judge_tab() -> None:
-    judge = _judge_setup()
+def _judge_answers(judge) -> None:
+    """Questions and answers pasted in, judged in a background job and recorded."""
     c1, c2 = st.columns(2)
     questions_text = c1.text_area(
         'Questions (JSONL: {"id", "question"})',
@@ -208,7 +208,9 @@ def judge_tab() -> None:
             show_user_error(exc)
     job_panel("evaluator-judge", draw=_draw_judge)
 
-    st.subheader("Judge against people")
+
+def _judge_against_people(judge) -> None:
+    """The judge decides pairs people voted on in Lab 4: how often does it agree?"""
     votes = _votes()
     if not votes:
         st.caption(
@@ -239,3 +241,10 @@ def judge_tab() -> None:
             lambda stop: judging.judge_pairs(judge, chosen, stop_event=stop, swap=swap),
         )
     job_panel("evaluator-agreement", draw=_draw_agreement)
+
+
+def judge_tab() -> None:
+    judge = _judge_setup()
+    _judge_answers(judge)
+    st.subheader("Judge against people")
+    _judge_against_people(judge)

@@ -92,66 +92,73 @@ def _show_overlap(shown, mode: str) -> None:
         )
 
 
+def _your_text():
+    """Hypotheses and references typed in, scored at once (nothing recorded)."""
+    c1, c2 = st.columns(2)
+    hyp_text = c1.text_area(
+        "Hypotheses (one segment a line)",
+        key="ev_bleu_hyp",
+        height=130,
+        value="The dog bit the man.\nIt wasn't surprising.\nFour",
+    )
+    ref_text = c2.text_area(
+        "References (one segment a line)",
+        key="ev_bleu_ref",
+        height=130,
+        value="The dog bit the man.\nIt was not unexpected.\nTwo plus two is four.",
+    )
+    if st.button("Score", key="ev_bleu_run", type="primary"):
+        try:
+            hyps = hyp_text.rstrip("\n").split("\n") if hyp_text.strip() else []
+            refs = ref_text.rstrip("\n").split("\n") if ref_text.strip() else []
+            if not hyps or not refs:
+                raise UserError("type at least one hypothesis and one reference")
+            bleu, scores, _ = runs.overlap_scores(hyps, [refs])
+            st.session_state["ev_bleu_result"] = (bleu, scores)
+        except UserError as exc:
+            st.session_state.pop("ev_bleu_result", None)
+            show_user_error(exc)
+    return st.session_state.get("ev_bleu_result")
+
+
+def _reference_set():
+    """A model answers the shipped reference set in a background job; its scores."""
+    n_items = len(load_reference_set())
+    c1, c2, c3 = st.columns([2, 1, 1])
+    with c1:
+        model = model_picker("Model", key="ev_ref_model", default="smollm2-135m-instruct")
+    limit = c2.number_input("Items", 1, n_items, 5, key="ev_ref_limit")
+    max_new = c3.number_input("Max new tokens", 4, 256, 40, key="ev_ref_maxnew")
+    st.caption(
+        f"The shipped reference set: {n_items} short factual questions with one-sentence "
+        "reference answers, answered greedily (Lab 3's decoding)."
+    )
+    job = current_job("evaluator-reference")
+    if st.button(
+        "Generate and score",
+        key="ev_ref_run",
+        type="primary",
+        disabled=(job is not None and job.running) or not model,
+    ):
+        loaded = load_model(model)
+        if loaded is not None:
+            from llm_playground.generation.decoding import DecodingConfig
+
+            config = DecodingConfig(strategy="greedy", max_new_tokens=int(max_new))
+            start_job(
+                "evaluator-reference",
+                f"reference set with {model}",
+                lambda stop: runs.reference_run(loaded, config, int(limit), stop_event=stop),
+            )
+    job_panel("evaluator-reference", draw=_draw_reference)
+    return _reference_scores()
+
+
 def overlap_tab() -> None:
     mode = st.radio(
         "Score", ["Your text", "A model on the reference set"], key="ev_ref_mode", horizontal=True
     )
-    if mode == "Your text":
-        c1, c2 = st.columns(2)
-        hyp_text = c1.text_area(
-            "Hypotheses (one segment a line)",
-            key="ev_bleu_hyp",
-            height=130,
-            value="The dog bit the man.\nIt wasn't surprising.\nFour",
-        )
-        ref_text = c2.text_area(
-            "References (one segment a line)",
-            key="ev_bleu_ref",
-            height=130,
-            value="The dog bit the man.\nIt was not unexpected.\nTwo plus two is four.",
-        )
-        if st.button("Score", key="ev_bleu_run", type="primary"):
-            try:
-                hyps = hyp_text.rstrip("\n").split("\n") if hyp_text.strip() else []
-                refs = ref_text.rstrip("\n").split("\n") if ref_text.strip() else []
-                if not hyps or not refs:
-                    raise UserError("type at least one hypothesis and one reference")
-                bleu, scores, _ = runs.overlap_scores(hyps, [refs])
-                st.session_state["ev_bleu_result"] = (bleu, scores)
-            except UserError as exc:
-                st.session_state.pop("ev_bleu_result", None)
-                show_user_error(exc)
-        shown = st.session_state.get("ev_bleu_result")
-    else:
-        n_items = len(load_reference_set())
-        c1, c2, c3 = st.columns([2, 1, 1])
-        with c1:
-            model = model_picker("Model", key="ev_ref_model", default="smollm2-135m-instruct")
-        limit = c2.number_input("Items", 1, n_items, 5, key="ev_ref_limit")
-        max_new = c3.number_input("Max new tokens", 4, 256, 40, key="ev_ref_maxnew")
-        st.caption(
-            f"The shipped reference set: {n_items} short factual questions with one-sentence "
-            "reference answers, answered greedily (Lab 3's decoding)."
-        )
-        job = current_job("evaluator-reference")
-        if st.button(
-            "Generate and score",
-            key="ev_ref_run",
-            type="primary",
-            disabled=(job is not None and job.running) or not model,
-        ):
-            loaded = load_model(model)
-            if loaded is not None:
-                from llm_playground.generation.decoding import DecodingConfig
-
-                config = DecodingConfig(strategy="greedy", max_new_tokens=int(max_new))
-                start_job(
-                    "evaluator-reference",
-                    f"reference set with {model}",
-                    lambda stop: runs.reference_run(loaded, config, int(limit), stop_event=stop),
-                )
-        job_panel("evaluator-reference", draw=_draw_reference)
-        shown = _reference_scores()
+    shown = _your_text() if mode == "Your text" else _reference_set()
     _show_overlap(shown, mode)
     with st.expander("What these numbers reward"):
         st.markdown(

@@ -387,78 +387,76 @@ def _start_sft(form: dict) -> None:
     )
 
 
+def _sft_data_and_name(bases: list[str]) -> dict:
+    """The base model, the data, and the adapter's name."""
+    base = st.selectbox(
+        "Base model",
+        bases,
+        key="ft_train_base",
+        index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
+        help="gemma3-270m is a pretrained base: the clearest lesson, but about twice "
+        "as slow per step as SmolLM2-135M (already instruction-tuned).",
+    )
+    data_choice = st.radio(
+        "Data",
+        ("offline", "alpaca", "upload a JSONL file"),
+        key="ft_train_data",
+        horizontal=True,
+        help="offline: chatterbot-corpus Q/A pairs + exact derived tasks (ships "
+        "with the app); alpaca: tatsu-lab/alpaca (needs network); or your "
+        "own JSONL with instruction, input, output.",
+    )
+    upload = None
+    if data_choice == "upload a JSONL file":
+        upload = st.file_uploader(
+            f"Instruction JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
+            type=["jsonl", "json"],
+            key="ft_train_upload",
+        )
+    state.setdefault("ft_train_name", unique_name("my-adapter"))
+    name = st.text_input(
+        "Adapter name",
+        key="ft_train_name",
+        help="Saved under the playground home's adapters/ folder.",
+    )
+    replace = st.checkbox(
+        "Replace an existing adapter of that name", key="ft_train_replace", value=False
+    )
+    return {"base": base, "data": data_choice, "upload": upload, "name": name, "replace": replace}
+
+
+def _lora_settings() -> dict:
+    """LoRA's rank, alpha, dropout and the modules it adapts."""
+    r = st.slider("LoRA rank r", 1, 64, 8, key="ft_train_r")
+    alpha = st.slider(
+        "LoRA alpha",
+        1,
+        128,
+        16,
+        key="ft_train_alpha",
+        help="The update is scaled by alpha / r.",
+    )
+    dropout = st.slider("LoRA dropout", 0.0, 0.5, 0.05, 0.01, key="ft_train_dropout")
+    targets = st.multiselect(
+        "Target modules", TARGET_CHOICES, default=list(DEFAULT_TARGETS), key="ft_train_targets"
+    )
+    return {"r": r, "alpha": alpha, "dropout": dropout, "targets": targets}
+
+
 def _sft_form(infos: dict) -> dict:
     """The adapter's data, name and LoRA settings, and the training length."""
     bases = [n for n, i in infos.items() if i.kind in ("offline", "checkpoint")]
     c1, c2 = st.columns(2)
     with c1:
-        base = st.selectbox(
-            "Base model",
-            bases,
-            key="ft_train_base",
-            index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
-            help="gemma3-270m is a pretrained base: the clearest lesson, but about twice "
-            "as slow per step as SmolLM2-135M (already instruction-tuned).",
-        )
-        data_choice = st.radio(
-            "Data",
-            ("offline", "alpaca", "upload a JSONL file"),
-            key="ft_train_data",
-            horizontal=True,
-            help="offline: chatterbot-corpus Q/A pairs + exact derived tasks (ships "
-            "with the app); alpaca: tatsu-lab/alpaca (needs network); or your "
-            "own JSONL with instruction, input, output.",
-        )
-        upload = None
-        if data_choice == "upload a JSONL file":
-            upload = st.file_uploader(
-                f"Instruction JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
-                type=["jsonl", "json"],
-                key="ft_train_upload",
-            )
-        state.setdefault("ft_train_name", unique_name("my-adapter"))
-        name = st.text_input(
-            "Adapter name",
-            key="ft_train_name",
-            help="Saved under the playground home's adapters/ folder.",
-        )
-        replace = st.checkbox(
-            "Replace an existing adapter of that name", key="ft_train_replace", value=False
-        )
+        form = _sft_data_and_name(bases)
     with c2:
-        r = st.slider("LoRA rank r", 1, 64, 8, key="ft_train_r")
-        alpha = st.slider(
-            "LoRA alpha",
-            1,
-            128,
-            16,
-            key="ft_train_alpha",
-            help="The update is scaled by alpha / r.",
-        )
-        dropout = st.slider("LoRA dropout", 0.0, 0.5, 0.05, 0.01, key="ft_train_dropout")
-        targets = st.multiselect(
-            "Target modules", TARGET_CHOICES, default=list(DEFAULT_TARGETS), key="ft_train_targets"
-        )
+        form |= _lora_settings()
     c3, c4, c5, c6 = st.columns(4)
     lr = c3.number_input("Learning rate", 1e-6, 1e-1, 5e-4, format="%.0e", key="ft_train_lr")
     max_steps = c4.number_input("Steps", 1, 10_000, 30, key="ft_train_steps")
     seq_len = c5.number_input("Sequence length", 16, 2048, 128, 16, key="ft_train_seq")
     batch = c6.number_input("Batch size", 1, 64, 4, key="ft_train_batch")
-    return {
-        "base": base,
-        "data": data_choice,
-        "upload": upload,
-        "name": name,
-        "replace": replace,
-        "r": r,
-        "alpha": alpha,
-        "dropout": dropout,
-        "targets": targets,
-        "lr": lr,
-        "max_steps": max_steps,
-        "seq_len": seq_len,
-        "batch": batch,
-    }
+    return form | {"lr": lr, "max_steps": max_steps, "seq_len": seq_len, "batch": batch}
 
 
 def _saved_adapters_table() -> None:
