@@ -247,9 +247,11 @@ def journey_inside(tab, url: str, out: Path) -> None:
     grid = tab.locator("img[title='layer 29, head 8']")
     for _ in range(3):  # a click that lands while the page redraws can be lost: try again
         _settle(tab)
+        started = time.time()
         _click(tab, "inside_run")
         try:
             grid.wait_for(timeout=LONG // 3)
+            print(f"  the grids {time.time() - started:.1f} s after the click", flush=True)
             break
         except Exception:  # noqa: BLE001 - Playwright's timeout: click once more
             continue
@@ -263,6 +265,8 @@ def journey_inside(tab, url: str, out: Path) -> None:
     review = Path(tempfile.gettempdir())
     for name in ("Logit lens", "Head roles", "Ablation", "Embeddings"):
         tab.get_by_role("tab", name=name).click()
+        if name == "Head roles":  # the induction probe runs after the prompt
+            tab.get_by_text("The induction probe:").first.wait_for(timeout=LONG)
         if name == "Ablation":
             heads = tab.locator(f"{_key('inside_ablate_heads')} input")
             heads.fill("layer 18, head 6")  # the list is long: filter it, take the match

@@ -17,7 +17,8 @@ INTRO = (
     "set to zero, the other heads of the layer still work), a layer's whole attention, or "
     "a layer's MLP. The loss is the model's mean surprise at each next token of your prompt; "
     "if it jumps, the part mattered. Try the strongest induction head from Head roles on a "
-    "repeated sentence, then an unremarkable head for comparison."
+    "repeated sentence: models often keep several heads for one job, so knock out the top "
+    "three together too."
 )
 
 
