@@ -21,17 +21,15 @@ from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.exceptions import InvalidStatus
 
+from llm_playground.core.net import HostRule, parse_host, public_name
 from llm_playground.ui.server_guard import (
     MAX_GATE_MESSAGE_BYTES,
     MAX_GATE_VALUE_CHARS,
     MAX_GATE_WIDGETS,
     Admissions,
-    HostRule,
     ServerGuard,
     _without_script_folder,
     gate_message,
-    parse_host,
-    public_name,
 )
 from streamlit_wire import Session, elements, http_request, page_hash, texts, widget_id
 
@@ -86,7 +84,8 @@ def test_other_addresses_and_public_names():
 def test_the_running_server_takes_its_rule_from_streamlit_and_serve(monkeypatch):
     from streamlit import config
 
-    from llm_playground.ui.server_guard import ENV_PUBLIC_NAMES, rule_from_streamlit_config
+    from llm_playground.core.net import ENV_PUBLIC_NAMES
+    from llm_playground.ui.server_guard import rule_from_streamlit_config
 
     monkeypatch.setattr(
         config, "get_option", {"server.address": "::1", "server.port": 8600}.__getitem__

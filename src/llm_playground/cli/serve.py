@@ -26,12 +26,12 @@ from pathlib import Path
 
 from llm_playground.cli import example, int_at_least
 from llm_playground.core.errors import UserError
-from llm_playground.core.net import is_loopback
-from llm_playground.ui.server_guard import (
+from llm_playground.core.net import (
     ENV_ACCESS_CODE,
     ENV_PUBLIC_NAMES,
     MAX_UPLOAD_MB,
     configured_code,
+    is_loopback,
     public_name,
 )
 

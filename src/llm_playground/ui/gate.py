@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 
+from llm_playground.core.net import configured_code
 from llm_playground.ui.components import owner_id
-from llm_playground.ui.server_guard import admit_current_session, configured_code, server_log
+from llm_playground.ui.server_guard import admit_current_session, server_log
 
 FREE_TRIES = 3
 MAX_SESSION_WAIT_S = 60.0
