@@ -37,6 +37,13 @@ EXAMPLES = {
     "A fact to complete": "The Eiffel Tower is in the city of",
     "Shakespeare": "ROMEO:\nBut soft, what light through yonder window breaks?",
     "Names to copy": "When Mary and John went to the shop, John gave a drink to",
+    "A passage, repeated (for ablation)": " ".join(
+        [
+            "The old lighthouse stood on the rocky cliff above the harbour, and every night its "
+            "keeper climbed the spiral stairs to light the lamp."
+        ]
+        * 2
+    ),
 }
 
 page_header(
