@@ -16,9 +16,9 @@ INTRO = (
     "Knock parts of the model out and see what it can no longer do: one head (its output "
     "set to zero, the other heads of the layer still work), a layer's whole attention, or "
     "a layer's MLP. The loss is the model's mean surprise at each next token of your prompt; "
-    "if it jumps, the part mattered. Models often keep several heads for one job, so one "
-    "head alone may change little: knock out the top induction heads from Head roles "
-    "together on the example 'A passage, repeated', then as many heads of layer 0."
+    "if it jumps, the part mattered. On the example 'A passage, repeated', knock out the "
+    "top induction head from Head roles, then the top three together, then as many heads "
+    "of layer 0 for comparison."
 )
 
 
