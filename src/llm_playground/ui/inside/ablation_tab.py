@@ -8,9 +8,9 @@ import pandas as pd
 import streamlit as st
 
 from llm_playground.generation.decoding import shown_token
+from llm_playground.inspection.runs import Ablated, ablate_run
 from llm_playground.ui.components import current_job, job_panel, start_job
 from llm_playground.ui.inside.common import ABLATE_SLOT, token_labels
-from llm_playground.ui.inside.jobs import Ablated, ablate_run
 
 INTRO = (
     "Knock parts of the model out and see what it can no longer do: one head (its output "

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from llm_playground.inspection.runs import Probed, probe_run
 from llm_playground.ui.components import current_job, job_panel, start_job
 from llm_playground.ui.inside.common import PROBE_SLOT
-from llm_playground.ui.inside.jobs import Probed, probe_run
 
 INTRO = (
     "Three jobs a head can do, each scored from 0 to 1 by how much attention goes where the "

@@ -7,10 +7,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from llm_playground.inspection.runs import Timeline, timeline_run
 from llm_playground.ui.components import current_job, job_panel, start_job
 from llm_playground.ui.inside import heads_tab, lens_tab
 from llm_playground.ui.inside.common import TIMELINE_SLOT, attention_grid_html, run_snapshots
-from llm_playground.ui.inside.jobs import Timeline, timeline_run
 
 INTRO = (
     "A run trained with snapshots kept its model every few steps. Here every snapshot gets "

@@ -10,6 +10,7 @@ from llm_playground.core.errors import UserError
 from llm_playground.inspection import MAX_PROMPT_TOKENS, encode_prompt
 from llm_playground.inspection.heads import induction_scores
 from llm_playground.inspection.lens import lens_logits
+from llm_playground.inspection.runs import Inspected, inspect_run
 from llm_playground.training.model import explicit_attention
 from llm_playground.ui.components import (
     code_expander,
@@ -30,7 +31,6 @@ from llm_playground.ui.inside import (
     timeline_tab,
 )
 from llm_playground.ui.inside.common import FINAL, SLOT, inspected_model, run_snapshots
-from llm_playground.ui.inside.jobs import Inspected, inspect_run
 
 EXAMPLES = {
     "A sentence, repeated": "The cat sat on the mat. The cat sat on the mat.",

@@ -1,6 +1,6 @@
-"""The background runs of Lab 6, as generators of the playground's events.
+"""Lab 6's long runs, as generators of the playground's events (the app's job panel runs them).
 
-Each one calls :mod:`llm_playground.inspection` and hands its result to the page in one
+Each one calls this package's functions and hands its result to the page in one
 ``Done`` event: the inspection of the prompt, the induction probe (run after it, so that
 the prompt's grids come first), the same prompt with parts knocked out, and the training
 timeline (every snapshot of a run).
@@ -14,13 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from llm_playground.core.events import Done, Progress, Started
-from llm_playground.inspection import (
-    InspectedModel,
-    Inspection,
-    induction_probe,
-    inspect,
-    open_model,
-)
+from llm_playground.inspection.models import InspectedModel, open_model
+from llm_playground.inspection.report import Inspection, induction_probe, inspect
 
 #: The induction probe's N when the model's context allows it (a char model's 64 tokens
 #: allow 32).
