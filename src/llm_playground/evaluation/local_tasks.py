@@ -125,9 +125,9 @@ def build_task_files(folder: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     wikitext = package_data("wikitext-2", "test.txt").read_text(encoding="utf-8")
     made = {
+        ARITHMETIC: build_arithmetic(),
         NEXT_LINE: build_next_line(tinyshakespeare_validation(), 200 + N_TRAIN),
         LAST_WORD: build_last_word(wikitext, 200 + N_TRAIN),
-        ARITHMETIC: build_arithmetic(),
     }
     written = []
     for name, items in made.items():
