@@ -198,6 +198,7 @@ def test_grpo_steps_write_adapter_metrics_and_samples_and_resume_after_a_stop(ti
     assert loaded.model.peft_config["default"].r == 8
 
 
+@pytest.mark.slow
 def test_rl_evaluations_come_every_k_steps(tiny):
     config = RLConfig(
         base=str(tiny),
