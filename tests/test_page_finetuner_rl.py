@@ -100,6 +100,11 @@ def test_a_grpo_run_shows_its_group_accuracy_and_answers(tiny_run, playground_ho
     answers = [d for d in at.dataframe if "before" in d.value.columns]
     assert answers and list(answers[0].value.columns) == ["prompt", "before", "after"]
     assert (playground_home / "adapters" / "tiny-grpo" / "metrics.jsonl").exists()
+    # saved in the home: listed with the models of Labs 3-5, through its chat setting
+    from llm_playground.generation.registry import list_models
+
+    listed = {i.name: i for i in list_models(include_hub=False)}
+    assert listed["tiny-grpo"].kind == "adapter" and listed["tiny-grpo"].base == "tiny-llama"
 
 
 @pytest.mark.slow
