@@ -54,7 +54,7 @@ test-all: $(STAMP) browser
 	$(PY) -m pytest -q -m ''
 
 bench: $(STAMP)
-	for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	for b in bench/*.py; do echo "== $$b"; $(PY) -P $$b || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests bench scripts

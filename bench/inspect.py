@@ -23,25 +23,25 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# This file's name is the standard library's `inspect`, which torch and numpy import: run
-# as a script, its folder must not come first on the import path.
+# bench/inspect.py bears the standard library's name (which torch and dataclasses import): run
+# as a script, this folder must not come first on the import path.
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path.pop(0)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import time  # noqa: E402
+import argparse
+import json
+import time
 
-import torch  # noqa: E402
+import torch
 
-from llm_playground.core.hardware import machine  # noqa: E402
-from llm_playground.inspection import (  # noqa: E402
+from llm_playground.core.hardware import machine
+from llm_playground.inspection import (
     encode_prompt,
     induction_probe,
     inspect,
     open_model,
 )
-from llm_playground.inspection.capture import capture, final_logits, parts_of  # noqa: E402
+from llm_playground.inspection.capture import capture, final_logits, parts_of
 
 TEXT = (
     "The history of the printing press begins in the fifteenth century, when Johannes "

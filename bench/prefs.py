@@ -19,6 +19,14 @@ Run: ``python bench/prefs.py [--votes N] [--writers N] [--json]``.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# bench/inspect.py bears the standard library's name (which torch and dataclasses import): run
+# as a script, this folder must not come first on the import path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
 import argparse
 import json
 import multiprocessing

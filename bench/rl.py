@@ -15,20 +15,22 @@ Run: ``python bench/rl.py [--steps N] [--skip-reward] [--skip-rl] [--json]``.
 
 from __future__ import annotations
 
-import os
 import sys
+from pathlib import Path
 
-# bench/ holds a script named inspect.py: keep this folder off the import path so that the
-# standard library's inspect (imported by dataclasses) is the one found.
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != os.path.dirname(__file__)]
+# bench/inspect.py bears the standard library's name (which torch and dataclasses import): run
+# as a script, this folder must not come first on the import path.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
-from dataclasses import replace  # noqa: E402
+import argparse
+import json
+import os
+import resource
+import time
+from dataclasses import replace
 
-from llm_playground.core.hardware import machine  # noqa: E402
+from llm_playground.core.hardware import machine
 
 
 def _cpu_seconds() -> float:
