@@ -33,6 +33,7 @@ from llm_playground.finetuning.instructions import (
     split_heldout,
 )
 from llm_playground.finetuning.sft import (
+    AdapterNotes,
     SFTConfig,
     SFTDone,
     SFTEval,
@@ -139,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         heldout,
         out_dir=args.out,
         loaded=base,
-        data_name="offline (chatterbot-corpus + derived tasks)",
-        description="Gemma 3 270M base + LoRA instruction adapter (offline set)",
+        notes=AdapterNotes(
+            data_name="offline (chatterbot-corpus + derived tasks)",
+            description="Gemma 3 270M base + LoRA instruction adapter (offline set)",
+        ),
     ):
         if isinstance(ev, SFTStarted):
             tqdm.write(

@@ -9,6 +9,7 @@ from llm_playground.core.errors import UserError
 from llm_playground.core.paths import get_paths
 from llm_playground.tokenization.tokenizer import CharTokenizer
 from llm_playground.training.checkpoints import (
+    RunState,
     check_run_name,
     export_hf_model,
     hf_tokenizer,
@@ -91,7 +92,8 @@ def test_checkpoint_round_trip(tmp_path):
     model = trained_gpt()
     tok = CharTokenizer.from_text(load_corpus().text)
     config = preset("baby-gpt", n_layer=2, n_head=4, n_embd=32, block_size=24)
-    save_checkpoint(tmp_path, model, config, tok, step=42, train_loss=2.0, val_loss=2.1)
+    state = RunState(train_loss=2.0, val_loss=2.1)
+    save_checkpoint(tmp_path, model, config, tok, step=42, state=state)
     meta = json.loads((tmp_path / "config.json").read_text())
     assert meta["version"] == 1 and meta["step"] == 42 and meta["tokenizer"]["type"] == "json"
     loaded = load_checkpoint(tmp_path)
@@ -160,7 +162,12 @@ def test_saved_runs_are_listed_for_the_other_labs(tmp_path):
     tok = CharTokenizer.from_text(load_corpus().text)
     scratch = get_paths().ensure().runs / ".scratch" / "job-1"
     save_checkpoint(
-        scratch, model, preset("baby-gpt", n_layer=2, n_embd=32, block_size=24), tok, 5, 1.9, 2.05
+        scratch,
+        model,
+        preset("baby-gpt", n_layer=2, n_embd=32, block_size=24),
+        tok,
+        5,
+        RunState(train_loss=1.9, val_loss=2.05),
     )
     (scratch / "metrics.jsonl").write_text(
         json.dumps({"step": 5, "train_loss": 1.9, "val_loss": 2.0}) + "\n"

@@ -546,7 +546,12 @@ def runs(files) -> dict[str, str]:
     """A tiny bigram run (saved by the library, no training) and three damaged copies."""
     import shutil
 
-    from llm_playground.training.checkpoints import STATE_FILE, WEIGHTS_FILE, save_checkpoint
+    from llm_playground.training.checkpoints import (
+        STATE_FILE,
+        WEIGHTS_FILE,
+        RunState,
+        save_checkpoint,
+    )
     from llm_playground.training.config import preset
     from llm_playground.training.corpus import load_corpus
     from llm_playground.training.model import build_model
@@ -562,7 +567,7 @@ def runs(files) -> dict[str, str]:
         config,
         corpus.tokenizer,
         step=1,
-        optimizer=build_optimizer(model, config, "cpu"),
+        state=RunState(optimizer=build_optimizer(model, config, "cpu")),
     )
     made = {"bigram": str(bigram)}
     for name, file, damage in (

@@ -37,6 +37,27 @@ def completion(content: str) -> bytes:
     ).encode()
 
 
+def scenario_reply(scenario: str, n: int) -> tuple[int, bytes, dict]:
+    """The status, body and headers a scenario answers its ``n``-th request with."""
+    if scenario == "slow":
+        time.sleep(2.0)
+    refused = {"error": {"message": f"Incorrect API key provided: {SECRET}"}}
+    replies = {
+        "ok": (200, completion('{"score": 8, "reason": "Correct and clear."}')),
+        "flaky": (429, b'{"error": "rate limited"}', {"Retry-After": "0"})
+        if n == 1
+        else (200, completion("Score: 6\nMostly right.")),
+        "down": (503, b"busy") if n == 1 else (200, completion("I would give it 9/10, well done.")),
+        "slow": (200, completion('{"score": 5, "reason": "late"}')),
+        "garbage": (200, b"<html>\x00 upstream exploded " + SECRET.encode()),
+        "rambling": (200, completion("What a lovely answer! I enjoyed reading it.")),
+        "refused": (401, json.dumps(refused).encode()),
+        "pairwise": (200, completion('{"winner": "A", "reason": "more accurate"}')),
+    }
+    status, payload, *headers = replies.get(scenario, (500, b"unknown scenario"))
+    return status, payload, headers[0] if headers else {}
+
+
 class JudgeServer:
     """A chat completions server; the first path segment picks the behaviour.
 
@@ -65,37 +86,7 @@ class JudgeServer:
                 )
                 if not self.path.endswith("/v1/chat/completions"):
                     return self._send(404, b'{"error": "not found"}')
-                if scenario == "ok":
-                    return self._send(
-                        200, completion('{"score": 8, "reason": "Correct and clear."}')
-                    )
-                if scenario == "flaky":
-                    if n == 1:
-                        return self._send(429, b'{"error": "rate limited"}', {"Retry-After": "0"})
-                    return self._send(200, completion("Score: 6\nMostly right."))
-                if scenario == "down":
-                    if n == 1:
-                        return self._send(503, b"busy")
-                    return self._send(200, completion("I would give it 9/10, well done."))
-                if scenario == "slow":
-                    time.sleep(2.0)
-                    return self._send(200, completion('{"score": 5, "reason": "late"}'))
-                if scenario == "garbage":
-                    return self._send(200, b"<html>\x00 upstream exploded " + SECRET.encode())
-                if scenario == "rambling":
-                    return self._send(
-                        200, completion("What a lovely answer! I enjoyed reading it.")
-                    )
-                if scenario == "refused":
-                    return self._send(
-                        401,
-                        json.dumps(
-                            {"error": {"message": f"Incorrect API key provided: {SECRET}"}}
-                        ).encode(),
-                    )
-                if scenario == "pairwise":
-                    return self._send(200, completion('{"winner": "A", "reason": "more accurate"}'))
-                return self._send(500, b"unknown scenario")
+                return self._send(*scenario_reply(scenario, n))
 
             def _send(self, status: int, payload: bytes, headers: dict | None = None) -> None:
                 try:

@@ -22,6 +22,7 @@ from llm_playground.finetuning.lora import (
 from llm_playground.finetuning.outputs import OutputExists
 from llm_playground.finetuning.sft import (
     IGNORE,
+    AdapterNotes,
     SFTConfig,
     SFTDone,
     SFTEval,
@@ -63,7 +64,8 @@ def trained(tmp_path_factory):
         seed=0,
     )
     loaded = load_model(BASE)
-    events = list(train_sft(config, TINY, TINY, out_dir=out, loaded=loaded, data_name="tiny"))
+    notes = AdapterNotes(data_name="tiny")
+    events = list(train_sft(config, TINY, TINY, out_dir=out, loaded=loaded, notes=notes))
     return config, loaded, events, out
 
 

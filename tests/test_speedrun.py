@@ -229,11 +229,9 @@ def test_a_race_runs_recipes_in_turn_and_records_them(tmp_path):
         events = list(
             records.run_race(
                 ["baby-gpt", "speedrun"],
-                max_iters=6,
-                eval_interval=3,
-                eval_iters=2,
-                target=4.0,
-                device="cpu",
+                settings=records.RaceSettings(
+                    max_iters=6, eval_interval=3, eval_iters=2, target=4.0, device="cpu"
+                ),
                 database=db,
             )
         )

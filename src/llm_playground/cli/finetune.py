@@ -192,7 +192,13 @@ def sft_command(args: argparse.Namespace) -> int:
     from llm_playground.cli.progress import Wording, render
     from llm_playground.finetuning.instructions import load_examples, split_heldout
     from llm_playground.finetuning.lora import check_adapter_dir, check_model_dir, merge_and_save
-    from llm_playground.finetuning.sft import SFTConfig, load_base, pick_dtype, train_sft
+    from llm_playground.finetuning.sft import (
+        AdapterNotes,
+        SFTConfig,
+        load_base,
+        pick_dtype,
+        train_sft,
+    )
 
     check_numbers(args, SFT_NUMBERS)
     targets = tuple(m.strip() for m in args.target_modules.split(",") if m.strip())
@@ -226,7 +232,7 @@ def sft_command(args: argparse.Namespace) -> int:
         heldout,
         out_dir=args.out,
         loaded=loaded,
-        data_name=data_name,
+        notes=AdapterNotes(data_name=data_name),
         force=args.force,
     )
     wording = Wording(

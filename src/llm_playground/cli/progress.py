@@ -59,6 +59,57 @@ class Wording:
     desc: str | None = None  # the bar's label (e.g. the command's name)
 
 
+class _Drawing:
+    """What one run shows on ``stream``: a progress bar, and lines written above it."""
+
+    def __init__(self, wording: Wording, stream: TextIO, show: bool) -> None:
+        self.wording, self.stream, self.show = wording, stream, show
+        self.bar = None
+
+    def write(self, text: str | None) -> None:
+        if not self.show or text is None:
+            return
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)  # above the bar, which stays at the bottom
+        else:
+            print(text, file=self.stream)
+
+    def start(self, event: Started) -> None:
+        from tqdm import tqdm
+
+        wording = self.wording
+        self.write(wording.headline(event) if wording.headline else None)
+        if self.show:
+            self.bar = tqdm(
+                total=event.total,
+                desc=wording.desc,
+                initial=getattr(event, "start_step", 0),
+                unit=wording.unit or event.unit,
+                file=self.stream,
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+
+    def advance(self, event: Progress) -> None:
+        if self.bar is not None:
+            self.bar.update(event.step - self.bar.n)
+            self.bar.set_postfix(self.wording.postfix(event), refresh=False)
+
+    def line(self, event: RunEvent) -> str | None:
+        """The line of a metric, a sample or a saved file (None: not shown)."""
+        wording = self.wording
+        if isinstance(event, Metric):
+            return wording.metric_line(event)
+        if isinstance(event, Sample):
+            return wording.sample_line(event) if wording.sample_line else None
+        return wording.saved_line(event) if wording.saved_line else None
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
 def render(
     events: Iterable[RunEvent],
     wording: Wording = Wording(),
@@ -70,51 +121,20 @@ def render(
 
     ``show=False`` consumes the run silently (another process draws it, or ``--json``).
     """
-    from tqdm import tqdm
-
-    stream = stream or sys.stderr
-    bar: tqdm | None = None
-
-    def write(text: str | None) -> None:
-        if not show or text is None:
-            return
-        if bar is not None:
-            bar.write(text, file=stream)
-        else:
-            print(text, file=stream)
-
+    drawing = _Drawing(wording, stream or sys.stderr, show)
     try:
         for event in events:
             if isinstance(event, Error):
                 raise UserError(event.message)
             if isinstance(event, Started):
-                write(wording.headline(event) if wording.headline else None)
-                if show:
-                    bar = tqdm(
-                        total=event.total,
-                        desc=wording.desc,
-                        initial=getattr(event, "start_step", 0),
-                        unit=wording.unit or event.unit,
-                        file=stream,
-                        dynamic_ncols=True,
-                        mininterval=0.5,
-                    )
+                drawing.start(event)
             elif isinstance(event, Progress):
-                if bar is not None:
-                    bar.update(event.step - bar.n)
-                    bar.set_postfix(wording.postfix(event), refresh=False)
-            elif isinstance(event, Metric):
-                write(wording.metric_line(event))
-            elif isinstance(event, Sample):
-                write(wording.sample_line(event) if wording.sample_line else None)
-            elif isinstance(event, Saved):
-                write(wording.saved_line(event) if wording.saved_line else None)
+                drawing.advance(event)
+            elif isinstance(event, (Metric, Sample, Saved)):
+                drawing.write(drawing.line(event))
             elif isinstance(event, Done):
-                if bar is not None:
-                    bar.close()
-                    bar = None
+                drawing.close()
                 return event
     finally:
-        if bar is not None:
-            bar.close()
+        drawing.close()
     return None

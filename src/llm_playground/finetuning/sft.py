@@ -408,15 +408,14 @@ def train_sft(
     out_dir: str | Path | None = None,
     stop_event: threading.Event | None = None,
     loaded: Any = None,
-    description: str = "",
-    data_name: str = "",
-    extra_meta: dict[str, Any] | None = None,
+    notes: AdapterNotes | None = None,
     force: bool = False,
 ) -> Iterator[SFTEvent]:
     """Fine-tune LoRA weights on ``train``; yield events; save to ``out_dir`` when given.
 
     ``loaded`` may be a :class:`~llm_playground.generation.registry.LoadedModel` of the base
-    (tests pass one to avoid reloading; it is modified in place). Nothing is written before
+    (tests pass one to avoid reloading; it is modified in place). ``notes`` go into the
+    adapter's record (its data's name, a description). Nothing is written before
     training ends, a stopped run saves what it has learnt so far, and an existing adapter
     in ``out_dir`` is replaced only with ``force``.
     """
@@ -450,9 +449,7 @@ def train_sft(
         out_dir,
         start=start,
         stop_event=stop_event,
-        description=description,
-        data_name=data_name,
-        extra_meta=extra_meta,
+        notes=notes or AdapterNotes(),
         force=force,
     )
 
@@ -465,27 +462,22 @@ def _finish(
     *,
     start: float,
     stop_event: threading.Event,
-    description: str,
-    data_name: str,
-    extra_meta: dict[str, Any] | None,
+    notes: AdapterNotes,
     force: bool,
 ) -> SFTDone:
     """Write the adapter's record, save the adapter when asked and any step ran, and close."""
-    meta = adapter_meta(
-        run.config,
-        before,
-        after,
-        run.trainable,
-        run.total,
-        description=description,
-        data_name=data_name,
+    facts = TrainingFacts(
+        heldout_loss_before=before,
+        heldout_loss_after=after,
+        trainable=run.trainable,
+        total=run.total,
         steps_done=run.step,
         s_per_step=run.s_per_step(),
         dtype=str(run.dtype),
         n_train=len(run.train_enc),
         n_heldout=len(run.held_enc),
-        extra=extra_meta,
     )
+    meta = adapter_meta(run.config, facts, notes)
     saved = None
     if out_dir is not None and run.step > 0:
         saved = str(save_adapter(run.model, out_dir, meta, force=force))
@@ -507,48 +499,63 @@ def _finish(
 # --- the adapter's record ---------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class AdapterNotes:
+    """What an adapter's record says besides its training: the data's name, a description
+    (by default one made from the settings) and any further fields."""
+
+    data_name: str = ""
+    description: str = ""
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class TrainingFacts:
+    """What an adapter's record says of its training: losses, size, length and speed."""
+
+    heldout_loss_before: float
+    heldout_loss_after: float
+    trainable: int
+    total: int
+    steps_done: int | None = None  # None: the configured number of steps
+    s_per_step: float = 0.0
+    dtype: str = ""
+    n_train: int = 0
+    n_heldout: int = 0
+
+
 def adapter_meta(
-    config: SFTConfig,
-    before: float,
-    after: float,
-    trainable: int,
-    total: int,
-    description: str = "",
-    data_name: str = "",
-    steps_done: int | None = None,
-    s_per_step: float = 0.0,
-    dtype: str = "",
-    n_train: int = 0,
-    n_heldout: int = 0,
-    extra: dict[str, Any] | None = None,
+    config: SFTConfig, facts: TrainingFacts, notes: AdapterNotes | None = None
 ) -> dict[str, Any]:
     """The ``playground.json`` record of an adapter."""
     from llm_playground.generation.registry import OFFLINE_MODELS
 
+    notes = notes or AdapterNotes()
+    trainable, total = facts.trainable, facts.total
     meta = {
         "version": META_VERSION,
         "base": config.base,
-        "description": description
+        "description": notes.description
         or f"LoRA adapter (r={config.lora_r}) on {config.base}, "
-        f"instruction-tuned on {data_name or 'instructions'}",
+        f"instruction-tuned on {notes.data_name or 'instructions'}",
         "chat": False,
         "prompt_format": prompt_format_record(),
-        "heldout_loss_before": round(before, 6),
-        "heldout_loss_after": round(after, 6),
-        "data": data_name,
-        "n_train": n_train,
-        "n_heldout": n_heldout,
+        "heldout_loss_before": round(facts.heldout_loss_before, 6),
+        "heldout_loss_after": round(facts.heldout_loss_after, 6),
+        "data": notes.data_name,
+        "n_train": facts.n_train,
+        "n_heldout": facts.n_heldout,
         "trainable_parameters": trainable,
         "total_parameters": total,
         "trainable_share_percent": round(100.0 * trainable / total, 4) if total else 0.0,
-        "steps_done": steps_done if steps_done is not None else config.max_steps,
-        "s_per_step": round(s_per_step, 4),
-        "dtype": dtype.replace("torch.", ""),
+        "steps_done": facts.steps_done if facts.steps_done is not None else config.max_steps,
+        "s_per_step": round(facts.s_per_step, 4),
+        "dtype": facts.dtype.replace("torch.", ""),
         "settings": config.settings(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     spec = OFFLINE_MODELS.get(config.base)
     if spec:
         meta["base_licence"] = spec.licence
-    meta.update(extra or {})
+    meta.update(notes.extra or {})
     return meta

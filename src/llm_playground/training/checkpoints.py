@@ -53,26 +53,36 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)  # torch.compile
 
 
+@dataclass(frozen=True)
+class RunState:
+    """Where a run stands when it is saved: its last losses, the optimiser and random states
+    that let it resume exactly, and what the config file records of the target it met and
+    of how its precision was decided."""
+
+    train_loss: float | None = None
+    val_loss: float | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    rng: dict[str, torch.Tensor] | None = None
+    target: dict[str, Any] | None = None
+    precision: dict[str, Any] | None = None
+
+
 def save_checkpoint(
     out_dir: str | Path,
     model: torch.nn.Module,
     config: TrainConfig,
     tokenizer,
     step: int,
-    train_loss: float | None = None,
-    val_loss: float | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    rng: dict[str, torch.Tensor] | None = None,
+    state: RunState | None = None,
     export_hf: bool = True,
-    target: dict[str, Any] | None = None,
-    precision: dict[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint folder (see the module docstring); returns its path.
-    ``precision``: how the run's precision was decided (kept as ``precision``).
+    ``state``: the run's losses, and what resuming needs (see :class:`RunState`).
 
     Every file is written to a temporary name and renamed into place, the settings last,
     so a crash or a kill in the middle of a save leaves the previous checkpoint loadable.
     """
+    state = state or RunState()
     out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     model = _unwrap(model)
@@ -86,8 +96,8 @@ def save_checkpoint(
         "format": FORMAT,
         "version": CONFIG_VERSION,
         "step": int(step),
-        "train_loss": train_loss,
-        "val_loss": val_loss,
+        "train_loss": state.train_loss,
+        "val_loss": state.val_loss,
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "model": model.config.to_dict(),
         "train": config.to_dict(),
@@ -97,16 +107,17 @@ def save_checkpoint(
     }
     if isinstance(model, GPT) and not classic:
         meta["hf_export_note"] = NO_HF_EXPORT
-    if target is not None:
-        meta["target"] = target
-    if precision is not None:
-        meta["precision"] = precision
+    if state.target is not None:
+        meta["target"] = state.target
+    if state.precision is not None:
+        meta["precision"] = state.precision
     write_atomically(
         out / WEIGHTS_FILE, lambda tmp: save_model(model, str(tmp), metadata={"format": FORMAT})
     )
-    if optimizer is not None:
+    if state.optimizer is not None:
         write_atomically(
-            out / STATE_FILE, lambda tmp: save_training_state(tmp, optimizer, step, rng or {})
+            out / STATE_FILE,
+            lambda tmp: save_training_state(tmp, state.optimizer, step, state.rng or {}),
         )
     _write_json(out / CONFIG_FILE, meta)
     if export_hf and classic:

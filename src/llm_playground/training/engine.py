@@ -402,12 +402,14 @@ class Trainer:
             self.config,
             self.corpus.tokenizer,
             self.step,
-            self.last_train_loss,
-            self.last_val_loss,
-            self.optimizer,
-            self.rng_state(),
-            target=self.reached.metrics() if self.reached else None,
-            precision=self.precision.to_dict(),
+            checkpoints.RunState(
+                train_loss=self.last_train_loss,
+                val_loss=self.last_val_loss,
+                optimizer=self.optimizer,
+                rng=self.rng_state(),
+                target=self.reached.metrics() if self.reached else None,
+                precision=self.precision.to_dict(),
+            ),
         )
         yield Saved(step=self.step, path=str(path))
 

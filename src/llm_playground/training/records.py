@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from llm_playground.core.db import Database, TableSet, utc_now
@@ -116,16 +117,24 @@ def _run_recipe(name, config, stop, corpus, target):
     )
 
 
+@dataclass(frozen=True)
+class RaceSettings:
+    """What every recipe of a race shares: the step budget, how often and how long it is
+    evaluated, the loss that counts as the target, the seed and the device."""
+
+    max_iters: int = 500
+    eval_interval: int = 50
+    eval_iters: int = 10
+    target: float | None = DEFAULT_TARGET
+    seed: int = 1337
+    device: str = "auto"
+
+
 def run_race(
     recipes: list[str],
     stop: threading.Event | None = None,
     *,
-    max_iters: int = 500,
-    eval_interval: int = 50,
-    eval_iters: int = 10,
-    target: float | None = DEFAULT_TARGET,
-    seed: int = 1337,
-    device: str = "auto",
+    settings: RaceSettings | None = None,
     database: Database | None = None,
     corpus=None,
 ) -> Iterator[RunEvent]:
@@ -136,33 +145,24 @@ def run_race(
     does not end a recipe early here: the race shows whole curves.
     """
     stop = stop or threading.Event()
+    race = settings or RaceSettings()
     if not 1 <= len(recipes) <= 4:
         raise UserError("a race takes one to four recipes")
-    configs = [
-        recipe_config(
-            name,
-            max_iters=max_iters,
-            eval_interval=eval_interval,
-            eval_iters=eval_iters,
-            seed=seed,
-            device=device,
-            sample_tokens=0,
-        )
-        for name in recipes
-    ]
+    shared = {k: v for k, v in asdict(race).items() if k != "target"}
+    configs = [recipe_config(name, **shared, sample_tokens=0) for name in recipes]
     for index, (name, config) in enumerate(zip(recipes, configs, strict=True)):
         if stop.is_set():
             break
         yield RecipeStarted(
-            label=name, total=max_iters, recipe=name, index=index, count=len(recipes)
+            label=name, total=race.max_iters, recipe=name, index=index, count=len(recipes)
         )
-        failed, result = yield from _run_recipe(name, config, stop, corpus, target)
+        failed, result = yield from _run_recipe(name, config, stop, corpus, race.target)
         if failed:  # its Error has been passed on: the race ends here
             return
         if result is None:
             continue
         if not result.stopped:
-            record(result, target, device, database)
+            record(result, race.target, race.device, database)
         yield result
     yield RaceDone(recipes=tuple(recipes), stopped=stop.is_set())
 

@@ -90,6 +90,32 @@ def job_progress(events: list[Any]) -> tuple[int, int | None]:
     return done, total
 
 
+def _job_status(job: Job, events: list[Any], progress: bool) -> None:
+    """The job's place in the queue, or its progress bar while it runs."""
+    if job.queued:
+        place = job_manager().queue_position(job)
+        load = job_manager().load()
+        st.info(
+            f"Waiting for a free slot: you are number {place or 1} in the queue "
+            f"({load.running} of {load.max_heavy} heavy runs busy on this machine).",
+            icon="⏳",
+        )
+    elif job.running and progress:
+        done, total = job_progress(events)
+        unit = next((e.unit for e in reversed(events) if isinstance(e, Started)), "step")
+        text = f"{job.label}: {done:,}/{total:,} {unit}s" if total else f"{job.label}: running…"
+        st.progress(min(1.0, done / total) if total else 0.0, text=text)
+
+
+def _job_error(job: Job, events: list[Any]) -> None:
+    """The run's error event in one line, or the failure the job itself recorded."""
+    error = next((e for e in events if isinstance(e, Error)), None)
+    if error is not None:
+        show_user_error(UserError(error.message))
+    elif job.error:
+        st.error(f"The run failed: {job.error}")
+
+
 def job_panel(
     slot: str,
     draw: Callable[[Job, list[Any]], None] | None = None,
@@ -115,28 +141,12 @@ def job_panel(
         if job is None:
             return
         events = job.snapshot()
-        if job.queued:
-            place = job_manager().queue_position(job)
-            load = job_manager().load()
-            st.info(
-                f"Waiting for a free slot: you are number {place or 1} in the queue "
-                f"({load.running} of {load.max_heavy} heavy runs busy on this machine).",
-                icon="⏳",
-            )
-        elif job.running and progress:
-            done, total = job_progress(events)
-            unit = next((e.unit for e in reversed(events) if isinstance(e, Started)), "step")
-            text = f"{job.label}: {done:,}/{total:,} {unit}s" if total else f"{job.label}: running…"
-            st.progress(min(1.0, done / total) if total else 0.0, text=text)
+        _job_status(job, events, progress)
         if job.running and st.button(stop_label, key=f"{slot}_stop", type="secondary"):
             job_manager().stop(job.id, owner_id())
         if draw is not None:
             draw(job, events)
-        error = next((e for e in events if isinstance(e, Error)), None)
-        if error is not None:
-            show_user_error(UserError(error.message))
-        elif job.error:
-            st.error(f"The run failed: {job.error}")
+        _job_error(job, events)
         if job.running:
             st.session_state[ran_key] = True
         elif st.session_state.pop(ran_key, False):

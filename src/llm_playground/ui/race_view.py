@@ -14,6 +14,7 @@ from llm_playground.training.records import (
     BASELINE,
     DEFAULT_TARGET,
     SPEEDRUN,
+    RaceSettings,
     race_recipes,
     records,
     run_race,
@@ -112,9 +113,9 @@ def race_tab() -> None:
             lambda stop: run_race(
                 recipes,
                 stop,
-                max_iters=budget,
-                eval_interval=max(10, budget // 10),
-                target=goal,
+                settings=RaceSettings(
+                    max_iters=budget, eval_interval=max(10, budget // 10), target=goal
+                ),
             ),
             params={"target": goal, "recipes": recipes},
         )

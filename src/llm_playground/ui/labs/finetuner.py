@@ -38,7 +38,7 @@ from llm_playground.finetuning.outputs import MAX_UPLOAD_BYTES, OutputExists, ch
 from llm_playground.finetuning.preferences import parse_preference_pairs, read_preference_pairs
 from llm_playground.finetuning.preferences.export import saved_exports
 from llm_playground.finetuning.preferences.ratings import bradley_terry_simple
-from llm_playground.finetuning.sft import SFTConfig, train_sft
+from llm_playground.finetuning.sft import AdapterNotes, SFTConfig, train_sft
 from llm_playground.generation.decoding import DecodingConfig, generate
 from llm_playground.generation.registry import list_models
 from llm_playground.ui.components import (
@@ -375,7 +375,13 @@ def _start_sft(form: dict) -> None:
 
     def factory(stop):
         return train_sft(
-            config, train, heldout, out_dir=out, stop_event=stop, data_name=data_name, force=force
+            config,
+            train,
+            heldout,
+            out_dir=out,
+            stop_event=stop,
+            notes=AdapterNotes(data_name=data_name),
+            force=force,
         )
 
     start_job(
