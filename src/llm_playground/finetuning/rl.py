@@ -95,7 +95,7 @@ class RLConfig:
     temperature: float = 0.8
     seed: int = 0
     eval_every: int = 10
-    eval_problems: int = 100
+    eval_problems: int = 50
     lora_r: int = 8
     lora_alpha: int = 16
     target_modules: tuple[str, ...] = ("q_proj", "v_proj")
