@@ -165,4 +165,4 @@ def test_prefs_export_into_an_impossible_place_is_one_line(capsys, tmp_path):
     code, _, err = run(
         capsys, "prefs", "export", "--db", str(db), "--out", str(blocker / "sub" / "o.jsonl")
     )
-    assert one_line_error(code, err) and "cannot write" in err
+    assert one_line_error(code, err) and "cannot be written" in err

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_playground.core.errors import UserError
+from llm_playground.core.textfiles import write_text_atomic
 
 #: The proxy probe (:func:`probe_cpu_bf16`) counts bf16 as fast from this speed-up on.
 BF16_MIN_SPEEDUP = 1.25
@@ -523,8 +524,7 @@ def _write_machine_cache(cache_file: Path, work: WorkKey, choice: PrecisionChoic
     entries[_machine_key(work)] = {"measured_at": time.time(), "choice": choice.to_dict()}
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-        temporary.write_text(json.dumps({"version": 1, "entries": entries}, indent=1), "utf-8")
-        os.replace(temporary, cache_file)
+        text = json.dumps({"version": 1, "entries": entries}, indent=1)
+        write_text_atomic(cache_file, text, overwrite=True)  # a temporary name per writer
     except OSError:
         pass

@@ -18,7 +18,6 @@ checkpoint, with the step and the losses at that step in its ``meta``.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -67,12 +66,8 @@ def save_snapshot(
         "batch_loss": "" if loss is None else repr(float(loss)),
         "model": json.dumps(model.config.to_dict()),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_model(model, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # a temporary name of this writer's own, then a rename: no half-written snapshot is seen
+    checkpoints.write_atomically(path, lambda tmp: save_model(model, str(tmp), metadata=metadata))
     return path
 
 
