@@ -125,8 +125,10 @@ def test_side_by_side_in_a_browser(app_url, page):
     page.goto(app_url + "/finetuner")
     page.get_by_text("Lab 4 · Fine-tuner").first.wait_for()
     page.get_by_role("tab", name="Side by side").wait_for()
-    page.get_by_label("Max new tokens").first.fill("6")
-    page.get_by_label("Max new tokens").first.press("Enter")
+    # the open tab's own field (the Best-of-n tab has one of the same name, hidden)
+    max_new = page.get_by_label("Max new tokens").filter(visible=True).first
+    max_new.fill("6")
+    max_new.press("Enter")
     page.get_by_role("button", name="Generate both").click()
     page.locator(".ft-output").nth(1).wait_for(timeout=240_000)
     assert page.locator(".ft-output").count() == 2
