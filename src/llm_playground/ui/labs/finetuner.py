@@ -77,7 +77,8 @@ page_header(
     "A pretrained base model only continues text. Instruction tuning teaches it to answer: a "
     "LoRA adapter trains under 1 % of the weights on (instruction, response) pairs. Compare the "
     "base with the base + adapter on the same prompt and settings, train your own adapter, vote "
-    "on pairs of answers, and turn those votes into a preference-tuned (DPO) adapter.",
+    "on pairs of answers, and turn those votes into a preference-tuned (DPO) adapter, or into "
+    "a reward model that picks the best of n answers and steers reinforcement learning (GRPO).",
 )
 
 state = st.session_state

@@ -39,8 +39,8 @@ LABS = [
         "🎛️ Lab 4 · Fine-tuner",
         "finetuner",
         "A pretrained base model beside the same model with a LoRA instruction adapter; then "
-        "vote on pairs of answers and turn the votes into a preference data set that trains "
-        "the next model with DPO.",
+        "vote on pairs of answers and train the next model with DPO, or a reward model for "
+        "best-of-n; then watch reinforcement learning (GRPO) teach it arithmetic, group by group.",
     ),
     (
         "📏 Lab 5 · Evaluator",
