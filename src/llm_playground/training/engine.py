@@ -31,6 +31,7 @@ checkpoint, and stepped), and :meth:`Trainer.events` is the loop itself.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import math
 import os
@@ -531,10 +532,17 @@ def run_training(
         config, corpus = prepare(config, corpus)
         with distributed(resolve_device(config.device)) as dist:
             trainer = Trainer(config, corpus, dist, stop_event)
-            trainer.started_at = started_at  # wall time counts reading the text too
-            if config.resume:
-                trainer.resume(config.resume)
-            yield from trainer.events()
+            try:
+                trainer.started_at = started_at  # wall time counts reading the text too
+                if config.resume:
+                    trainer.resume(config.resume)
+                yield from trainer.events()
+            finally:
+                # free the DDP wrapper while its process group still exists: freed after the
+                # group is destroyed, gloo's teardown can wait forever on its own worker thread
+                del trainer
+                if dist.enabled:
+                    gc.collect()
     except UserError as exc:
         yield Error(message=str(exc))
     except (torch.OutOfMemoryError, MemoryError):
