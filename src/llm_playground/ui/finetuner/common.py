@@ -1,5 +1,5 @@
-"""What the Lab 4 tabs beyond DPO share: the base models, the saved reward models and a
-cached loader for them."""
+"""What the Lab 4 tabs share: the base models, uploads, adapter folders, the saved reward
+models and a cached loader for them."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from pathlib import Path
 
 import streamlit as st
 
+from llm_playground.core.errors import UserError
+from llm_playground.finetuning.lora import check_adapter_dir, default_adapter_dir
+from llm_playground.finetuning.outputs import MAX_UPLOAD_BYTES, OutputExists, check_upload
 from llm_playground.finetuning.reward import load_reward_model, saved_reward_models
 from llm_playground.generation.registry import list_models
 
@@ -41,3 +44,28 @@ def cached_reward_model(folder: Path):
     except OSError:
         version = 0.0
     return _cached_reward_model(str(folder), version)
+
+
+def uploaded_text(upload, what: str) -> str:
+    """The text of a file uploaded in the page, checked for size and UTF-8."""
+    if upload is None:
+        raise UserError(f"choose a {what} to upload first")
+    if upload.size > MAX_UPLOAD_BYTES:
+        raise UserError(
+            f"{upload.name} is {upload.size / 1e6:.1f} MB; uploads are limited to "
+            f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB"
+        )
+    return check_upload(upload.getvalue(), upload.name)
+
+
+def adapter_out(name: str, replace: bool):
+    """The adapter folder for a name typed in the page; an existing one needs ``replace``."""
+    out = default_adapter_dir(name.strip())
+    try:
+        check_adapter_dir(out, force=replace)
+    except OutputExists:
+        raise UserError(
+            f"an adapter named '{name.strip()}' exists already: pick another name or tick "
+            "'Replace an existing adapter'"
+        ) from None
+    return out

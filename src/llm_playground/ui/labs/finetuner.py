@@ -10,11 +10,7 @@ import streamlit as st
 
 from llm_playground.core.errors import UserError
 from llm_playground.core.paths import unique_name
-from llm_playground.finetuning.dpo import DPOConfig, dpo_loss, train_dpo
 from llm_playground.finetuning.events import (
-    DPODone,
-    DPOStarted,
-    DPOStep,
     SFTDone,
     SFTEval,
     SFTStarted,
@@ -30,13 +26,9 @@ from llm_playground.finetuning.lora import (
     DEFAULT_TARGETS,
     LoRALinear,
     adapter_details,
-    check_adapter_dir,
-    default_adapter_dir,
     heldout_figure,
 )
-from llm_playground.finetuning.outputs import MAX_UPLOAD_BYTES, OutputExists, check_upload
-from llm_playground.finetuning.preferences import parse_preference_pairs, read_preference_pairs
-from llm_playground.finetuning.preferences.export import saved_exports
+from llm_playground.finetuning.outputs import MAX_UPLOAD_BYTES
 from llm_playground.finetuning.preferences.ratings import bradley_terry_simple
 from llm_playground.finetuning.sft import AdapterNotes, SFTConfig, train_sft
 from llm_playground.generation.decoding import DecodingConfig, generate
@@ -52,7 +44,8 @@ from llm_playground.ui.components import (
     show_user_error,
     start_job,
 )
-from llm_playground.ui.finetuner import best_of_tab, reward_tab, rl_tab
+from llm_playground.ui.finetuner import best_of_tab, dpo_tab, reward_tab, rl_tab
+from llm_playground.ui.finetuner.common import adapter_out, uploaded_text
 
 DEFAULT_BASE = "gemma3-270m"
 DEFAULT_ADAPTER = "gemma3-270m-instruct"
@@ -327,30 +320,6 @@ def _sft_draw(job, events: list) -> None:
             st.warning(msg + " Nothing was saved.")
 
 
-def _uploaded_text(upload, what: str) -> str:
-    if upload is None:
-        raise UserError(f"choose a {what} to upload first")
-    if upload.size > MAX_UPLOAD_BYTES:
-        raise UserError(
-            f"{upload.name} is {upload.size / 1e6:.1f} MB; uploads are limited to "
-            f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB"
-        )
-    return check_upload(upload.getvalue(), upload.name)
-
-
-def _adapter_out(name: str, replace: bool):
-    """The adapter folder for a name typed in the page; an existing one needs ``replace``."""
-    out = default_adapter_dir(name.strip())
-    try:
-        check_adapter_dir(out, force=replace)
-    except OutputExists:
-        raise UserError(
-            f"an adapter named '{name.strip()}' exists already: pick another name or tick "
-            "'Replace an existing adapter'"
-        ) from None
-    return out
-
-
 def _start_sft(form: dict) -> None:
     config = SFTConfig(
         base=form["base"],
@@ -365,13 +334,13 @@ def _start_sft(form: dict) -> None:
     ).validate()
     if form["data"] == "upload a JSONL file":
         upload = form["upload"]
-        examples = parse_instructions(_uploaded_text(upload, "JSONL file"), upload.name)
+        examples = parse_instructions(uploaded_text(upload, "JSONL file"), upload.name)
         data_name = upload.name
     else:
         examples = load_examples(form["data"])
         data_name = form["data"]
     train, heldout = split_heldout(examples)
-    out = _adapter_out(form["name"], form["replace"])
+    out = adapter_out(form["name"], form["replace"])
     force = form["replace"]
 
     def factory(stop):
@@ -572,150 +541,6 @@ def _preferences_tab(store) -> None:
 # --- DPO ------------------------------------------------------------------------------------
 
 
-def _dpo_draw(job, events: list) -> None:
-    """What the page shows of a DPO run: the pairs, the size, the loss curve, the result."""
-    started = next((e for e in events if isinstance(e, DPOStarted)), None)
-    steps = [e for e in events if isinstance(e, DPOStep)]
-    done = next((e for e in events if isinstance(e, DPODone)), None)
-    if started:
-        st.caption(
-            f"{started.n_pairs} preference pairs · {started.trainable:,} trainable parameters "
-            f"({started.share:.3f} %)"
-        )
-    elif job.running:
-        st.caption("Loading the model and tokenizing the pairs…")
-    if steps:
-        df = pd.DataFrame({"step": [s.step for s in steps], "DPO loss": [s.loss for s in steps]})
-        st.altair_chart(
-            alt.Chart(df).mark_line(point=True).encode(x="step:Q", y="DPO loss:Q"), width="stretch"
-        )
-    if done:
-        st.success(
-            f"DPO adapter saved to `{esc(done.out_dir)}` after {done.step} steps: it is listed "
-            "among the models now."
-            if done.out_dir
-            else "Stopped before the first step: nothing saved."
-        )
-
-
-SOURCE_SAVED = "a saved export"
-SOURCE_UPLOAD = "upload a JSONL file"
-
-
-def _dpo_pairs(source: str, saved: str | None, upload) -> tuple[list[dict], str]:
-    """The preference pairs chosen in the page, and a name for them."""
-    if source == SOURCE_UPLOAD:
-        rows = parse_preference_pairs(_uploaded_text(upload, "JSONL file"), upload.name)
-        return rows, upload.name
-    exports = {p.name: p for p in saved_exports()}
-    if not saved or saved not in exports:
-        raise UserError("there is no saved export yet: save one in Preferences, or upload a file")
-    return read_preference_pairs(exports[saved]), saved
-
-
-def _dpo_source() -> tuple[str, str | None, object]:
-    """Where the preference pairs come from: (source, saved export name, upload)."""
-    source = st.radio(
-        "Preference pairs", (SOURCE_SAVED, SOURCE_UPLOAD), key="ft_dpo_source", horizontal=True
-    )
-    saved_name = None
-    dpo_upload = None
-    if source == SOURCE_SAVED:
-        names = [p.name for p in saved_exports()]
-        saved_name = st.selectbox(
-            "Saved export (in the playground home)",
-            names,
-            key="ft_dpo_saved",
-            help="The files that **Preferences → Export for DPO** saves.",
-        )
-        if not names:
-            st.caption("No export saved yet.")
-    else:
-        dpo_upload = st.file_uploader(
-            f"Preference JSONL (up to {MAX_UPLOAD_BYTES // 10**6} MB)",
-            type=["jsonl", "json"],
-            key="ft_dpo_upload",
-        )
-    return source, saved_name, dpo_upload
-
-
-def _start_dpo(dpo_base, dpo_steps, dpo_beta, pairs, dpo_name, dpo_replace) -> None:
-    """Check the settings, read the pairs and start the DPO run (UserError when one is wrong)."""
-    config = DPOConfig(base=dpo_base, max_steps=int(dpo_steps), beta=float(dpo_beta))
-    config.validate()
-    rows, data_name = _dpo_pairs(*pairs)
-    out = _adapter_out(dpo_name, dpo_replace)
-
-    def dpo_factory(
-        stop, config=config, rows=rows, out=out, data_name=data_name, force=dpo_replace
-    ):
-        return train_dpo(
-            config, rows, out_dir=out, stop_event=stop, data_name=data_name, force=force
-        )
-
-    start_job(
-        "dpo",
-        f"DPO on {dpo_base} with {len(rows)} pairs → {out.name}",
-        dpo_factory,
-        heavy=True,
-        params={"out": str(out)},
-    )
-
-
-def _dpo_tab() -> None:
-    """Train a DPO adapter on saved or uploaded preference pairs."""
-    st.caption(
-        "Direct preference optimisation: TRL's DPOTrainer makes the chosen answers more likely "
-        "than the rejected ones, relative to the base model, by training a LoRA adapter. "
-        "Save your votes in **Preferences → Export for DPO** (a JSONL of prompt, chosen, "
-        "rejected), or upload such a file, then train here."
-    )
-    infos = _models()
-    bases = [n for n, i in infos.items() if i.kind in ("offline", "checkpoint")]
-    c1, c2 = st.columns(2)
-    dpo_base = c1.selectbox(
-        "Base model",
-        bases,
-        key="ft_dpo_base",
-        index=bases.index("smollm2-135m-instruct") if "smollm2-135m-instruct" in bases else 0,
-    )
-    with c2:
-        pairs = _dpo_source()
-    c3, c4, c5 = st.columns(3)
-    dpo_steps = c3.number_input("Steps", 1, 1000, 10, key="ft_dpo_steps")
-    dpo_beta = c4.number_input(
-        "Beta",
-        0.01,
-        5.0,
-        0.1,
-        0.05,
-        key="ft_dpo_beta",
-        help="How far the adapter may move from the base model.",
-    )
-    state.setdefault("ft_dpo_name", unique_name("dpo"))
-    dpo_name = c5.text_input("Adapter name", key="ft_dpo_name")
-    dpo_replace = c5.checkbox(
-        "Replace an existing adapter of that name", key="ft_dpo_replace", value=False
-    )
-    dpo_job = current_job("dpo")
-    dpo_busy = dpo_job is not None and dpo_job.running
-    if st.button("Train with DPO", key="ft_dpo_start", type="primary", disabled=dpo_busy):
-        try:
-            _start_dpo(dpo_base, dpo_steps, dpo_beta, pairs, dpo_name, dpo_replace)
-            st.rerun()
-        except UserError as exc:
-            show_user_error(exc)
-    job_panel("dpo", draw=_dpo_draw)
-    code_expander(
-        "the DPO loss",
-        [dpo_loss],
-        "The loss of each pair from the four log-probabilities. TRL's DPOTrainer, which "
-        "trains here, computes the same loss (a test checks it on the same numbers); the work "
-        "it adds is getting those log-probabilities: both answers of a batch in one forward "
-        "pass, the reference being the base model with the adapter switched off.",
-    )
-
-
 # --- the page ---------------------------------------------------------------------------
 
 tab_side, tab_train, tab_vote, tab_prefs, tab_dpo, tab_reward, tab_best, tab_rl = st.tabs(
@@ -739,7 +564,7 @@ with tab_vote:
 with tab_prefs:
     _preferences_tab(store)
 with tab_dpo:
-    _dpo_tab()
+    dpo_tab.render_dpo_tab()
 with tab_reward:
     reward_tab.render_reward_tab(store)
 with tab_best:
