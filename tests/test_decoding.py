@@ -29,14 +29,8 @@ from llm_playground.generation.decoding import (
     prompt_ids,
     stream,
 )
-from llm_playground.generation.samplers import (
-    NoRepeatNGram,
-    ProcessorList,
-    RepetitionPenalty,
-    Temperature,
-    TopK,
-    TopP,
-)
+from llm_playground.generation.penalties import NoRepeatNGram, RepetitionPenalty
+from llm_playground.generation.samplers import ProcessorList, Temperature, TopK, TopP
 
 MODEL = "smollm2-135m-instruct"
 PROMPTS = [

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from llm_playground.generation.samplers import CHAIN_SETTINGS, PENALTY_SETTINGS
+from llm_playground.generation.penalties import PENALTY_SETTINGS
+from llm_playground.generation.samplers import CHAIN_SETTINGS
 
 PAGE = Path(__file__).resolve().parents[1] / "src/llm_playground/ui/labs/generation.py"
 

@@ -19,11 +19,10 @@ from transformers.generation.logits_process import (
 
 from llm_playground.core.errors import UserError
 from llm_playground.generation.config import DecodingConfig, sampler_stages
+from llm_playground.generation.penalties import DRY, PENALTY_SETTINGS, PresenceFrequencyPenalty
 from llm_playground.generation.samplers import (
     CHAIN_SETTINGS,
-    DRY,
     LLAMA_CPP_ORDER,
-    PENALTY_SETTINGS,
     SAMPLER_CLASSES,
     SAMPLER_STAGES,
     TRANSFORMERS_ORDER,
@@ -31,7 +30,6 @@ from llm_playground.generation.samplers import (
     Epsilon,
     Eta,
     MinP,
-    PresenceFrequencyPenalty,
     ProcessorList,
     Temperature,
     TopK,

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from llm_playground.cli import example
 from llm_playground.core.errors import UserError
-from llm_playground.generation.samplers import CHAIN_SETTINGS, PENALTY_SETTINGS
+from llm_playground.generation.penalties import PENALTY_SETTINGS
+from llm_playground.generation.samplers import CHAIN_SETTINGS
 
 # The settings the stages describe themselves: one flag each (--min-p, --dry-base, ...).
 STAGE_SETTINGS = (*CHAIN_SETTINGS, *PENALTY_SETTINGS)

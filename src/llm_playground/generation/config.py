@@ -6,16 +6,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from llm_playground.core.errors import UserError
-from llm_playground.generation.samplers import (
-    CHAIN_SETTINGS,
+from llm_playground.generation.penalties import (
     DRY,
     PENALTY_SETTINGS,
-    SAMPLER_CLASSES,
-    TRANSFORMERS_ORDER,
     NoRepeatNGram,
     PresenceFrequencyPenalty,
-    ProcessorList,
     RepetitionPenalty,
+)
+from llm_playground.generation.samplers import (
+    CHAIN_SETTINGS,
+    SAMPLER_CLASSES,
+    TRANSFORMERS_ORDER,
+    ProcessorList,
     Temperature,
     TopK,
     TopP,

@@ -18,6 +18,7 @@ from llm_playground.generation.decoding import (
     prepare,
     stream,
 )
+from llm_playground.generation.penalties import PENALTY_SETTINGS
 from llm_playground.generation.runner import (
     at_precision,
     bandwidth_limit,
@@ -27,7 +28,6 @@ from llm_playground.generation.runner import (
 from llm_playground.generation.samplers import (
     CHAIN_SETTINGS,
     ORDER_PRESETS,
-    PENALTY_SETTINGS,
     SAMPLER_CLASSES,
     TRANSFORMERS_ORDER,
     Setting,
