@@ -60,8 +60,11 @@ class LoRAConfig:
                 raise UserError(message)
         return self
 
-    def peft_config(self) -> Any:
-        """The equivalent ``peft.LoraConfig`` for a causal language model."""
+    def peft_config(
+        self, task_type: str = "CAUSAL_LM", modules_to_save: tuple[str, ...] = ()
+    ) -> Any:
+        """The equivalent ``peft.LoraConfig``: for a causal language model, or another task
+        (a reward model is ``SEQ_CLS`` and trains and saves its new ``score`` head too)."""
         from peft import LoraConfig
 
         return LoraConfig(
@@ -69,13 +72,14 @@ class LoRAConfig:
             lora_alpha=self.alpha,
             lora_dropout=self.dropout,
             target_modules=list(self.target_modules),
-            task_type="CAUSAL_LM",
+            modules_to_save=list(modules_to_save) or None,
+            task_type=task_type,
             bias="none",
         )
 
 
 def lora_of(settings) -> LoRAConfig:
-    """The adapter part of an SFT or DPO config (its ``lora_r``, ``lora_alpha``,
+    """The adapter part of an SFT, DPO or reward-model config (its ``lora_r``, ``lora_alpha``,
     ``lora_dropout`` and ``target_modules`` fields)."""
     return LoRAConfig(
         r=settings.lora_r,

@@ -39,6 +39,7 @@ from llm_playground.finetuning.lora import (
     check_adapter_dir,
     check_targets,
     count_trainable,
+    lora_of,
     read_meta,
     save_adapter,
 )
@@ -76,30 +77,17 @@ class RewardModelConfig:
             (self.lr > 0 and math.isfinite(self.lr), "the learning rate must be a positive number"),
             (self.batch_size >= 1, "the batch size must be at least 1"),
             (self.max_length >= 16, "the maximum length must be at least 16 tokens"),
-            (self.lora_r >= 1, "LoRA rank must be at least 1"),
-            (self.lora_alpha > 0, "LoRA alpha must be positive"),
-            (0 <= self.lora_dropout < 1, "LoRA dropout must be in [0, 1)"),
-            (len(self.target_modules) > 0, "LoRA target modules need at least one module name"),
             (0 < self.eval_frac < 1, "the held-out fraction must be between 0 and 1"),
             (0 <= self.seed < 2**32, "the seed must be between 0 and 2**32 - 1"),
         ]
         for ok, message in checks:
             if not ok:
                 raise UserError(message)
+        lora_of(self).validate()  # the adapter's own checks, as SFT and DPO make them
 
     def peft_config(self) -> Any:
         """LoRA for sequence classification; the ``score`` head trains and is saved too."""
-        from peft import LoraConfig
-
-        return LoraConfig(
-            r=self.lora_r,
-            lora_alpha=self.lora_alpha,
-            lora_dropout=self.lora_dropout,
-            target_modules=list(self.target_modules),
-            modules_to_save=["score"],
-            task_type="SEQ_CLS",
-            bias="none",
-        )
+        return lora_of(self).peft_config(task_type="SEQ_CLS", modules_to_save=("score",))
 
 
 # --- events ---------------------------------------------------------------------------------

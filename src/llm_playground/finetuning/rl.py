@@ -45,6 +45,7 @@ from typing import Any
 from llm_playground.core.errors import UserError
 from llm_playground.core.events import Done, Metric, Progress, Started
 from llm_playground.finetuning.lora import (
+    LoRAConfig,
     check_adapter_dir,
     check_targets,
     count_trainable,
@@ -355,7 +356,7 @@ def _policy(config: RLConfig, start_adapter: str | None) -> tuple[Any, Any, bool
     """The base (or the adapter to continue), its tokenizer, chat or not, and the LoRA
     settings TRL adds (None when an adapter is continued)."""
     import torch
-    from peft import LoraConfig, PeftModel
+    from peft import PeftModel
 
     from llm_playground.finetuning.sft import load_base
 
@@ -376,14 +377,9 @@ def _policy(config: RLConfig, start_adapter: str | None) -> tuple[Any, Any, bool
         chat = bool(meta.get("chat", chat)) and bool(getattr(tokenizer, "chat_template", None))
         return model, tokenizer, chat, None
     check_targets(loaded.model, config.target_modules)
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=0.0,
-        target_modules=list(config.target_modules),
-        task_type="CAUSAL_LM",
-        bias="none",
-    )
+    lora = LoRAConfig(
+        r=config.lora_r, alpha=config.lora_alpha, dropout=0.0, target_modules=config.target_modules
+    ).peft_config()
     torch.manual_seed(config.seed)
     return loaded.model, tokenizer, chat, lora
 
