@@ -134,8 +134,13 @@ def job_panel(
     if current_job(slot) is None:
         return None
     ran_key = f"job:{slot}:was_running"
+    running = current_job(slot).running
+    if running:
+        # the page drew it running: when it ends, rerun once, even if it ends before the
+        # fragment's first poll (a short job could otherwise finish unseen)
+        st.session_state[ran_key] = True
 
-    @st.fragment(run_every=run_every if current_job(slot) and current_job(slot).running else None)
+    @st.fragment(run_every=run_every if running else None)
     def panel() -> None:
         job = current_job(slot)
         if job is None:
